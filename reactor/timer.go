@@ -1,0 +1,111 @@
+package reactor
+
+import (
+	"container/heap"
+	"time"
+)
+
+// Timer is a one-shot timer owned by a loop. Its methods must be called on
+// the owner loop.
+type Timer struct {
+	loop *Loop
+	when time.Time
+	fn   func()
+	idx  int // position in the heap; -1 when not scheduled
+}
+
+// Stop prevents the timer from firing. It reports whether the timer was
+// pending. Stopping a fired or stopped timer is harmless.
+func (t *Timer) Stop() bool {
+	if t == nil || t.idx < 0 {
+		return false
+	}
+	heap.Remove(&t.loop.timers, t.idx)
+	return true
+}
+
+// Reset re-arms the timer to fire d from now, whether or not it was pending.
+// It reports whether the timer was pending.
+func (t *Timer) Reset(d time.Duration) bool {
+	was := t.Stop()
+	t.when = t.loop.Now().Add(d)
+	heap.Push(&t.loop.timers, t)
+	return was
+}
+
+// Pending reports whether the timer is scheduled.
+func (t *Timer) Pending() bool { return t != nil && t.idx >= 0 }
+
+// When returns the time the timer fires (or fired).
+func (t *Timer) When() time.Time { return t.when }
+
+// timerHeap orders timers by deadline; ties keep insertion order thanks to seq.
+type timerHeap []*Timer
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].when.Before(h[j].when) }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx = i
+	h[j].idx = j
+}
+func (h *timerHeap) Push(x any) {
+	t := x.(*Timer)
+	t.idx = len(*h)
+	*h = append(*h, t)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	n := len(old) - 1
+	t := old[n]
+	old[n] = nil
+	t.idx = -1
+	*h = old[:n]
+	return t
+}
+
+// AfterFunc schedules fn to run on the loop after d. It must be called on the
+// loop goroutine (or before the loop starts); use Post to schedule from
+// elsewhere. Timers with equal deadlines fire in an unspecified order.
+func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
+	if d < 0 {
+		d = 0
+	}
+	t := &Timer{loop: l, when: l.Now().Add(d), fn: fn, idx: -1}
+	heap.Push(&l.timers, t)
+	l.stats.timersStarted.Add(1)
+	return t
+}
+
+// runTimers fires every timer due at now, in deadline order.
+func (l *Loop) runTimers(now time.Time) int {
+	n := 0
+	for len(l.timers) > 0 {
+		t := l.timers[0]
+		if t.when.After(now) {
+			break
+		}
+		heap.Pop(&l.timers)
+		n++
+		l.stats.timersFired.Add(1)
+		l.call(t.fn)
+	}
+	return n
+}
+
+// nextTimeout returns the epoll_wait timeout in milliseconds for the next
+// timer: -1 when there is none. It rounds up so a timer never fires early.
+func (l *Loop) nextTimeout(now time.Time) int {
+	if len(l.timers) == 0 {
+		return -1
+	}
+	d := l.timers[0].when.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	ms := (d + time.Millisecond - 1) / time.Millisecond
+	if ms > 1<<30 {
+		ms = 1 << 30
+	}
+	return int(ms)
+}
