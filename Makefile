@@ -1,0 +1,34 @@
+# asyncsip — developer and CI entry points. CI runs .ci/run, i.e. `make test`
+# with CI=true, where tests that need SIPp or PostgreSQL fail instead of skip.
+
+GO ?= go
+export GO
+
+.PHONY: all test vet bench cover pg-start pg-stop
+
+all: test
+
+# Full suite: installs test deps (as root), starts a private PostgreSQL, runs
+# go vet and the race-enabled tests, always stops PostgreSQL afterwards.
+# Extra go test flags: make test GOTESTFLAGS='-run Foo -v'
+test:
+	@bash .ci/test.sh
+
+vet:
+	$(GO) vet ./...
+
+# Benchmarks only (no tests).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Coverage profile of the unit tests (no external peers started), then a summary.
+cover:
+	$(GO) test -count=1 -coverprofile=coverage.out ./...
+	$(GO) tool cover -func=coverage.out | tail -n 1
+
+# Manual control of the private test PostgreSQL (see .ci/pg.sh).
+pg-start:
+	@bash .ci/pg.sh start
+	@bash .ci/pg.sh env
+pg-stop:
+	@bash .ci/pg.sh stop
