@@ -1,0 +1,189 @@
+package tm
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// clientTx is an RFC 3261 §17.1 client transaction, owned by one loop.
+type clientTx struct {
+	s      *Server
+	ls     *loopState
+	key    string // branch|method
+	branch string
+	req    *sip.Request // as sent (kept for ACK and CANCEL construction)
+	wire   []byte
+	dst    netip.AddrPort
+	tp     Transport
+	invite bool
+	state  txState
+	retr   *reactor.Timer // A or E
+	end    *reactor.Timer // B, F, D or K
+	rInt   time.Duration
+	// onResponse gets every response except retransmissions absorbed by
+	// the state machine; onTimeout runs on Timer B/F or a transport error.
+	onResponse func(resp *sip.Response)
+	onTimeout  func()
+	ackWire    []byte
+}
+
+func clientKey(branch string, method sip.RequestMethod) string { return branch + "|" + string(method) }
+
+// startClientTx sends req (whose top Via carries branch) to dst and starts
+// the §17.1 state machine.
+func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, dst netip.AddrPort, tp Transport,
+	onResponse func(*sip.Response), onTimeout func()) *clientTx {
+	t := &clientTx{
+		s: s, ls: ls, key: clientKey(branch, req.Method), branch: branch, req: req,
+		dst: dst, tp: tp, invite: req.Method == sip.INVITE, state: stTrying,
+		onResponse: onResponse, onTimeout: onTimeout,
+	}
+	t.wire = append([]byte(nil), ls.w.bytes(req)...)
+	ls.ctx[t.key] = t
+	s.stats.ctxCreated.Add(1)
+	s.stats.sent.Add(1)
+	if err := tp.Send(ls.loop, t.wire, dst); err != nil {
+		s.stats.sendErrors.Add(1)
+		// RFC 3261 §8.1.3.1: a transport error is reported like a timeout,
+		// but after this call returns so the caller sees a started tx.
+		ls.loop.PostUrgent(func() { t.timeout() })
+		return t
+	}
+	tm := &s.timers
+	if !t.reliable() {
+		t.rInt = tm.T1
+		t.retr = ls.loop.AfterFunc(t.rInt, t.retransmit)
+	}
+	t.end = ls.loop.AfterFunc(64*tm.T1, t.timeout) // Timer B or F
+	return t
+}
+
+func (t *clientTx) reliable() bool { return t.tp.Protocol() != "UDP" }
+
+// retransmit is Timer A (INVITE) or Timer E (non-INVITE).
+func (t *clientTx) retransmit() {
+	switch {
+	case t.state == stTrying:
+	case t.state == stProceeding && !t.invite:
+	default:
+		return
+	}
+	_ = t.tp.Send(t.ls.loop, t.wire, t.dst)
+	if t.invite {
+		t.rInt *= 2 // Timer A doubles without a cap
+	} else if t.state == stProceeding {
+		t.rInt = t.s.timers.T2
+	} else {
+		t.rInt = min(2*t.rInt, t.s.timers.T2)
+	}
+	t.retr = t.ls.loop.AfterFunc(t.rInt, t.retransmit)
+}
+
+// timeout is Timer B or F: the peer never gave a final response.
+func (t *clientTx) timeout() {
+	if t.state != stTrying && t.state != stProceeding {
+		return
+	}
+	// An INVITE that got a provisional response is bounded by Timer C in
+	// the proxy core, not by Timer B (RFC 3261 §17.1.1.2).
+	if t.invite && t.state == stProceeding {
+		return
+	}
+	t.terminate()
+	if t.onTimeout != nil {
+		t.onTimeout()
+	}
+}
+
+// receive runs the state machine for a response matched to t.
+func (t *clientTx) receive(resp *sip.Response) {
+	code := resp.StatusCode
+	switch t.state {
+	case stTrying, stProceeding:
+	case stCompleted:
+		// A retransmitted final: re-send the ACK for INVITE, else absorb.
+		if t.invite && code >= 300 && t.ackWire != nil {
+			_ = t.tp.Send(t.ls.loop, t.ackWire, t.dst)
+		}
+		t.s.stats.retransAbsorbed.Add(1)
+		return
+	default:
+		return
+	}
+	if code < 200 {
+		if t.state == stTrying {
+			t.state = stProceeding
+			if t.invite {
+				t.retr.Stop()
+			} else if !t.reliable() {
+				// Timer E continues at T2 in Proceeding.
+			}
+		}
+		t.onResponse(resp)
+		return
+	}
+	t.retr.Stop()
+	t.end.Stop()
+	switch {
+	case t.invite && code < 300:
+		// The 2xx ends the INVITE client transaction; its retransmissions
+		// are forwarded statelessly by the core (RFC 3261 §17.1.1.2).
+		t.terminate()
+	case t.invite:
+		t.sendACK(resp)
+		t.state = stCompleted
+		d := 32 * time.Second // Timer D
+		if t.reliable() {
+			d = 0
+		}
+		t.end = t.ls.loop.AfterFunc(d, t.terminate)
+	default:
+		t.state = stCompleted
+		d := t.s.timers.T4 // Timer K
+		if t.reliable() {
+			d = 0
+		}
+		t.end = t.ls.loop.AfterFunc(d, t.terminate)
+	}
+	t.onResponse(resp)
+}
+
+// sendACK builds the hop-by-hop ACK for a non-2xx final (§17.1.1.3).
+func (t *clientTx) sendACK(resp *sip.Response) {
+	ack := sip.NewRequest(sip.ACK, *t.req.Recipient.Clone())
+	ack.SipVersion = "SIP/2.0"
+	ack.AppendHeader(t.req.Via().Clone())
+	for _, h := range t.req.GetHeaders("Route") {
+		ack.AppendHeader(sip.HeaderClone(h))
+	}
+	if h := t.req.MaxForwards(); h != nil {
+		mf := sip.MaxForwardsHeader(70)
+		ack.AppendHeader(&mf)
+	}
+	ack.AppendHeader(sip.HeaderClone(t.req.From()))
+	ack.AppendHeader(sip.HeaderClone(resp.To()))
+	ack.AppendHeader(sip.HeaderClone(t.req.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: t.req.CSeq().SeqNo, MethodName: sip.ACK})
+	cl := sip.ContentLengthHeader(0)
+	ack.AppendHeader(&cl)
+	t.ackWire = append([]byte(nil), t.ls.w.bytes(ack)...)
+	t.s.stats.sent.Add(1)
+	_ = t.tp.Send(t.ls.loop, t.ackWire, t.dst)
+}
+
+func (t *clientTx) terminate() {
+	if t.state == stTerminated {
+		return
+	}
+	t.state = stTerminated
+	t.retr.Stop()
+	t.end.Stop()
+	if t.ls.ctx[t.key] == t {
+		delete(t.ls.ctx, t.key)
+	}
+	t.s.stats.ctxDone.Add(1)
+}

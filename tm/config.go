@@ -1,0 +1,93 @@
+package tm
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// Timers holds the RFC 3261 timer values of one server instance (never
+// global). Zero fields take the RFC defaults.
+type Timers struct {
+	T1 time.Duration // RTT estimate (500 ms)
+	T2 time.Duration // maximum retransmit interval for non-INVITE requests and INVITE responses (4 s)
+	T4 time.Duration // maximum time a message stays in the network (5 s)
+	// TimerC bounds an INVITE branch after a provisional response (3 min,
+	// RFC 3261 §16.6 step 11: "greater than 3 minutes"; we use exactly 3).
+	TimerC time.Duration
+	// SuspendBound bounds how long a transaction may stay suspended, across
+	// all its awaits (default 64*T1 = 32 s). When it expires the caller gets
+	// SuspendTimeoutCode and a late resume is ignored.
+	SuspendBound time.Duration
+}
+
+func (t Timers) withDefaults() Timers {
+	if t.T1 <= 0 {
+		t.T1 = 500 * time.Millisecond
+	}
+	if t.T2 <= 0 {
+		t.T2 = 4 * time.Second
+	}
+	if t.T4 <= 0 {
+		t.T4 = 5 * time.Second
+	}
+	if t.TimerC <= 0 {
+		t.TimerC = 3 * time.Minute
+	}
+	if t.SuspendBound <= 0 {
+		t.SuspendBound = 64 * t.T1
+	}
+	return t
+}
+
+// Config configures a Server. The zero value of every field is useful.
+type Config struct {
+	// Timers are the transaction timers (RFC 3261 defaults when zero).
+	Timers Timers
+	// Limits bound message size, headers and Vias.
+	Limits Limits
+	// NoRecordRoute stops the proxy from adding Record-Route to
+	// dialog-creating requests (it adds it by default, RFC 3261 §16.6).
+	NoRecordRoute bool
+	// AbandonCode is the final response sent for a request whose route
+	// returned without replying, relaying, forwarding, dropping or
+	// suspending (default 500).
+	AbandonCode int
+	// SuspendTimeoutCode answers a transaction whose suspension outlived
+	// Timers.SuspendBound (default 504 Server Time-out).
+	SuspendTimeoutCode int
+	// MaxQueuedReplies bounds responses that wait while a transaction's
+	// route is suspended (default 32); beyond it provisional responses are
+	// dropped and counted.
+	MaxQueuedReplies int
+	// Resolver turns a next-hop host into an address. The default accepts
+	// IP literals and "localhost"; DNS names give an error (503).
+	Resolver func(host string) (netip.Addr, error)
+	// Logger receives logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Routes are the user's routing functions. Every one runs on the owner loop
+// of its transaction; a route never runs twice at once for a transaction.
+type Routes struct {
+	// Request runs for every new request (including ACK for 2xx and other
+	// in-dialog requests; CANCELs that match a transaction are handled by
+	// tm). It must reply, relay, forward, drop or suspend.
+	Request func(c *Context)
+	// Reply runs for each response received on a branch (except 100),
+	// with c.Resp set. It may c.Drop() a provisional response. By default
+	// the response is relayed upstream as RFC 3261 §16.7 says.
+	Reply func(c *Context)
+	// Failure runs once every branch has a final response and none was
+	// 2xx, with c.Resp set to the best response. It may relay again
+	// (serial forking) or reply; by default the best response is sent.
+	Failure func(c *Context)
+	// Branch runs for each outgoing branch before it is sent; it may edit
+	// b.Req or call b.Drop().
+	Branch func(c *Context, b *Branch)
+}
+
+// loopOf returns the per-loop state for l.
+func (s *Server) loopOf(l *reactor.Loop) *loopState { return s.loops[l.ID()] }

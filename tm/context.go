@@ -1,0 +1,257 @@
+package tm
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// Errors returned by Context actions.
+var (
+	// ErrFinalSent: the transaction already has a final response.
+	ErrFinalSent = errors.New("tm: final response already sent")
+	// ErrNoTransaction: the action needs a transaction (ACK has none).
+	ErrNoTransaction = errors.New("tm: no transaction for this request")
+	// ErrWrongRoute: the action is not allowed in this kind of route.
+	ErrWrongRoute = errors.New("tm: action not allowed in this route")
+	// ErrCancelled: the request was cancelled; Relay sent 487 instead.
+	ErrCancelled = errors.New("tm: request cancelled, 487 sent")
+	// ErrSuspended: the context is already suspended.
+	ErrSuspended = errors.New("tm: context already suspended")
+	// ErrBadTarget: a target or destination URI did not parse.
+	ErrBadTarget = errors.New("tm: bad target URI")
+)
+
+// RouteKind says which route a Context is running.
+type RouteKind uint8
+
+// Route kinds.
+const (
+	RouteNone RouteKind = iota
+	RouteRequest
+	RouteReply
+	RouteFailure
+	RouteBranch
+)
+
+func (k RouteKind) String() string {
+	return [...]string{"none", "request", "reply", "failure", "branch"}[k]
+}
+
+// Context is the processing context of one transaction: what every route
+// receives. It survives suspension: edits to Req, the destination, flags and
+// values made before an await are there after it. A Context is used only on
+// its owner loop.
+type Context struct {
+	// Req is the request being processed. Routes may edit it; relayed
+	// branches are clones of it.
+	Req *sip.Request
+	// Resp is the response a reply route runs for, or the best response a
+	// failure route runs for; nil in the request route.
+	Resp *sip.Response
+
+	s      *Server
+	ls     *loopState
+	stx    *serverTx
+	routes *Routes
+	src    netip.AddrPort
+	tp     Transport
+	log    *slog.Logger
+
+	values map[string]any
+	flags  uint64
+	dst    string
+
+	kind      RouteKind
+	acted     bool // final reply, relay, forward or drop in this route run
+	dropped   bool
+	cancelled bool
+	final     bool // a final response went upstream
+	looseRt   bool
+
+	suspended bool
+	gen       uint32
+	bound     *reactor.Timer
+	aborts    []func()
+	cont      func()
+
+	branches []*Branch
+	cur      *Branch
+	queue    []queued
+	failing  bool
+	ended    bool
+}
+
+type queued struct {
+	br   *Branch
+	resp *sip.Response
+}
+
+// Loop returns the owner loop of the transaction.
+func (c *Context) Loop() *reactor.Loop { return c.ls.loop }
+
+// Kind returns the route being run.
+func (c *Context) Kind() RouteKind { return c.kind }
+
+// Source returns the address the request came from.
+func (c *Context) Source() netip.AddrPort { return c.src }
+
+// Transport returns the transport the request came in on.
+func (c *Context) Transport() Transport { return c.tp }
+
+// Cancelled reports whether a CANCEL arrived for this INVITE.
+func (c *Context) Cancelled() bool { return c.cancelled }
+
+// FinalSent reports whether a final response was sent upstream.
+func (c *Context) FinalSent() bool { return c.final }
+
+// LooseRouted reports whether the request carried a Route to this proxy that
+// tm removed (an in-dialog request record-routed through us).
+func (c *Context) LooseRouted() bool { return c.looseRt }
+
+// InDialog reports whether the request has a To tag.
+func (c *Context) InDialog() bool {
+	if to := c.Req.To(); to != nil {
+		return to.Params.Has("tag")
+	}
+	return false
+}
+
+// Branch returns the branch a reply route runs for (nil elsewhere).
+func (c *Context) Branch() *Branch { return c.cur }
+
+// Branches returns the branches relayed so far.
+func (c *Context) Branches() []*Branch { return c.branches }
+
+// Logger returns a logger carrying the Call-ID, CSeq and loop.
+func (c *Context) Logger() *slog.Logger {
+	if c.log == nil {
+		c.log = c.s.log.With("call_id", string(*c.Req.CallID()), "cseq", c.Req.CSeq().Value(), "loop", c.ls.loop.ID())
+	}
+	return c.log
+}
+
+// Set stores a per-transaction value; it survives suspension (OpenSIPS AVPs).
+func (c *Context) Set(key string, v any) {
+	if c.values == nil {
+		c.values = make(map[string]any, 4)
+	}
+	c.values[key] = v
+}
+
+// Get returns a per-transaction value.
+func (c *Context) Get(key string) (any, bool) {
+	v, ok := c.values[key]
+	return v, ok
+}
+
+// Value returns the per-transaction value key as a T.
+func Value[T any](c *Context, key string) (T, bool) {
+	v, ok := c.values[key].(T)
+	return v, ok
+}
+
+// SetFlag sets message flag n (0..63).
+func (c *Context) SetFlag(n uint) { c.flags |= 1 << (n & 63) }
+
+// ResetFlag clears message flag n.
+func (c *Context) ResetFlag(n uint) { c.flags &^= 1 << (n & 63) }
+
+// Flag reports message flag n.
+func (c *Context) Flag(n uint) bool { return c.flags&(1<<(n&63)) != 0 }
+
+// SetDestination sets the next hop for relayed branches (OpenSIPS $du),
+// leaving the Request-URI alone: "sip:10.0.0.1:5060" or "10.0.0.1:5060".
+func (c *Context) SetDestination(uri string) error {
+	if uri == "" {
+		c.dst = ""
+		return nil
+	}
+	if _, err := parseTarget(uri); err != nil {
+		return err
+	}
+	c.dst = uri
+	return nil
+}
+
+// Destination returns the next-hop override, if any.
+func (c *Context) Destination() string { return c.dst }
+
+// parseTarget parses "sip:…", "sips:…" or a bare "host[:port]".
+func parseTarget(s string) (sip.Uri, error) {
+	var u sip.Uri
+	in := s
+	if !hasScheme(s) {
+		in = "sip:" + s
+	}
+	if err := sip.ParseUri(in, &u); err != nil {
+		return u, fmt.Errorf("%w: %q: %v", ErrBadTarget, s, err)
+	}
+	if u.Host == "" {
+		return u, fmt.Errorf("%w: %q has no host", ErrBadTarget, s)
+	}
+	return u, nil
+}
+
+func hasScheme(s string) bool {
+	for i := 0; i < len(s) && i < 6; i++ {
+		if s[i] == ':' {
+			p := s[:i]
+			return p == "sip" || p == "sips" || p == "tel"
+		}
+	}
+	return false
+}
+
+// Reply sends a response upstream. A 1xx keeps the transaction open; a
+// final response ends it (and cancels pending branches). Extra headers are
+// appended. Reply is allowed in the request and failure routes.
+func (c *Context) Reply(code int, reason string, hdrs ...sip.Header) error {
+	if c.stx == nil {
+		return ErrNoTransaction
+	}
+	if c.kind == RouteReply || c.kind == RouteBranch {
+		return fmt.Errorf("%w: Reply in %s route", ErrWrongRoute, c.kind)
+	}
+	if c.final {
+		return ErrFinalSent
+	}
+	if code < 100 || code > 699 {
+		return fmt.Errorf("tm: invalid status code %d", code)
+	}
+	if reason == "" {
+		reason = StatusText(code)
+	}
+	resp := c.s.makeResponse(c.Req, code, reason, c.stx.toTag, hdrs...)
+	c.sendUpstream(resp)
+	if code >= 200 {
+		c.acted = true
+	}
+	return nil
+}
+
+// Drop ends the route without an answer. In the request route the request
+// is absorbed silently (its retransmissions too); in a reply route the
+// provisional response being processed is not relayed (a final response
+// cannot be dropped: RFC 3261 §16.7).
+func (c *Context) Drop() {
+	c.dropped = true
+	c.acted = true
+}
+
+// sendUpstream sends resp on the server transaction and records finality.
+func (c *Context) sendUpstream(resp *sip.Response) {
+	if resp.StatusCode >= 200 {
+		if c.final && resp.StatusCode >= 300 {
+			return
+		}
+		c.final = true
+		c.cancelBranches()
+	}
+	c.stx.respond(resp)
+}

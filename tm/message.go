@@ -1,0 +1,181 @@
+package tm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// This file is the parser seam: the one place that turns bytes into messages
+// and messages into bytes. A faster parser replaces sipgo's here, and nowhere
+// else.
+
+// Errors from the sanity gate, the parser and validation. Each is matched
+// with errors.Is; the wrapped text says what exactly was wrong.
+var (
+	ErrTooLarge      = errors.New("tm: message too large")
+	ErrMalformed     = errors.New("tm: malformed message")
+	ErrMissingHeader = errors.New("tm: missing mandatory header")
+	ErrTooManyVias   = errors.New("tm: too many Via headers")
+	ErrTooManyHdrs   = errors.New("tm: too many headers")
+	ErrBadCLength    = errors.New("tm: Content-Length does not match the body")
+)
+
+// Limits bound what a message may contain. Zero fields take the defaults.
+type Limits struct {
+	// MaxMessage is the largest message accepted, in bytes (default 65507).
+	MaxMessage int
+	// MaxHeaders is the most header fields accepted (default 128).
+	MaxHeaders int
+	// MaxVias is the most Via header values accepted (default 32).
+	MaxVias int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxMessage <= 0 {
+		l.MaxMessage = 65507
+	}
+	if l.MaxHeaders <= 0 {
+		l.MaxHeaders = 128
+	}
+	if l.MaxVias <= 0 {
+		l.MaxVias = 32
+	}
+	return l
+}
+
+// Precheck is the cheap sanity gate run before parsing: size, a plausible
+// start line, the header count, and Content-Length against the datagram. It
+// looks at bytes only and allocates nothing.
+func Precheck(data []byte, lim Limits) error {
+	lim = lim.withDefaults()
+	if len(data) > lim.MaxMessage {
+		return fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), lim.MaxMessage)
+	}
+	if len(data) < 16 {
+		return fmt.Errorf("%w: %d bytes", ErrMalformed, len(data))
+	}
+	eol := bytes.Index(data, []byte("\r\n"))
+	if eol < 0 {
+		return fmt.Errorf("%w: no CRLF after the start line", ErrMalformed)
+	}
+	line := data[:eol]
+	isResp := bytes.HasPrefix(line, []byte("SIP/2.0 "))
+	if !isResp && !bytes.HasSuffix(line, []byte(" SIP/2.0")) {
+		return fmt.Errorf("%w: start line is neither a request nor a response", ErrMalformed)
+	}
+	end := bytes.Index(data, []byte("\r\n\r\n"))
+	if end < 0 {
+		return fmt.Errorf("%w: no empty line after the headers", ErrMalformed)
+	}
+	head := data[:end+2]
+	if n := bytes.Count(head, []byte("\r\n")) - 1; n > lim.MaxHeaders {
+		return fmt.Errorf("%w: %d > %d", ErrTooManyHdrs, n, lim.MaxHeaders)
+	}
+	body := len(data) - (end + 4)
+	if cl, ok := findContentLength(head); ok {
+		if cl < 0 || cl > body {
+			return fmt.Errorf("%w: Content-Length %d, body %d bytes", ErrBadCLength, cl, body)
+		}
+	}
+	return nil
+}
+
+// findContentLength finds a Content-Length (or compact "l") header value.
+// It returns -1 for an unparsable value.
+func findContentLength(head []byte) (int, bool) {
+	for len(head) > 0 {
+		i := bytes.Index(head, []byte("\r\n"))
+		if i < 0 {
+			break
+		}
+		line := head[:i]
+		head = head[i+2:]
+		c := bytes.IndexByte(line, ':')
+		if c < 0 {
+			continue
+		}
+		name := bytes.TrimSpace(line[:c])
+		if !bytes.EqualFold(name, []byte("Content-Length")) && !bytes.EqualFold(name, []byte("l")) {
+			continue
+		}
+		v, err := strconv.Atoi(string(bytes.TrimSpace(line[c+1:])))
+		if err != nil {
+			return -1, true
+		}
+		return v, true
+	}
+	return 0, false
+}
+
+// Parse runs the sanity gate and the parser. The returned message owns its
+// memory: it does not alias data.
+func Parse(p *sip.Parser, data []byte, lim Limits) (sip.Message, error) {
+	if err := Precheck(data, lim); err != nil {
+		return nil, err
+	}
+	msg, err := p.ParseSIP(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return msg, nil
+}
+
+// NewParser returns a parser configured for lim.
+func NewParser(lim Limits) *sip.Parser {
+	p := sip.NewParser()
+	p.MaxMessageLength = lim.withDefaults().MaxMessage
+	return p
+}
+
+// Validate checks what RFC 3261 §16.3 (and §8.1.1 for responses) requires of
+// a message before a proxy acts on it: Via, From, To, Call-ID and CSeq
+// present; a request's CSeq method equal to its method; Max-Forwards
+// numeric; and the Via count within lim.
+func Validate(msg sip.Message, lim Limits) error {
+	lim = lim.withDefaults()
+	if msg.Via() == nil {
+		return fmt.Errorf("%w: Via", ErrMissingHeader)
+	}
+	if msg.From() == nil {
+		return fmt.Errorf("%w: From", ErrMissingHeader)
+	}
+	if msg.To() == nil {
+		return fmt.Errorf("%w: To", ErrMissingHeader)
+	}
+	if msg.CallID() == nil || *msg.CallID() == "" {
+		return fmt.Errorf("%w: Call-ID", ErrMissingHeader)
+	}
+	cseq := msg.CSeq()
+	if cseq == nil {
+		return fmt.Errorf("%w: CSeq", ErrMissingHeader)
+	}
+	if n := len(msg.GetHeaders("Via")); n > lim.MaxVias {
+		return fmt.Errorf("%w: %d > %d", ErrTooManyVias, n, lim.MaxVias)
+	}
+	if req, ok := msg.(*sip.Request); ok {
+		if cseq.MethodName != req.Method {
+			return fmt.Errorf("%w: CSeq method %s differs from %s", ErrMalformed, cseq.MethodName, req.Method)
+		}
+		if req.Recipient.Host == "" && req.Recipient.Scheme != "tel" {
+			return fmt.Errorf("%w: Request-URI has no host", ErrMalformed)
+		}
+	}
+	if cl := msg.ContentLength(); cl != nil && int(*cl) != len(msg.Body()) {
+		return fmt.Errorf("%w: Content-Length %d, body %d bytes", ErrBadCLength, int(*cl), len(msg.Body()))
+	}
+	return nil
+}
+
+// writer is the serializer: sipgo's StringWrite into a reused buffer.
+type writer struct{ buf bytes.Buffer }
+
+// bytes serializes msg; the result is valid until the next call.
+func (w *writer) bytes(msg sip.Message) []byte {
+	w.buf.Reset()
+	msg.StringWrite(&w.buf)
+	return w.buf.Bytes()
+}

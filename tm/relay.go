@@ -1,0 +1,254 @@
+package tm
+
+import (
+	"fmt"
+	"hash/maphash"
+	"net/netip"
+	"strconv"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// Branch is one outgoing branch of a relayed request.
+type Branch struct {
+	// Req is the request sent on this branch: a clone of Context.Req with
+	// its own Request-URI. A Branch route may edit it.
+	Req *sip.Request
+	// Index is the position of the branch in Context.Branches.
+	Index int
+
+	c          *Context
+	tx         *clientTx
+	resp       *sip.Response // final response (real or synthesized)
+	code       int
+	provisonal bool
+	done       bool
+	dropped    bool
+	cancelWant bool
+	cancelSent bool
+	timerC     *reactor.Timer
+	guard      *reactor.Timer
+}
+
+// Drop stops the branch from being sent (in a Branch route).
+func (b *Branch) Drop() { b.dropped = true }
+
+// Code returns the final status of the branch (0 while pending).
+func (b *Branch) Code() int { return b.code }
+
+// Response returns the branch's final response, if any.
+func (b *Branch) Response() *sip.Response { return b.resp }
+
+// Relay forwards the request statefully (RFC 3261 §16.6). With no targets it
+// sends one branch to the Request-URI; each target ("sip:…" URI) starts a
+// parallel branch with that Request-URI. The next hop is the destination set
+// with SetDestination, else the first Route, else the Request-URI. Relay is
+// allowed in the request and failure routes (the latter is serial forking).
+// For an ACK or a request without transaction it forwards statelessly.
+func (c *Context) Relay(targets ...string) error {
+	if c.stx == nil {
+		return c.Forward()
+	}
+	if c.kind != RouteRequest && c.kind != RouteFailure {
+		return fmt.Errorf("%w: Relay in %s route", ErrWrongRoute, c.kind)
+	}
+	if c.final {
+		return ErrFinalSent
+	}
+	if c.cancelled && c.stx.invite {
+		_ = c.Reply(487, "Request Terminated")
+		return ErrCancelled
+	}
+	uris := make([]sip.Uri, 0, max(1, len(targets)))
+	for _, t := range targets {
+		u, err := parseTarget(t)
+		if err != nil {
+			return err
+		}
+		uris = append(uris, u)
+	}
+	if len(uris) == 0 {
+		uris = append(uris, c.Req.Recipient)
+	}
+	sent := 0
+	var lastErr error
+	for _, u := range uris {
+		if err := c.startBranch(u); err != nil {
+			lastErr = err
+			continue
+		}
+		sent++
+	}
+	c.acted = true
+	if sent == 0 {
+		// RFC 3261 §16.6 step 8 / §16.9: nothing could be sent.
+		if c.allDone() {
+			c.acted = false
+			_ = c.Reply(503, "Service Unavailable")
+			c.acted = true
+		}
+		return lastErr
+	}
+	return nil
+}
+
+// startBranch builds, routes and sends one branch.
+func (c *Context) startBranch(ruri sip.Uri) error {
+	s := c.s
+	req := c.Req.Clone()
+	req.Recipient = *ruri.Clone()
+	if mf := req.MaxForwards(); mf != nil {
+		v := *mf - 1
+		req.ReplaceHeader(&v)
+	} else {
+		v := sip.MaxForwardsHeader(70)
+		req.AppendHeader(&v)
+	}
+	b := &Branch{Req: req, Index: len(c.branches), c: c}
+	if fn := c.routes.Branch; fn != nil {
+		k := c.kind
+		c.kind = RouteBranch
+		c.call(func() { fn(c, b) })
+		c.kind = k
+		if b.dropped {
+			return fmt.Errorf("tm: branch %d dropped by the branch route", b.Index)
+		}
+	}
+	dst, tp, err := c.nextHop(b.Req)
+	if err != nil {
+		return err
+	}
+	host, port := tp.Advertised()
+	if !s.cfg.NoRecordRoute && recordRoutable(b.Req) {
+		rr := &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.HeaderParams{{K: "lr", V: ""}}}}
+		b.Req.PrependHeader(rr)
+	}
+	branch := s.nextBranch(c.ls)
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
+		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
+	b.Req.PrependHeader(via)
+	c.branches = append(c.branches, b)
+	b.tx = s.startClientTx(c.ls, b.Req, branch, dst, tp,
+		func(resp *sip.Response) { c.onBranchResponse(b, resp) },
+		func() { c.branchFailed(b, 408, "Request Timeout") })
+	if b.Req.Method == sip.INVITE {
+		b.timerC = c.ls.loop.AfterFunc(s.timers.TimerC, func() { c.timerC(b) })
+	}
+	return nil
+}
+
+// recordRoutable: Record-Route goes on dialog-creating requests.
+func recordRoutable(req *sip.Request) bool {
+	if req.Method == sip.REGISTER || req.Method == sip.CANCEL || req.Method == sip.ACK {
+		return false
+	}
+	to := req.To()
+	return to == nil || !to.Params.Has("tag")
+}
+
+// nextHop picks where a request goes: the destination override, the first
+// Route, or the Request-URI.
+func (c *Context) nextHop(req *sip.Request) (netip.AddrPort, Transport, error) {
+	var u sip.Uri
+	switch {
+	case c.dst != "":
+		var err error
+		if u, err = parseTarget(c.dst); err != nil {
+			return netip.AddrPort{}, nil, err
+		}
+	case req.Route() != nil:
+		u = req.Route().Address
+	default:
+		u = req.Recipient
+	}
+	addr, err := c.s.resolve(u.Host, u.Port)
+	if err != nil {
+		return netip.AddrPort{}, nil, err
+	}
+	tp, err := c.s.transportFor(addr.Addr())
+	if err != nil {
+		return netip.AddrPort{}, nil, err
+	}
+	return addr, tp, nil
+}
+
+// Forward sends the request on statelessly (RFC 3261 §16.11): no client
+// transaction, a branch derived from the incoming one so retransmissions get
+// the same branch, and no state kept. The server transaction (if any) is
+// released so retransmissions are forwarded again.
+func (c *Context) Forward() error {
+	if c.kind != RouteRequest {
+		return fmt.Errorf("%w: Forward in %s route", ErrWrongRoute, c.kind)
+	}
+	if c.final {
+		return ErrFinalSent
+	}
+	s := c.s
+	req := c.Req.Clone()
+	if mf := req.MaxForwards(); mf != nil {
+		v := *mf - 1
+		req.ReplaceHeader(&v)
+	}
+	dst, tp, err := c.nextHop(req)
+	if err != nil {
+		return err
+	}
+	host, port := tp.Advertised()
+	inBranch, _ := c.Req.Via().Params.Get("branch")
+	h := maphash.String(s.seed, inBranch+"|"+c.Req.Recipient.String())
+	branch := "z9hG4bK" + s.tag + ".s." + strconv.FormatUint(h, 36)
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
+		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
+	req.PrependHeader(via)
+	s.stats.stateless.Add(1)
+	err = s.send(c.ls, req, dst, tp)
+	c.acted = true
+	if c.stx != nil {
+		c.stx.ctx = nil
+		c.stx.terminate()
+		c.stx = nil
+	}
+	return err
+}
+
+// forwardResponseStateless sends a response that matches no transaction to
+// the next Via, after removing ours (2xx retransmissions, responses to
+// stateless forwards). Responses whose top Via is not ours are dropped.
+func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
+	via := resp.Via()
+	br, _ := via.Params.Get("branch")
+	if !s.ours(br) {
+		s.stats.countDrop("stray")
+		return
+	}
+	resp.RemoveHeader("Via")
+	next := resp.Via()
+	if next == nil {
+		s.stats.countDrop("stray")
+		return
+	}
+	host := next.Host
+	if r, ok := next.Params.Get("received"); ok && r != "" {
+		host = r
+	}
+	port := next.Port
+	if rp, ok := next.Params.Get("rport"); ok && rp != "" {
+		if p, err := strconv.Atoi(rp); err == nil {
+			port = p
+		}
+	}
+	addr, err := s.resolve(host, port)
+	if err != nil {
+		s.stats.countDrop("route")
+		return
+	}
+	tp, err := s.transportFor(addr.Addr())
+	if err != nil {
+		s.stats.countDrop("route")
+		return
+	}
+	s.stats.stateless.Add(1)
+	_ = s.send(ls, resp, addr, tp)
+}

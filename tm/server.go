@@ -1,0 +1,305 @@
+package tm
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// Transport sends serialized messages for the server. tm calls Send on the
+// owner loop of the transaction; Send must not block.
+type Transport interface {
+	// Send writes one message to `to`, on loop l.
+	Send(l *reactor.Loop, b []byte, to netip.AddrPort) error
+	// Protocol is the Via transport token: "UDP", "TCP", "TLS", "WS".
+	Protocol() string
+	// Advertised is the host and port put in Via and Record-Route.
+	Advertised() (host string, port int)
+	// LocalAddr is the bound address, used to pick a transport by family.
+	LocalAddr() netip.AddrPort
+}
+
+// ErrNoTransport is returned when no transport can reach a destination.
+var ErrNoTransport = errors.New("tm: no transport for destination")
+
+// ErrNoRoute is returned when a next hop cannot be resolved.
+var ErrNoRoute = errors.New("tm: cannot resolve next hop")
+
+// Server is the transaction layer and stateful proxy core. It owns one
+// table per loop; a transaction is only touched by its owner loop, chosen by
+// the Call-ID so that every transaction of a call (INVITE, CANCEL, ACK,
+// responses) lands on the same loop.
+type Server struct {
+	cfg      Config
+	timers   Timers
+	lim      Limits
+	log      *slog.Logger
+	loops    []*loopState
+	group    []*reactor.Loop
+	tps      []Transport
+	routes   atomic.Pointer[Routes]
+	seed     maphash.Seed
+	tag      string // random per server: makes branches and to-tags unique
+	stats    Stats
+	draining atomic.Bool
+}
+
+// loopState is everything one loop owns. No locks: only that loop touches it.
+type loopState struct {
+	loop    *reactor.Loop
+	parser  *sip.Parser
+	w       writer
+	stx     map[string]*serverTx
+	ctx     map[string]*clientTx // by branch + method
+	counter uint64
+}
+
+// NewServer creates the transaction layer on loops (their IDs must be their
+// indexes, as in a reactor.Group). Add transports with AddTransport and feed
+// received datagrams to Receive.
+func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AbandonCode == 0 {
+		cfg.AbandonCode = 500
+	}
+	if cfg.SuspendTimeoutCode == 0 {
+		cfg.SuspendTimeoutCode = 504
+	}
+	if cfg.MaxQueuedReplies <= 0 {
+		cfg.MaxQueuedReplies = 32
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = literalResolver
+	}
+	var rb [6]byte
+	_, _ = rand.Read(rb[:])
+	s := &Server{
+		cfg:    cfg,
+		timers: cfg.Timers.withDefaults(),
+		lim:    cfg.Limits.withDefaults(),
+		log:    cfg.Logger,
+		group:  loops,
+		seed:   maphash.MakeSeed(),
+		tag:    hex.EncodeToString(rb[:]),
+	}
+	r := routes
+	s.routes.Store(&r)
+	for i, l := range loops {
+		if l.ID() != i {
+			panic(fmt.Sprintf("tm: loop %d has ID %d; loop IDs must be their indexes", i, l.ID()))
+		}
+		s.loops = append(s.loops, &loopState{
+			loop:   l,
+			parser: NewParser(s.lim),
+			stx:    make(map[string]*serverTx),
+			ctx:    make(map[string]*clientTx),
+		})
+	}
+	return s
+}
+
+// AddTransport registers a transport. Call it before traffic flows.
+func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, tp) }
+
+// SetRoutes replaces the routes. Transactions already running keep the
+// routes they started with (their Context holds them).
+func (s *Server) SetRoutes(r Routes) { s.routes.Store(&r) }
+
+// Drain makes the server answer new requests 503 (with Retry-After) while
+// transactions in progress finish.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Stats returns the server's counters.
+func (s *Server) Stats() StatsSnapshot { return s.stats.snapshot() }
+
+// owner returns the loop that owns every transaction of callID.
+func (s *Server) owner(callID string) *loopState {
+	if len(s.loops) == 1 {
+		return s.loops[0]
+	}
+	h := maphash.String(s.seed, callID)
+	return s.loops[h%uint64(len(s.loops))]
+}
+
+// Receive handles one datagram received on loop l from `from` over tp. data
+// is only read during the call. Bad input is counted and dropped, or
+// answered 400 when the message is complete enough to answer.
+func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
+	ls := s.loopOf(l)
+	s.stats.received.Add(1)
+	if isKeepAlive(data) {
+		return
+	}
+	msg, err := Parse(ls.parser, data, s.lim)
+	if err != nil {
+		s.dropped(reasonOf(err), from, err)
+		return
+	}
+	if err := Validate(msg, s.lim); err != nil {
+		s.stats.dropInvalid.Add(1)
+		if req, ok := msg.(*sip.Request); ok && canAnswer(req) {
+			s.replyStateless(ls, req, from, tp, 400, badRequestReason(err))
+		} else {
+			s.dropped("invalid", from, err)
+		}
+		return
+	}
+	owner := s.owner(string(*msg.CallID()))
+	if owner == ls {
+		s.dispatch(owner, msg, from, tp)
+		return
+	}
+	s.stats.handoffs.Add(1)
+	if err := owner.loop.Post(func() { s.dispatch(owner, msg, from, tp) }); err != nil {
+		s.dropped("closed", from, err)
+	}
+}
+
+func (s *Server) dispatch(ls *loopState, msg sip.Message, from netip.AddrPort, tp Transport) {
+	switch m := msg.(type) {
+	case *sip.Request:
+		s.handleRequest(ls, m, from, tp)
+	case *sip.Response:
+		s.handleResponse(ls, m, from, tp)
+	}
+}
+
+func (s *Server) dropped(reason string, from netip.AddrPort, err error) {
+	s.stats.countDrop(reason)
+	if s.log.Enabled(nil, slog.LevelDebug) {
+		s.log.Debug("tm: message dropped", "reason", reason, "from", from, "err", err)
+	}
+}
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return "size"
+	case errors.Is(err, ErrTooManyHdrs):
+		return "headers"
+	default:
+		return "parse"
+	}
+}
+
+// canAnswer reports whether a request carries what a response needs.
+func canAnswer(req *sip.Request) bool {
+	return req.Method != sip.ACK && req.Via() != nil && req.From() != nil &&
+		req.To() != nil && req.CallID() != nil && req.CSeq() != nil
+}
+
+func badRequestReason(err error) string {
+	switch {
+	case errors.Is(err, ErrBadCLength):
+		return "Bad Request (Content-Length)"
+	case errors.Is(err, ErrTooManyVias):
+		return "Bad Request (Too Many Via)"
+	default:
+		return "Bad Request"
+	}
+}
+
+func isKeepAlive(b []byte) bool {
+	for _, c := range b {
+		if c != '\r' && c != '\n' && c != ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+// nextBranch returns a new RFC 3261 branch unique to this server.
+func (s *Server) nextBranch(ls *loopState) string {
+	ls.counter++
+	return "z9hG4bK" + s.tag + "." + strconv.Itoa(ls.loop.ID()) + "." + strconv.FormatUint(ls.counter, 36)
+}
+
+// ours reports whether a branch was made by this server.
+func (s *Server) ours(branch string) bool {
+	return len(branch) > 7+len(s.tag) && branch[7:7+len(s.tag)] == s.tag
+}
+
+// transportFor picks a transport that can reach addr (same address family;
+// the first registered wins).
+func (s *Server) transportFor(addr netip.Addr) (Transport, error) {
+	v4 := addr.Unmap().Is4()
+	for _, tp := range s.tps {
+		if tp.LocalAddr().Addr().Unmap().Is4() == v4 {
+			return tp, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %s", ErrNoTransport, addr)
+}
+
+// isLocal reports whether host:port names one of our transports.
+func (s *Server) isLocal(host string, port int) bool {
+	for _, tp := range s.tps {
+		h, p := tp.Advertised()
+		if port == 0 {
+			port = 5060
+		}
+		if p == port && (h == host || stripBrackets(h) == stripBrackets(host)) {
+			return true
+		}
+		if la := tp.LocalAddr(); int(la.Port()) == port {
+			if a, err := netip.ParseAddr(stripBrackets(host)); err == nil && a == la.Addr() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func stripBrackets(h string) string {
+	if len(h) > 1 && h[0] == '[' && h[len(h)-1] == ']' {
+		return h[1 : len(h)-1]
+	}
+	return h
+}
+
+// literalResolver is the default resolver: IP literals and localhost only.
+func literalResolver(host string) (netip.Addr, error) {
+	if host == "localhost" {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
+	}
+	a, err := netip.ParseAddr(stripBrackets(host))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address (set Config.Resolver for DNS)", ErrNoRoute, host)
+	}
+	return a, nil
+}
+
+// resolve turns host and port (0 = 5060) into an address.
+func (s *Server) resolve(host string, port int) (netip.AddrPort, error) {
+	a, err := s.cfg.Resolver(host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if port <= 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+}
+
+// send serializes msg and sends it to `to` on ls.
+func (s *Server) send(ls *loopState, msg sip.Message, to netip.AddrPort, tp Transport) error {
+	b := ls.w.bytes(msg)
+	s.stats.sent.Add(1)
+	if err := tp.Send(ls.loop, b, to); err != nil {
+		s.stats.sendErrors.Add(1)
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+package tm
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+type txState uint8
+
+const (
+	stTrying txState = iota // client: Calling/Trying; server: Trying
+	stProceeding
+	stCompleted
+	stConfirmed // INVITE server: ACK received
+	stAccepted  // INVITE server after 2xx (RFC 6026)
+	stTerminated
+)
+
+// serverTx is an RFC 3261 §17.2 server transaction, owned by one loop.
+type serverTx struct {
+	s      *Server
+	ls     *loopState
+	key    string
+	req    *sip.Request
+	src    netip.AddrPort // where the request came from
+	dst    netip.AddrPort // where responses go (§18.2.2, RFC 3581)
+	tp     Transport
+	invite bool
+	state  txState
+	last   []byte // last response sent, for retransmissions
+	code   int    // status of the last response sent
+	toTag  string
+	timer  *reactor.Timer // G (retransmit)
+	timer2 *reactor.Timer // H, I, J, L (end)
+	gInt   time.Duration
+	ctx    *Context
+}
+
+// serverKey is the §17.2.3 matching key: branch, sent-by and method (ACK
+// matches its INVITE). Requests without the magic cookie fall back to the
+// RFC 2543 identity: Call-ID, CSeq number, From tag and top Via.
+func serverKey(req *sip.Request, method sip.RequestMethod) string {
+	via := req.Via()
+	if method == sip.ACK {
+		method = sip.INVITE
+	}
+	br, _ := via.Params.Get("branch")
+	if len(br) > 7 && br[:7] == "z9hG4bK" {
+		return br + "|" + via.Host + ":" + strconv.Itoa(via.Port) + "|" + string(method)
+	}
+	ft, _ := req.From().Params.Get("tag")
+	return "2543|" + string(*req.CallID()) + "|" + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) +
+		"|" + ft + "|" + via.Host + ":" + strconv.Itoa(via.Port) + "|" + string(method)
+}
+
+// responseAddr is where responses to req go: the source IP (received) and
+// the rport if asked for, else the Via port (RFC 3261 §18.2.2, RFC 3581).
+func responseAddr(req *sip.Request, src netip.AddrPort) netip.AddrPort {
+	via := req.Via()
+	if _, ok := via.Params.Get("rport"); ok {
+		return src
+	}
+	port := via.Port
+	if port <= 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(src.Addr(), uint16(port))
+}
+
+func (s *Server) newServerTx(ls *loopState, key string, req *sip.Request, src netip.AddrPort, tp Transport) *serverTx {
+	t := &serverTx{
+		s: s, ls: ls, key: key, req: req, src: src, tp: tp,
+		dst:    responseAddr(req, src),
+		invite: req.Method == sip.INVITE,
+		state:  stTrying,
+	}
+	if t.invite {
+		t.state = stProceeding
+	}
+	ls.stx[key] = t
+	s.stats.stxCreated.Add(1)
+	return t
+}
+
+// retransmit handles a retransmitted request: re-send the last response.
+func (t *serverTx) retransmit() {
+	t.s.stats.retransAbsorbed.Add(1)
+	switch t.state {
+	case stProceeding, stCompleted:
+		if t.last != nil {
+			_ = t.tp.Send(t.ls.loop, t.last, t.dst)
+		}
+	}
+}
+
+// respond sends resp on the transaction and moves its state machine.
+func (t *serverTx) respond(resp *sip.Response) {
+	if t.state == stAccepted && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// Every 2xx of a forked INVITE goes upstream (RFC 3261 §16.7 step 5).
+		t.s.stats.sent.Add(1)
+		_ = t.tp.Send(t.ls.loop, t.ls.w.bytes(resp), t.dst)
+		return
+	}
+	if t.state >= stCompleted {
+		return // a final response was already sent
+	}
+	b := t.ls.w.bytes(resp)
+	t.last = append(t.last[:0], b...)
+	t.code = resp.StatusCode
+	t.s.stats.sent.Add(1)
+	if err := t.tp.Send(t.ls.loop, t.last, t.dst); err != nil {
+		t.s.stats.sendErrors.Add(1)
+	}
+	if resp.StatusCode < 200 {
+		t.state = stProceeding
+		return
+	}
+	tm := &t.s.timers
+	l := t.ls.loop
+	switch {
+	case t.invite && resp.StatusCode < 300:
+		// RFC 6026: Accepted absorbs INVITE retransmissions for Timer L.
+		t.state = stAccepted
+		t.last = nil
+		t.timer2 = l.AfterFunc(64*tm.T1, t.terminate)
+	case t.invite:
+		t.state = stCompleted
+		if t.reliable() {
+			t.timer2 = l.AfterFunc(64*tm.T1, t.timeoutH)
+			return
+		}
+		t.gInt = tm.T1
+		t.timer = l.AfterFunc(t.gInt, t.timerG)
+		t.timer2 = l.AfterFunc(64*tm.T1, t.timeoutH)
+	default:
+		t.state = stCompleted
+		d := 64 * tm.T1 // Timer J
+		if t.reliable() {
+			d = 0
+		}
+		t.timer2 = l.AfterFunc(d, t.terminate)
+	}
+}
+
+func (t *serverTx) reliable() bool { return t.tp.Protocol() != "UDP" }
+
+func (t *serverTx) timerG() {
+	if t.state != stCompleted {
+		return
+	}
+	_ = t.tp.Send(t.ls.loop, t.last, t.dst)
+	t.gInt = min(2*t.gInt, t.s.timers.T2)
+	t.timer = t.ls.loop.AfterFunc(t.gInt, t.timerG)
+}
+
+// timeoutH: no ACK came for a non-2xx final response.
+func (t *serverTx) timeoutH() {
+	if t.state == stCompleted {
+		t.terminate()
+	}
+}
+
+// ack handles the ACK for a non-2xx final response (hop by hop, absorbed).
+func (t *serverTx) ack() {
+	if t.state != stCompleted {
+		t.s.stats.retransAbsorbed.Add(1)
+		return
+	}
+	t.state = stConfirmed
+	t.timer.Stop()
+	t.timer2.Stop()
+	d := t.s.timers.T4 // Timer I
+	if t.reliable() {
+		d = 0
+	}
+	t.timer2 = t.ls.loop.AfterFunc(d, t.terminate)
+}
+
+func (t *serverTx) terminate() {
+	if t.state == stTerminated {
+		return
+	}
+	t.state = stTerminated
+	t.timer.Stop()
+	t.timer2.Stop()
+	if t.ls.stx[t.key] == t {
+		delete(t.ls.stx, t.key)
+	}
+	t.s.stats.stxDone.Add(1)
+	if t.ctx != nil {
+		t.ctx.serverTxEnded()
+	}
+}
+
+// absorb ends the transaction without a response (the route dropped the
+// request): retransmissions are absorbed silently until Timer J.
+func (t *serverTx) absorb() {
+	if t.state >= stCompleted {
+		return
+	}
+	t.state = stCompleted
+	t.last = nil
+	t.timer2 = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
+}

@@ -1,0 +1,68 @@
+package tm
+
+import "sync/atomic"
+
+// Stats are the server's counters; observability exports them.
+type Stats struct {
+	received, sent, sendErrors, handoffs atomic.Uint64
+	dropParse, dropSize, dropHeaders     atomic.Uint64
+	dropInvalid, dropOther, dropClosed   atomic.Uint64
+	stxCreated, stxDone                  atomic.Uint64
+	ctxCreated, ctxDone                  atomic.Uint64
+	suspended                            atomic.Int64
+	suspendTimeouts, abandoned, panics   atomic.Uint64
+	retransAbsorbed, stateless           atomic.Uint64
+	overload                             atomic.Uint64
+}
+
+// StatsSnapshot is a copy of the counters at one moment.
+type StatsSnapshot struct {
+	Received, Sent, SendErrors, Handoffs uint64
+	// Drops by reason.
+	DropParse, DropSize, DropHeaders, DropInvalid, DropOther, DropClosed uint64
+	// ServerTx and ClientTx count transactions created and completed.
+	ServerTxCreated, ServerTxDone uint64
+	ClientTxCreated, ClientTxDone uint64
+	// Suspended is the number of transactions suspended now.
+	Suspended int64
+	// SuspendTimeouts counts suspensions that hit Timers.SuspendBound.
+	SuspendTimeouts uint64
+	// Abandoned counts routes that returned without acting.
+	Abandoned uint64
+	// Panics counts panics recovered in routes.
+	Panics uint64
+	// RetransAbsorbed counts request retransmissions absorbed by a transaction.
+	RetransAbsorbed uint64
+	// Stateless counts messages forwarded without a transaction.
+	Stateless uint64
+}
+
+func (s *Stats) countDrop(reason string) {
+	switch reason {
+	case "parse":
+		s.dropParse.Add(1)
+	case "size":
+		s.dropSize.Add(1)
+	case "headers":
+		s.dropHeaders.Add(1)
+	case "invalid":
+		s.dropInvalid.Add(1)
+	case "closed":
+		s.dropClosed.Add(1)
+	default:
+		s.dropOther.Add(1)
+	}
+}
+
+func (s *Stats) snapshot() StatsSnapshot {
+	return StatsSnapshot{
+		Received: s.received.Load(), Sent: s.sent.Load(), SendErrors: s.sendErrors.Load(), Handoffs: s.handoffs.Load(),
+		DropParse: s.dropParse.Load(), DropSize: s.dropSize.Load(), DropHeaders: s.dropHeaders.Load(),
+		DropInvalid: s.dropInvalid.Load(), DropOther: s.dropOther.Load(), DropClosed: s.dropClosed.Load(),
+		ServerTxCreated: s.stxCreated.Load(), ServerTxDone: s.stxDone.Load(),
+		ClientTxCreated: s.ctxCreated.Load(), ClientTxDone: s.ctxDone.Load(),
+		Suspended: s.suspended.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),
+		Abandoned: s.abandoned.Load(), Panics: s.panics.Load(),
+		RetransAbsorbed: s.retransAbsorbed.Load(), Stateless: s.stateless.Load(),
+	}
+}
