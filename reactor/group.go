@@ -90,6 +90,13 @@ func (g *Group) Least() *Loop {
 // Dispatch queues fn on the least busy loop.
 func (g *Group) Dispatch(fn func()) error { return g.Least().Post(fn) }
 
+// Owner returns the loop that owns key (key modulo the number of loops), for
+// example a transaction's hash. Handing a received packet to its owner means
+// copying the bytes (a Packet's Data is only valid during the handler call)
+// and posting the work to the owner with Post or PostUrgent; tm hands over
+// parsed messages, which is cheaper than copying raw datagrams twice.
+func (g *Group) Owner(key uint64) *Loop { return g.loops[key%uint64(len(g.loops))] }
+
 // Overlap says what a periodic job does when its previous run is still busy.
 type Overlap int
 
@@ -175,6 +182,11 @@ func (j *Job) tick() {
 			return
 		case Delay:
 			j.delayed.Store(true)
+			// The run may have ended between the check and the store; then
+			// nobody else will start the delayed run.
+			if j.running.Load() == 0 && j.delayed.Swap(false) {
+				j.start()
+			}
 			return
 		}
 	}
@@ -202,10 +214,14 @@ func (j *Job) finished() {
 
 // Stop stops every periodic job, then stops all loops gracefully in
 // parallel (see Loop.Stop). It returns ctx.Err() if the deadline forced a
-// loop to stop before its work was done.
+// loop to stop before its work was done. A second call waits (bounded by its
+// own ctx) for the first to finish. Stop must not be called from one of the
+// group's loops: it waits for them to exit.
 func (g *Group) Stop(ctx context.Context) error {
 	var errs []error
+	first := false
 	g.once.Do(func() {
+		first = true
 		g.mu.Lock()
 		for _, j := range g.jobs {
 			j.Stop()
@@ -226,5 +242,14 @@ func (g *Group) Stop(ctx context.Context) error {
 		}
 		wg.Wait()
 	})
+	if !first {
+		for _, l := range g.loops {
+			select {
+			case <-l.Done():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
 	return errors.Join(errs...)
 }

@@ -52,7 +52,11 @@ type Loop struct {
 	manual    bool
 
 	epfd int // -1 on a manual loop
-	efd  int
+	efd  int // never changes after New; efdMu guards writes against the close
+
+	efdMu     sync.Mutex
+	efdClosed bool
+	tid       atomic.Int32 // OS thread of a locked running loop, 0 otherwise
 
 	q          taskQueue
 	wakeArmed  atomic.Bool // an eventfd write is outstanding
@@ -63,8 +67,9 @@ type Loop struct {
 	watchers   map[int]*watcher
 	watchSeq   int32
 	events     []unix.EpollEvent
-	onStop     []func() // stop-input hooks, run when a graceful stop starts
-	onClose    []func() // resource closers, run when the loop exits
+	onStop     []*hook // stop-input hooks, run when a graceful stop starts
+	onClose    []*hook // resource closers, run when the loop exits
+	timerSeq   uint64  // orders timers with equal deadlines
 	stopping   bool
 	stopReq    atomic.Bool
 	forceStop  atomic.Bool
@@ -75,6 +80,9 @@ type Loop struct {
 
 	stats loopStats
 }
+
+// hook is a registered OnStop or OnClose function; fn is nil once removed.
+type hook struct{ fn func() }
 
 // watcher is one registered fd.
 type watcher struct {
@@ -187,9 +195,20 @@ func (l *Loop) wake() {
 	if l.manual || !l.wakeArmed.CompareAndSwap(false, true) {
 		return
 	}
-	var one = [8]byte{1}
 	l.stats.wakeups.Add(1)
-	_, _ = unix.Write(l.efd, one[:])
+	l.writeEventfd()
+}
+
+// writeEventfd signals the eventfd unless the loop has closed it. The lock
+// makes sure a poster that lost the race with the loop's exit never writes
+// to a closed (and possibly reused) fd number.
+func (l *Loop) writeEventfd() {
+	var one = [8]byte{1}
+	l.efdMu.Lock()
+	if !l.efdClosed {
+		_, _ = unix.Write(l.efd, one[:])
+	}
+	l.efdMu.Unlock()
 }
 
 // Pending returns the number of tasks queued and not yet run.
@@ -200,11 +219,69 @@ func (l *Loop) Timers() int { return len(l.timers) }
 
 // OnStop registers fn to run on the loop when a graceful stop begins (for
 // example, a socket that stops reading). Call it on the loop or before Run.
-func (l *Loop) OnStop(fn func()) { l.onStop = append(l.onStop, fn) }
+func (l *Loop) OnStop(fn func()) { l.addStopHook(fn) }
 
 // OnClose registers fn to run on the loop when it exits, to release a
-// resource the loop owns. Call it on the loop or before Run.
-func (l *Loop) OnClose(fn func()) { l.onClose = append(l.onClose, fn) }
+// resource the loop owns. Closers run in reverse order of registration.
+// Call it on the loop or before Run.
+func (l *Loop) OnClose(fn func()) { l.addCloseHook(fn) }
+
+func (l *Loop) addStopHook(fn func()) *hook {
+	h := &hook{fn: fn}
+	l.onStop = append(l.onStop, h)
+	return h
+}
+
+func (l *Loop) addCloseHook(fn func()) *hook {
+	h := &hook{fn: fn}
+	l.onClose = append(l.onClose, h)
+	return h
+}
+
+// removeHook unregisters a hook returned by addStopHook or addCloseHook, so
+// that a resource released early does not leave its closer behind.
+func (l *Loop) removeHook(h *hook) {
+	if h == nil {
+		return
+	}
+	h.fn = nil
+	l.onStop = dropHook(l.onStop, h)
+	l.onClose = dropHook(l.onClose, h)
+}
+
+func dropHook(hs []*hook, h *hook) []*hook {
+	for i, x := range hs {
+		if x == h {
+			copy(hs[i:], hs[i+1:])
+			hs[len(hs)-1] = nil
+			return hs[:len(hs)-1]
+		}
+	}
+	return hs
+}
+
+// runHooks runs a snapshot of hs (hooks may remove themselves), last first
+// when reverse is set.
+func (l *Loop) runHooks(hs []*hook, reverse bool) {
+	snap := append([]*hook(nil), hs...)
+	for i := range snap {
+		h := snap[i]
+		if reverse {
+			h = snap[len(snap)-1-i]
+		}
+		if fn := h.fn; fn != nil {
+			l.call(fn)
+		}
+	}
+}
+
+// onLoopThread reports whether the caller runs on this loop's goroutine. It
+// is exact for loops locked to their thread (the default) and always false
+// for NoLockThread loops.
+func (l *Loop) onLoopThread() bool {
+	t := l.tid.Load()
+	return t != 0 && int32(unix.Gettid()) == t
+}
 
 // Start runs the loop on a new goroutine.
 func (l *Loop) Start() {
@@ -243,7 +320,10 @@ func (l *Loop) Stop(ctx context.Context) error {
 	if !l.started.Load() {
 		// Never started: run the shutdown inline.
 		if l.started.CompareAndSwap(false, true) {
-			l.stopOnce.Do(l.finish)
+			l.stopOnce.Do(func() {
+				l.beginStop()
+				l.finish()
+			})
 			return nil
 		}
 	}
@@ -259,11 +339,10 @@ func (l *Loop) Stop(ctx context.Context) error {
 }
 
 func (l *Loop) wakeForce() {
-	if l.manual || l.efd < 0 {
+	if l.manual {
 		return
 	}
-	var one = [8]byte{1}
-	_, _ = unix.Write(l.efd, one[:])
+	l.writeEventfd()
 }
 
 func (l *Loop) beginStop() {
@@ -271,9 +350,7 @@ func (l *Loop) beginStop() {
 		return
 	}
 	l.stopping = true
-	for _, fn := range l.onStop {
-		l.call(fn)
-	}
+	l.runHooks(l.onStop, false)
 }
 
 // finish closes everything the loop owns. It runs exactly once.
@@ -282,24 +359,33 @@ func (l *Loop) finish() {
 	// Tasks posted before the close still run: nothing a caller posted is lost.
 	for {
 		batch, _, more := l.q.take(l.batch[:0], l.maxTasks)
+		l.pending.Add(-int64(len(batch)))
 		l.runBatch(batch)
+		clear(batch)
 		l.batch = batch[:0]
 		if !more {
 			break
 		}
 	}
-	for i := len(l.onClose) - 1; i >= 0; i-- {
-		l.call(l.onClose[i])
-	}
+	l.runHooks(l.onClose, true)
+	l.onStop, l.onClose = nil, nil
 	for fd := range l.watchers {
 		delete(l.watchers, fd)
+	}
+	l.stats.watchers.Store(0)
+	for _, t := range l.timers {
+		t.idx = -1
 	}
 	l.timers = nil
 	if l.epfd >= 0 {
 		unix.Close(l.epfd)
+		l.epfd = -1
+		l.efdMu.Lock()
 		unix.Close(l.efd)
-		l.epfd, l.efd = -1, -1
+		l.efdClosed = true
+		l.efdMu.Unlock()
 	}
+	l.tid.Store(0)
 	close(l.done)
 }
 
@@ -307,6 +393,7 @@ func (l *Loop) run() {
 	if l.lock {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
+		l.tid.Store(int32(unix.Gettid()))
 	}
 	defer l.stopOnce.Do(l.finish)
 	for {

@@ -10,6 +10,7 @@ import (
 type Timer struct {
 	loop *Loop
 	when time.Time
+	seq  uint64 // arming order, breaks ties between equal deadlines
 	fn   func()
 	idx  int // position in the heap; -1 when not scheduled
 }
@@ -28,8 +29,14 @@ func (t *Timer) Stop() bool {
 // It reports whether the timer was pending.
 func (t *Timer) Reset(d time.Duration) bool {
 	was := t.Stop()
-	t.when = t.loop.Now().Add(d)
-	heap.Push(&t.loop.timers, t)
+	if d < 0 {
+		d = 0
+	}
+	l := t.loop
+	t.when = l.Now().Add(d)
+	l.timerSeq++
+	t.seq = l.timerSeq
+	heap.Push(&l.timers, t)
 	return was
 }
 
@@ -39,11 +46,16 @@ func (t *Timer) Pending() bool { return t != nil && t.idx >= 0 }
 // When returns the time the timer fires (or fired).
 func (t *Timer) When() time.Time { return t.when }
 
-// timerHeap orders timers by deadline; ties keep insertion order thanks to seq.
+// timerHeap orders timers by deadline; ties keep arming order thanks to seq.
 type timerHeap []*Timer
 
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].when.Before(h[j].when) }
+func (h timerHeap) Len() int { return len(h) }
+func (h timerHeap) Less(i, j int) bool {
+	if h[i].when.Equal(h[j].when) {
+		return h[i].seq < h[j].seq
+	}
+	return h[i].when.Before(h[j].when)
+}
 func (h timerHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].idx = i
@@ -66,23 +78,29 @@ func (h *timerHeap) Pop() any {
 
 // AfterFunc schedules fn to run on the loop after d. It must be called on the
 // loop goroutine (or before the loop starts); use Post to schedule from
-// elsewhere. Timers with equal deadlines fire in an unspecified order.
+// elsewhere. Timers with equal deadlines fire in the order they were armed
+// (or last Reset). d is measured from Loop.Now, the start of the current
+// iteration.
 func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
 	if d < 0 {
 		d = 0
 	}
-	t := &Timer{loop: l, when: l.Now().Add(d), fn: fn, idx: -1}
+	l.timerSeq++
+	t := &Timer{loop: l, when: l.Now().Add(d), seq: l.timerSeq, fn: fn, idx: -1}
 	heap.Push(&l.timers, t)
 	l.stats.timersStarted.Add(1)
 	return t
 }
 
-// runTimers fires every timer due at now, in deadline order.
+// runTimers fires every timer due at now, in deadline order. A timer armed
+// by a callback of this run (for example one that re-arms itself with a zero
+// delay) waits for the next iteration, so timers cannot starve tasks and fds.
 func (l *Loop) runTimers(now time.Time) int {
 	n := 0
+	limit := l.timerSeq
 	for len(l.timers) > 0 {
 		t := l.timers[0]
-		if t.when.After(now) {
+		if t.when.After(now) || t.seq > limit {
 			break
 		}
 		heap.Pop(&l.timers)
