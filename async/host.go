@@ -23,7 +23,9 @@ type Resumer interface {
 	// rules (an abandoned transaction gets a final response) after fn
 	// returns. Resume reports false, without running fn, when the
 	// suspension is no longer live (the transaction ended meanwhile): a
-	// generation check makes a late completion harmless.
+	// generation check makes a late completion harmless. fn runs before
+	// Resume returns, and after a Resume that reported true the abort hooks
+	// never run.
 	Resume(fn func()) bool
 	// OnAbort registers fn to run, on the owner loop, if the suspension is
 	// aborted because its context ended (transaction bound, shutdown). After

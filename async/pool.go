@@ -56,6 +56,7 @@ type Pool struct {
 	busy    int
 	closed  bool
 	exited  chan struct{} // closed when the pool is closed and empty
+	empty   bool          // exited is closed
 	running map[*worker]struct{}
 
 	rejected, completed, dropped uint64
@@ -234,7 +235,13 @@ func (p *Pool) retire(w *worker) job {
 func (p *Pool) exit(w *worker) {
 	delete(p.running, w)
 	p.live--
-	if p.closed && p.live == 0 {
+	p.checkExited()
+}
+
+// checkExited signals Close once the pool is closed and empty; p.mu is held.
+func (p *Pool) checkExited() {
+	if p.closed && p.live == 0 && !p.empty {
+		p.empty = true
 		close(p.exited)
 	}
 }
@@ -268,9 +275,7 @@ func (p *Pool) Close(ctx context.Context) error {
 			p.exit(w)
 		}
 		p.waiting = nil
-		if p.live == 0 {
-			close(p.exited)
-		}
+		p.checkExited()
 	}
 	p.mu.Unlock()
 	select {
