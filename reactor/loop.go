@@ -399,11 +399,16 @@ func (l *Loop) run() {
 	for {
 		if l.stopReq.Load() {
 			l.beginStop()
-			if l.forceStop.Load() || (l.q.len() == 0 && len(l.timers) == 0) {
+			if l.forceStop.Load() || l.drained() {
 				return
 			}
 		}
 		more := l.iterate()
+		if l.stopping && !more && l.drained() {
+			// The last timer or task of a graceful stop just ran: nothing
+			// would wake a poll without timeout, so exit now.
+			continue
+		}
 		timeout := 0
 		if !more {
 			timeout = l.nextTimeout(l.clock.Now())
@@ -415,17 +420,30 @@ func (l *Loop) run() {
 	}
 }
 
-// iterate runs due timers and a bounded batch of tasks; it reports whether
-// tasks are still queued.
+// drained reports whether no task is queued and no timer is scheduled.
+func (l *Loop) drained() bool { return len(l.timers) == 0 && l.q.len() == 0 }
+
+// iterate runs due timers, then up to MaxTasks tasks — including tasks
+// posted while the first ones ran, so that a completion posted by a task or
+// by another goroutine meanwhile still beats fd events that became ready at
+// the same time. It reports whether tasks are still queued.
 func (l *Loop) iterate() bool {
 	l.now = l.clock.Now()
 	l.runTimers(l.now)
-	batch, _, more := l.q.take(l.batch[:0], l.maxTasks)
-	l.pending.Add(-int64(len(batch)))
-	l.runBatch(batch)
-	clear(batch)
-	l.batch = batch[:0]
-	return more
+	budget := l.maxTasks
+	for budget > 0 {
+		batch, _, more := l.q.take(l.batch[:0], budget)
+		n := len(batch)
+		l.pending.Add(-int64(n))
+		l.runBatch(batch)
+		clear(batch)
+		l.batch = batch[:0]
+		budget -= n
+		if n == 0 || (!more && l.pending.Load() == 0) {
+			return false
+		}
+	}
+	return l.pending.Load() > 0
 }
 
 // poll waits for fd events (bounded by timeout ms) and dispatches them.

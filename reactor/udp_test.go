@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -217,7 +217,7 @@ func TestUDPOversizeDropped(t *testing.T) {
 	})
 	c := dial(t, s)
 	roundTrip(t, c, bytes.Repeat([]byte("a"), 100)) // exactly the maximum: accepted
-	for _, n := range []int{101, 5000, 65000} {      // one byte over, and far over
+	for _, n := range []int{101, 5000, 65000} {     // one byte over, and far over
 		_, err := c.Write(bytes.Repeat([]byte("b"), n))
 		require.NoError(t, err)
 	}
