@@ -172,7 +172,7 @@ func TestFDReadinessAndUnwatch(t *testing.T) {
 
 	// Modify: a pipe's write end is always writable.
 	onLoop(t, l, func() {
-		assert.NoError(t, l.Watch(w, 0, func(fd int, ev Events) { evs <- ev; _ = l.Unwatch(fd) }))
+		assert.NoError(t, l.Watch(w, 0, func(fd int, ev Events) { _ = l.Unwatch(fd); evs <- ev }))
 		assert.NoError(t, l.Modify(w, Writable))
 	})
 	require.Equal(t, Writable, recv(t, evs)&Writable)
