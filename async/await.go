@@ -107,11 +107,11 @@ func LaunchGroup[T any](g *reactor.Group, op Op[T], report func(T, error), opts 
 
 // Life cycle of a call.
 const (
-	stStarting  uint8 = iota // inside op.Start
-	stSyncDone               // done ran inside op.Start
-	stWaiting                // suspended (Await) or running (Launch)
-	stResuming               // outcome known, resume handed to the Resumer
-	stDone                   // finished; anything that arrives now is ignored
+	stStarting uint8 = iota // inside op.Start
+	stSyncDone              // done ran inside op.Start
+	stWaiting               // suspended (Await) or running (Launch)
+	stResuming              // outcome known, resume handed to the Resumer
+	stDone                  // finished; anything that arrives now is ignored
 )
 
 // call is the state of one Await or Launch: the only allocation of a
@@ -127,7 +127,6 @@ type call[T any] struct {
 	name    string
 	timeout time.Duration
 	obs     Observer
-	begin   time.Time
 	v       T
 	err     error
 	state   uint8
@@ -137,7 +136,6 @@ type call[T any] struct {
 // did not, the call is waiting and its kick func is ready.
 func (c *call[T]) start(op Op[T]) (sync bool) {
 	if c.obs != nil {
-		c.begin = c.loop.Now()
 		c.obs.OpStarted(c.name)
 	}
 	if op == nil {
@@ -246,8 +244,17 @@ func (c *call[T]) cancelOp() {
 	}
 }
 
+// observe reports the outcome. The latency needs no start time of its own:
+// an op that did not complete synchronously armed its timeout timer when it
+// started, so it began at the timer's deadline minus the timeout; one that
+// did took no loop time at all (the loop's clock is per iteration).
 func (c *call[T]) observe(err error) {
-	if c.obs != nil {
-		c.obs.OpFinished(c.name, c.loop.Now().Sub(c.begin), err)
+	if c.obs == nil {
+		return
 	}
+	var latency time.Duration
+	if c.timer != nil {
+		latency = c.loop.Now().Sub(c.timer.When()) + c.timeout
+	}
+	c.obs.OpFinished(c.name, latency, err)
 }
