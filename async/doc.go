@@ -62,10 +62,12 @@
 //
 // # Cost
 //
-// An Await that completes synchronously allocates its call state and the
-// done func; a suspended one adds a loop timer and one func shared by the
-// timer, the abort hook and the resume. Options are plain values and
-// allocate nothing. Observer (optional, per context via ObservedSuspender
+// An Await that completes synchronously makes two allocations (its call
+// state and the done func handed to the op); a suspended one makes four (a
+// loop timer and one func shared by the timer, the abort hook and the
+// resume), plus what the op and the host allocate. Options are plain values
+// and allocate nothing. BenchmarkAwaitSync and BenchmarkAwaitAsync measure
+// it. Observer (optional, per context via ObservedSuspender
 // or per call via Observe) feeds metrics without importing a metrics
 // library.
 package async

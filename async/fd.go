@@ -60,7 +60,7 @@ func NewFDSet(l *reactor.Loop) *FDSet {
 // FDAction says what happens to the fd next. The set owns fd from now on in
 // the sense that Close, or an FDClose action, closes it. Watch fails when
 // the set is closed, when fd is already watched on the loop, or on a manual
-// loop (reactor.ErrManual).
+// loop (reactor.ErrManual); fd then stays the caller's to close.
 func (s *FDSet) Watch(fd int, ev reactor.Events, h FDHandler) error {
 	if s.closed {
 		return ErrFDSetClosed

@@ -24,6 +24,7 @@ import (
 //     must release everything the op holds: timers, fds, pool slots. A done
 //     after cancel is allowed and ignored.
 type Op[T any] interface {
+	// Start starts the op on l; see the contract above.
 	Start(l *reactor.Loop, done func(T, error)) (cancel func())
 }
 

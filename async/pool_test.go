@@ -311,3 +311,61 @@ func TestNewPoolDefaults(t *testing.T) {
 	require.Equal(t, PoolStats{}, p.Stats(), "a new pool runs no goroutine")
 	require.NoError(t, p.Close(context.Background()))
 }
+
+// No goroutine, pool slot or timer outlives a Blocking op, whatever its end.
+func TestBlockingLeavesNothingBehind(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		fn      func(ctx context.Context) (int, error)
+		end     func(l *reactor.Loop, c *fakeCtx) // after the op started
+		busy    bool                              // hold the only worker first: overload
+		wantErr error                             // nil: success; errNone: no resume
+	}{
+		{name: "success", fn: func(context.Context) (int, error) { return 1, nil }},
+		{name: "error", fn: func(context.Context) (int, error) { return 0, errTest }, wantErr: errTest},
+		{name: "timeout", fn: waitCtx, end: func(l *reactor.Loop, _ *fakeCtx) { l.Advance(time.Second) }, wantErr: ErrTimeout},
+		{name: "context ended", fn: waitCtx, end: func(_ *reactor.Loop, c *fakeCtx) { c.end() }, wantErr: errNone},
+		{name: "overload", fn: waitCtx, busy: true, wantErr: ErrOverloaded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := NewPool(PoolConfig{Workers: 1, Queue: -1, IdleTimeout: time.Millisecond})
+			closePool(t, p)
+			l, _ := newManual()
+			release := make(chan struct{})
+			if tc.busy {
+				Launch(l, Blocking(gated(release, make(chan error, 1), 0), OnPool(p)), nil)
+			}
+			c := newFakeCtx(t, l)
+			var r recorder[int]
+			Await(c, Blocking(tc.fn, OnPool(p)), r.fn, Timeout(time.Second))
+			if tc.end != nil {
+				tc.end(l, c)
+			}
+			close(release)
+			eventually(t, "no worker left", func() bool {
+				s := p.Stats()
+				return s.Workers == 0 && s.Busy == 0 && s.Queued == 0
+			})
+			l.RunPending() // late results, if any, are dropped
+			l.Advance(time.Hour)
+			require.Zero(t, l.Timers())
+			require.Zero(t, l.Pending())
+			switch tc.wantErr {
+			case nil:
+				require.Equal(t, 1, r.calls)
+				require.NoError(t, r.err)
+			case errNone:
+				require.Zero(t, r.calls)
+			default:
+				require.Equal(t, 1, r.calls)
+				require.ErrorIs(t, r.err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// errNone marks a case where the resume must not run.
+var errNone = errors.New("no resume")
+
+func waitCtx(ctx context.Context) (int, error) { <-ctx.Done(); return 0, ctx.Err() }
