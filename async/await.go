@@ -60,8 +60,8 @@ func Await[T any](s Suspender, op Op[T], resume func(T, error), opts ...Option) 
 		return
 	}
 	c.r = r
+	c.timer = l.AfterFunc(c.timeout, c.kick) // before OnAbort: wake tells them apart by it
 	r.OnAbort(c.kick)
-	c.timer = l.AfterFunc(c.timeout, c.kick)
 }
 
 // Launch starts op on loop l, not tied to any context (fire and forget).
