@@ -303,3 +303,34 @@ func (s *Server) send(ls *loopState, msg sip.Message, to netip.AddrPort, tp Tran
 	}
 	return nil
 }
+
+// Close ends every transaction at once (after a drain, or to stop now):
+// suspended ones are aborted and answered 503, timers are stopped, and
+// nothing is sent afterwards. It posts the work to each loop; the loops run
+// it before they stop.
+func (s *Server) Close() {
+	s.draining.Store(true)
+	for _, ls := range s.loops {
+		ls := ls
+		_ = ls.loop.Post(func() { s.closeLoop(ls) })
+	}
+}
+
+func (s *Server) closeLoop(ls *loopState) {
+	for _, t := range ls.stx {
+		if c := t.ctx; c != nil {
+			if c.suspended {
+				c.Abort(503)
+			}
+			for _, b := range c.branches {
+				b.timerC.Stop()
+				b.guard.Stop()
+				b.done = true
+			}
+		}
+		t.terminate()
+	}
+	for _, t := range ls.ctx {
+		t.terminate()
+	}
+}

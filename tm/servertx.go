@@ -37,6 +37,7 @@ type serverTx struct {
 	toTag  string
 	timer  *reactor.Timer // G (retransmit)
 	timer2 *reactor.Timer // H, I, J, L (end)
+	fin    bool           // a final response was sent (or the request dropped)
 	gInt   time.Duration
 	ctx    *Context
 }
@@ -84,6 +85,7 @@ func (s *Server) newServerTx(ls *loopState, key string, req *sip.Request, src ne
 	}
 	ls.stx[key] = t
 	s.stats.stxCreated.Add(1)
+	s.stats.inProgress.Add(1)
 	return t
 }
 
@@ -120,6 +122,7 @@ func (t *serverTx) respond(resp *sip.Response) {
 		t.state = stProceeding
 		return
 	}
+	t.finalized()
 	tm := &t.s.timers
 	l := t.ls.loop
 	switch {
@@ -185,6 +188,7 @@ func (t *serverTx) terminate() {
 	if t.state == stTerminated {
 		return
 	}
+	t.finalized()
 	t.state = stTerminated
 	t.timer.Stop()
 	t.timer2.Stop()
@@ -203,7 +207,16 @@ func (t *serverTx) absorb() {
 	if t.state >= stCompleted {
 		return
 	}
+	t.finalized()
 	t.state = stCompleted
 	t.last = nil
 	t.timer2 = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
+}
+
+// finalized counts the transaction out of the in-progress gauge once.
+func (t *serverTx) finalized() {
+	if !t.fin {
+		t.fin = true
+		t.s.stats.inProgress.Add(-1)
+	}
 }

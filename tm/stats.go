@@ -9,7 +9,7 @@ type Stats struct {
 	dropInvalid, dropOther, dropClosed   atomic.Uint64
 	stxCreated, stxDone                  atomic.Uint64
 	ctxCreated, ctxDone                  atomic.Uint64
-	suspended                            atomic.Int64
+	suspended, inProgress                atomic.Int64
 	suspendTimeouts, abandoned, panics   atomic.Uint64
 	retransAbsorbed, stateless           atomic.Uint64
 	overload                             atomic.Uint64
@@ -25,6 +25,9 @@ type StatsSnapshot struct {
 	ClientTxCreated, ClientTxDone uint64
 	// Suspended is the number of transactions suspended now.
 	Suspended int64
+	// InProgress is the number of server transactions without a final
+	// response yet (what a graceful drain waits for).
+	InProgress int64
 	// SuspendTimeouts counts suspensions that hit Timers.SuspendBound.
 	SuspendTimeouts uint64
 	// Abandoned counts routes that returned without acting.
@@ -61,7 +64,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		DropInvalid: s.dropInvalid.Load(), DropOther: s.dropOther.Load(), DropClosed: s.dropClosed.Load(),
 		ServerTxCreated: s.stxCreated.Load(), ServerTxDone: s.stxDone.Load(),
 		ClientTxCreated: s.ctxCreated.Load(), ClientTxDone: s.ctxDone.Load(),
-		Suspended: s.suspended.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),
+		Suspended: s.suspended.Load(), InProgress: s.inProgress.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),
 		Abandoned: s.abandoned.Load(), Panics: s.panics.Load(),
 		RetransAbsorbed: s.retransAbsorbed.Load(), Stateless: s.stateless.Load(),
 	}

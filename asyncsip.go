@@ -1,0 +1,273 @@
+package asyncsip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/asyncsip/asyncsip/reactor"
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+// Config configures a Server. The zero value listens on udp:127.0.0.1:5060
+// with one worker per CPU.
+type Config struct {
+	// Listen lists the listening sockets as "udp:host:port"
+	// ("udp:127.0.0.1:5060", "udp:[::1]:5060"). Default udp:127.0.0.1:5060.
+	Listen []string
+	// Advertise is the host put in Via and Record-Route when a listener is
+	// bound to an unspecified address (0.0.0.0 or ::). Default: the bound
+	// address, or 127.0.0.1 when unspecified.
+	Advertise string
+	// Workers is the number of event loops (default runtime.GOMAXPROCS(0)).
+	Workers int
+	// Timers, Limits and the proxy settings are passed to the transaction
+	// layer; see tm.Config.
+	Timers tm.Timers
+	// Limits bound incoming messages.
+	Limits tm.Limits
+	// NoRecordRoute stops Record-Route insertion.
+	NoRecordRoute bool
+	// AbandonCode answers requests whose route did nothing (default 500).
+	AbandonCode int
+	// Resolver resolves next-hop hosts (default: IP literals and localhost).
+	Resolver func(host string) (netip.Addr, error)
+	// ReadBuffer and WriteBuffer set the UDP socket buffers when > 0.
+	ReadBuffer, WriteBuffer int
+	// DrainTimeout bounds the graceful drain done by Serve when its context
+	// ends (default 5 s).
+	DrainTimeout time.Duration
+	// Logger receives logs (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// ErrServerClosed is returned by Serve and Start after Shutdown.
+var ErrServerClosed = errors.New("asyncsip: server closed")
+
+// Server is a running proxy: N loops, their sockets and the tm core.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	group *reactor.Group
+	core  *tm.Server
+	mu    sync.Mutex
+	socks []*reactor.UDPSocket
+	state int // 0 new, 1 started, 2 closed
+	rt    tm.Routes
+	done  chan struct{}
+	once  sync.Once
+}
+
+// New creates a server: its loops and tm core. Register routes, then call
+// Serve (or Start).
+func New(cfg Config) (*Server, error) {
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"udp:127.0.0.1:5060"}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 5 * time.Second
+	}
+	for _, l := range cfg.Listen {
+		if _, _, err := parseListen(l); err != nil {
+			return nil, err
+		}
+	}
+	g, err := reactor.NewGroup(cfg.Workers, reactor.Config{Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("asyncsip: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, group: g, done: make(chan struct{})}
+	s.core = tm.NewServer(g.Loops(), tm.Config{
+		Timers: cfg.Timers, Limits: cfg.Limits, NoRecordRoute: cfg.NoRecordRoute,
+		AbandonCode: cfg.AbandonCode, Resolver: cfg.Resolver, Logger: cfg.Logger,
+	}, tm.Routes{})
+	return s, nil
+}
+
+func parseListen(s string) (network, addr string, err error) {
+	network, addr, ok := strings.Cut(s, ":")
+	if !ok || addr == "" {
+		return "", "", fmt.Errorf("asyncsip: listen %q: want udp:host:port", s)
+	}
+	switch network {
+	case "udp":
+	default:
+		return "", "", fmt.Errorf("asyncsip: listen %q: transport %q is not supported (udp)", s, network)
+	}
+	return network, addr, nil
+}
+
+// Request sets the request route.
+func (s *Server) Request(fn func(c *tm.Context)) { s.setRoute(func(r *tm.Routes) { r.Request = fn }) }
+
+// Reply sets the reply route (one per branch response).
+func (s *Server) Reply(fn func(c *tm.Context)) { s.setRoute(func(r *tm.Routes) { r.Reply = fn }) }
+
+// Failure sets the failure route (after every branch failed).
+func (s *Server) Failure(fn func(c *tm.Context)) { s.setRoute(func(r *tm.Routes) { r.Failure = fn }) }
+
+// Branch sets the branch route (per outgoing branch).
+func (s *Server) Branch(fn func(c *tm.Context, b *tm.Branch)) {
+	s.setRoute(func(r *tm.Routes) { r.Branch = fn })
+}
+
+// SetRoutes replaces every route at once, also while serving: transactions
+// in progress keep the routes they started with.
+func (s *Server) SetRoutes(r tm.Routes) {
+	s.mu.Lock()
+	s.rt = r
+	s.mu.Unlock()
+	s.core.SetRoutes(r)
+}
+
+func (s *Server) setRoute(f func(*tm.Routes)) {
+	s.mu.Lock()
+	f(&s.rt)
+	r := s.rt
+	s.mu.Unlock()
+	s.core.SetRoutes(r)
+}
+
+// Core returns the transaction layer (for stats and advanced use).
+func (s *Server) Core() *tm.Server { return s.core }
+
+// Group returns the event loops (for timer jobs: Group().Every).
+func (s *Server) Group() *reactor.Group { return s.group }
+
+// Addrs returns the bound addresses, once started.
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []netip.AddrPort
+	for _, so := range s.socks {
+		out = append(out, so.LocalAddr())
+	}
+	return out
+}
+
+// Start opens the sockets and starts the loops without blocking.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.state {
+	case 1:
+		return errors.New("asyncsip: already started")
+	case 2:
+		return ErrServerClosed
+	}
+	for _, l := range s.cfg.Listen {
+		_, addr, _ := parseListen(l)
+		tp := &udpTransport{}
+		sock, err := reactor.ListenUDP(s.group, reactor.UDPConfig{
+			Addr: addr, MaxDatagram: s.cfg.Limits.MaxMessage,
+			ReadBuffer: s.cfg.ReadBuffer, WriteBuffer: s.cfg.WriteBuffer,
+		}, func(lp *reactor.Loop, p *reactor.Packet) { s.core.Receive(lp, p.Data, p.From, tp) })
+		if err != nil {
+			for _, so := range s.socks {
+				_ = so.Close()
+			}
+			s.socks = nil
+			return fmt.Errorf("asyncsip: listen %s: %w", l, err)
+		}
+		tp.sock = sock
+		tp.host, tp.port = advertised(sock.LocalAddr(), s.cfg.Advertise)
+		s.socks = append(s.socks, sock)
+		s.core.AddTransport(tp)
+	}
+	s.group.Start()
+	s.state = 1
+	for _, so := range s.socks {
+		s.log.Info("asyncsip: listening", "addr", "udp:"+so.LocalAddr().String(), "workers", s.group.Len())
+	}
+	return nil
+}
+
+// Serve starts the server and blocks until ctx ends, then drains for up to
+// Config.DrainTimeout and stops.
+func (s *Server) Serve(ctx context.Context) error {
+	if err := s.Start(); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case <-s.done:
+		return ErrServerClosed
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	return s.Shutdown(sctx)
+}
+
+// Shutdown drains gracefully: new requests get 503 with Retry-After while
+// transactions in progress (suspended ones included) finish, up to ctx's
+// deadline; then the loops stop and the sockets close. Responses keep
+// flowing during the drain so that calls in progress complete.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.once.Do(func() {
+		s.mu.Lock()
+		started := s.state == 1
+		s.state = 2
+		s.mu.Unlock()
+		defer close(s.done)
+		if !started {
+			err = s.group.Stop(ctx)
+			return
+		}
+		s.core.Drain()
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+	wait:
+		for s.core.Stats().InProgress > 0 {
+			select {
+			case <-ctx.Done():
+				s.log.Warn("asyncsip: drain deadline reached", "in_progress", s.core.Stats().InProgress)
+				break wait
+			case <-tick.C:
+			}
+		}
+		s.core.Close()
+		err = s.group.Stop(ctx)
+		for _, so := range s.socks {
+			_ = so.Close()
+		}
+	})
+	return err
+}
+
+// udpTransport adapts a reactor UDP socket to tm.Transport.
+type udpTransport struct {
+	sock *reactor.UDPSocket
+	host string
+	port int
+}
+
+func (t *udpTransport) Send(l *reactor.Loop, b []byte, to netip.AddrPort) error {
+	return t.sock.Send(l, b, to)
+}
+func (t *udpTransport) Protocol() string          { return "UDP" }
+func (t *udpTransport) Advertised() (string, int) { return t.host, t.port }
+func (t *udpTransport) LocalAddr() netip.AddrPort { return t.sock.LocalAddr() }
+
+func advertised(la netip.AddrPort, adv string) (string, int) {
+	port := int(la.Port())
+	if adv != "" {
+		return adv, port
+	}
+	a := la.Addr()
+	if a.IsUnspecified() {
+		if a.Is6() && !a.Is4In6() {
+			return "::1", port
+		}
+		return "127.0.0.1", port
+	}
+	return a.Unmap().String(), port // sipgo adds brackets to IPv6 hosts
+}
