@@ -1,0 +1,129 @@
+package asyncsip_test
+
+// Interop tests: the real server (asyncsip.New on udp:127.0.0.1:0) driven by
+// SIPp on loopback. The scenarios are in testdata/sipp/; each test is
+// bounded by the SIPp timeouts it passes and by the server's short timers.
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/internal/sipp"
+	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// scenario returns the path of a SIPp scenario in testdata/sipp.
+func scenario(name string) string { return filepath.Join("testdata", "sipp", name) }
+
+// proxy is a running asyncsip server for one test.
+type proxy struct {
+	srv  *asyncsip.Server
+	addr string // "127.0.0.1:port", SIPp's remote
+	port int
+}
+
+// startProxy starts a server on udp:127.0.0.1:0 with 2 workers unless cfg
+// says otherwise. It is shut down, and the process's descriptors checked,
+// when the test ends.
+func startProxy(t testing.TB, cfg asyncsip.Config, routes tm.Routes) *proxy {
+	t.Helper()
+	fds := testenv.CountFDs()
+	t.Cleanup(func() { checkFDs(t, fds) })
+	if len(cfg.Listen) == 0 {
+		cfg.Listen = []string{"udp:127.0.0.1:0"}
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	srv, err := asyncsip.New(cfg)
+	require.NoError(t, err)
+	srv.SetRoutes(routes)
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+	})
+	a := srv.Addrs()[0]
+	return &proxy{srv: srv, addr: a.String(), port: int(a.Port())}
+}
+
+// checkFDs waits (bounded) for the descriptor count to come back to base.
+func checkFDs(t testing.TB, base int) {
+	t.Helper()
+	if base < 0 {
+		return
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		n := testenv.CountFDs()
+		if n <= base {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("file descriptors: %d open after the test, %d before", n, base)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// relayTo is the request route of most tests: in-dialog requests (ACK for
+// 2xx, BYE) follow their Route set and Request-URI; a new request is relayed
+// to target, a SIPp UAS.
+func relayTo(target string) func(c *tm.Context) {
+	return func(c *tm.Context) {
+		if c.InDialog() || c.LooseRouted() {
+			_ = c.Relay()
+			return
+		}
+		_ = c.Relay(target)
+	}
+}
+
+// startUAS runs a SIPp UAS scenario on a free port in the background and
+// returns the port.
+func startUAS(t testing.TB, file string, timeout time.Duration, keys map[string]string) (*sipp.Process, int) {
+	t.Helper()
+	port := testenv.FreeUDPPort(t)
+	p := sipp.Start(t, sipp.Config{Scenario: scenario(file), LocalPort: port, Timeout: timeout, Keys: keys})
+	return p, port
+}
+
+// requireAllOK checks a SIPp client run: exit status 0, every call
+// successful, none failed.
+func requireAllOK(t testing.TB, res sipp.Result, calls int) {
+	t.Helper()
+	require.Equal(t, 0, res.ExitCode, res.String())
+	require.Equal(t, calls, res.Successful, res.String())
+	require.Zero(t, res.Failed, res.String())
+}
+
+// requireUASOK stops a background SIPp UAS and checks that it saw calls
+// successful calls and no failure (a check_it regexp that did not match
+// fails the call).
+func requireUASOK(t testing.TB, p *sipp.Process, calls int) {
+	t.Helper()
+	res := p.Stop()
+	require.Equal(t, calls, res.Successful, "UAS: %s", res.String())
+	require.Zero(t, res.Failed, "UAS: %s", res.String())
+	require.False(t, strings.Contains(res.Errors, "check_it"), "UAS: %s", res.String())
+}
+
+func uri(user string, port int) string { return "sip:" + user + "@127.0.0.1:" + strconv.Itoa(port) }
