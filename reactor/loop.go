@@ -1,7 +1,6 @@
 package reactor
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -217,72 +216,6 @@ func (l *Loop) Pending() int { return int(l.pending.Load()) }
 // Timers returns the number of scheduled timers. Call it on the loop.
 func (l *Loop) Timers() int { return len(l.timers) }
 
-// OnStop registers fn to run on the loop when a graceful stop begins (for
-// example, a socket that stops reading). Call it on the loop or before Run.
-func (l *Loop) OnStop(fn func()) { l.addStopHook(fn) }
-
-// OnClose registers fn to run on the loop when it exits, to release a
-// resource the loop owns. Closers run in reverse order of registration.
-// Call it on the loop or before Run.
-func (l *Loop) OnClose(fn func()) { l.addCloseHook(fn) }
-
-func (l *Loop) addStopHook(fn func()) *hook {
-	h := &hook{fn: fn}
-	l.onStop = append(l.onStop, h)
-	return h
-}
-
-func (l *Loop) addCloseHook(fn func()) *hook {
-	h := &hook{fn: fn}
-	l.onClose = append(l.onClose, h)
-	return h
-}
-
-// removeHook unregisters a hook returned by addStopHook or addCloseHook, so
-// that a resource released early does not leave its closer behind.
-func (l *Loop) removeHook(h *hook) {
-	if h == nil {
-		return
-	}
-	h.fn = nil
-	l.onStop = dropHook(l.onStop, h)
-	l.onClose = dropHook(l.onClose, h)
-}
-
-func dropHook(hs []*hook, h *hook) []*hook {
-	for i, x := range hs {
-		if x == h {
-			copy(hs[i:], hs[i+1:])
-			hs[len(hs)-1] = nil
-			return hs[:len(hs)-1]
-		}
-	}
-	return hs
-}
-
-// runHooks runs a snapshot of hs (hooks may remove themselves), last first
-// when reverse is set.
-func (l *Loop) runHooks(hs []*hook, reverse bool) {
-	snap := append([]*hook(nil), hs...)
-	for i := range snap {
-		h := snap[i]
-		if reverse {
-			h = snap[len(snap)-1-i]
-		}
-		if fn := h.fn; fn != nil {
-			l.call(fn)
-		}
-	}
-}
-
-// onLoopThread reports whether the caller runs on this loop's goroutine. It
-// is exact for loops locked to their thread (the default) and always false
-// for NoLockThread loops.
-func (l *Loop) onLoopThread() bool {
-	t := l.tid.Load()
-	return t != 0 && int32(unix.Gettid()) == t
-}
-
 // Start runs the loop on a new goroutine.
 func (l *Loop) Start() {
 	if l.manual || !l.started.CompareAndSwap(false, true) {
@@ -301,93 +234,6 @@ func (l *Loop) Run() {
 
 // Done is closed when the loop has exited and released its fds.
 func (l *Loop) Done() <-chan struct{} { return l.done }
-
-// Stop stops the loop gracefully: stop hooks run (inputs stop reading), then
-// the loop keeps running queued tasks and timers until none is left or ctx
-// ends, whichever is first; then it closes what it owns and exits. Stop
-// returns ctx.Err() when the deadline cut the drain short.
-func (l *Loop) Stop(ctx context.Context) error {
-	if l.manual {
-		l.stopOnce.Do(func() {
-			l.beginStop()
-			l.RunPending()
-			l.finish()
-		})
-		return nil
-	}
-	l.stopReq.Store(true)
-	l.wakeForce()
-	if !l.started.Load() {
-		// Never started: run the shutdown inline.
-		if l.started.CompareAndSwap(false, true) {
-			l.stopOnce.Do(func() {
-				l.beginStop()
-				l.finish()
-			})
-			return nil
-		}
-	}
-	select {
-	case <-l.done:
-		return nil
-	case <-ctx.Done():
-		l.forceStop.Store(true)
-		l.wakeForce()
-		<-l.done
-		return ctx.Err()
-	}
-}
-
-func (l *Loop) wakeForce() {
-	if l.manual {
-		return
-	}
-	l.writeEventfd()
-}
-
-func (l *Loop) beginStop() {
-	if l.stopping {
-		return
-	}
-	l.stopping = true
-	l.runHooks(l.onStop, false)
-}
-
-// finish closes everything the loop owns. It runs exactly once.
-func (l *Loop) finish() {
-	l.q.close()
-	// Tasks posted before the close still run: nothing a caller posted is lost.
-	for {
-		batch, _, more := l.q.take(l.batch[:0], l.maxTasks)
-		l.pending.Add(-int64(len(batch)))
-		l.runBatch(batch)
-		clear(batch)
-		l.batch = batch[:0]
-		if !more {
-			break
-		}
-	}
-	l.runHooks(l.onClose, true)
-	l.onStop, l.onClose = nil, nil
-	for fd := range l.watchers {
-		delete(l.watchers, fd)
-	}
-	l.stats.watchers.Store(0)
-	for _, t := range l.timers {
-		t.idx = -1
-	}
-	l.timers = nil
-	if l.epfd >= 0 {
-		unix.Close(l.epfd)
-		l.epfd = -1
-		l.efdMu.Lock()
-		unix.Close(l.efd)
-		l.efdClosed = true
-		l.efdMu.Unlock()
-	}
-	l.tid.Store(0)
-	close(l.done)
-}
 
 func (l *Loop) run() {
 	if l.lock {

@@ -119,8 +119,9 @@ type UDPSocket struct {
 // ListenUDP opens a UDP socket on cfg.Addr and has every loop of g read it,
 // calling h on the loop for each datagram. It may be called before or after
 // g.Start (not concurrently with it); on running loops it waits (up to 5 s)
-// until each has registered the socket. Manual groups have no poller and
-// are refused.
+// until each has registered the socket (called on one of the loops, it
+// registers that loop directly). Manual groups have no poller and are
+// refused.
 func ListenUDP(g *Group, cfg UDPConfig, h func(l *Loop, p *Packet)) (*UDPSocket, error) {
 	if g == nil || len(g.loops) == 0 || h == nil {
 		return nil, errors.New("reactor: ListenUDP: nil group or handler")
@@ -319,7 +320,8 @@ func (s *UDPSocket) Stats() UDPStats {
 // own goroutine (datagrams queued for sending are dropped and counted);
 // Close waits up to 5 s for the last one to close the fd, except when called
 // on one of the group's loops, where it returns at once and the fd is closed
-// right after the current task.
+// right after the current task. (A loop is recognised by its OS thread: with
+// Config.NoLockThread, call Close from outside the loops.)
 func (s *UDPSocket) Close() error {
 	if s.closing.CompareAndSwap(false, true) {
 		for _, u := range s.per {

@@ -186,7 +186,7 @@ func TestUDPSendErrors(t *testing.T) {
 			s.Send(l, []byte("x"), netip.AddrPort{}),
 			s.Send(l, make([]byte, 70000), s.LocalAddr()),
 			s.Send(l, []byte("x"), netip.MustParseAddrPort("127.0.0.1:0")), // port 0: EINVAL from the kernel
-			s.Send(l, nil, s.LocalAddr()), // an empty datagram is valid
+			s.Send(l, nil, s.LocalAddr()),                                  // an empty datagram is valid
 		)
 	})
 	require.ErrorIs(t, errs[0], ErrNotInGroup)
