@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/reactor"
 )
 
@@ -62,11 +63,30 @@ type Config struct {
 	// route is suspended (default 32); beyond it provisional responses are
 	// dropped and counted.
 	MaxQueuedReplies int
+	// MaxBreadth bounds the parallel branches of one request (RFC 5393,
+	// default 60); a Relay beyond it is refused with 440 Max-Breadth Exceeded.
+	MaxBreadth int
+	// MaxTransactions bounds the server transactions per loop (default
+	// 100000); beyond it new requests get 503 with Retry-After while the
+	// transactions in progress complete.
+	MaxTransactions int
+	// MaxSuspended bounds the suspended transactions per server (default
+	// 50000); beyond it Suspend fails with ErrOverloaded, so an Await
+	// resumes at once with that error (the route usually answers 503).
+	MaxSuspended int
 	// Resolver turns a next-hop host into an address. The default accepts
 	// IP literals and "localhost"; DNS names give an error (503).
 	Resolver func(host string) (netip.Addr, error)
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
+	// Capture, when set, is called for every message received and sent
+	// (see CaptureEvent), on the loop that handles it: it must not block,
+	// and must copy ev.Data if it keeps it. modules/hep exports to Homer.
+	Capture func(ev CaptureEvent)
+	// Observer, when set, observes every Await made on a Context (op
+	// latency and errors by name); its methods run on the loops and must
+	// not block.
+	Observer async.Observer
 }
 
 // Routes are the user's routing functions. Every one runs on the owner loop

@@ -23,6 +23,11 @@ var (
 	ErrCancelled = errors.New("tm: request cancelled, 487 sent")
 	// ErrSuspended: the context is already suspended.
 	ErrSuspended = errors.New("tm: context already suspended")
+	// ErrMaxBreadth: a Relay asked for more parallel branches than
+	// Config.MaxBreadth (RFC 5393); 440 was sent.
+	ErrMaxBreadth = errors.New("tm: too many parallel branches")
+	// ErrInjection: a header value holds CR or LF; nothing was sent.
+	ErrInjection = errors.New("tm: CR/LF in a header value")
 	// ErrBadTarget: a target or destination URI did not parse.
 	ErrBadTarget = errors.New("tm: bad target URI")
 )
@@ -102,7 +107,7 @@ func (c *Context) Kind() RouteKind { return c.kind }
 func (c *Context) Source() netip.AddrPort { return c.src }
 
 // Transport returns the transport the request came in on.
-func (c *Context) Transport() Transport { return c.tp }
+func (c *Context) Transport() Transport { return unwrapTransport(c.tp) }
 
 // Cancelled reports whether a CANCEL arrived for this INVITE.
 func (c *Context) Cancelled() bool { return c.cancelled }
@@ -128,10 +133,15 @@ func (c *Context) Branch() *Branch { return c.cur }
 // Branches returns the branches relayed so far.
 func (c *Context) Branches() []*Branch { return c.branches }
 
-// Logger returns a logger carrying the Call-ID, CSeq and loop.
+// Logger returns a logger carrying the Call-ID, CSeq, loop and transaction
+// key ("tx", absent for a request without transaction).
 func (c *Context) Logger() *slog.Logger {
 	if c.log == nil {
-		c.log = c.s.log.With("call_id", string(*c.Req.CallID()), "cseq", c.Req.CSeq().Value(), "loop", c.ls.loop.ID())
+		args := []any{"call_id", string(*c.Req.CallID()), "cseq", c.Req.CSeq().Value(), "loop", c.ls.loop.ID()}
+		if c.stx != nil {
+			args = append(args, "tx", c.stx.key)
+		}
+		c.log = c.s.log.With(args...)
 	}
 	return c.log
 }
@@ -228,6 +238,9 @@ func (c *Context) Reply(code int, reason string, hdrs ...sip.Header) error {
 		reason = StatusText(code)
 	}
 	resp := c.s.makeResponse(c.Req, code, reason, c.stx.toTag, hdrs...)
+	if err := checkInjection(resp); err != nil {
+		return err
+	}
 	c.sendUpstream(resp)
 	if code >= 200 {
 		c.acted = true

@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -61,6 +62,11 @@ func (c *Context) Relay(targets ...string) error {
 		_ = c.Reply(487, "Request Terminated")
 		return ErrCancelled
 	}
+	if len(targets)+c.pendingBranches() > c.s.cfg.MaxBreadth {
+		// RFC 5393 §5: more parallel branches than allowed.
+		_ = c.Reply(440, "Max-Breadth Exceeded")
+		return fmt.Errorf("%w: %d parallel branches > %d", ErrMaxBreadth, len(targets), c.s.cfg.MaxBreadth)
+	}
 	uris := make([]sip.Uri, 0, max(1, len(targets)))
 	for _, t := range targets {
 		u, err := parseTarget(t)
@@ -81,16 +87,14 @@ func (c *Context) Relay(targets ...string) error {
 		}
 		sent++
 	}
-	c.acted = true
 	if sent == 0 {
 		// RFC 3261 §16.6 step 8 / §16.9: nothing could be sent.
-		if c.allDone() {
-			c.acted = false
+		if c.pendingBranches() == 0 && c.kind == RouteRequest {
 			_ = c.Reply(503, "Service Unavailable")
-			c.acted = true
 		}
 		return lastErr
 	}
+	c.acted = true
 	return nil
 }
 
@@ -115,6 +119,9 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 		if b.dropped {
 			return fmt.Errorf("tm: branch %d dropped by the branch route", b.Index)
 		}
+	}
+	if err := checkInjection(b.Req); err != nil {
+		return err
 	}
 	dst, tp, err := c.nextHop(b.Req)
 	if err != nil {
@@ -251,4 +258,65 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 	}
 	s.stats.stateless.Add(1)
 	_ = s.send(ls, resp, addr, tp)
+}
+
+// pendingBranches counts branches without a final response.
+func (c *Context) pendingBranches() int {
+	n := 0
+	for _, b := range c.branches {
+		if !b.done {
+			n++
+		}
+	}
+	return n
+}
+
+// checkInjection refuses a message whose header values would let CR or LF
+// into the wire format (a route that copied untrusted data into a header).
+// Parsed headers cannot contain them; only values set by code can. The
+// check reads fields directly so it allocates nothing.
+func checkInjection(m sip.Message) error {
+	var hs []sip.Header
+	switch v := m.(type) {
+	case *sip.Request:
+		hs = v.Headers()
+		if badURI(&v.Recipient) {
+			return fmt.Errorf("%w: Request-URI", ErrInjection)
+		}
+	case *sip.Response:
+		hs = v.Headers()
+		if hasCRLF(v.Reason) {
+			return fmt.Errorf("%w: reason phrase", ErrInjection)
+		}
+	}
+	for _, h := range hs {
+		bad := false
+		switch x := h.(type) {
+		case *sip.ViaHeader, *sip.CSeqHeader, *sip.MaxForwardsHeader, *sip.ContentLengthHeader:
+		case *sip.CallIDHeader:
+			bad = hasCRLF(string(*x))
+		case *sip.FromHeader:
+			bad = hasCRLF(x.DisplayName) || badURI(&x.Address)
+		case *sip.ToHeader:
+			bad = hasCRLF(x.DisplayName) || badURI(&x.Address)
+		case *sip.ContactHeader:
+			bad = hasCRLF(x.DisplayName) || badURI(&x.Address)
+		case *sip.RouteHeader:
+			bad = badURI(&x.Address)
+		case *sip.RecordRouteHeader:
+			bad = badURI(&x.Address)
+		default:
+			bad = hasCRLF(h.Name()) || strings.ContainsAny(h.Name(), ": ") || hasCRLF(h.Value())
+		}
+		if bad {
+			return fmt.Errorf("%w: header %q", ErrInjection, h.Name())
+		}
+	}
+	return nil
+}
+
+func hasCRLF(s string) bool { return strings.ContainsAny(s, "\r\n") }
+
+func badURI(u *sip.Uri) bool {
+	return hasCRLF(u.User) || hasCRLF(u.Host)
 }

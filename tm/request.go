@@ -33,6 +33,11 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		t.respond(s.makeResponse(req, 503, "Service Unavailable", t.toTag, retryAfter(5)))
 		return
 	}
+	if len(ls.stx) > s.cfg.MaxTransactions {
+		s.stats.overload.Add(1)
+		t.respond(s.makeResponse(req, 503, "Service Unavailable", t.toTag, retryAfter(2)))
+		return
+	}
 	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
 		// RFC 3261 §16.3 step 3.
 		t.respond(s.makeResponse(req, 483, "Too Many Hops", t.toTag))
@@ -173,7 +178,17 @@ func (s *Server) makeResponse(req *sip.Request, code int, reason, toTag string, 
 
 // replyStateless answers req without a transaction (for a request that
 // failed validation).
-func (s *Server) replyStateless(ls *loopState, req *sip.Request, src netip.AddrPort, tp Transport, code int, reason string) {
+// The response is dropped when it would be larger than the request: a
+// spoofed source must never get more bytes than it sent (no amplification).
+func (s *Server) replyStateless(ls *loopState, req *sip.Request, src netip.AddrPort, tp Transport, code int, reason string, reqLen int) {
 	resp := s.makeResponse(req, code, reason, s.toTag(ls))
-	_ = s.send(ls, resp, responseAddr(req, src), tp)
+	b := ls.w.bytes(resp)
+	if len(b) > reqLen {
+		s.stats.countDrop("amplification")
+		return
+	}
+	s.stats.sent.Add(1)
+	if err := tp.Send(ls.loop, b, responseAddr(req, src)); err != nil {
+		s.stats.sendErrors.Add(1)
+	}
 }

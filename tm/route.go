@@ -58,19 +58,25 @@ func (c *Context) settle() {
 }
 
 // afterRequest is the end-of-request-route rule: no transaction is left
-// dangling.
+// dangling. Whatever the route did, once it is over either a final response
+// went out, a branch is in flight, or the request was dropped; otherwise the
+// abandon code is sent, and if even that cannot be built the request is
+// absorbed so that Timer J ends the transaction.
 func (c *Context) afterRequest() {
-	if c.acted || c.final || c.stx == nil {
-		if c.dropped && c.stx != nil && !c.final && len(c.branches) == 0 {
-			c.stx.absorb()
-		}
+	if c.stx == nil || c.final || c.pendingBranches() > 0 {
 		return
 	}
-	if len(c.branches) > 0 {
+	if c.dropped {
+		c.stx.absorb()
 		return
 	}
-	c.s.stats.abandoned.Add(1)
-	_ = c.Reply(c.s.cfg.AbandonCode, "")
+	if !c.acted {
+		c.s.stats.abandoned.Add(1)
+	}
+	if err := c.Reply(c.s.cfg.AbandonCode, ""); err != nil {
+		c.s.stats.countDrop("unanswerable")
+		c.stx.absorb()
+	}
 }
 
 // Suspend implements async.Suspender: it marks the context suspended and
@@ -88,6 +94,10 @@ func (c *Context) Suspend() (async.Resumer, error) {
 		return nil, ErrFinalSent
 	case c.kind == RouteRequest && c.final:
 		return nil, ErrFinalSent
+	}
+	if c.s.stats.suspended.Load() >= int64(c.s.cfg.MaxSuspended) {
+		c.s.stats.overload.Add(1)
+		return nil, fmt.Errorf("%w: %d transactions suspended", async.ErrOverloaded, c.s.cfg.MaxSuspended)
 	}
 	c.suspended = true
 	c.gen++

@@ -52,6 +52,7 @@ type Server struct {
 	tag      string // random per server: makes branches and to-tags unique
 	stats    Stats
 	draining atomic.Bool
+	obs      observe // capture hook and wire counters (capture.go)
 }
 
 // loopState is everything one loop owns. No locks: only that loop touches it.
@@ -83,6 +84,15 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 	if cfg.Resolver == nil {
 		cfg.Resolver = literalResolver
 	}
+	if cfg.MaxBreadth <= 0 {
+		cfg.MaxBreadth = 60
+	}
+	if cfg.MaxTransactions <= 0 {
+		cfg.MaxTransactions = 100000
+	}
+	if cfg.MaxSuspended <= 0 {
+		cfg.MaxSuspended = 50000
+	}
 	var rb [6]byte
 	_, _ = rand.Read(rb[:])
 	s := &Server{
@@ -96,6 +106,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 	}
 	r := routes
 	s.routes.Store(&r)
+	s.obs.init(len(loops), cfg.Capture)
 	for i, l := range loops {
 		if l.ID() != i {
 			panic(fmt.Sprintf("tm: loop %d has ID %d; loop IDs must be their indexes", i, l.ID()))
@@ -111,7 +122,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 }
 
 // AddTransport registers a transport. Call it before traffic flows.
-func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, tp) }
+func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, s.obs.wrap(tp)) }
 
 // SetRoutes replaces the routes. Transactions already running keep the
 // routes they started with (their Context holds them).
@@ -138,6 +149,7 @@ func (s *Server) owner(callID string) *loopState {
 // answered 400 when the message is complete enough to answer.
 func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
 	ls := s.loopOf(l)
+	tp = s.obs.inbound(l, data, from, tp)
 	s.stats.received.Add(1)
 	if isKeepAlive(data) {
 		return
@@ -150,7 +162,7 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	if err := Validate(msg, s.lim); err != nil {
 		s.stats.dropInvalid.Add(1)
 		if req, ok := msg.(*sip.Request); ok && canAnswer(req) {
-			s.replyStateless(ls, req, from, tp, 400, badRequestReason(err))
+			s.replyStateless(ls, req, from, tp, 400, badRequestReason(err), len(data))
 		} else {
 			s.dropped("invalid", from, err)
 		}

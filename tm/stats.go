@@ -38,6 +38,9 @@ type StatsSnapshot struct {
 	RetransAbsorbed uint64
 	// Stateless counts messages forwarded without a transaction.
 	Stateless uint64
+	// Overload counts requests refused (503) or suspensions refused
+	// (ErrOverloaded) because a bound was reached.
+	Overload uint64
 }
 
 func (s *Stats) countDrop(reason string) {
@@ -67,5 +70,6 @@ func (s *Stats) snapshot() StatsSnapshot {
 		Suspended: s.suspended.Load(), InProgress: s.inProgress.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),
 		Abandoned: s.abandoned.Load(), Panics: s.panics.Load(),
 		RetransAbsorbed: s.retransAbsorbed.Load(), Stateless: s.stateless.Load(),
+		Overload: s.overload.Load(),
 	}
 }
