@@ -97,7 +97,7 @@ func TestMessageClassification(t *testing.T) {
 		class  int
 		method string
 	}{
-		{"SIP/2.0 180 Ringing\r\n", 2 - 1, ""},
+		{"SIP/2.0 180 Ringing\r\n", 1, ""},
 		{"SIP/2.0 699 X\r\n", 6, ""},
 		{"SIP/2.0 099 X\r\n", 0, "other"},
 		{"SIP/2.0 7", 0, "other"},
