@@ -126,11 +126,11 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, header: cfg.Header.Clone()}
 	if cfg.BaseURL != "" {
 		u, err := url.Parse(cfg.BaseURL)
-		if err == nil {
-			err = checkURL(u)
-		}
 		if err != nil {
-			return nil, fmt.Errorf("rest: base URL %q: %w", cfg.BaseURL, err)
+			return nil, fmt.Errorf("rest: base URL: %w: %w", ErrBadURL, err)
+		}
+		if err := checkURL(u); err != nil {
+			return nil, fmt.Errorf("rest: base URL %q: %w", u.Redacted(), err)
 		}
 		c.base = u
 	}
@@ -358,6 +358,9 @@ func (c *Client) connectContext(ctx context.Context) (context.Context, context.C
 }
 
 func (c *Client) dialFailed(dctx context.Context, err error, handshake bool) error {
-	timeout := errors.Is(dctx.Err(), context.DeadlineExceeded) && c.closing.Err() == nil
+	// The dial context has no deadline but ours (net/http detaches it from
+	// the request), and the poller may report the deadline before the
+	// context's timer fires: any timeout here is the connect timeout.
+	timeout := (errors.Is(dctx.Err(), context.DeadlineExceeded) || isTimeout(err)) && c.closing.Err() == nil
 	return &dialError{err: err, timeout: timeout, tls: handshake}
 }
