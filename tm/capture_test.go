@@ -201,3 +201,25 @@ func TestLoggerCarriesMessageAndTransaction(t *testing.T) {
 	assert.EqualValues(t, 0, rec["loop"])
 	assert.Equal(t, "z9hG4bK-log1|127.0.0.1:5061|OPTIONS", rec["tx"])
 }
+
+func TestTablesMatchCounters(t *testing.T) {
+	r := newRig(t, Config{}, Routes{Request: relayAll})
+	r.recv(uacAddr, invite("tab-1", "z9hG4bK-tab1"))
+	out := r.expect("127.0.0.1:5061 100", "127.0.0.1:5062 INVITE")
+	srv, cli := r.s.Tables(r.g.Loop(0))
+	assert.Equal(t, 1, srv)
+	assert.Equal(t, 1, cli)
+	st := r.s.Stats()
+	assert.EqualValues(t, srv, st.ServerTxCreated-st.ServerTxDone)
+	r.recv(uasAddr, respond(out[1].msg, 486, "b1").String())
+	r.advance(64 * 500 * time.Millisecond) // Timers D and H: every transaction ends
+	srv, cli = r.s.Tables(r.g.Loop(0))
+	st = r.s.Stats()
+	assert.Equal(t, 0, srv+cli)
+	assert.Equal(t, st.ServerTxCreated, st.ServerTxDone)
+	assert.Equal(t, st.ClientTxCreated, st.ClientTxDone)
+
+	other := reactor.NewManual(reactor.NewFakeClock(time.Unix(0, 0)))
+	srv, cli = r.s.Tables(other)
+	assert.Equal(t, 0, srv+cli, "a loop of another server")
+}
