@@ -207,6 +207,7 @@ func (k *call) request(ctx context.Context) (*http.Request, error) {
 				req.Header[name] = vs
 			}
 		}
+		markIdempotent(req)
 		return req, nil
 	}
 	var body io.Reader
@@ -227,5 +228,19 @@ func (k *call) request(ctx context.Context) (*http.Request, error) {
 	if k.accept != "" {
 		req.Header.Set("Accept", k.accept)
 	}
+	markIdempotent(req)
 	return req, nil
+}
+
+// markIdempotent lets net/http retry PUT and DELETE, idempotent by RFC 9110
+// §9.2.2, as it retries GET: once, when a reused keep-alive connection turns
+// out to be closed by the server before any response. An Idempotency-Key
+// entry with no value does that without sending a header.
+func markIdempotent(req *http.Request) {
+	if req.Method != http.MethodPut && req.Method != http.MethodDelete {
+		return
+	}
+	if _, set := req.Header["Idempotency-Key"]; !set {
+		req.Header["Idempotency-Key"] = nil
+	}
 }

@@ -46,7 +46,7 @@ const (
 	DefaultTimeout         = 5 * time.Second
 	DefaultMaxBody         = 1 << 20
 	DefaultMaxConcurrent   = 256
-	DefaultIdleConnTimeout = 30 * time.Second
+	DefaultIdleConnTimeout = 4 * time.Second
 )
 
 // Config configures a Client. The zero value is usable: absolute URLs only,
@@ -87,7 +87,10 @@ type Config struct {
 	// connections instead of reconnecting).
 	MaxIdleConnsPerHost int
 	// IdleConnTimeout closes keep-alive connections idle for longer
-	// (default DefaultIdleConnTimeout).
+	// (default DefaultIdleConnTimeout). Keep it below the server's own idle
+	// timeout (5 s for Node.js and Apache, 75 s for nginx): a connection the
+	// server closes just as a request reuses it fails a POST (GET, PUT and
+	// DELETE are retried once).
 	IdleConnTimeout time.Duration
 	// MaxRedirects is how many redirects a request follows; the default, 0,
 	// follows none and returns the 3xx response as the Result.
