@@ -22,6 +22,8 @@ import (
 //     cancelled, the timer stopped, and resume never runs.
 //   - If the context cannot be suspended, the op is cancelled and resume
 //     runs inline with an error wrapping ErrNotSuspendable.
+//   - If the context is an InterceptedSuspender with an Interceptor (in
+//     tests), op is offered to it first; see Interceptor.
 //
 // Await returns nothing: every failure, including bad input (a nil op, a nil
 // context), reaches resume as err. A resume may Await again (chained
@@ -46,6 +48,11 @@ func Await[T any](s Suspender, op Op[T], resume func(T, error), opts ...Option) 
 		}
 	}
 	c := &call[T]{loop: l, fn: resume, name: o.name, timeout: o.timeout, obs: o.observer}
+	if is, ok := s.(InterceptedSuspender); ok && op != nil {
+		if f := is.Interceptor(); f != nil {
+			op = intercept(s, f, c, op) // tests only: see intercept.go
+		}
+	}
 	if c.start(op) {
 		c.resumeInline()
 		return

@@ -87,6 +87,10 @@ type Config struct {
 	// latency and errors by name); its methods run on the loops and must
 	// not block.
 	Observer async.Observer
+	// Intercept, when set, is offered every op awaited on a Context before
+	// it starts (see async.Interceptor): siptest sets it to record awaits
+	// and script their results. Leave it nil outside tests.
+	Intercept async.Interceptor
 }
 
 // Routes are the user's routing functions. Every one runs on the owner loop
