@@ -1,0 +1,175 @@
+// Command proxy is asyncsip's flagship example: a registrar with digest
+// authentication and a proxy that routes calls to registered users
+// (parallel forking) or to gateways by longest-prefix least-cost routing
+// with failover (serial forking), with an optional REST hook per call. Its
+// data lives in an embedded SQLite file, or in PostgreSQL with -db.
+//
+//	go run ./examples/proxy                     # serve on udp:127.0.0.1:5060
+//	go run ./examples/proxy user add alice secret
+//	go run ./examples/proxy gw add 1 127.0.0.1:5080 --prefix +1
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/modules/auth"
+	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/rest"
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+var randRead = rand.Read
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	cfg, rest, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return runCLI(cfg, rest, stdout)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, cfg, stdout, stderr)
+}
+
+// serve runs the proxy until ctx ends, then drains.
+func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
+	level, _ := logLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	p, err := newProxy(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer p.close()
+	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{cfg.Listen}, Workers: cfg.Workers, Logger: log,
+		DrainTimeout: 5 * time.Second})
+	if err != nil {
+		return err
+	}
+	srv.SetRoutes(p.Routes())
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	job, err := srv.Group().Every(cfg.ExpireEvery, func(l *reactor.Loop) {
+		async.Launch(l, p.expireBindings(time.Now()), func(r db.Result, err error) {
+			if err != nil {
+				log.Warn("expiring bindings failed", "err", err)
+			} else if r.RowsAffected > 0 {
+				log.Info("expired bindings removed", "count", r.RowsAffected)
+			}
+		})
+	}, reactor.Skip)
+	if err != nil {
+		return err
+	}
+	defer job.Stop()
+	where := "database " + redact(cfg.DB)
+	if cfg.DB == "" {
+		dsn, _ := cfg.dsn()
+		where = "SQLite " + dsn
+	}
+	fmt.Fprintf(stdout, "asyncsip proxy listening on udp:%s (domain %s, %d workers); data in %s\n",
+		srv.Addrs()[0], cfg.Domain, srv.Group().Len(), where)
+	fmt.Fprintln(stdout, "Ctrl-C stops it gracefully.")
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "draining…")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A second Ctrl-C stops at once.
+	again, stop2 := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop2()
+	go func() {
+		<-again.Done()
+		cancel()
+	}()
+	err = srv.Shutdown(sctx)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		fmt.Fprintln(stdout, "stopped before every transaction finished")
+		return nil
+	}
+	fmt.Fprintln(stdout, "stopped")
+	return err
+}
+
+func newProxy(ctx context.Context, cfg Config) (*Proxy, error) {
+	dsn, err := cfg.dsn()
+	if err != nil {
+		return nil, err
+	}
+	store, err := OpenStore(ctx, dsn, cfg.Domain)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	secret, err := cfg.secretBytes()
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, store: store, ch: auth.NewChallenger(cfg.Domain, secret)}
+	if cfg.RESTHook != "" {
+		p.rest, err = rest.NewClient(rest.Config{Timeout: cfg.RESTTimeout, ConnectTimeout: cfg.RESTTimeout})
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("rest hook: %w", err)
+		}
+	}
+	return p, nil
+}
+
+func (p *Proxy) close() {
+	if p.rest != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = p.rest.Close(ctx)
+		cancel()
+	}
+	_ = p.store.Close()
+}
+
+// redact hides a password in a DSN for the banner.
+func redact(dsn string) string {
+	for i := 0; i+3 < len(dsn); i++ {
+		if dsn[i:i+3] == "://" {
+			rest := dsn[i+3:]
+			at := -1
+			for j := 0; j < len(rest); j++ {
+				if rest[j] == '@' {
+					at = j
+					break
+				}
+				if rest[j] == '/' {
+					break
+				}
+			}
+			if at < 0 {
+				return dsn
+			}
+			cred := rest[:at]
+			for j := 0; j < len(cred); j++ {
+				if cred[j] == ':' {
+					return dsn[:i+3] + cred[:j] + ":***" + rest[at:]
+				}
+			}
+			return dsn
+		}
+	}
+	return dsn
+}
