@@ -4,7 +4,7 @@
 GO ?= go
 export GO
 
-.PHONY: all test vet bench cover pg-start pg-stop
+.PHONY: all test vet bench cover fuzz pg-start pg-stop
 
 all: test
 
@@ -20,6 +20,16 @@ vet:
 # Benchmarks only (no tests).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Fuzz every target for a bounded time each (FUZZTIME, default 30s). New
+# crashers land in the package's testdata/fuzz and become regression tests.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
 
 # Coverage profile of the unit tests (no external peers started), then a summary.
 cover:
