@@ -1,0 +1,352 @@
+package metrics_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/modules/metrics"
+	"github.com/asyncsip/asyncsip/reactor"
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// client opens a connection per request, so that no idle keep-alive
+// connection of one test counts in another's descriptor check.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+// nullTP is a transport that sends nowhere; the tests feed tm directly.
+type nullTP struct {
+	mu   sync.Mutex
+	sent int
+}
+
+func (n *nullTP) Send(*reactor.Loop, []byte, netip.AddrPort) error {
+	n.mu.Lock()
+	n.sent++
+	n.mu.Unlock()
+	return nil
+}
+func (n *nullTP) Protocol() string          { return "UDP" }
+func (n *nullTP) Advertised() (string, int) { return "127.0.0.1", 5060 }
+func (n *nullTP) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:5060") }
+
+// rig is a tm server on two real loops, watched by an exporter serving on
+// 127.0.0.1.
+type rig struct {
+	g    *reactor.Group
+	core *tm.Server
+	tp   *nullTP
+	exp  *metrics.Exporter
+	url  string
+}
+
+func newRig(t *testing.T, routes tm.Routes) *rig {
+	t.Helper()
+	fds := testenv.CountFDs()
+	g, err := reactor.NewGroup(2, reactor.Config{Logger: quiet})
+	require.NoError(t, err)
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:0", ProbeInterval: 20 * time.Millisecond, Logger: quiet})
+	core := tm.NewServer(g.Loops(), tm.Config{Logger: quiet, Observer: exp}, routes)
+	tp := &nullTP{}
+	core.AddTransport(tp)
+	require.NoError(t, exp.Watch(core, g))
+	g.Start()
+	require.NoError(t, exp.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, exp.Close(ctx))
+		core.Close()
+		require.NoError(t, g.Stop(ctx))
+		checkFDs(t, fds)
+	})
+	return &rig{g: g, core: core, tp: tp, exp: exp, url: "http://" + exp.Addr().String()}
+}
+
+func checkFDs(t *testing.T, base int) {
+	t.Helper()
+	if base < 0 {
+		return
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for testenv.CountFDs() > base {
+		if time.Now().After(deadline) {
+			t.Errorf("file descriptors: %d open after the test, %d before", testenv.CountFDs(), base)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// receive hands a datagram to tm on loop 0, as a socket would.
+func (r *rig) receive(t *testing.T, raw string) {
+	l := r.g.Loop(0)
+	require.NoError(t, l.Post(func() {
+		r.core.Receive(l, []byte(raw), netip.MustParseAddrPort("127.0.0.1:5061"), r.tp)
+	}))
+}
+
+func options(callID string) string {
+	return strings.ReplaceAll("OPTIONS sip:bob@127.0.0.1 SIP/2.0\n"+
+		"Via: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-"+callID+"\n"+
+		"Max-Forwards: 70\nFrom: <sip:a@127.0.0.1>;tag=1\nTo: <sip:b@127.0.0.1>\n"+
+		"Call-ID: "+callID+"\nCSeq: 1 OPTIONS\nContent-Length: 0\n\n", "\n", "\r\n")
+}
+
+// series are scraped samples keyed `name{label="v",...}` with the labels
+// sorted by name, as the exposition format writes them.
+type series map[string]float64
+
+// get returns the sample of key, whose labels may be in any order.
+func (s series) get(key string) float64 { return s[norm(key)] }
+
+// has reports whether key was exposed.
+func (s series) has(key string) bool { _, ok := s[norm(key)]; return ok }
+
+// norm sorts the labels of a series key (values hold no commas here).
+func norm(key string) string {
+	name, labels, ok := strings.Cut(key, "{")
+	if !ok {
+		return key
+	}
+	pairs := strings.Split(strings.TrimSuffix(labels, "}"), ",")
+	sort.Strings(pairs)
+	return name + "{" + strings.Join(pairs, ",") + "}"
+}
+
+// scrape fetches /metrics and parses the text format.
+func scrape(t *testing.T, url string) series {
+	t.Helper()
+	resp, err := client.Get(url + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	out := series{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		require.Positive(t, i, line)
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		require.NoError(t, err, line)
+		out[line[:i]] = v
+	}
+	require.NoError(t, sc.Err())
+	return out
+}
+
+func TestScrapeServerMetrics(t *testing.T) {
+	r := newRig(t, tm.Routes{Request: func(c *tm.Context) {
+		async.Await(c, async.Sleep(time.Millisecond), func(struct{}, error) { _ = c.Reply(200, "") },
+			async.Name("util.sleep"))
+	}})
+	for i := range 5 {
+		r.receive(t, options(fmt.Sprint("m-", i)))
+	}
+	r.receive(t, "NOT SIP AT ALL\r\n\r\n")
+	var m series
+	waitFor(t, "five 200s", func() bool {
+		m = scrape(t, r.url)
+		return m.get(`asyncsip_sip_responses_total{direction="out",class="2xx"}`) == 5
+	})
+	assert.Equal(t, 5.0, m.get(`asyncsip_sip_requests_total{direction="in",method="OPTIONS"}`))
+	assert.Equal(t, 1.0, m.get(`asyncsip_sip_requests_total{direction="in",method="other"}`))
+	assert.Equal(t, 1.0, m.get(`asyncsip_sip_dropped_total{reason="parse"}`))
+	assert.Equal(t, 5.0, m.get(`asyncsip_transactions_created_total{side="server"}`))
+	assert.Equal(t, 0.0, m.get(`asyncsip_transactions_in_progress`))
+	assert.Equal(t, 0.0, m.get(`asyncsip_transactions_suspended`))
+	assert.Equal(t, 5.0, m.get(`asyncsip_async_ops_started_total{module="util",op="sleep"}`))
+	assert.Equal(t, 5.0, m.get(`asyncsip_async_op_duration_seconds_count{module="util",op="sleep"}`))
+	assert.Equal(t, 0.0, m.get(`asyncsip_async_op_errors_total{module="util",op="sleep",error="timeout"}`))
+	// Non-INVITE server transactions linger for Timer J (32 s): active
+	// equals what the loops' tables hold once the probe has sampled them.
+	waitFor(t, "the probes to sample the tables", func() bool {
+		m = scrape(t, r.url)
+		return m.get(`asyncsip_loop_transactions{loop="0",side="server"}`)+
+			m.get(`asyncsip_loop_transactions{loop="1",side="server"}`) == 5
+	})
+	assert.Equal(t, 5.0, m.get(`asyncsip_transactions_active{side="server"}`))
+	for _, loop := range []string{"0", "1"} {
+		assert.Positive(t, m.get(`asyncsip_loop_lag_seconds_count{loop="`+loop+`"}`), "loop %s probed", loop)
+		assert.True(t, m.has(`asyncsip_loop_cpu_seconds_total{loop="`+loop+`"}`))
+		assert.True(t, m.has(`asyncsip_loop_utilization_ratio{loop="`+loop+`"}`))
+		assert.True(t, m.has(`asyncsip_loop_timers{loop="`+loop+`"}`))
+	}
+	assert.True(t, m.has("go_goroutines"))
+}
+
+func TestPoolMetrics(t *testing.T) {
+	r := newRig(t, tm.Routes{})
+	p := async.NewPool(async.PoolConfig{Workers: 1, Queue: -1})
+	defer p.Close(context.Background())
+	require.NoError(t, r.exp.WatchPool("db", p))
+	require.Error(t, r.exp.WatchPool("db", p), "a name is watched once")
+
+	release := make(chan struct{})
+	results := make(chan error, 2)
+	l := r.g.Loop(1)
+	for range 2 {
+		require.NoError(t, l.Post(func() {
+			async.Launch(l, async.Blocking(func(context.Context) (int, error) { <-release; return 1, nil }, async.OnPool(p)),
+				func(_ int, err error) { results <- err }, async.Name("db.exec"), async.Observe(r.exp))
+		}))
+	}
+	err := <-results // the second call finds the only worker busy
+	require.ErrorIs(t, err, async.ErrOverloaded)
+	m := scrape(t, r.url)
+	assert.Equal(t, 1.0, m.get(`asyncsip_pool_busy_workers{pool="db"}`))
+	assert.Equal(t, 1.0, m.get(`asyncsip_pool_rejected_total{pool="db"}`))
+	close(release)
+	require.NoError(t, <-results)
+	m = scrape(t, r.url)
+	assert.Equal(t, 1.0, m.get(`asyncsip_pool_completed_total{pool="db"}`))
+	assert.Equal(t, 1.0, m.get(`asyncsip_async_op_errors_total{module="db",op="exec",error="overloaded"}`))
+}
+
+func TestMetricNamesFollowConventions(t *testing.T) {
+	r := newRig(t, tm.Routes{Request: func(c *tm.Context) { _ = c.Reply(200, "") }})
+	r.receive(t, options("lint-1"))
+	waitFor(t, "a 200", func() bool {
+		return scrape(t, r.url).get(`asyncsip_sip_responses_total{direction="out",class="2xx"}`) == 1
+	})
+	r.exp.OpStarted("db.query")
+	r.exp.OpFinished("db.query", time.Millisecond, nil)
+	fams, err := r.exp.Registry().Gather()
+	require.NoError(t, err)
+	problems, err := promlint.NewWithMetricFamilies(fams).Lint()
+	require.NoError(t, err)
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "asyncsip_") {
+			t.Errorf("%s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+func TestPprofEndpoints(t *testing.T) {
+	r := newRig(t, tm.Routes{})
+	get := func(path string) (int, string) {
+		resp, err := client.Get(r.url + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(b)
+	}
+	code, body := get("/debug/pprof/")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, "goroutine?debug=1")
+	code, body = get("/debug/pprof/goroutine?debug=1")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, "goroutine profile:")
+	code, body = get("/debug/pprof/heap?gc=1")
+	assert.Equal(t, 200, code)
+	assert.True(t, strings.HasPrefix(body, "\x1f\x8b"), "gzipped protobuf")
+	code, body = get("/debug/pprof/profile?seconds=1")
+	assert.Equal(t, 200, code)
+	assert.True(t, strings.HasPrefix(body, "\x1f\x8b"), "gzipped protobuf")
+	code, body = get("/debug/pprof/trace?seconds=1")
+	assert.Equal(t, 200, code)
+	assert.NotEmpty(t, body)
+	code, _ = get("/debug/pprof/profile?seconds=-1")
+	assert.Equal(t, 400, code)
+	code, _ = get("/debug/pprof/profile?seconds=nope")
+	assert.Equal(t, 400, code)
+	code, _ = get("/debug/pprof/nosuch")
+	assert.Equal(t, 404, code)
+}
+
+// Close does not wait for a long CPU profile: the profile ends early.
+func TestCloseEndsProfiles(t *testing.T) {
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:0", Logger: quiet})
+	require.NoError(t, exp.Start())
+	url := "http://" + exp.Addr().String()
+	got := make(chan int, 1)
+	go func() {
+		resp, err := client.Get(url + "/debug/pprof/profile?seconds=300")
+		if err != nil {
+			got <- -1
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		got <- resp.StatusCode
+	}()
+	waitFor(t, "the profile to start", func() bool {
+		resp, err := client.Get(url + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "cpuProfile")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, exp.Close(ctx))
+	assert.Equal(t, 200, <-got)
+	require.NoError(t, exp.Close(ctx), "Close is idempotent")
+}
+
+func TestExporterErrors(t *testing.T) {
+	exp := metrics.New(metrics.Config{Logger: quiet})
+	require.Error(t, exp.WatchPool("x", async.DefaultPool()), "WatchPool before Watch")
+	g := reactor.NewManualGroup(1, reactor.NewFakeClock(time.Unix(0, 0)))
+	core := tm.NewServer(g.Loops(), tm.Config{Logger: quiet}, tm.Routes{})
+	require.NoError(t, exp.Watch(core, g))
+	require.ErrorIs(t, exp.Watch(core, g), metrics.ErrWatching)
+	require.NoError(t, exp.Start())
+	assert.Nil(t, exp.Addr(), "no listener without Addr")
+	require.ErrorIs(t, exp.Start(), metrics.ErrStarted)
+	require.NoError(t, exp.Close(context.Background()))
+	require.ErrorIs(t, exp.Start(), metrics.ErrStarted)
+
+	bad := metrics.New(metrics.Config{Addr: "127.0.0.1:notaport", Logger: quiet})
+	require.ErrorContains(t, bad.Start(), "metrics: listen")
+}
+
+// Two exporters in one process keep separate registries.
+func TestTwoExportersDoNotMix(t *testing.T) {
+	a := newRig(t, tm.Routes{Request: func(c *tm.Context) { _ = c.Reply(200, "") }})
+	b := newRig(t, tm.Routes{Request: func(c *tm.Context) { _ = c.Reply(200, "") }})
+	a.receive(t, options("two-1"))
+	waitFor(t, "a's 200", func() bool {
+		return scrape(t, a.url).get(`asyncsip_sip_responses_total{direction="out",class="2xx"}`) == 1
+	})
+	assert.Equal(t, 0.0, scrape(t, b.url).get(`asyncsip_sip_responses_total{direction="out",class="2xx"}`))
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
