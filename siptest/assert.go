@@ -1,0 +1,163 @@
+package siptest
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+)
+
+// Assertions in the style of testify's assert package: each reports
+// whether it held, and on failure calls t.Errorf with what was expected,
+// what happened, and the whole exchange (every SIP message in and out).
+// t is a *testing.T, or anything with Errorf (testify's assert.TestingT);
+// wrap them in require-style checks with `if !siptest.AssertX(...) {
+// t.FailNow() }`.
+
+// AssertReplied asserts that the response the proxy sent upstream is code:
+// the final response, or the last provisional one when there is no final.
+func AssertReplied(t assert.TestingT, res *Result, code int, msgAndArgs ...any) bool {
+	helper(t)
+	got := res.Final()
+	if got == nil {
+		got = res.LastReply()
+	}
+	if got != nil && got.StatusCode == code {
+		return true
+	}
+	return fail(t, res, fmt.Sprintf("expected the proxy to reply %d, it replied %s", code, codes(res)), msgAndArgs)
+}
+
+// AssertReplies asserts that the proxy sent exactly these responses
+// upstream, in order (100 Trying included).
+func AssertReplies(t assert.TestingT, res *Result, want []int, msgAndArgs ...any) bool {
+	helper(t)
+	if slices.Equal(res.Codes(), want) {
+		return true
+	}
+	return fail(t, res, fmt.Sprintf("expected the replies %v, got %s", want, codes(res)), msgAndArgs)
+}
+
+// AssertRelayedTo asserts that a stateful branch was relayed to target: a
+// Request-URI ("sip:bob@10.0.0.2") or a next-hop address ("10.0.0.2:5060").
+func AssertRelayedTo(t assert.TestingT, res *Result, target string, msgAndArgs ...any) bool {
+	helper(t)
+	return assertSent(t, res, res.Relayed(), "relayed", target, msgAndArgs)
+}
+
+// AssertForwardedTo asserts that the request was forwarded statelessly to
+// target (a Request-URI or a next-hop address).
+func AssertForwardedTo(t assert.TestingT, res *Result, target string, msgAndArgs ...any) bool {
+	helper(t)
+	return assertSent(t, res, res.Forwarded(), "forwarded", target, msgAndArgs)
+}
+
+// AssertNotRelayed asserts that nothing was sent downstream.
+func AssertNotRelayed(t assert.TestingT, res *Result, msgAndArgs ...any) bool {
+	helper(t)
+	if len(res.relayed) == 0 {
+		return true
+	}
+	return fail(t, res, "expected nothing sent downstream, got "+targets(res.relayed), msgAndArgs)
+}
+
+// AssertDropped asserts that the request got no answer: no final response,
+// nothing sent downstream, nothing awaited.
+func AssertDropped(t assert.TestingT, res *Result, msgAndArgs ...any) bool {
+	helper(t)
+	if res.Dropped() {
+		return true
+	}
+	return fail(t, res, fmt.Sprintf("expected the request to be dropped; replies %s, downstream %s, suspended %v",
+		codes(res), targets(res.relayed), res.Suspended()), msgAndArgs)
+}
+
+// AssertAwaiting asserts that a route of the transaction waits on an op
+// whose Name is op or whose description starts with op ("db.query", "lcr").
+func AssertAwaiting(t assert.TestingT, res *Result, op string, msgAndArgs ...any) bool {
+	helper(t)
+	var seen []string
+	for _, w := range res.awaits {
+		if (w.state == AwaitPending || w.state == AwaitRunning) && matchAny(w, []string{op}) {
+			return true
+		}
+		seen = append(seen, w.String())
+	}
+	return fail(t, res, fmt.Sprintf("expected a pending await of %q; awaits: %v", op, seen), msgAndArgs)
+}
+
+// AssertHeader asserts that msg (a Reply, a Relayed, any sip.Message) has a
+// header name whose first value is want.
+func AssertHeader(t assert.TestingT, msg interface {
+	GetHeader(name string) sip.Header
+	String() string
+}, name, want string, msgAndArgs ...any) bool {
+	helper(t)
+	h := msg.GetHeader(name)
+	if h != nil && h.Value() == want {
+		return true
+	}
+	got := "no such header"
+	if h != nil {
+		got = fmt.Sprintf("%q", h.Value())
+	}
+	return assert.Fail(t, fmt.Sprintf("expected %s: %q, got %s in\n%s", name, want, got, indent(msg.String())), msgAndArgs...)
+}
+
+func assertSent(t assert.TestingT, res *Result, sent []*Relayed, verb, target string, msgAndArgs []any) bool {
+	for _, x := range sent {
+		if matchTarget(x, target) {
+			return true
+		}
+	}
+	return fail(t, res, fmt.Sprintf("expected the request %s to %s, it was %s to %s", verb, target, verb, targets(sent)), msgAndArgs)
+}
+
+// matchTarget compares target with x's next hop ("ip:port") or
+// Request-URI (both parsed, so that equivalent spellings match).
+func matchTarget(x *Relayed, target string) bool {
+	if ap, err := netip.ParseAddrPort(target); err == nil {
+		return x.Addr == ap
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(target, &u); err != nil {
+		return false
+	}
+	return u.String() == x.Recipient.String()
+}
+
+func targets(sent []*Relayed) string {
+	if len(sent) == 0 {
+		return "nowhere"
+	}
+	var s []string
+	for _, x := range sent {
+		s = append(s, fmt.Sprintf("%s %s (next hop %s)", x.Method, x.Target(), x.Addr))
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+func codes(res *Result) string {
+	if len(res.replies) == 0 {
+		return "nothing"
+	}
+	var s []string
+	for _, r := range res.replies {
+		s = append(s, fmt.Sprintf("%d %s", r.StatusCode, r.Reason))
+	}
+	return "[" + strings.Join(s, ", ") + "]"
+}
+
+func fail(t assert.TestingT, res *Result, msg string, msgAndArgs []any) bool {
+	helper(t)
+	return assert.Fail(t, "siptest: "+msg+"\n"+res.String(), msgAndArgs...)
+}
+
+func helper(t assert.TestingT) {
+	if h, ok := t.(interface{ Helper() }); ok {
+		h.Helper()
+	}
+}

@@ -1,0 +1,44 @@
+// Package siptest unit-tests asyncsip routes as plain Go functions, the way
+// net/http/httptest tests handlers: build a request, send it through the
+// real transaction layer, and look at what the proxy did.
+//
+//	func TestRoute(t *testing.T) {
+//		h := siptest.NewHarness(t, route) // route is a func(*tm.Context)
+//		res := h.Send(siptest.NewRequest("INVITE", "sip:+15551234@example.com"))
+//		siptest.AssertRelayedTo(t, res, "sip:+15551234@10.0.0.2")
+//		res.Branch(0).Respond(486)           // the gateway is busy
+//		siptest.AssertReplied(t, res, 486)
+//	}
+//
+// A Harness runs tm.NewServer — the same code as production — on a manual
+// reactor loop with a fake clock, over an in-memory transport: no socket,
+// no sleep. Every driver (Send, Relayed.Respond, Await.Complete,
+// Clock.Advance) runs the loop until it is idle, so when it returns the
+// Result shows everything the routes did: the responses sent upstream
+// (Replies, LastReply), the requests relayed or forwarded downstream
+// (Relayed, Forwarded, with the proxy's Via, Record-Route and Max-Forwards),
+// drops, and the awaits.
+//
+// # Awaits
+//
+// An async.Await in a route is intercepted (tm.Config.Intercept): the op
+// is not started, the transaction suspends as in production (100 Trying,
+// retransmissions absorbed), and the test decides what happens —
+//
+//	res.Await(0).Complete("sip:gw1@10.0.0.1", nil) // the op's result
+//	res.Await(0).Fail(db.ErrUnavailable)            // the op's error
+//	h.Clock.Advance(3 * time.Second)                 // the await times out
+//
+// — or fakes answer from a table, by the op's description (see Fake):
+//
+//	db := siptest.NewFakeDB()
+//	db.On("SELECT gw FROM lcr WHERE prefix = ?").WithArgs("1555").ReturnRows([]string{"gw"}, []any{"10.0.0.1"})
+//	h := siptest.NewHarness(t, route, siptest.WithFakes(db))
+//
+// async.Sleep and async.Done run as they are (on the fake clock); other
+// ops can be let through with WithPassThrough (loop-only ops) or
+// WithRealOps (real blocking calls, waited for in real time).
+//
+// Requests are built with NewRequest, NewRegister, NewBye, NewCancel,
+// NewAck and Dialog, which fill every mandatory header.
+package siptest
