@@ -177,7 +177,9 @@ func (f *FakeDB) OnRegexp(re *regexp.Regexp) *Rule {
 type FakeExec struct{ table }
 
 // NewFakeExec returns an empty FakeExec.
-func NewFakeExec() *FakeExec { return &FakeExec{table{kind: "FakeExec", prefix: []string{"exec: ", "exec."}}} }
+func NewFakeExec() *FakeExec {
+	return &FakeExec{table{kind: "FakeExec", prefix: []string{"exec: ", "exec."}}}
+}
 
 // On matches the command line command, or any command line that starts
 // with command and a space (the program, whatever its arguments).
@@ -198,7 +200,9 @@ func (f *FakeExec) OnRegexp(re *regexp.Regexp) *Rule {
 type FakeREST struct{ table }
 
 // NewFakeREST returns an empty FakeREST.
-func NewFakeREST() *FakeREST { return &FakeREST{table{kind: "FakeREST", prefix: []string{"rest: ", "rest."}}} }
+func NewFakeREST() *FakeREST {
+	return &FakeREST{table{kind: "FakeREST", prefix: []string{"rest: ", "rest."}}}
+}
 
 // On matches method ("" for any) and url; a url ending in "*" matches every
 // URL with that prefix.

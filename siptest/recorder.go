@@ -392,10 +392,10 @@ func callID(m sip.Message) string {
 
 // event is one line of a Result's exchange.
 type event struct {
-	dir   direction
-	msg   sip.Message
-	addr  netip.AddrPort
-	note  string // for an await: its description when the event happened
+	dir  direction
+	msg  sip.Message
+	addr netip.AddrPort
+	note string // for an await: its description when the event happened
 }
 
 type direction uint8
