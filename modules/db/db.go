@@ -362,6 +362,10 @@ func (h *Handle) wrap(ctx context.Context, name string, err error) error {
 		return fmt.Errorf("%s: %w", name, err)
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Errorf("%s: %w: %w", name, async.ErrTimeout, err)
+	case ctx.Err() != nil && !errors.Is(err, ctx.Err()):
+		// Cancelled (the await timed out, its context ended): say so even
+		// when the driver reports it in its own words ("interrupted").
+		return fmt.Errorf("%s: %w: %w", name, ctx.Err(), err)
 	case ctx.Err() == nil && unavailable(err):
 		return fmt.Errorf("%s: %w: %w", name, ErrUnavailable, err)
 	}

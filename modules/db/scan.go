@@ -12,7 +12,7 @@ import (
 
 // Scan stores the value in dest, a pointer, converting strictly:
 //
-//   - *string, *[]byte (a copy), *bool, *time.Time, *float32, *float64 and
+//   - *string, *[]byte (a copy; NULL gives nil), *bool, *time.Time, *float32, *float64 and
 //     the pointers to every int and uint type take the value when it
 //     converts without loss (text is parsed; an integer that does not fit
 //     is an error); NULL into them is an error.
@@ -43,6 +43,10 @@ func scanValue(src, dest any) error {
 		return nil
 	}
 	if src == nil {
+		if b, ok := dest.(*[]byte); ok { // as database/sql does
+			*b = nil
+			return nil
+		}
 		return scanNull(dest)
 	}
 	switch d := dest.(type) {

@@ -1,0 +1,234 @@
+package db_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// TestMain checks, after all tests, that no goroutine is left behind and
+// that the process holds no more descriptors than before: tests run in
+// parallel, so per-test descriptor counts are only taken by the tests that
+// do not (see TestNoLeaks).
+func TestMain(m *testing.M) {
+	base := testenv.CountFDs()
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	if code == 0 && base >= 0 {
+		deadline := time.Now().Add(5 * time.Second)
+		for testenv.CountFDs() > base && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n := testenv.CountFDs(); n > base {
+			fmt.Fprintf(os.Stderr, "file descriptors: %d open after the tests, %d before\n", n, base)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// startLoop starts a real loop that the test stops when it ends.
+func startLoop(t testing.TB) *reactor.Loop {
+	t.Helper()
+	l, err := reactor.New(reactor.Config{})
+	if err != nil {
+		t.Fatalf("reactor.New: %v", err)
+	}
+	l.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := l.Stop(ctx); err != nil {
+			t.Errorf("loop stop: %v", err)
+		}
+	})
+	return l
+}
+
+// onLoop runs fn on l and waits (bounded) for it to return.
+func onLoop(t testing.TB, l *reactor.Loop, fn func()) {
+	t.Helper()
+	ran := make(chan struct{})
+	if err := l.Post(func() { defer close(ran); fn() }); err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	waitFor(t, ran, "task on loop")
+}
+
+// waitFor waits (bounded) for a value or a close on ch.
+func waitFor[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// eventually polls cond (bounded).
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition never met: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type outcome[T any] struct {
+	v      T
+	err    error
+	inline bool // the report ran before Launch returned
+}
+
+// run launches op on l and waits for its report: what a route's resume
+// would get.
+func run[T any](t testing.TB, l *reactor.Loop, op async.Op[T], opts ...async.Option) outcome[T] {
+	t.Helper()
+	ch := make(chan outcome[T], 1)
+	onLoop(t, l, func() {
+		launched := false
+		async.Launch(l, op, func(v T, err error) { ch <- outcome[T]{v, err, !launched} }, opts...)
+		launched = true
+	})
+	return waitFor(t, ch, "op report")
+}
+
+// must runs op and fails the test on an error.
+func must[T any](t testing.TB, l *reactor.Loop, op async.Op[T]) T {
+	t.Helper()
+	o := run(t, l, op)
+	if o.err != nil {
+		t.Fatalf("op failed: %v", o.err)
+	}
+	return o.v
+}
+
+// open opens a handle that is closed when the test ends.
+func open(t testing.TB, driver, dsn string, opts ...db.Option) *db.Handle {
+	t.Helper()
+	h, err := db.Open(driver, dsn, opts...)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return h
+}
+
+// checkFDs waits (bounded) for the descriptor count to come back to base.
+func checkFDs(t testing.TB, base int) {
+	t.Helper()
+	if base < 0 {
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n := testenv.CountFDs()
+		if n <= base {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("file descriptors: %d open after the test, %d before", n, base)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// recorder is an Observer that keeps its events.
+type recorder struct {
+	mu       sync.Mutex
+	done     []event
+	rejected []string
+}
+
+type event struct {
+	op  string
+	err error
+}
+
+func (r *recorder) QueryDone(op string, _ time.Duration, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done = append(r.done, event{op, err})
+}
+
+func (r *recorder) Rejected(op string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rejected = append(r.rejected, op)
+}
+
+// last returns the last QueryDone event whose error matches target (nil:
+// any), and whether there is one.
+func (r *recorder) last(target error) (event, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.done) - 1; i >= 0; i-- {
+		if target == nil || errors.Is(r.done[i].err, target) {
+			return r.done[i], true
+		}
+	}
+	return event{}, false
+}
+
+// fakeCtx is a Suspender standing in for tm.Context in unit tests: end()
+// ends the context while suspended, as a transaction that terminates does.
+type fakeCtx struct {
+	loop   *reactor.Loop
+	live   bool
+	aborts []func()
+}
+
+func (c *fakeCtx) Loop() *reactor.Loop { return c.loop }
+
+func (c *fakeCtx) Suspend() (async.Resumer, error) {
+	c.live = true
+	c.aborts = nil
+	return c, nil
+}
+
+func (c *fakeCtx) Resume(fn func()) bool {
+	if !c.live {
+		return false
+	}
+	c.live = false
+	fn()
+	return true
+}
+
+func (c *fakeCtx) OnAbort(fn func()) { c.aborts = append(c.aborts, fn) }
+
+func (c *fakeCtx) end() {
+	if !c.live {
+		return
+	}
+	c.live = false
+	for _, fn := range c.aborts {
+		fn()
+	}
+}
