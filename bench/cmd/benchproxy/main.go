@@ -1,0 +1,135 @@
+// Command benchproxy is the asyncsip proxy of the side-by-side benchmarks in
+// bench/: a stateful relay with Record-Route, built only on the public API,
+// with one route per scenario.
+//
+//	benchproxy -scenario relay -listen udp:127.0.0.1:5070 -target 127.0.0.1:5080
+//
+// Scenarios (initial requests only; in-dialog requests are loose-routed):
+//
+//	relay           relay to -target
+//	sleep           await async.Sleep(20ms), then relay
+//	sleep-blocking  time.Sleep(20ms) on the worker loop, then relay
+//	rest            await GET -rest-url?user=U (the body is the next hop), then relay
+//	db              await SELECT target FROM routes WHERE username=U (-db), then relay
+//
+// It runs until SIGINT or SIGTERM, then drains and exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/bench/internal/routedb"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchproxy:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("benchproxy", flag.ContinueOnError)
+	scenario := fs.String("scenario", "relay", "relay | sleep | sleep-blocking | rest | db")
+	listen := fs.String("listen", "udp:127.0.0.1:5060", "listening socket")
+	target := fs.String("target", "127.0.0.1:5080", "downstream UAS host:port")
+	workers := fs.Int("workers", 4, "event loops")
+	restURL := fs.String("rest-url", "http://127.0.0.1:8088/route", "rest: delay server URL")
+	dsn := fs.String("db", "", "db: sqlite:PATH or postgres://... (routes table; filled with -db-users -> -target when -db-fill)")
+	dbFill := fs.Bool("db-fill", true, "db: create and fill the routes table at start")
+	dbUsers := fs.String("db-users", "bob,service", "db: comma-separated users routed to -target by -db-fill")
+	poolSize := fs.Int("pool", 256, "rest/db: blocking-call pool workers")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit")
+	logLevel := fs.String("log-level", "warn", "debug | info | warn | error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	o := options{scenario: *scenario, target: *target, restURL: *restURL,
+		pool: async.NewPool(async.PoolConfig{Workers: *poolSize})}
+	if *scenario == "db" {
+		if *dsn == "" {
+			return errors.New("scenario db needs -db")
+		}
+		db, q, err := routedb.Open(*dsn)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		db.SetMaxOpenConns(*poolSize)
+		db.SetMaxIdleConns(*poolSize)
+		if *dbFill {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := routedb.Fill(ctx, db, *target, splitComma(*dbUsers), 10000)
+			cancel()
+			if err != nil {
+				return err
+			}
+		}
+		o.db, o.dbQuery = db, q
+	}
+	route, err := request(o)
+	if err != nil {
+		return err
+	}
+
+	srv, err := asyncsip.New(asyncsip.Config{
+		Listen: []string{*listen}, Workers: *workers, Logger: logger,
+		ReadBuffer: 4 << 20, WriteBuffer: 4 << 20, DrainTimeout: 2 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	srv.Request(route)
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("cpuprofile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "benchproxy: scenario=%s listening on %v target=%s workers=%d\n",
+		*scenario, srv.Addrs(), *target, *workers)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, asyncsip.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func splitComma(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' })
+}
