@@ -1,6 +1,7 @@
 package siptest
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -308,7 +309,7 @@ type transport struct {
 
 // ErrUnreachable is what the in-memory transport returns for a destination
 // made Unreachable.
-var ErrUnreachable = fmt.Errorf("siptest: destination unreachable")
+var ErrUnreachable = errors.New("siptest: destination unreachable")
 
 func (tp *transport) Send(_ *reactor.Loop, b []byte, to netip.AddrPort) error {
 	return tp.h.sent(b, to)

@@ -231,16 +231,16 @@ func (x *Relayed) Respond(code int, opts ...MessageOption) *Result {
 		resp.AppendHeader(sip.NewHeader("Contact", addrSpec(m.contact, "sip:"+x.Addr.String())))
 	}
 	for _, hd := range m.headers {
+		if strings.ContainsAny(hd[0]+hd[1], "\r\n") || strings.ContainsAny(hd[0], ": ") {
+			x.h.t.Fatalf("siptest: Respond: WithHeader(%q, %q): a header name or value with CR, LF, colon or space", hd[0], hd[1])
+		}
 		resp.AppendHeader(sip.NewHeader(hd[0], hd[1]))
 	}
 	if m.body != "" {
 		resp.AppendHeader(sip.NewHeader("Content-Type", m.ctype))
 	}
 	resp.SetBody([]byte(m.body))
-	for _, name := range m.without {
-		for resp.RemoveHeader(name) {
-		}
-	}
+	removeHeaders(resp, m.without)
 	x.responses = append(x.responses, resp)
 	x.res.add(event{dir: dirIn, msg: resp, addr: x.Addr})
 	x.h.receive([]byte(resp.String()), x.Addr)
@@ -264,7 +264,7 @@ func (h *Harness) sent(b []byte, to netip.AddrPort) error {
 	case *sip.Request:
 		h.sentRequest(m, e)
 	}
-	if e.note != "" {
+	if h.unreachable[to] {
 		return fmt.Errorf("%w: %s", ErrUnreachable, to)
 	}
 	return nil

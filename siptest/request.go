@@ -227,6 +227,9 @@ func (m *message) request(method, ruri string) *sip.Request {
 		line("Contact", addrSpec(m.contact, fmt.Sprintf("sip:alice@%s:%d", host, src.Port())))
 	}
 	for _, h := range m.headers {
+		if strings.ContainsAny(h[0]+h[1], "\r\n") || strings.ContainsAny(h[0], ": ") {
+			panic(fmt.Sprintf("siptest: WithHeader(%q, %q): a header name or value with CR, LF, colon or space", h[0], h[1]))
+		}
 		line(h[0], h[1])
 	}
 	if m.body != "" {
@@ -242,12 +245,24 @@ func (m *message) request(method, ruri string) *sip.Request {
 	if !ok {
 		panic("siptest: NewRequest: not a request")
 	}
-	for _, name := range m.without {
-		for req.RemoveHeader(name) {
-		}
-	}
+	removeHeaders(req, m.without)
 	req.SetSource(src.String())
 	return req
+}
+
+// removeHeaders removes every header whose name is one of names (case
+// insensitive; sipgo's RemoveHeader wants the canonical spelling).
+func removeHeaders(m interface {
+	Headers() []sip.Header
+	RemoveHeader(name string) bool
+}, names []string) {
+	for _, name := range names {
+		for _, h := range m.Headers() {
+			if strings.EqualFold(h.Name(), name) {
+				m.RemoveHeader(h.Name())
+			}
+		}
+	}
 }
 
 // wantsContact reports whether a UAC puts a Contact in method's requests:

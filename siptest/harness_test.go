@@ -1,0 +1,296 @@
+package siptest_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/asyncsip/asyncsip/siptest"
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+// relayTo relays new requests to target and in-dialog ones by their route.
+func relayTo(target string) func(c *tm.Context) {
+	return func(c *tm.Context) {
+		if c.InDialog() || c.LooseRouted() {
+			_ = c.Relay()
+			return
+		}
+		_ = c.Relay(target)
+	}
+}
+
+func TestReplyFromRoute(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, func(c *tm.Context) {
+		c.Set("seen", c.Req.Recipient.User)
+		_ = c.Reply(404, "", sip.NewHeader("X-Reason", "no route"))
+	})
+	res := h.Send(siptest.NewRequest("INVITE", "sip:+15551234@example.com"))
+	siptest.AssertReplied(t, res, 404)
+	siptest.AssertReplies(t, res, []int{100, 404})
+	assert.Equal(t, []int{100, 404}, res.Codes())
+	final := res.Final()
+	require.NotNil(t, final)
+	assert.Equal(t, "Not Found", final.Reason)
+	assert.Equal(t, siptest.DefaultUAC, final.Addr.String(), "sent back to the source (rport)")
+	siptest.AssertHeader(t, final, "X-Reason", "no route")
+	assert.True(t, final.To().Params.Has("tag"))
+	assert.Same(t, final, res.LastReply())
+	siptest.AssertNotRelayed(t, res)
+	assert.False(t, res.Dropped())
+	v, _ := tm.Value[string](res.Context(), "seen")
+	assert.Equal(t, "+15551234", v, "the route's context is there to inspect")
+	assert.Contains(t, res.String(), "SIP/2.0 404 Not Found", "the exchange has the messages")
+}
+
+func TestTypedRoutesAndAbandon(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, tm.Routes{Request: func(c *tm.Context) {}})
+	res := h.Send(siptest.NewRequest("OPTIONS", "sip:bob@example.com"))
+	siptest.AssertReplied(t, res, 500, "a route that does nothing gets the abandon code")
+
+	h2 := siptest.NewHarness(t, tm.Routes{}, siptest.WithConfig(tm.Config{AbandonCode: 503}))
+	siptest.AssertReplied(t, h2.Send(siptest.NewRequest("OPTIONS", "sip:bob@example.com")), 503)
+}
+
+func TestRelayRecordsForwardedRequest(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, relayTo("sip:bob@10.0.0.2"))
+	inv := siptest.NewRequest("INVITE", "sip:bob@example.com")
+	res := h.Send(inv)
+	siptest.AssertReplies(t, res, []int{100})
+	siptest.AssertRelayedTo(t, res, "sip:bob@10.0.0.2")
+	siptest.AssertRelayedTo(t, res, "10.0.0.2:5060")
+	require.Len(t, res.Relayed(), 1)
+	assert.Empty(t, res.Forwarded())
+	br := res.Branch(0)
+	assert.False(t, br.Stateless)
+	assert.Equal(t, "sip:bob@10.0.0.2", br.Target())
+	assert.Equal(t, "10.0.0.2:5060", br.Addr.String())
+	vias := br.GetHeaders("Via")
+	require.Len(t, vias, 2, "our Via on top of the caller's")
+	assert.Equal(t, "127.0.0.1", br.Via().Host)
+	assert.Equal(t, 5060, br.Via().Port)
+	assert.Equal(t, "69", hdr(br, "Max-Forwards"))
+	assert.Equal(t, "<sip:127.0.0.1:5060;lr>", hdr(br, "Record-Route"))
+	assert.Same(t, res, br.Result())
+	assert.True(t, res.Suspended() == false && !res.Dropped())
+
+	res.Branch(0).Respond(180)
+	res.Branch(0).Respond(200, siptest.WithBody("application/sdp", "v=0\r\n"))
+	siptest.AssertReplies(t, res, []int{100, 180, 200})
+	ok := res.LastReply()
+	assert.Len(t, ok.GetHeaders("Via"), 1, "our Via is removed upstream")
+	assert.Equal(t, "v=0\r\n", string(ok.Body()))
+	assert.Equal(t, "sip:10.0.0.2:5060", ok.Contact().Address.String())
+	assert.Len(t, br.Responses(), 2)
+	tag180, _ := res.Replies()[1].To().Params.Get("tag")
+	tag200, _ := ok.To().Params.Get("tag")
+	assert.Equal(t, tag180, tag200, "one branch, one To tag")
+
+	// The caller ACKs and hangs up through the proxy (Record-Route).
+	d := siptest.NewDialog(inv, ok.Response)
+	ack := h.Send(d.Ack())
+	siptest.AssertForwardedTo(t, ack, "sip:10.0.0.2:5060")
+	assert.True(t, ack.Forwarded()[0].Stateless)
+	assert.Nil(t, ack.Forwarded()[0].GetHeader("Route"), "our Route is consumed")
+	bye := h.Send(d.Bye())
+	siptest.AssertRelayedTo(t, bye, "sip:10.0.0.2:5060")
+	bye.Branch(0).Respond(200)
+	siptest.AssertReplied(t, bye, 200)
+}
+
+func TestStatelessForward(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, func(c *tm.Context) {
+		require.NoError(t, c.SetDestination("10.0.0.3:5080"))
+		require.NoError(t, c.Forward())
+	})
+	res := h.Send(siptest.NewRequest("MESSAGE", "sip:bob@example.com", siptest.WithBody("text/plain", "hi")))
+	siptest.AssertForwardedTo(t, res, "10.0.0.3:5080")
+	siptest.AssertForwardedTo(t, res, "sip:bob@example.com")
+	assert.Empty(t, res.Relayed())
+	fw := res.Forwarded()[0]
+	assert.True(t, fw.Stateless)
+	assert.Equal(t, "69", hdr(fw, "Max-Forwards"))
+	fw.Respond(202)
+	siptest.AssertReplied(t, res, 202, "a response to a stateless forward is routed by Via")
+}
+
+func TestDropAndRetransmission(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, func(c *tm.Context) { c.Drop() })
+	req := siptest.NewRequest("MESSAGE", "sip:bob@example.com")
+	res := h.Send(req)
+	siptest.AssertDropped(t, res)
+	assert.Same(t, res, h.Send(req), "a retransmission is the same transaction")
+	siptest.AssertDropped(t, res)
+
+	h2 := siptest.NewHarness(t, func(c *tm.Context) { _ = c.Reply(486, "") })
+	inv := siptest.NewRequest("INVITE", "sip:bob@example.com")
+	res2 := h2.Send(inv)
+	h2.Send(inv)
+	siptest.AssertReplies(t, res2, []int{100, 486, 486}, "the final response is retransmitted")
+	h2.Send(siptest.NewAck(inv, res2.Final().Response))
+	h2.Clock.Advance(time.Minute)
+	assert.Equal(t, []int{100, 486, 486}, res2.Codes(), "the ACK stopped the retransmissions")
+}
+
+func TestFailureRouteSerialForking(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, tm.Routes{
+		Request: relayTo("sip:bob@10.0.0.2"),
+		Failure: func(c *tm.Context) {
+			if c.Resp.StatusCode == 486 && len(c.Branches()) == 1 {
+				_ = c.Relay("sip:bob@10.0.0.3")
+			}
+		},
+	})
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	res.Branch(0).Respond(486)
+	require.Len(t, res.Branch(0).Acks(), 1, "tm ACKs the 486 hop by hop")
+	siptest.AssertRelayedTo(t, res, "sip:bob@10.0.0.3")
+	siptest.AssertReplies(t, res, []int{100}, "the 486 is not relayed upstream")
+	res.Branch(1).Respond(603)
+	siptest.AssertReplied(t, res, 603)
+}
+
+func TestParallelForkingAndCancel(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, func(c *tm.Context) { _ = c.Relay("sip:a@10.0.0.2", "sip:b@10.0.0.3") })
+	inv := siptest.NewRequest("INVITE", "sip:bob@example.com")
+	res := h.Send(inv)
+	require.Len(t, res.Relayed(), 2)
+	res.Branch(0).Respond(180)
+	res.Branch(1).Respond(180)
+	res.Branch(1).Respond(200)
+	siptest.AssertReplies(t, res, []int{100, 180, 180, 200})
+	assert.True(t, res.Branch(0).Cancelled(), "the 200 cancels the other branch")
+	assert.False(t, res.Branch(1).Cancelled())
+	require.Len(t, res.Branch(0).Cancels(), 1)
+	assert.Equal(t, sip.CANCEL, res.Branch(0).Cancels()[0].Method)
+
+	// The caller cancels a ringing call: 200 to the CANCEL, CANCEL
+	// downstream, 487 upstream once the callee answers it.
+	h2 := siptest.NewHarness(t, relayTo("sip:bob@10.0.0.2"))
+	inv2 := siptest.NewRequest("INVITE", "sip:bob@example.com")
+	res2 := h2.Send(inv2)
+	res2.Branch(0).Respond(180)
+	can := h2.Send(siptest.NewCancel(inv2))
+	siptest.AssertReplied(t, can, 200)
+	assert.True(t, res2.Branch(0).Cancelled())
+	res2.Branch(0).Respond(487)
+	siptest.AssertReplies(t, res2, []int{100, 180, 487})
+	assert.True(t, res2.Context().Cancelled())
+}
+
+func TestReplyRoute(t *testing.T) {
+	t.Parallel()
+	var seen []int
+	h := siptest.NewHarness(t, tm.Routes{
+		Request: relayTo("sip:bob@10.0.0.2"),
+		Reply: func(c *tm.Context) {
+			seen = append(seen, c.Resp.StatusCode)
+			if c.Resp.StatusCode == 183 {
+				c.Drop()
+			}
+		},
+	})
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	res.Branch(0).Respond(183)
+	res.Branch(0).Respond(180)
+	res.Branch(0).Respond(200)
+	assert.Equal(t, []int{183, 180, 200}, seen)
+	siptest.AssertReplies(t, res, []int{100, 180, 200}, "the dropped 183 never went upstream")
+}
+
+func TestClockDrivesTransactionTimers(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, relayTo("sip:bob@10.0.0.2"))
+	start := h.Clock.Now()
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	h.Clock.Advance(1500 * time.Millisecond) // Timer A: 0.5 s, then 1 s
+	assert.Equal(t, 2, res.Branch(0).Retransmissions())
+	assert.Contains(t, res.String(), "(retransmission)")
+	h.Clock.Advance(32 * time.Second) // Timer B: 64*T1
+	siptest.AssertReplied(t, res, 408, "no answer downstream: 408 upstream")
+	assert.Equal(t, 33500*time.Millisecond, h.Clock.Now().Sub(start))
+}
+
+func TestUnreachableNextHop(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, tm.Routes{
+		Request: relayTo("sip:bob@10.0.0.2"),
+		Failure: func(c *tm.Context) {
+			if len(c.Branches()) == 1 {
+				_ = c.Relay("sip:bob@10.0.0.3")
+			}
+		},
+	})
+	h.Unreachable("10.0.0.2:5060")
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	siptest.AssertRelayedTo(t, res, "10.0.0.3:5060", "the failure route tried the next gateway")
+	assert.Len(t, res.Relayed(), 1, "the failed send is in the exchange only")
+	assert.Contains(t, res.String(), "send failed: unreachable")
+}
+
+func TestPanicInRouteIs500(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, func(c *tm.Context) { panic("route bug") })
+	siptest.AssertReplied(t, h.Send(siptest.NewRequest("OPTIONS", "sip:bob@example.com")), 500)
+	assert.EqualValues(t, 1, h.Server.Stats().Panics)
+}
+
+func TestIPv6Caller(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, relayTo("sip:bob@[::1]:5070"))
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com", siptest.WithSource("[::1]:5099")))
+	siptest.AssertRelayedTo(t, res, "[::1]:5070")
+	assert.Equal(t, "[::1]:5099", res.LastReply().Addr.String())
+}
+
+func TestHarnessOptions(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, relayTo("sip:bob@10.0.0.2"), siptest.WithProxyAddr("10.0.0.1:5070"), siptest.WithUAC("10.0.0.9:5000"))
+	raw := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", User: "bob", Host: "example.com"})
+	raw.AppendHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: "10.0.0.9",
+		Port: 5000, Params: sip.HeaderParams{{K: "branch", V: "z9hG4bK-raw"}}})
+	raw.AppendHeader(&sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "a", Host: "x"}, Params: sip.HeaderParams{{K: "tag", V: "1"}}})
+	raw.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "example.com"}})
+	id := sip.CallIDHeader("raw-1")
+	raw.AppendHeader(&id)
+	raw.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.OPTIONS})
+	raw.SetBody(nil)
+	res := h.Send(raw) // no source set: it comes from WithUAC's address
+	require.Len(t, res.Relayed(), 1)
+	assert.Equal(t, "10.0.0.1", res.Branch(0).Via().Host)
+	assert.Equal(t, 5070, res.Branch(0).Via().Port)
+	res.Branch(0).Respond(200)
+	assert.Equal(t, "10.0.0.9:5000", res.LastReply().Addr.String())
+
+	rt := &recordingT{TB: t}
+	assert.True(t, catch(func() { siptest.NewHarness(rt, relayAll, siptest.WithProxyAddr("[::1]:5060")) }))
+	assert.Contains(t, rt.failures(), "want an IPv4")
+	assert.True(t, catch(func() { siptest.NewHarness(rt, relayAll, siptest.WithUAC("nowhere")) }))
+	h2 := siptest.NewHarness(rt, relayAll)
+	assert.True(t, catch(func() { h2.Unreachable("10.0.0.1") }))
+}
+
+func relayAll(c *tm.Context) { _ = c.Relay() }
+
+func TestAccessorsFailWithTheExchange(t *testing.T) {
+	t.Parallel()
+	rt := &recordingT{TB: t}
+	h := siptest.NewHarness(rt, func(c *tm.Context) { _ = c.Reply(403, "") })
+	res := h.Send(siptest.NewRequest("OPTIONS", "sip:bob@example.com"))
+	assert.True(t, catch(func() { res.Branch(0) }))
+	assert.True(t, catch(func() { res.Await(0) }))
+	assert.Contains(t, rt.failures(), "no relayed branch 0 (0 relayed)")
+	assert.Contains(t, rt.failures(), "no await 0 (0 awaited)")
+	assert.Contains(t, rt.failures(), "SIP/2.0 403 Forbidden", "with the messages")
+	assert.Empty(t, h.Stray())
+}
