@@ -75,13 +75,13 @@ func AssertDropped(t assert.TestingT, res *Result, msgAndArgs ...any) bool {
 		codes(res), targets(res.relayed), res.Suspended()), msgAndArgs)
 }
 
-// AssertAwaiting asserts that a route of the transaction waits on an op
-// whose Name is op or whose description starts with op ("db.query", "lcr").
+// AssertAwaiting asserts that a route of the transaction waits on the op
+// that op names, as WithPassThrough matches them ("db.query", "lcr").
 func AssertAwaiting(t assert.TestingT, res *Result, op string, msgAndArgs ...any) bool {
 	helper(t)
 	var seen []string
 	for _, w := range res.awaits {
-		if (w.state == AwaitPending || w.state == AwaitRunning) && matchAny(w, []string{op}) {
+		if (w.state == AwaitPending || w.state == AwaitRunning) && matchOp(w, op) {
 			return true
 		}
 		seen = append(seen, w.String())

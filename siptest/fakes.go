@@ -227,16 +227,18 @@ func (f *FakeREST) OnRegexp(method string, re *regexp.Regexp) *Rule {
 	})
 }
 
-// FakeOps answers any op by its await Name or the start of its
-// description: the fake for a route's own async.Blocking or OpFunc ops.
+// FakeOps answers any op by name: the fake for a route's own
+// async.Blocking or OpFunc ops.
 type FakeOps struct{ table }
 
 // NewFakeOps returns an empty FakeOps.
 func NewFakeOps() *FakeOps { return &FakeOps{table{kind: "FakeOps"}} }
 
-// On matches an await whose Name is s, or whose description starts with s.
-func (f *FakeOps) On(s string) *Rule {
-	return f.add(s, func(w *Await, desc string) bool { return w.Name == s || (s != "" && strings.HasPrefix(desc, s)) })
+// On matches the ops that op names, as WithPassThrough matches them: the
+// await's async.Name, a description prefix, or the name given to
+// async.Blocking ("lcr" for async.Blocking(fn, async.Name("lcr"))).
+func (f *FakeOps) On(op string) *Rule {
+	return f.add(op, func(w *Await, _ string) bool { return matchOp(w, op) })
 }
 
 // squash collapses runs of white space and trims, so that SQL and command

@@ -76,19 +76,23 @@ func WithFakes(f ...Fake) HarnessOption {
 	return func(c *harnessConfig) { c.fakes = append(c.fakes, f...) }
 }
 
-// WithPassThrough lets ops whose description starts with one of prefixes,
-// or whose Name is one of them, run for real on the loop instead of being
-// held (they must not need a real poller: timers and synchronous ops).
-// "async.sleep" and "async.done" always pass through.
-func WithPassThrough(prefixes ...string) HarnessOption {
-	return func(c *harnessConfig) { c.passThrough = append(c.passThrough, prefixes...) }
+// WithPassThrough lets the ops that ops names run for real on the loop
+// instead of being held; they must need no real poller (timers and
+// synchronous ops). A name matches an await whose async.Name is it, whose
+// description starts with it ("db.query"), or whose description's detail
+// is it ("lcr" for async.Blocking(fn, async.Name("lcr")), described as
+// "async.blocking: lcr"). "async.sleep" and "async.done" always pass
+// through.
+func WithPassThrough(ops ...string) HarnessOption {
+	return func(c *harnessConfig) { c.passThrough = append(c.passThrough, ops...) }
 }
 
-// WithRealOps runs ops matched like WithPassThrough for real, off the loop
-// (async.Blocking on its pool, say): Send and the other drivers then wait,
-// in real time and at most RealOpWait, for them to complete.
-func WithRealOps(prefixes ...string) HarnessOption {
-	return func(c *harnessConfig) { c.realOps = append(c.realOps, prefixes...) }
+// WithRealOps runs the ops that ops names (as for WithPassThrough) for
+// real, off the loop — async.Blocking on its pool, say: Send and the other
+// drivers then wait, in real time and at most the RealOpWait, for them to
+// complete.
+func WithRealOps(ops ...string) HarnessOption {
+	return func(c *harnessConfig) { c.realOps = append(c.realOps, ops...) }
 }
 
 // DefaultRealOpWait bounds the real-time wait for WithRealOps ops.
@@ -371,15 +375,28 @@ func (h *Harness) intercept(a *async.Intercepted) (handled bool) {
 	return handled
 }
 
-// matchAny reports whether w's description starts with one of prefixes or
-// its name is one of them.
-func matchAny(w *Await, prefixes []string) bool {
-	for _, p := range prefixes {
-		if p != "" && (strings.HasPrefix(w.Desc, p) || w.Name == p) {
+// matchAny reports whether w matches one of patterns (see matchOp).
+func matchAny(w *Await, patterns []string) bool {
+	for _, p := range patterns {
+		if matchOp(w, p) {
 			return true
 		}
 	}
 	return false
+}
+
+// matchOp reports whether p names w: w's await Name is p, its description
+// starts with p ("db.query", "async.blocking"), or the detail of its
+// description is p (the Name given to async.Blocking: "async.blocking: p").
+func matchOp(w *Await, p string) bool {
+	if p == "" {
+		return false
+	}
+	if w.Name == p || strings.HasPrefix(w.Desc, p) {
+		return true
+	}
+	_, detail, ok := strings.Cut(w.Desc, ": ")
+	return ok && detail == p
 }
 
 // schedule makes a fake's answer complete w: at once (as a completion

@@ -100,6 +100,7 @@ type recordingT struct {
 	testing.TB
 	mu     sync.Mutex
 	errors []string
+	logs   []string
 }
 
 type fatal struct{}
@@ -116,6 +117,18 @@ func (r *recordingT) Fatalf(format string, args ...any) {
 }
 
 func (r *recordingT) Helper() {}
+
+func (r *recordingT) Logf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.logs = append(r.logs, fmt.Sprintf(format, args...))
+}
+
+func (r *recordingT) logged() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return strings.Join(r.logs, "\n")
+}
 
 func (r *recordingT) failures() string {
 	r.mu.Lock()
