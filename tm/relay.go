@@ -230,6 +230,15 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 		s.stats.countDrop("stray")
 		return
 	}
+	// On a stateful branch whose client transaction has ended, only a 2xx
+	// to INVITE is still relayed (its retransmissions go upstream, RFC 3261
+	// §16.7 step 5). Anything else is stray (RFC 6026 stops proxies from
+	// forwarding those): a late 1xx, e.g. a 180 handed over between loops
+	// after its 200 was read, would reach the UAC after the 200.
+	if !isStatelessBranch(s, br) && (resp.StatusCode/100 != 2 || resp.CSeq().MethodName != sip.INVITE) {
+		s.stats.countDrop("stray")
+		return
+	}
 	resp.RemoveHeader("Via")
 	next := resp.Via()
 	if next == nil {
@@ -258,6 +267,12 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 	}
 	s.stats.stateless.Add(1)
 	_ = s.send(ls, resp, addr, tp)
+}
+
+// isStatelessBranch reports whether br, one of our branches, was made by
+// Forward (no client transaction) rather than by a stateful branch.
+func isStatelessBranch(s *Server, br string) bool {
+	return strings.HasPrefix(br[7+len(s.tag):], ".s.")
 }
 
 // pendingBranches counts branches without a final response.
