@@ -1,0 +1,103 @@
+package siptest_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/siptest"
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+// errorsT is an assert.TestingT that keeps the failure messages.
+type errorsT struct{ msgs []string }
+
+func (e *errorsT) Errorf(format string, args ...any) { e.msgs = append(e.msgs, fmt.Sprintf(format, args...)) }
+
+func (e *errorsT) last() string {
+	if len(e.msgs) == 0 {
+		return ""
+	}
+	return e.msgs[len(e.msgs)-1]
+}
+
+func TestAssertions(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, func(c *tm.Context) {
+		switch c.Req.Recipient.User {
+		case "relay":
+			_ = c.Relay("sip:bob@10.0.0.2")
+		case "forward":
+			_ = c.Forward()
+		case "drop":
+			c.Drop()
+		case "wait":
+			async.Await(c, query[string]("SELECT 1"), nil)
+		default:
+			_ = c.Reply(404, "", sip.NewHeader("X-Why", "unknown"))
+		}
+	})
+	send := func(user string) *siptest.Result {
+		return h.Send(siptest.NewRequest("INVITE", "sip:"+user+"@10.0.0.9"))
+	}
+	reply, relay, fwd, drop, wait := send("nobody"), send("relay"), send("forward"), send("drop"), send("wait")
+
+	for _, tc := range []struct {
+		name   string
+		check  func(t *errorsT) bool
+		ok     bool
+		expect []string // in the failure message
+	}{
+		{"replied", func(e *errorsT) bool { return siptest.AssertReplied(e, reply, 404) }, true, nil},
+		{"replied other", func(e *errorsT) bool { return siptest.AssertReplied(e, reply, 200, "user %s", "nobody") }, false,
+			[]string{"expected the proxy to reply 200, it replied [100 Trying, 404 Not Found]", "user nobody",
+				"INVITE sip:nobody@10.0.0.9 SIP/2.0", "SIP/2.0 404 Not Found", "X-Why: unknown"}},
+		{"replied provisional only", func(e *errorsT) bool { return siptest.AssertReplied(e, relay, 100) }, true, nil},
+		{"replied nothing", func(e *errorsT) bool { return siptest.AssertReplied(e, drop, 200) }, false, []string{"it replied [100 Trying]"}},
+		{"replies", func(e *errorsT) bool { return siptest.AssertReplies(e, reply, []int{100, 404}) }, true, nil},
+		{"replies differ", func(e *errorsT) bool { return siptest.AssertReplies(e, reply, []int{404}) }, false,
+			[]string{"expected the replies [404], got [100 Trying, 404 Not Found]"}},
+		{"relayed", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "sip:bob@10.0.0.2") }, true, nil},
+		{"relayed by address", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "10.0.0.2:5060") }, true, nil},
+		{"relayed elsewhere", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "sip:carol@10.0.0.3") }, false,
+			[]string{"expected the request relayed to sip:carol@10.0.0.3, it was relayed to [INVITE sip:bob@10.0.0.2 (next hop 10.0.0.2:5060)]",
+				"proxy -> 10.0.0.2:5060", "Record-Route: <sip:127.0.0.1:5060;lr>"}},
+		{"relayed nowhere", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, reply, "sip:bob@10.0.0.2") }, false,
+			[]string{"it was relayed to nowhere"}},
+		{"relayed bad target", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "::") }, false, nil},
+		{"forwarded", func(e *errorsT) bool { return siptest.AssertForwardedTo(e, fwd, "10.0.0.9:5060") }, true, nil},
+		{"forwarded is not relayed", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, fwd, "10.0.0.9:5060") }, false, nil},
+		{"not relayed", func(e *errorsT) bool { return siptest.AssertNotRelayed(e, reply) }, true, nil},
+		{"not relayed fails", func(e *errorsT) bool { return siptest.AssertNotRelayed(e, fwd) }, false,
+			[]string{"expected nothing sent downstream, got [INVITE sip:forward@10.0.0.9 (next hop 10.0.0.9:5060)]"}},
+		{"dropped", func(e *errorsT) bool { return siptest.AssertDropped(e, drop) }, true, nil},
+		{"dropped fails", func(e *errorsT) bool { return siptest.AssertDropped(e, wait) }, false, []string{"suspended true"}},
+		{"awaiting", func(e *errorsT) bool { return siptest.AssertAwaiting(e, wait, "db.query") }, true, nil},
+		{"awaiting other", func(e *errorsT) bool { return siptest.AssertAwaiting(e, wait, "rest") }, false,
+			[]string{`expected a pending await of "rest"`, `"db.query: SELECT 1"`}},
+		{"header", func(e *errorsT) bool { return siptest.AssertHeader(e, reply.LastReply(), "X-Why", "unknown") }, true, nil},
+		{"header differs", func(e *errorsT) bool { return siptest.AssertHeader(e, reply.LastReply(), "X-Why", "known") }, false,
+			[]string{`expected X-Why: "known", got "unknown" in`, "SIP/2.0 404 Not Found"}},
+		{"header missing", func(e *errorsT) bool { return siptest.AssertHeader(e, relay.Branch(0), "X-Why", "x") }, false,
+			[]string{"got no such header", "INVITE sip:bob@10.0.0.2 SIP/2.0"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := &errorsT{}
+			require.Equal(t, tc.ok, tc.check(e))
+			if tc.ok {
+				require.Empty(t, e.msgs)
+				return
+			}
+			require.Len(t, e.msgs, 1)
+			for _, want := range tc.expect {
+				assert.Contains(t, e.last(), want)
+			}
+			assert.True(t, strings.Contains(e.last(), "siptest: ") || strings.Contains(e.last(), "expected"))
+		})
+	}
+}
