@@ -17,7 +17,9 @@ import (
 // errorsT is an assert.TestingT that keeps the failure messages.
 type errorsT struct{ msgs []string }
 
-func (e *errorsT) Errorf(format string, args ...any) { e.msgs = append(e.msgs, fmt.Sprintf(format, args...)) }
+func (e *errorsT) Errorf(format string, args ...any) {
+	e.msgs = append(e.msgs, fmt.Sprintf(format, args...))
+}
 
 func (e *errorsT) last() string {
 	if len(e.msgs) == 0 {

@@ -38,7 +38,7 @@ func TestFakeDB(t *testing.T) {
 		ReturnRows([]string{"gw"}, []any{"sip:1555@10.0.0.1"})
 	db.On("SELECT gw FROM lcr WHERE prefix = ?").WithArgs("1666").ReturnRows([]string{"gw"})
 	db.OnRegexp(regexp.MustCompile(`FROM lcr`)).WithArgs("1777").Fail(errors.New("db: connection refused"))
-	db.On("SELECT gw FROM lcr WHERE prefix = ?").WithArgs("1888").After(3 * time.Second).ReturnRows([]string{"gw"}, []any{"sip:late@10.0.0.1"})
+	db.On("SELECT gw FROM lcr WHERE prefix = ?").WithArgs("1888").After(3*time.Second).ReturnRows([]string{"gw"}, []any{"sip:late@10.0.0.1"})
 	db.On("SELECT gw FROM lcr WHERE prefix = ?").WithArgs("1999").Never()
 
 	for _, tc := range []struct {
@@ -202,7 +202,7 @@ func TestFakeREST(t *testing.T) {
 	api.On("GET", "http://routing/v1/route?to=*").Return(siptest.HTTPResponse{
 		Status: 200, Header: http.Header{"Content-Type": {"text/plain"}}, Body: "sip:gw@10.0.0.5"})
 	api.OnRegexp("POST", regexp.MustCompile(`/cdr$`)).Status(201, "")
-	api.On("", "http://slow/route").After(5 * time.Second).Status(200, "sip:slow@10.0.0.5")
+	api.On("", "http://slow/route").After(5*time.Second).Status(200, "sip:slow@10.0.0.5")
 
 	route := func(url string) func(c *tm.Context) {
 		return func(c *tm.Context) {
