@@ -273,7 +273,7 @@ func TestOverloaded(t *testing.T) {
 	t.Parallel()
 	l := startLoop(t)
 	obs := &recorder{}
-	h := open(t, "sqlite", fileDSN(t), db.Workers(1), db.Queue(-1), db.Timeout(time.Minute), db.WithObserver(obs))
+	h := open(t, "sqlite", fileDSN(t), db.Workers(1), db.Queue(-1), db.Timeout(2*time.Second), db.WithObserver(obs))
 	slow := make(chan outcome[db.Row], 1)
 	onLoop(t, l, func() {
 		async.Launch(l, h.QueryRow(slowSQLite), func(v db.Row, err error) { slow <- outcome[db.Row]{v: v, err: err} },
