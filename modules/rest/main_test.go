@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -18,7 +19,12 @@ import (
 	"github.com/asyncsip/asyncsip/reactor"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(delayServerEnv); spec != "" {
+		os.Exit(serveDelay(spec)) // the child process of TestMeasureLookupRate
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // startLoop starts a real loop that is stopped when the test ends.
 func startLoop(t testing.TB) *reactor.Loop {

@@ -48,8 +48,7 @@ func lookupRoute(client *rest.Client) func(c *tm.Context) {
 // blockingLookupRoute does the same lookup with http.Get inside the route:
 // the worker loop is blocked for the whole request. It is what the async
 // route is measured against; do not write routes like this.
-func blockingLookupRoute(base string) func(c *tm.Context) {
-	hc := &http.Client{Timeout: 5 * time.Second}
+func blockingLookupRoute(hc *http.Client, base string) func(c *tm.Context) {
 	return func(c *tm.Context) {
 		if c.InDialog() || c.LooseRouted() {
 			_ = c.Relay()
