@@ -44,6 +44,15 @@ type Config struct {
 	DrainTimeout time.Duration
 	// Logger receives logs (default slog.Default()).
 	Logger *slog.Logger
+	// MetricsAddr, when set, serves Prometheus metrics (/metrics) and pprof
+	// (/debug/pprof/) on this HTTP address, e.g. "127.0.0.1:9090". Keep it
+	// private. See modules/metrics and Server.Metrics.
+	MetricsAddr string
+	// Capture, when set, sees every SIP message received and sent (see
+	// tm.CaptureEvent); modules/hep's Exporter.Capture sends them to Homer.
+	// It runs on the loops: it must not block and must copy ev.Data to
+	// keep it.
+	Capture func(ev tm.CaptureEvent)
 }
 
 // ErrServerClosed is returned by Serve and Start after Shutdown.
@@ -61,6 +70,7 @@ type Server struct {
 	rt    tm.Routes
 	done  chan struct{}
 	once  sync.Once
+	obs   observability // metrics exporter (observe.go)
 }
 
 // New creates a server: its loops and tm core. Register routes, then call
@@ -85,10 +95,16 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("asyncsip: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, group: g, done: make(chan struct{})}
+	s.obs.init(cfg)
 	s.core = tm.NewServer(g.Loops(), tm.Config{
 		Timers: cfg.Timers, Limits: cfg.Limits, NoRecordRoute: cfg.NoRecordRoute,
 		AbandonCode: cfg.AbandonCode, Resolver: cfg.Resolver, Logger: cfg.Logger,
+		Capture: cfg.Capture, Observer: s.obs.observer(),
 	}, tm.Routes{})
+	if err := s.obs.watch(s.core, g); err != nil {
+		_ = g.Stop(context.Background())
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -163,6 +179,9 @@ func (s *Server) Start() error {
 	case 2:
 		return ErrServerClosed
 	}
+	if err := s.obs.start(); err != nil {
+		return fmt.Errorf("asyncsip: %w", err)
+	}
 	for _, l := range s.cfg.Listen {
 		_, addr, _ := parseListen(l)
 		tp := &udpTransport{}
@@ -175,6 +194,7 @@ func (s *Server) Start() error {
 				_ = so.Close()
 			}
 			s.socks = nil
+			s.obs.close(context.Background())
 			return fmt.Errorf("asyncsip: listen %s: %w", l, err)
 		}
 		tp.sock = sock
@@ -218,6 +238,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.state = 2
 		s.mu.Unlock()
 		defer close(s.done)
+		defer s.obs.close(ctx)
 		if !started {
 			err = s.group.Stop(ctx)
 			return
