@@ -12,14 +12,16 @@ import (
 	"github.com/asyncsip/asyncsip/modules/rest"
 )
 
-// benchServer answers "127.0.0.1:5060" at once.
-func benchServer(b *testing.B) *httptest.Server {
+// benchServerT answers "127.0.0.1:5060" at once.
+func benchServerT(t testing.TB) *httptest.Server {
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "127.0.0.1:5060")
 	}))
-	b.Cleanup(ts.Close)
+	t.Cleanup(ts.Close)
 	return ts
 }
+
+func benchServer(b *testing.B) *httptest.Server { return benchServerT(b) }
 
 // BenchmarkGet: one GET at a time, started on a loop, result back on the
 // loop: the latency of the whole path (loop → pool → net/http → loop).

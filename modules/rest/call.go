@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,6 +16,10 @@ import (
 )
 
 const jsonType = "application/json"
+
+// errNoLoop fails an op started without a loop (Await and Launch never do
+// that; a direct Start(nil, done) would).
+var errNoLoop = errors.New("rest: op started without a loop")
 
 // call describes one request; it is the async.Op[Result] the client's
 // methods return. It is immutable once built, so an op can be started again
@@ -86,6 +91,10 @@ func start[T any](k *call, l *reactor.Loop, done func(T, error), then func(Resul
 	c.counters.start()
 	if o := c.cfg.Observer; o != nil {
 		o.RequestStarted(k.method)
+	}
+	if k.err == nil && l == nil {
+		k = &call{c: c, method: k.method, err: errNoLoop}
+		f.k = k
 	}
 	if k.err != nil {
 		f.finish(*new(T), 0, k.err)

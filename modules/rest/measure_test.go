@@ -21,6 +21,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/rest"
@@ -231,4 +234,80 @@ func failures(log string, n int) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestMeasureClientCPU measures what a request costs this process in CPU
+// time (user+system, from getrusage), the HTTP server being in another
+// process: through the client (loop → pool → net/http → loop), and with
+// net/http called directly from goroutines. 64 requests in flight.
+func TestMeasureClientCPU(t *testing.T) {
+	if os.Getenv("ASYNCSIP_MEASURE") != "1" {
+		t.Skip("a measurement: set ASYNCSIP_MEASURE=1 to run it")
+	}
+	const n, inFlight = 20000, 64
+	base := startDelayServer(t, 0, "127.0.0.1:5060")
+	l := startLoop(t)
+	c := newClient(t, rest.Config{BaseURL: base})
+	op := c.Get("/target?user=bob")
+
+	measure := func(name string, run func()) {
+		run() // warm up: connections, pool workers
+		cpu0, t0 := cpuTime(), time.Now()
+		run()
+		cpu, wall := cpuTime()-cpu0, time.Since(t0)
+		t.Logf("%-28s %6.1f µs CPU/request, %7.0f requests/s, load %s", name,
+			float64(cpu.Nanoseconds())/1e3/n, n/wall.Seconds(), loadAverage())
+	}
+	measure("rest.Client (64 in flight)", func() {
+		done := make(chan error, 1)
+		left, pending := n, 0
+		var next func()
+		report := func(_ rest.Result, err error) {
+			pending--
+			if err != nil {
+				done <- err
+				return
+			}
+			next()
+			if pending == 0 {
+				done <- nil
+			}
+		}
+		next = func() {
+			if left > 0 {
+				left--
+				pending++
+				async.Launch(l, op, report, async.Timeout(10*time.Second))
+			}
+		}
+		l.Post(func() {
+			for range inFlight {
+				next()
+			}
+		})
+		require.NoError(t, wait(t, done, "requests"))
+	})
+	tr := &http.Transport{MaxIdleConnsPerHost: 256}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	measure("net/http from goroutines", func() {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range inFlight {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for next.Add(1) <= n {
+					resp, err := hc.Get(base + "/target?user=bob")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+	})
 }

@@ -394,3 +394,13 @@ func TestKindOf(t *testing.T) {
 		require.Equal(t, tc.want, rest.KindOf(tc.err), "%v", tc.err)
 	}
 }
+
+func TestStartWithoutLoop(t *testing.T) {
+	c := newClient(t, rest.Config{})
+	var got error
+	calls := 0
+	cancel := c.Get("http://127.0.0.1:1/").Start(nil, func(_ rest.Result, err error) { calls++; got = err })
+	require.Nil(t, cancel)
+	require.Equal(t, 1, calls)
+	require.ErrorContains(t, got, "without a loop")
+}
