@@ -43,6 +43,7 @@ type Harness struct {
 	byCtx    map[*tm.Context]*Result
 	outgoing map[string]*Relayed // by top Via branch + method
 	awaits   []*Await
+	wire     []Sent  // everything sent, in order
 	stray    []event // sent messages no Result owns
 
 	fakes       []Fake
@@ -202,6 +203,18 @@ func (h *Harness) Unreachable(addrs ...string) {
 
 // Awaits returns every await made so far, over all transactions.
 func (h *Harness) Awaits() []*Await { return h.awaits }
+
+// Sent is a message the server handed to its transport.
+type Sent struct {
+	// Msg is the message, parsed from the bytes sent.
+	Msg sip.Message
+	// To is where it was sent.
+	To netip.AddrPort
+}
+
+// Sent returns every message the server sent, over all transactions, in
+// order: retransmissions, hop-by-hop ACKs and CANCELs included.
+func (h *Harness) Sent() []Sent { return h.wire }
 
 // Stray returns, as text, the messages the server sent that belong to no
 // request sent with Send (responses forwarded statelessly to other Vias).

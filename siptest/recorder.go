@@ -254,6 +254,7 @@ func (h *Harness) sent(b []byte, to netip.AddrPort) error {
 		h.t.Errorf("siptest: the server sent an unparsable message to %s: %v\n%s", to, err, b)
 		return nil
 	}
+	h.wire = append(h.wire, Sent{Msg: msg, To: to})
 	e := event{dir: dirOut, msg: msg, addr: to}
 	if h.unreachable[to] {
 		e.note = "send failed: unreachable"
