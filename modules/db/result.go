@@ -243,8 +243,8 @@ func readRows(rs *sql.Rows, maxRows int, maxBytes int64, one bool) (*Rows, error
 		return nil, err
 	}
 	out := &Rows{cols: cols}
-	row := make([]any, len(cols))
-	ptrs := make([]any, len(cols))
+	buf := make([]any, 2*len(cols)) // the row's values, then pointers to them
+	row, ptrs := buf[:len(cols):len(cols)], buf[len(cols):]
 	for i := range row {
 		ptrs[i] = &row[i]
 	}
@@ -262,11 +262,12 @@ func readRows(rs *sql.Rows, maxRows int, maxBytes int64, one bool) (*Rows, error
 		if size > maxBytes {
 			return nil, fmt.Errorf("%w: more than %d bytes (MaxBytes)", ErrTooLarge, maxBytes)
 		}
-		out.vals = append(out.vals, row...)
 		out.n++
 		if one {
+			out.vals = row // not reused: no copy
 			return out, nil
 		}
+		out.vals = append(out.vals, row...)
 	}
 	if err := rs.Err(); err != nil {
 		return nil, err
