@@ -273,14 +273,21 @@ func (p *proc) stopTimers() {
 	}
 }
 
-// reap collects the leader's status. It is a zombie (its exit was
-// reported, or it was just killed), so the wait returns at once.
+// reap collects the leader's status without blocking: its exit was
+// reported (pidfd readable, or waitid WNOWAIT in the fallback), so it is a
+// zombie. Only a process just killed (the loop is closing) may need a
+// moment: then the wait blocks until SIGKILL has taken effect.
 func (p *proc) reap() {
 	var ws unix.WaitStatus
 	var ru unix.Rusage
+	flags := unix.WNOHANG
 	for {
-		_, err := unix.Wait4(p.pid, &ws, 0, &ru)
+		pid, err := unix.Wait4(p.pid, &ws, flags, &ru)
 		if err == unix.EINTR {
+			continue
+		}
+		if err == nil && pid == 0 {
+			flags = 0 // still dying
 			continue
 		}
 		if err != nil {
