@@ -32,6 +32,7 @@ const (
 	AwaitAborted
 )
 
+// String returns the state in words ("pending", "timed out"…).
 func (s AwaitState) String() string {
 	switch s {
 	case AwaitPending:

@@ -90,8 +90,8 @@ func WithPassThrough(ops ...string) HarnessOption {
 
 // WithRealOps runs the ops that ops names (as for WithPassThrough) for
 // real, off the loop — async.Blocking on its pool, say: Send and the other
-// drivers then wait, in real time and at most the RealOpWait, for them to
-// complete.
+// drivers then wait for them to complete, in real time, at most
+// DefaultRealOpWait (see WithRealOpWait); beyond it the test fails.
 func WithRealOps(ops ...string) HarnessOption {
 	return func(c *harnessConfig) { c.realOps = append(c.realOps, ops...) }
 }
