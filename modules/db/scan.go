@@ -30,9 +30,13 @@ func (v Value) Scan(dest any) error {
 }
 
 func scanValue(src, dest any) error {
-	switch d := dest.(type) {
-	case nil:
+	if dest == nil {
 		return fmt.Errorf("%w: nil destination", ErrScan)
+	}
+	if rv := reflect.ValueOf(dest); rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("%w: destination %T is not a non-nil pointer", ErrScan, dest)
+	}
+	switch d := dest.(type) {
 	case *any:
 		*d = src
 		return nil
@@ -108,11 +112,7 @@ func scanValue(src, dest any) error {
 
 // scanPointer handles **T: a fresh T gets the value.
 func scanPointer(src, dest any) error {
-	rv := reflect.ValueOf(dest)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("%w: destination %T is not a non-nil pointer", ErrScan, dest)
-	}
-	ev := rv.Elem()
+	ev := reflect.ValueOf(dest).Elem()
 	if ev.Kind() != reflect.Pointer {
 		return fmt.Errorf("%w: unsupported destination type %T", ErrScan, dest)
 	}
@@ -129,9 +129,8 @@ func scanPointer(src, dest any) error {
 }
 
 func scanNull(dest any) error {
-	rv := reflect.ValueOf(dest)
-	if rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Pointer {
-		rv.Elem().SetZero()
+	if ev := reflect.ValueOf(dest).Elem(); ev.Kind() == reflect.Pointer {
+		ev.SetZero()
 		return nil
 	}
 	return fmt.Errorf("%w: NULL into %T (use a pointer to a pointer, or sql.Null*)", ErrScan, dest)
