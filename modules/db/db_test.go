@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-		"testing"
+	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
