@@ -125,7 +125,10 @@ func (w *Await) complete(v any, err error) error {
 	}
 	cv, cerr := Convert(v, w.Type, w.a.Op)
 	if cerr != nil && !errors.Is(cerr, errNoConversion) {
-		cv, err = nil, cerr // the op's own conversion failed: that is its result
+		cv = nil
+		if err == nil {
+			err = cerr // the conversion failed (no rows, a bad body): that is the op's result
+		}
 	}
 	if e := w.a.Complete(cv, err); e != nil {
 		if cerr != nil {

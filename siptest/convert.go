@@ -43,6 +43,15 @@ type RowsConverter interface {
 	FromRows(columns []string, rows [][]any) (any, error)
 }
 
+// HTTPConverter is implemented by ops whose result is made from the HTTP
+// response rather than being it (modules/rest's JSON ops decode the body
+// into the caller's type): Convert hands them an HTTPResponse's parts. An
+// error (a non-2xx status, a body that does not decode) becomes the
+// await's error.
+type HTTPConverter interface {
+	FromHTTP(status int, header http.Header, body []byte) (any, error)
+}
+
 // ErrNoRows is the error an await gets when a Rows with no row is
 // converted to a single row or value (a []any or a string).
 var ErrNoRows = errors.New("siptest: no rows")
@@ -62,7 +71,8 @@ var errNoConversion = errors.New("siptest: no conversion")
 //   - ExecResult: to string or []byte (stdout); to a struct or pointer to
 //     struct with fields among Stdout or Output, Stderr (string or
 //     []byte), ExitCode, Exit or Code (any integer type).
-//   - HTTPResponse: to *http.Response; to string or []byte (the body); to
+//   - HTTPResponse: by op.FromHTTP when op is an HTTPConverter; to
+//     *http.Response; to string or []byte (the body); to
 //     a struct or pointer to struct with fields among Status, StatusCode
 //     or Code (integer), Header or Headers (http.Header), ContentType
 //     (string) and Body (string or []byte).
@@ -85,6 +95,9 @@ func Convert(v any, t reflect.Type, op any) (any, error) {
 	case ExecResult:
 		out, ok = n.convert(t)
 	case HTTPResponse:
+		if hc, isHC := op.(HTTPConverter); isHC {
+			return hc.FromHTTP(n.Status, n.Header.Clone(), []byte(n.Body))
+		}
 		out, ok = n.convert(t)
 	default:
 		return v, fmt.Errorf("%w: %T is not %v", errNoConversion, v, t)

@@ -239,6 +239,33 @@ func TestFakeREST(t *testing.T) {
 	siptest.AssertReplied(t, post.Send(siptest.NewRequest("MESSAGE", "sip:1555@example.com")), 201)
 }
 
+func TestFakeRESTJSON(t *testing.T) {
+	t.Parallel()
+	type route struct {
+		Gateway string `json:"gw"`
+	}
+	api := siptest.NewFakeREST()
+	api.On("GET", "http://routing/json/1555").Status(200, `{"gw":"sip:gw@10.0.0.8"}`)
+	api.On("GET", "http://routing/json/1666").Status(404, `{}`)
+	h := siptest.NewHarness(t, func(c *tm.Context) {
+		op := &jsonOp[route]{restOp{method: "GET", url: "http://routing/json/" + c.Req.Recipient.User}}
+		async.Await(c, op, func(r route, err error) {
+			if err != nil {
+				c.Set("err", err)
+				_ = c.Reply(503, "")
+				return
+			}
+			_ = c.Relay(r.Gateway)
+		})
+	}, siptest.WithFakes(api))
+	siptest.AssertRelayedTo(t, h.Send(siptest.NewRequest("INVITE", "sip:1555@example.com")), "sip:gw@10.0.0.8",
+		"the op decoded the body itself (HTTPConverter)")
+	res := h.Send(siptest.NewRequest("INVITE", "sip:1666@example.com"))
+	siptest.AssertReplied(t, res, 503)
+	err, _ := tm.Value[error](res.Context(), "err")
+	assert.ErrorIs(t, err, errStatus, "the op's conversion error reaches the resume")
+}
+
 func TestFakeOpsAndFakeOrder(t *testing.T) {
 	t.Parallel()
 	ops := siptest.NewFakeOps()

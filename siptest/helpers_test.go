@@ -1,6 +1,7 @@
 package siptest_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -92,6 +93,27 @@ func (o *restOp) Start(_ *reactor.Loop, done func(restResult, error)) func() {
 	return nil
 }
 func (o *restOp) Describe() string { return "rest: " + o.method + " " + o.url }
+
+// jsonOp is a REST query whose result is the decoded JSON body, like
+// modules/rest's JSON ops: it converts an HTTPResponse itself.
+type jsonOp[T any] struct{ restOp }
+
+func (o *jsonOp[T]) Start(_ *reactor.Loop, done func(T, error)) func() {
+	var zero T
+	done(zero, errNotFaked)
+	return nil
+}
+
+var errStatus = errors.New("json: status")
+
+func (o *jsonOp[T]) FromHTTP(status int, _ http.Header, body []byte) (any, error) {
+	var v T
+	if status/100 != 2 {
+		return v, fmt.Errorf("%w %d", errStatus, status)
+	}
+	err := json.Unmarshal(body, &v)
+	return v, err
+}
 
 // recordingT is a testing.TB whose failures are recorded instead of
 // failing the test, to test what siptest reports. Fatalf stops the
