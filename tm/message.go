@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -30,7 +31,8 @@ type Limits struct {
 	MaxMessage int
 	// MaxHeaders is the most header fields accepted (default 128).
 	MaxHeaders int
-	// MaxVias is the most Via header values accepted (default 32).
+	// MaxVias is the most Via header values accepted (default 64; the
+	// valid RFC 4475 §3.1.1.7 message carries 34).
 	MaxVias int
 }
 
@@ -42,7 +44,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxHeaders = 128
 	}
 	if l.MaxVias <= 0 {
-		l.MaxVias = 32
+		l.MaxVias = 64
 	}
 	return l
 }
@@ -117,10 +119,14 @@ func Parse(p *sip.Parser, data []byte, lim Limits) (sip.Message, error) {
 	if err := Precheck(data, lim); err != nil {
 		return nil, err
 	}
-	msg, err := p.ParseSIP(data)
+	msg, err := p.ParseSIP(repairSWS(data))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	if req, ok := msg.(*sip.Request); ok {
+		restoreMethod(req, data)
+	}
+	bracketMappedVias(msg)
 	return msg, nil
 }
 
@@ -133,8 +139,11 @@ func NewParser(lim Limits) *sip.Parser {
 
 // Validate checks what RFC 3261 §16.3 (and §8.1.1 for responses) requires of
 // a message before a proxy acts on it: Via, From, To, Call-ID and CSeq
-// present; a request's CSeq method equal to its method; Max-Forwards
-// numeric; and the Via count within lim.
+// present and not repeated (nor Max-Forwards or Content-Length); a
+// request's CSeq method equal to its method (ErrNotImplemented when the
+// method is unknown too); SIP/2.0 (ErrVersion); a Request-URI of a known
+// scheme (ErrUnsupportedScheme) without headers; and the Via count within
+// lim.
 func Validate(msg sip.Message, lim Limits) error {
 	lim = lim.withDefaults()
 	if msg.Via() == nil {
@@ -156,18 +165,92 @@ func Validate(msg sip.Message, lim Limits) error {
 	if n := len(msg.GetHeaders("Via")); n > lim.MaxVias {
 		return fmt.Errorf("%w: %d > %d", ErrTooManyVias, n, lim.MaxVias)
 	}
+	if err := singleHeaders(msg); err != nil {
+		return err
+	}
 	if req, ok := msg.(*sip.Request); ok {
-		if cseq.MethodName != req.Method {
-			return fmt.Errorf("%w: CSeq method %s differs from %s", ErrMalformed, cseq.MethodName, req.Method)
-		}
-		if req.Recipient.Host == "" && req.Recipient.Scheme != "tel" {
-			return fmt.Errorf("%w: Request-URI has no host", ErrMalformed)
+		if err := validateRequest(req); err != nil {
+			return err
 		}
 	}
 	if cl := msg.ContentLength(); cl != nil && int(*cl) != len(msg.Body()) {
 		return fmt.Errorf("%w: Content-Length %d, body %d bytes", ErrBadCLength, int(*cl), len(msg.Body()))
 	}
 	return nil
+}
+
+// singleHeaders refuses a message that repeats a header allowed once
+// (RFC 4475 §3.3.8 multi01, §3.3.9 mcl01).
+func singleHeaders(msg sip.Message) error {
+	var hs []sip.Header
+	switch m := msg.(type) {
+	case *sip.Request:
+		hs = m.Headers()
+	case *sip.Response:
+		hs = m.Headers()
+	}
+	var from, to, callID, cseq, mf, cl int
+	for _, h := range hs {
+		switch h.(type) {
+		case *sip.FromHeader:
+			from++
+		case *sip.ToHeader:
+			to++
+		case *sip.CallIDHeader:
+			callID++
+		case *sip.CSeqHeader:
+			cseq++
+		case *sip.MaxForwardsHeader:
+			mf++
+		case *sip.ContentLengthHeader:
+			cl++
+		}
+	}
+	if cl > 1 {
+		return fmt.Errorf("%w: %d Content-Length headers", ErrBadCLength, cl)
+	}
+	if from > 1 || to > 1 || callID > 1 || cseq > 1 || mf > 1 {
+		return fmt.Errorf("%w: a single-value header is repeated", ErrMalformed)
+	}
+	return nil
+}
+
+// validateRequest is the request part of Validate.
+func validateRequest(req *sip.Request) error {
+	if req.SipVersion != "" && req.SipVersion != "SIP/2.0" {
+		return fmt.Errorf("%w: %s", ErrVersion, req.SipVersion)
+	}
+	if cseq := req.CSeq(); cseq.MethodName != req.Method {
+		if !standardMethod(req.Method) {
+			return fmt.Errorf("%w: %w: CSeq method %s differs from %s", ErrMalformed, ErrNotImplemented, cseq.MethodName, req.Method)
+		}
+		return fmt.Errorf("%w: CSeq method %s differs from %s", ErrMalformed, cseq.MethodName, req.Method)
+	}
+	u := &req.Recipient
+	if u.Scheme != "" && !knownScheme(u.Scheme) {
+		return fmt.Errorf("%w: %q", ErrUnsupportedScheme, u.Scheme)
+	}
+	isSIP := u.Scheme == "" || strings.EqualFold(u.Scheme, "sip") || strings.EqualFold(u.Scheme, "sips")
+	if isSIP && u.Host == "" {
+		return fmt.Errorf("%w: Request-URI has no host", ErrMalformed)
+	}
+	if u.Headers != nil && u.Headers.Length() > 0 {
+		// RFC 3261 §19.1.1: headers are not allowed in a Request-URI
+		// (RFC 4475 §3.1.2.11 escruri).
+		return fmt.Errorf("%w: Request-URI carries headers", ErrMalformed)
+	}
+	return nil
+}
+
+// standardMethod reports whether m is a method of RFC 3261 or a common
+// extension (the methods tm knows; others are forwarded as they are).
+func standardMethod(m sip.RequestMethod) bool {
+	switch m {
+	case sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.REGISTER, sip.OPTIONS, sip.SUBSCRIBE,
+		sip.NOTIFY, sip.REFER, sip.INFO, sip.MESSAGE, sip.PRACK, sip.UPDATE, sip.PUBLISH:
+		return true
+	}
+	return false
 }
 
 // writer is the serializer: sipgo's StringWrite into a reused buffer.

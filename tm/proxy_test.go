@@ -274,7 +274,8 @@ func TestMalformedInput(t *testing.T) {
 		{"max-forwards zero", replaceOnce(invite("m1", "z9hG4bK-m1"), "Max-Forwards: 70", "Max-Forwards: 0"), []string{"127.0.0.1:5061 483"}},
 		{"missing call-id", replaceOnce(invite("m2", "z9hG4bK-m2"), "Call-ID: m2\r\n", ""), nil},
 		{"missing from", replaceOnce(invite("m3", "z9hG4bK-m3"), "From: <sip:alice@127.0.0.1>;tag=a1\r\n", ""), nil},
-		{"content-length too big", replaceOnce(invite("m4", "z9hG4bK-m4"), "Content-Length: 0", "Content-Length: 50"), nil},
+		// Over UDP, RFC 4475 §3.1.2.2 (clerr): answered 400.
+		{"content-length too big", replaceOnce(invite("m4", "z9hG4bK-m4"), "Content-Length: 0", "Content-Length: 50"), []string{"127.0.0.1:5061 400"}},
 		{"cseq method mismatch", replaceOnce(invite("m5", "z9hG4bK-m5"), "CSeq: 1 INVITE", "CSeq: 1 BYE"), []string{"127.0.0.1:5061 400"}},
 		{"oversize", "INVITE sip:x@y SIP/2.0\r\n" + string(big) + "\r\n\r\n", nil},
 		{"garbage", "hello world, this is not SIP\r\n\r\n", nil},

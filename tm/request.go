@@ -3,6 +3,7 @@ package tm
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -43,12 +44,34 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		t.respond(s.makeResponse(req, 483, "Too Many Hops", t.toTag))
 		return
 	}
+	if tags := proxyRequire(req); tags != "" {
+		// RFC 3261 §16.3 step 5: this proxy supports no extension that
+		// needs Proxy-Require (RFC 4475 §3.3.5 bext01).
+		t.respond(s.makeResponse(req, 420, "Bad Extension", t.toTag, sip.NewHeader("Unsupported", tags)))
+		return
+	}
 	if t.invite {
 		t.respond(s.makeResponse(req, 100, "Trying", ""))
 	}
 	c := s.newContext(ls, t, req, src, tp)
 	c.looseRt = s.looseRoute(req)
 	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+}
+
+// proxyRequire lists the option tags of the Proxy-Require headers.
+func proxyRequire(req *sip.Request) string {
+	var tags []string
+	for _, h := range req.Headers() {
+		if n := h.Name(); len(n) != len("Proxy-Require") || !strings.EqualFold(n, "Proxy-Require") {
+			continue
+		}
+		for _, t := range strings.Split(h.Value(), ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return strings.Join(tags, ", ")
 }
 
 // retryAfter returns a Retry-After header.
@@ -174,21 +197,4 @@ func (s *Server) makeResponse(req *sip.Request, code int, reason, toTag string, 
 	}
 	resp.SetBody(nil) // adds Content-Length: 0
 	return resp
-}
-
-// replyStateless answers req without a transaction (for a request that
-// failed validation).
-// The response is dropped when it would be larger than the request: a
-// spoofed source must never get more bytes than it sent (no amplification).
-func (s *Server) replyStateless(ls *loopState, req *sip.Request, src netip.AddrPort, tp Transport, code int, reason string, reqLen int) {
-	resp := s.makeResponse(req, code, reason, s.toTag(ls))
-	b := ls.w.bytes(resp)
-	if len(b) > reqLen {
-		s.stats.countDrop("amplification")
-		return
-	}
-	s.stats.sent.Add(1)
-	if err := tp.Send(ls.loop, b, responseAddr(req, src)); err != nil {
-		s.stats.sendErrors.Add(1)
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
@@ -157,12 +158,14 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	msg, err := Parse(ls.parser, data, s.lim)
 	if err != nil {
 		s.dropped(reasonOf(err), from, err)
+		s.rejectUnparsed(ls, data, from, tp, err)
 		return
 	}
 	if err := Validate(msg, s.lim); err != nil {
 		s.stats.dropInvalid.Add(1)
 		if req, ok := msg.(*sip.Request); ok && canAnswer(req) {
-			s.replyStateless(ls, req, from, tp, 400, badRequestReason(err), len(data))
+			code, reason := statusFor(err)
+			s.replyRaw(ls, data, string(req.Method), from, tp, code, reason)
 		} else {
 			s.dropped("invalid", from, err)
 		}
@@ -210,17 +213,6 @@ func reasonOf(err error) string {
 func canAnswer(req *sip.Request) bool {
 	return req.Method != sip.ACK && req.Via() != nil && req.From() != nil &&
 		req.To() != nil && req.CallID() != nil && req.CSeq() != nil
-}
-
-func badRequestReason(err error) string {
-	switch {
-	case errors.Is(err, ErrBadCLength):
-		return "Bad Request (Content-Length)"
-	case errors.Is(err, ErrTooManyVias):
-		return "Bad Request (Too Many Via)"
-	default:
-		return "Bad Request"
-	}
 }
 
 func isKeepAlive(b []byte) bool {
@@ -282,11 +274,17 @@ func stripBrackets(h string) string {
 }
 
 // literalResolver is the default resolver: IP literals and localhost only.
+// It tolerates the "2001:db8:::192.0.2.1" form that RFC 3261's ABNF allows
+// by mistake (RFC 5118 §4.10) as the address it means.
 func literalResolver(host string) (netip.Addr, error) {
 	if host == "localhost" {
 		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
 	}
-	a, err := netip.ParseAddr(stripBrackets(host))
+	h := stripBrackets(host)
+	a, err := netip.ParseAddr(h)
+	if i := strings.Index(h, ":::"); err != nil && i >= 0 && strings.Count(h, ":::") == 1 && strings.Contains(h[i:], ".") {
+		a, err = netip.ParseAddr(strings.Replace(h, ":::", "::", 1))
+	}
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address (set Config.Resolver for DNS)", ErrNoRoute, host)
 	}
@@ -299,11 +297,19 @@ func (s *Server) resolve(host string, port int) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
+	a = a.Unmap()
+	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a == limitedBroadcast {
+		// Never a next hop: a response whose next Via names the broadcast
+		// address must not be sent there (RFC 4475 §3.3.10 bcast).
+		return netip.AddrPort{}, fmt.Errorf("%w: %s is not a unicast address", ErrNoRoute, a)
+	}
 	if port <= 0 {
 		port = 5060
 	}
-	return netip.AddrPortFrom(a.Unmap(), uint16(port)), nil
+	return netip.AddrPortFrom(a, uint16(port)), nil
 }
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // send serializes msg and sends it to `to` on ls.
 func (s *Server) send(ls *loopState, msg sip.Message, to netip.AddrPort, tp Transport) error {
