@@ -234,6 +234,11 @@ func (c *Context) Reply(code int, reason string, hdrs ...sip.Header) error {
 	if code < 100 || code > 699 {
 		return fmt.Errorf("tm: invalid status code %d", code)
 	}
+	if c.cancelled && c.stx.invite && code >= 300 {
+		// The caller cancelled: whatever failure the route reports, the
+		// INVITE is answered 487 (RFC 3261 §9.2).
+		code, reason = 487, "Request Terminated"
+	}
 	if reason == "" {
 		reason = StatusText(code)
 	}

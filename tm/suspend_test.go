@@ -207,3 +207,15 @@ func TestStrictRouterRequestURI(t *testing.T) {
 	assert.Equal(t, "sip:bob@127.0.0.1:5062", req.Recipient.String())
 	assert.Nil(t, req.Route())
 }
+
+func TestCancelledInviteFailureReplyBecomes487(t *testing.T) {
+	sp := &suspender{}
+	var ctx *Context
+	r := newRig(t, Config{}, Routes{Request: sp.route(func(c *Context) { ctx = c })})
+	r.recv(uacAddr, invite("s-9", "z9hG4bK-s9"))
+	r.recv(uacAddr, request("CANCEL", "sip:bob@127.0.0.1:5062", "s-9", "z9hG4bK-s9", 1, ""))
+	r.expect("127.0.0.1:5061 100", "127.0.0.1:5061 200")
+	require.True(t, sp.res.Resume(func() { require.NoError(t, ctx.Reply(503, "Lookup Failed")) }))
+	r.run()
+	r.expect("127.0.0.1:5061 487")
+}
