@@ -215,5 +215,3 @@ func TestOptionsToTheProxyAndStrayAck(t *testing.T) {
 	res = h.Send(siptest.NewRequest("ACK", "sip:bob@example.com"))
 	siptest.AssertNotRelayed(t, res)
 }
-
-
