@@ -3,6 +3,7 @@ package tm
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -222,4 +223,65 @@ func TestTablesMatchCounters(t *testing.T) {
 	other := reactor.NewManual(reactor.NewFakeClock(time.Unix(0, 0)))
 	srv, cli = r.s.Tables(other)
 	assert.Equal(t, 0, srv+cli, "a loop of another server")
+}
+
+// BenchmarkReceiveObserved is tm's whole receive path for an OPTIONS
+// answered 200 (parse, transaction, route, response), with the wire
+// counters only and with a capture hook that copies each message: the
+// difference is what observation costs per message.
+func BenchmarkReceiveObserved(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		capture func(CaptureEvent)
+	}{
+		{"counters", nil},
+		{"counters+capture", func(ev CaptureEvent) { sinkBytes = append(sinkBytes[:0], ev.Data...) }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			clk := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
+			g := reactor.NewManualGroup(1, clk)
+			s := NewServer(g.Loops(), Config{Capture: tc.capture}, Routes{Request: func(c *Context) { _ = c.Reply(200, "") }})
+			tp := &countTP{}
+			s.AddTransport(tp)
+			l := g.Loop(0)
+			msgs := make([][]byte, 1024)
+			for i := range msgs {
+				msgs[i] = []byte(request("OPTIONS", "sip:bob@127.0.0.1", fmt.Sprintf("bench-%d", i), fmt.Sprintf("z9hG4bK-b%d", i), 1, ""))
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				s.Receive(l, msgs[i%len(msgs)], uacAddr, tp)
+				i++
+				if i%len(msgs) == 0 {
+					l.Advance(64 * 500 * time.Millisecond) // Timer J ends the batch's transactions
+				}
+			}
+		})
+	}
+}
+
+var sinkBytes []byte
+
+// countTP counts what it would send.
+type countTP struct{ n int }
+
+func (c *countTP) Send(*reactor.Loop, []byte, netip.AddrPort) error { c.n++; return nil }
+func (c *countTP) Protocol() string                                 { return "UDP" }
+func (c *countTP) Advertised() (string, int)                        { return "127.0.0.1", 5060 }
+func (c *countTP) LocalAddr() netip.AddrPort                        { return proxyAddr }
+
+// BenchmarkWireCount is what every message pays for the counters: classify
+// the start line and one atomic add on the loop's own counters.
+func BenchmarkWireCount(b *testing.B) {
+	var o observe
+	o.init(1, nil)
+	l := reactor.NewManual(reactor.NewFakeClock(time.Unix(0, 0)))
+	msgs := [][]byte{[]byte(invite("c", "z9hG4bK-1")), []byte("SIP/2.0 180 Ringing\r\n"), []byte("SUBSCRIBE sip:a SIP/2.0\r\n")}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		o.count(l, i&1, msgs[i%3])
+		i++
+	}
 }
