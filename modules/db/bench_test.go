@@ -174,10 +174,11 @@ func TestMeasureThroughput(t *testing.T) {
 			for _, rate := range rates {
 				calls := int(rate * 3)
 				res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: proxy, Service: "bob",
-					Calls: calls, Rate: rate, Limit: 1000, Timeout: time.Minute})
+					LocalPort: testenv.FreeUDPPort(t), Calls: calls, Rate: rate, Limit: 1000, Timeout: time.Minute})
 				cps := float64(res.Successful) / res.Elapsed.Seconds()
 				t.Logf("%s %s rate %v: %d ok, %d failed, %.0f calls/s", be.name, mode, rate, res.Successful, res.Failed, cps)
 				if res.Failed > 0 || res.Successful != calls {
+					t.Logf("first failures:\n%.1500s", res.Errors)
 					break
 				}
 				best, bestRes = rate, res

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -81,7 +82,14 @@ func startProxy(t testing.TB, workers int, route func(*tm.Context)) string {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
+		if err := srv.Shutdown(ctx); err != nil {
+			// Only a measurement that overloaded the proxy leaves calls
+			// to drain; tests with failed calls have failed already.
+			t.Logf("shutdown: %v", err)
+			if !t.Failed() && os.Getenv("ASYNCSIP_MEASURE") != "1" {
+				t.Errorf("shutdown: %v", err)
+			}
+		}
 	})
 	return srv.Addrs()[0].String()
 }
@@ -110,10 +118,13 @@ func routesTable(t testing.TB, h *db.Handle, schema, insert string, uasPort int)
 }
 
 // callsOK runs calls through the proxy and requires every one to succeed.
+// SIPp gets a free port of its own: its default (5060 and up) is shared
+// with every other SIPp on the machine, and a late retransmission from
+// another test's proxy would land in this run.
 func callsOK(t testing.TB, proxy, user string, calls int, rate float64) sipp.Result {
 	t.Helper()
 	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: proxy, Service: user,
-		Calls: calls, Rate: rate, Limit: 100, Timeout: 2 * time.Minute})
+		LocalPort: testenv.FreeUDPPort(t), Calls: calls, Rate: rate, Limit: 100, Timeout: 2 * time.Minute})
 	require.Equal(t, 0, res.ExitCode, res.String())
 	require.Equal(t, calls, res.Successful, res.String())
 	require.Zero(t, res.Failed, res.String())
@@ -175,7 +186,7 @@ func TestSIPpPostgresDown(t *testing.T) {
 	c.pgCtl(t, "-m", "fast", "stop")
 	const refused = 30
 	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_503.xml"), Remote: proxy, Service: "bob",
-		Calls: refused, Rate: 50, Timeout: time.Minute})
+		LocalPort: testenv.FreeUDPPort(t), Calls: refused, Rate: 50, Timeout: time.Minute})
 	require.Equal(t, refused, res.Successful, res.String())
 	require.Zero(t, res.Failed, res.String())
 	require.GreaterOrEqual(t, h.Stats().Errors, uint64(refused))
