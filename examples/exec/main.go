@@ -44,7 +44,7 @@ func Routes(script string, timeout time.Duration) tm.Routes {
 					_ = c.Reply(502, "Bad Route")
 				}
 			}
-		}, async.Timeout(timeout+time.Second))
+		}, async.Timeout(timeout+time.Second), async.Name("route.script"))
 	}}
 }
 

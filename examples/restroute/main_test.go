@@ -1,0 +1,53 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/asyncsip/asyncsip/modules/rest"
+	"github.com/asyncsip/asyncsip/siptest"
+)
+
+func TestRoutes(t *testing.T) {
+	client, err := rest.NewClient(rest.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close(t.Context()) })
+	cases := []struct {
+		name   string
+		answer func(r *siptest.Rule)
+		want   int
+		target string
+	}{
+		{"route", func(r *siptest.Rule) { r.Return(Answer{Target: "sip:+1555@10.0.0.7:5060"}) }, 0, "sip:+1555@10.0.0.7:5060"},
+		{"reject", func(r *siptest.Rule) { r.Return(Answer{Reject: 603}) }, 603, ""},
+		{"no target", func(r *siptest.Rule) { r.Return(Answer{}) }, 404, ""},
+		{"API down", func(r *siptest.Rule) { r.Fail(rest.ErrConnRefused) }, 503, ""},
+		{"API too slow", func(r *siptest.Rule) { r.Never() }, 503, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ops := siptest.NewFakeOps()
+			tc.answer(ops.On("rest.route"))
+			h := siptest.NewHarness(t, Routes(client, "http://api.invalid/route", time.Second), siptest.WithFakes(ops))
+			res := h.Send(siptest.NewRequest("INVITE", "sip:+1555@example.com"))
+			h.Clock.Advance(2 * time.Second)
+			if tc.target != "" {
+				siptest.AssertRelayedTo(t, res, tc.target)
+				return
+			}
+			siptest.AssertNotRelayed(t, res)
+			siptest.AssertReplied(t, res, tc.want)
+		})
+	}
+}
+
+func TestInDialogFollowsRoute(t *testing.T) {
+	client, err := rest.NewClient(rest.Config{})
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close(t.Context()) })
+	h := siptest.NewHarness(t, Routes(client, "http://api.invalid/route", time.Second))
+	res := h.Send(siptest.NewBye("sip:bob@10.0.0.9:5060", siptest.WithToTag("b1")))
+	siptest.AssertRelayedTo(t, res, "sip:bob@10.0.0.9:5060")
+}
