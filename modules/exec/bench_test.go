@@ -1,6 +1,8 @@
 package exec_test
 
 import (
+	"bytes"
+	"fmt"
 	osexec "os/exec"
 	"sync"
 	"sync/atomic"
@@ -15,23 +17,33 @@ import (
 )
 
 // Commands per second and CPU per command: exec on 4 loops against os/exec
-// with cmd.Run() in goroutines, the same command (/bin/true) and the same
-// number in flight (benchInFlight). CPU is measured with getrusage:
-// "self" is this process (loops, runtime, fork), "child" the commands
-// themselves.
+// with cmd.Run() in goroutines (output discarded, or captured like exec
+// does), the same command (/bin/true) and the same
+// number in flight (1: latency, 32: throughput). CPU is measured with
+// getrusage: "self" is this process (loops, runtime, fork), "child" the
+// commands themselves; "start" is how long starting a command holds its
+// loop (pipes, fork, exec).
 //
-//	go test -run '^$' -bench . -benchtime 3000x -count 3 ./modules/exec/
-const benchInFlight = 32
-
-func BenchmarkExecPidfd(b *testing.B) {
-	benchExec(b, exec.NewRunner(exec.Config{MaxCommands: benchInFlight, Logger: quiet}))
+//	go test -run '^$' -bench . -benchtime 3000x -count 5 ./modules/exec/
+func BenchmarkCommands(b *testing.B) {
+	for _, inFlight := range []int{1, 32} {
+		cfg := exec.Config{MaxCommands: inFlight, Logger: quiet}
+		b.Run(fmt.Sprintf("exec-pidfd/inflight=%d", inFlight), func(b *testing.B) {
+			benchExec(b, exec.NewRunner(cfg), inFlight)
+		})
+		b.Run(fmt.Sprintf("exec-fallback/inflight=%d", inFlight), func(b *testing.B) {
+			benchExec(b, exec.NewFallbackRunner(cfg), inFlight)
+		})
+		b.Run(fmt.Sprintf("os-exec-run/inflight=%d", inFlight), func(b *testing.B) {
+			benchOSExec(b, inFlight, false)
+		})
+		b.Run(fmt.Sprintf("os-exec-capture/inflight=%d", inFlight), func(b *testing.B) {
+			benchOSExec(b, inFlight, true)
+		})
+	}
 }
 
-func BenchmarkExecFallback(b *testing.B) {
-	benchExec(b, exec.NewFallbackRunner(exec.Config{MaxCommands: benchInFlight, Logger: quiet}))
-}
-
-func benchExec(b *testing.B, r *exec.Runner) {
+func benchExec(b *testing.B, r *exec.Runner, inFlight int) {
 	g, err := reactor.NewGroup(4, reactor.Config{Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
@@ -43,7 +55,7 @@ func benchExec(b *testing.B, r *exec.Runner) {
 		b.Fatal(cmd.Err)
 	}
 	var failed, onLoop atomic.Int64
-	measure(b, func(i int, release func()) {
+	measure(b, inFlight, func(i int, release func()) {
 		l := g.Loop(i % g.Len())
 		if err := l.Post(func() {
 			t0 := time.Now()
@@ -65,11 +77,20 @@ func benchExec(b *testing.B, r *exec.Runner) {
 	b.ReportMetric(float64(onLoop.Load())/1e3/float64(b.N), "start-µs/cmd")
 }
 
-func BenchmarkOSExecRun(b *testing.B) {
+// benchOSExec runs the commands with os/exec, one goroutine each. With
+// capture, stdout and stderr are collected into buffers as exec does (os/exec
+// then adds pipes and a copying goroutine per stream); without, they go to
+// /dev/null.
+func benchOSExec(b *testing.B, inFlight int, capture bool) {
 	var failed atomic.Int64
-	measure(b, func(_ int, release func()) {
+	measure(b, inFlight, func(_ int, release func()) {
 		go func() {
-			if err := osexec.Command("/bin/true").Run(); err != nil {
+			cmd := osexec.Command("/bin/true")
+			var stdout, stderr bytes.Buffer
+			if capture {
+				cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			}
+			if err := cmd.Run(); err != nil {
 				failed.Add(1)
 			}
 			release()
@@ -80,11 +101,11 @@ func BenchmarkOSExecRun(b *testing.B) {
 	}
 }
 
-// measure runs b.N commands with start, at most benchInFlight at once, and
+// measure runs b.N commands with start, at most inFlight at once, and
 // reports commands/s and CPU per command.
-func measure(b *testing.B, start func(i int, release func())) {
+func measure(b *testing.B, inFlight int, start func(i int, release func())) {
 	b.ReportAllocs()
-	sem := make(chan struct{}, benchInFlight)
+	sem := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
 	release := func() { <-sem; wg.Done() }
 	self0, child0 := cpu(unix.RUSAGE_SELF), cpu(unix.RUSAGE_CHILDREN)

@@ -29,8 +29,8 @@
 // for the exit and posts it to the loop; the choice is made once per Runner
 // and logged.
 //
-// The fork+exec itself runs on the loop (as OpenSIPS forks in its worker),
-// typically 100–500 µs.
+// The fork+exec itself runs on the loop (as OpenSIPS forks in its worker):
+// a few hundred µs, more under CPU contention.
 //
 // # Limits and cleanup
 //
