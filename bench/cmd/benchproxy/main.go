@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -34,13 +35,16 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], nil); err != nil {
 		fmt.Fprintln(os.Stderr, "benchproxy:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run serves until ctx ends; ready, if set, gets the bound addresses.
+func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error {
 	fs := flag.NewFlagSet("benchproxy", flag.ContinueOnError)
 	scenario := fs.String("scenario", "relay", "relay | sleep | sleep-blocking | rest | db")
 	listen := fs.String("listen", "udp:127.0.0.1:5060", "listening socket")
@@ -114,17 +118,21 @@ func run(args []string) error {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	if err := srv.Start(); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "benchproxy: scenario=%s listening on %v target=%s workers=%d\n",
 		*scenario, srv.Addrs(), *target, *workers)
+	if ready != nil {
+		ready(srv.Addrs())
+	}
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// Transactions in their RFC 3261 wait states (Timer K, ...) outlive the
+	// last call by seconds: a drain cut short by the deadline is normal here.
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, asyncsip.ErrServerClosed) {
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, asyncsip.ErrServerClosed) &&
+		!errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil

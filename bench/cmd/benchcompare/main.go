@@ -1,0 +1,196 @@
+// Command benchcompare runs the bench/ comparisons: asyncsip's benchmark
+// proxy, Kamailio (Debian package) and a sipgo proxy, side by side on the
+// same scenarios, driven by SIPp, in one run on one machine. `make
+// bench-compare` runs it from the repository root.
+//
+// For every scenario it takes each proxy in turn (the order alternates from
+// one scenario to the next, so that drift of the machine hits all of them):
+// the proxy is pinned to one CPU and SIPp (caller and callee) to the other;
+// it searches the highest call rate with no failed call (steps of -step,
+// doubling then bisecting, the result confirmed once), and measures at
+// -fixed-rate the proxy's CPU seconds per 1,000 calls (/proc/<pid>/stat)
+// and the INVITE->200 latency p50/p99. Results go to -out as results.json,
+// RESULTS.md and PNG plots.
+//
+//	go run ./bench/cmd/benchcompare                 # full run (15 s steps)
+//	go run ./bench/cmd/benchcompare -quick          # smoke run (3 s steps)
+//	go run ./bench/cmd/benchcompare -report-only    # redo RESULTS.md from results.json
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options are the command-line settings of a run.
+type Options struct {
+	Step          time.Duration
+	FixedRate     float64
+	FixedDuration time.Duration
+	Proxies       []string
+	Scenarios     []string
+	Search        Search
+	Out           string
+	Work          string
+	Repo          string
+	ProxyCPU      int
+	SIPpCPU       int
+	Port          int // proxy under test
+	UASPort       int
+	UACPort       int
+	HTTPPort      int
+	Install       bool
+	Profile       bool
+	Note          string
+	WaitLoad      float64
+	WaitMax       time.Duration
+	Kamailio      KamailioOptions
+}
+
+// KamailioOptions are the Kamailio command-line settings.
+type KamailioOptions struct {
+	ShmMB, PkgMB int
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchcompare:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	o, reportOnly, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	if reportOnly {
+		res, err := loadResults(filepath.Join(o.Out, "results.json"))
+		if err != nil {
+			return err
+		}
+		return writeReport(o.Out, res)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	raiseNoFile()
+	res, err := runAll(ctx, o)
+	if res != nil {
+		if werr := saveResults(filepath.Join(o.Out, "results.json"), res); werr != nil {
+			err = errors.Join(err, werr)
+		}
+		if werr := writeReport(o.Out, res); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}
+	return err
+}
+
+func parseFlags(args []string) (Options, bool, error) {
+	fs := flag.NewFlagSet("benchcompare", flag.ContinueOnError)
+	var o Options
+	quick := fs.Bool("quick", false, "smoke run: 3 s steps, 5 s fixed-rate runs, coarse search")
+	reportOnly := fs.Bool("report-only", false, "only rewrite RESULTS.md and the plots from -out/results.json")
+	proxies := fs.String("proxies", "asyncsip,kamailio,sipgo,asyncsip-w1,sipp-direct", "proxies to run")
+	scenarios := fs.String("scenarios", "relay,sleep,sleep-blocking,rest,db", "scenarios to run")
+	fs.DurationVar(&o.Step, "step", 15*time.Second, "length of each max-rate search step")
+	fs.Float64Var(&o.FixedRate, "fixed-rate", 1000, "calls/s of the CPU and latency measurement")
+	fs.DurationVar(&o.FixedDuration, "fixed-duration", 20*time.Second, "length of the fixed-rate measurement")
+	fs.Float64Var(&o.Search.Ceiling, "max-rate", 20000, "highest rate the search tries")
+	fs.Float64Var(&o.Search.Floor, "min-rate", 20, "lowest rate the search tries")
+	fs.Float64Var(&o.Search.Precision, "precision", 0.08, "search stops when (fail-pass)/pass is below this")
+	fs.IntVar(&o.Search.MaxSteps, "max-steps", 12, "search steps per proxy and scenario")
+	fs.StringVar(&o.Out, "out", "bench", "where results.json, RESULTS.md and the plots go")
+	fs.StringVar(&o.Work, "work", "", "where logs and SIPp files go (default a new directory in /tmp)")
+	fs.IntVar(&o.ProxyCPU, "proxy-cpu", 0, "CPU the proxy under test is pinned to")
+	fs.IntVar(&o.SIPpCPU, "sipp-cpu", 1, "CPU SIPp (caller and callee) and the HTTP delay server are pinned to")
+	fs.IntVar(&o.Port, "port", 5070, "UDP port of the proxy under test")
+	fs.IntVar(&o.UASPort, "uas-port", 5080, "UDP port of the SIPp callee")
+	fs.IntVar(&o.UACPort, "uac-port", 5090, "UDP port of the SIPp caller")
+	fs.IntVar(&o.HTTPPort, "http-port", 8088, "TCP port of the HTTP delay server")
+	fs.BoolVar(&o.Install, "install", true, "apt-get install sip-tester, kamailio and gnuplot when missing (as root)")
+	fs.BoolVar(&o.Profile, "profile", false, "after the measurements, CPU-profile asyncsip at -fixed-rate in every scenario")
+	fs.StringVar(&o.Note, "note", "", "note printed in RESULTS.md (conditions of the run)")
+	fs.Float64Var(&o.WaitLoad, "wait-load", 0, "before starting, wait until the 1-min load average is below this (0: don't wait)")
+	fs.DurationVar(&o.WaitMax, "wait-max", 30*time.Minute, "longest wait for -wait-load")
+	fs.IntVar(&o.Kamailio.ShmMB, "kamailio-shm", 512, "Kamailio shared memory, MB (-m)")
+	fs.IntVar(&o.Kamailio.PkgMB, "kamailio-pkg", 32, "Kamailio private memory per process, MB (-M)")
+	if err := fs.Parse(args); err != nil {
+		return o, false, err
+	}
+	if fs.NArg() > 0 {
+		return o, false, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *quick {
+		o.Step, o.FixedDuration, o.Search.Precision, o.Search.MaxSteps = 3*time.Second, 5*time.Second, 0.25, 8
+	}
+	o.Search.Start = o.FixedRate
+	o.Proxies = splitList(*proxies)
+	o.Scenarios = splitList(*scenarios)
+	for _, p := range o.Proxies {
+		if _, ok := proxyKinds[p]; !ok {
+			return o, false, fmt.Errorf("-proxies: unknown %q", p)
+		}
+	}
+	for _, s := range o.Scenarios {
+		if !knownScenario(s) {
+			return o, false, fmt.Errorf("-scenarios: unknown %q", s)
+		}
+	}
+	if o.Step <= 0 || o.FixedDuration <= 0 || o.FixedRate <= 0 || o.Search.MaxSteps < 2 {
+		return o, false, errors.New("-step, -fixed-duration, -fixed-rate must be > 0 and -max-steps >= 2")
+	}
+	if o.ProxyCPU == o.SIPpCPU {
+		return o, false, errors.New("-proxy-cpu and -sipp-cpu must differ")
+	}
+	return o, *reportOnly, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func saveResults(path string, r *Results) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func loadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// raiseNoFile lifts the open-files limit for SIPp, which keeps a descriptor
+// budget per call.
+func raiseNoFile() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil && l.Cur < l.Max {
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
