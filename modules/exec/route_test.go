@@ -54,18 +54,15 @@ func TestRouteScriptWithSIPp(t *testing.T) {
 	script, err := filepath.Abs(filepath.Join("testdata", "route.sh"))
 	require.NoError(t, err)
 	r := exec.NewRunner(exec.Config{Logger: quiet})
-	route := r.Command(script)
-	require.NoError(t, route.Err)
 	addr := startServer(t, tm.Timers{}, func(c *tm.Context) {
 		if c.InDialog() || c.LooseRouted() { // ACK and BYE follow the dialog
 			_ = c.Relay()
 			return
 		}
-		cmd := *route // a copy per call: the user is an argument
-		cmd.Args = []string{script, c.Req.Recipient.User}
+		cmd := r.Command(script, c.Req.Recipient.User)
 		cmd.Env = []string{"ROUTE_PORT=" + strconv.Itoa(uasPort)}
 		cmd.Timeout = 2 * time.Second
-		async.Await(c, &cmd, func(res exec.Result, err error) {
+		async.Await(c, cmd, func(res exec.Result, err error) {
 			if err != nil || len(res.Lines()) != 1 {
 				_ = c.Reply(503, "Routing script failed")
 				return
