@@ -223,8 +223,11 @@ func TestPoolMetrics(t *testing.T) {
 	assert.Equal(t, 1.0, m.get(`asyncsip_pool_rejected_total{pool="db"}`))
 	close(release)
 	require.NoError(t, <-results)
-	m = scrape(t, r.url)
-	assert.Equal(t, 1.0, m.get(`asyncsip_pool_completed_total{pool="db"}`))
+	// The pool counts the call completed just after the result is posted.
+	waitFor(t, "the pool to count the call", func() bool {
+		m = scrape(t, r.url)
+		return m.get(`asyncsip_pool_completed_total{pool="db"}`) == 1
+	})
 	assert.Equal(t, 1.0, m.get(`asyncsip_async_op_errors_total{module="db",op="exec",error="overloaded"}`))
 }
 
