@@ -4,7 +4,8 @@ package rest_test
 //
 //	ASYNCSIP_MEASURE=1 go test -run TestMeasureLookupRate -v -timeout 30m ./modules/rest
 //
-// It finds, for a proxy with 4 workers whose request route looks the
+// (ASYNCSIP_MEASURE_RELAY=1 adds the ceiling: the same calls relayed with
+// no lookup.) It finds, for a proxy with 4 workers whose request route looks the
 // target up over HTTP (a server in a separate process answering after
 // 20 ms) and relays, the highest SIPp call rate with no failed call: once
 // with the lookup awaited through this package, once with http.Get done
@@ -34,6 +35,7 @@ import (
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/rest"
+	"github.com/asyncsip/asyncsip/tm"
 )
 
 // delayServerEnv makes the test binary serve HTTP instead of running tests
@@ -202,10 +204,23 @@ func TestMeasureLookupRate(t *testing.T) {
 		base, delay, workers, runtimeProcs())
 
 	results := map[string]int{}
+	if os.Getenv("ASYNCSIP_MEASURE_RELAY") == "1" {
+		// The ceiling: the same calls relayed with no lookup at all.
+		t.Run("relay", func(t *testing.T) {
+			srv := startProxy(t, workers, func(c *tm.Context) {
+				if c.InDialog() || c.LooseRouted() {
+					_ = c.Relay()
+					return
+				}
+				_ = c.Relay("sip:" + c.Req.Recipient.User + "@127.0.0.1:" + strconv.Itoa(uasPort))
+			})
+			results["relay"] = search(t, srv, 400, seconds)
+		})
+	}
 	t.Run("async", func(t *testing.T) {
 		client := newClient(t, rest.Config{BaseURL: base, Timeout: 2 * time.Second})
 		srv := startProxy(t, workers, lookupRoute(client))
-		results["async"] = search(t, srv, 100, seconds)
+		results["async"] = search(t, srv, 400, seconds)
 		t.Logf("client: %+v", client.Stats())
 	})
 	t.Run("blocking", func(t *testing.T) {
@@ -214,8 +229,8 @@ func TestMeasureLookupRate(t *testing.T) {
 		srv := startProxy(t, workers, blockingLookupRoute(hc, base))
 		results["blocking"] = search(t, srv, 25, seconds)
 	})
-	t.Logf("max calls/s with 0 failed: async REST lookup %d, blocking http.Get in the route %d",
-		results["async"], results["blocking"])
+	t.Logf("max calls/s with 0 failed: async REST lookup %d, blocking http.Get in the route %d (relay without lookup: %d)",
+		results["async"], results["blocking"], results["relay"])
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
