@@ -102,9 +102,9 @@ func serveUntil(ctx context.Context, srv *Server, sig <-chan os.Signal) error {
 	}
 	dctx, cancel := context.WithTimeout(context.Background(), srv.cfg.DrainTimeout)
 	defer cancel()
-	stopped := make(chan struct{})
-	defer close(stopped)
+	stopped, watcher := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(watcher)
 		select {
 		case s := <-sig:
 			srv.log.Warn("asyncsip: second signal, stopping now", "signal", s.String(),
@@ -113,10 +113,13 @@ func serveUntil(ctx context.Context, srv *Server, sig <-chan os.Signal) error {
 		case <-stopped:
 		}
 	}()
-	if err := srv.Shutdown(dctx); err != nil {
-		return errors.Join(ErrStopped, err)
+	err := srv.Shutdown(dctx)
+	if err == nil {
+		err = dctx.Err() // the drain was cut short even if the loops stopped cleanly
 	}
-	if err := dctx.Err(); err != nil {
+	close(stopped)
+	<-watcher
+	if err != nil {
 		return errors.Join(ErrStopped, err)
 	}
 	return nil
