@@ -28,6 +28,9 @@ type clientTx struct {
 	// the state machine; onTimeout runs on Timer B/F or a transport error.
 	onResponse func(resp *sip.Response)
 	onTimeout  func()
+	// on2xxRetrans gets the 2xx retransmissions (and 2xx from other forks)
+	// that arrive in the RFC 6026 Accepted state.
+	on2xxRetrans func(resp *sip.Response)
 	ackWire    []byte
 }
 
@@ -104,6 +107,16 @@ func (t *clientTx) receive(resp *sip.Response) {
 	code := resp.StatusCode
 	switch t.state {
 	case stTrying, stProceeding:
+	case stAccepted:
+		// RFC 6026 §7.2: 2xx retransmissions go on to the core; anything
+		// else (a provisional overtaken by the 2xx, reordered on another
+		// loop) is absorbed so it is never relayed after the final.
+		if code >= 200 && code < 300 && t.on2xxRetrans != nil {
+			t.on2xxRetrans(resp)
+		} else {
+			t.s.stats.retransAbsorbed.Add(1)
+		}
+		return
 	case stCompleted:
 		// A retransmitted final: re-send the ACK for INVITE, else absorb.
 		if t.invite && code >= 300 && t.ackWire != nil {
@@ -130,9 +143,11 @@ func (t *clientTx) receive(resp *sip.Response) {
 	t.end.Stop()
 	switch {
 	case t.invite && code < 300:
-		// The 2xx ends the INVITE client transaction; its retransmissions
-		// are forwarded statelessly by the core (RFC 3261 §17.1.1.2).
-		t.terminate()
+		// RFC 6026: the INVITE client transaction waits in Accepted for
+		// Timer M, passing 2xx retransmissions on and absorbing late
+		// provisionals; after it, stray 2xx are forwarded statelessly.
+		t.state = stAccepted
+		t.end = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
 	case t.invite:
 		t.sendACK(resp)
 		t.state = stCompleted

@@ -301,3 +301,23 @@ func replaceOnce(s, old, new string) string {
 	}
 	panic("replaceOnce: not found: " + old)
 }
+
+// A provisional response overtaken by the 2xx (reordered between loops) is
+// never relayed after the final; 2xx retransmissions still are.
+func TestLateProvisionalAfterOKAbsorbed(t *testing.T) {
+	r := newRig(t, Config{}, Routes{Request: relayAll})
+	r.recv(uacAddr, invite("late-1", "z9hG4bK-late"))
+	out := r.expect("127.0.0.1:5061 100", "127.0.0.1:5062 INVITE")
+	ok := respond(out[1].msg, 200, "b1")
+	r.recvMsg(uasAddr, ok)
+	r.expect("127.0.0.1:5061 200")
+	r.recvMsg(uasAddr, respond(out[1].msg, 180, "b1"))
+	r.expect()
+	r.recvMsg(uasAddr, ok)
+	r.expect("127.0.0.1:5061 200")
+	// After Timer M and Timer L, a stray 2xx is still forwarded by Via.
+	r.advance(64 * 500 * time.Millisecond)
+	r.take()
+	r.recvMsg(uasAddr, ok)
+	r.expect("127.0.0.1:5061 200")
+}

@@ -140,6 +140,7 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	b.tx = s.startClientTx(c.ls, b.Req, branch, dst, tp,
 		func(resp *sip.Response) { c.onBranchResponse(b, resp) },
 		func() { c.branchFailed(b, 408, "Request Timeout") })
+	b.tx.on2xxRetrans = c.forward2xxRetrans
 	if b.Req.Method == sip.INVITE {
 		b.timerC = c.ls.loop.AfterFunc(s.timers.TimerC, func() { c.timerC(b) })
 	}

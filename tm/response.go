@@ -310,3 +310,16 @@ func (c *Context) maybeEnd() {
 		b.guard.Stop()
 	}
 }
+
+// forward2xxRetrans relays a 2xx retransmission upstream: on the server
+// transaction while it is in Accepted, statelessly by Via after that.
+func (c *Context) forward2xxRetrans(resp *sip.Response) {
+	if c.stx != nil && c.stx.state == stAccepted {
+		resp.RemoveHeader("Via")
+		if resp.Via() != nil {
+			c.stx.respond(resp)
+		}
+		return
+	}
+	c.s.forwardResponseStateless(c.ls, resp)
+}
