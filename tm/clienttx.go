@@ -31,7 +31,7 @@ type clientTx struct {
 	// on2xxRetrans gets the 2xx retransmissions (and 2xx from other forks)
 	// that arrive in the RFC 6026 Accepted state.
 	on2xxRetrans func(resp *sip.Response)
-	ackWire    []byte
+	ackWire      []byte
 }
 
 func clientKey(branch string, method sip.RequestMethod) string { return branch + "|" + string(method) }
