@@ -3,6 +3,8 @@ package db_test
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"net"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -458,4 +460,21 @@ func TestNoLeaks(t *testing.T) {
 	require.ErrorIs(t, run(t, l, h.QueryRow(slowSQLite)).err, async.ErrTimeout)
 	require.NoError(t, h.Close())
 	checkFDs(t, base)
+}
+
+// A server that accepts the TCP connection and never answers (a hung
+// database): the connect is bounded by the handle's Timeout, not by the
+// await's minute, and the error says so.
+func TestConnectBoundedByTimeout(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close() // never accepted: the kernel completes the handshake
+	l := startLoop(t)
+	dsn := fmt.Sprintf("postgres://u@%s/x?sslmode=disable", ln.Addr())
+	h := open(t, "pgx", dsn, db.Timeout(300*time.Millisecond))
+	o := run(t, l, h.QueryRow("SELECT 1"), async.Timeout(time.Minute))
+	require.Error(t, o.err)
+	require.True(t, errors.Is(o.err, async.ErrTimeout) || errors.Is(o.err, db.ErrUnavailable), o.err)
+	require.False(t, o.inline, "the loop did not wait for the connect")
 }
