@@ -35,7 +35,9 @@ func startProxy(t *testing.T, args ...string) netip.AddrPort {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrs := make(chan []netip.AddrPort, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, append([]string{"-listen", "udp:127.0.0.1:0"}, args...), func(a []netip.AddrPort) { addrs <- a }) }()
+	go func() {
+		done <- run(ctx, append([]string{"-listen", "udp:127.0.0.1:0"}, args...), func(a []netip.AddrPort) { addrs <- a })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -30,13 +30,18 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// sipgo's package-level logger (used by its transports): errors only.
+	sip.SetDefaultLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError})))
+	if err := run(ctx, os.Args[1:], nil); err != nil {
 		fmt.Fprintln(os.Stderr, "sipgoproxy:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run serves until ctx ends; ready, if set, is closed once listening.
+func run(ctx context.Context, args []string, ready chan struct{}) error {
 	fs := flag.NewFlagSet("sipgoproxy", flag.ContinueOnError)
 	scenario := fs.String("scenario", "relay", "relay | sleep")
 	listen := fs.String("listen", "127.0.0.1:5060", "UDP listening address (udp: prefix allowed)")
@@ -55,7 +60,6 @@ func run(args []string) error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	sip.SetDefaultLogger(logger)
 
 	addr := trimScheme(*listen)
 	p, err := newProxy(*scenario, addr, *target, *delay, logger)
@@ -76,8 +80,9 @@ func run(args []string) error {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if ready != nil {
+		ctx = context.WithValue(ctx, sipgo.ListenReadyCtxKey, sipgo.ListenReadyCtxValue(ready))
+	}
 	fmt.Fprintf(os.Stderr, "sipgoproxy: scenario=%s listening on %s target=%s\n", *scenario, addr, *target)
 	err = p.srv.ListenAndServe(ctx, "udp", addr)
 	if ctx.Err() != nil {

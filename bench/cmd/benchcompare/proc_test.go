@@ -1,0 +1,51 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestParseStat(t *testing.T) {
+	ppid, ticks, err := parseStat("4242 (my (odd) name) S 17 4242 4242 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 4 0 1 2 3")
+	require.NoError(t, err)
+	require.Equal(t, 17, ppid)
+	require.EqualValues(t, 287, ticks)
+	for _, bad := range []string{"", "12 (x S 1 2", "12 (x) S 1 2 3", "12 (x) S one 1 1 0 -1 0 0 0 0 0 x y"} {
+		_, _, err := parseStat(bad)
+		require.ErrorIs(t, err, ErrBadStat, bad)
+	}
+}
+
+// TestProcTreeCPU starts a shell that burns CPU in a child process and checks
+// that CPUTicks counts the child and that Stop ends the whole tree.
+func TestProcTreeCPU(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("taskset (util-linux) not installed")
+	}
+	dir := t.TempDir()
+	p, err := StartProc("burn", 0, filepath.Join(dir, "burn.log"), nil,
+		"sh", "-c", `sh -c 'while :; do :; done' & echo started; wait`)
+	require.NoError(t, err)
+	defer p.Stop(time.Second)
+	require.True(t, waitFor(5*time.Second, func() bool {
+		n, err := CPUTicks(p.PID())
+		return err == nil && n >= 20 // 0.2 s of CPU, all in the child
+	}), "CPU of the child process not counted")
+	p.Stop(2 * time.Second)
+	require.True(t, p.Exited())
+	_, err = CPUTicks(p.PID())
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+func TestStartProcError(t *testing.T) {
+	_, err := StartProc("x", 0, filepath.Join(t.TempDir(), "no", "such", "dir.log"), nil, "true")
+	require.Error(t, err)
+}
