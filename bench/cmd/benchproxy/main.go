@@ -9,8 +9,8 @@
 //	relay           relay to -target
 //	sleep           await async.Sleep(20ms), then relay
 //	sleep-blocking  time.Sleep(20ms) on the worker loop, then relay
-//	rest            await GET -rest-url?user=U (the body is the next hop), then relay
-//	db              await SELECT target FROM routes WHERE username=U (-db), then relay
+//	rest            await GET -rest-url?user=U (modules/rest; the body is the next hop), then relay
+//	db              await SELECT target FROM routes WHERE username=U (modules/db, -db), then relay
 //
 // It runs until SIGINT or SIGTERM, then drains and exits 0.
 package main
@@ -30,8 +30,9 @@ import (
 	"time"
 
 	"github.com/asyncsip/asyncsip"
-	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/bench/internal/routedb"
+	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/rest"
 )
 
 func main() {
@@ -54,7 +55,7 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 	dsn := fs.String("db", "", "db: sqlite:PATH or postgres://... (routes table; filled with -db-users -> -target when -db-fill)")
 	dbFill := fs.Bool("db-fill", true, "db: create and fill the routes table at start")
 	dbUsers := fs.String("db-users", "bob,service", "db: comma-separated users routed to -target by -db-fill")
-	poolSize := fs.Int("pool", 256, "rest/db: blocking-call pool workers")
+	poolSize := fs.Int("pool", 256, "rest/db: requests or queries running at once (the module's pool)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit")
 	logLevel := fs.String("log-level", "warn", "debug | info | warn | error")
 	if err := fs.Parse(args); err != nil {
@@ -69,28 +70,37 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 
-	o := options{scenario: *scenario, target: *target, restURL: *restURL,
-		pool: async.NewPool(async.PoolConfig{Workers: *poolSize})}
-	if *scenario == "db" {
-		if *dsn == "" {
-			return errors.New("scenario db needs -db")
-		}
-		db, q, err := routedb.Open(*dsn)
+	o := options{scenario: *scenario, target: *target, restURL: *restURL}
+	switch *scenario {
+	case "rest":
+		c, err := rest.NewClient(rest.Config{Timeout: 2 * time.Second, MaxConcurrent: *poolSize, Queue: 4096})
 		if err != nil {
 			return err
 		}
-		defer db.Close()
-		db.SetMaxOpenConns(*poolSize)
-		db.SetMaxIdleConns(*poolSize)
+		defer c.Close(context.Background())
+		o.rest = c
+	case "db":
+		if *dsn == "" {
+			return errors.New("scenario db needs -db")
+		}
+		driver, src, q, err := routedb.Source(*dsn)
+		if err != nil {
+			return err
+		}
+		h, err := db.Open(driver, src, db.Workers(*poolSize), db.Timeout(2*time.Second))
+		if err != nil {
+			return err
+		}
+		defer h.Close()
 		if *dbFill {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			err := routedb.Fill(ctx, db, *target, splitComma(*dbUsers), 10000)
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := routedb.Fill(ctx, h.DB(), *target, splitComma(*dbUsers), 10000)
 			cancel()
 			if err != nil {
 				return err
 			}
 		}
-		o.db, o.dbQuery = db, q
+		o.db, o.dbQuery = h, q
 	}
 	route, err := request(o)
 	if err != nil {

@@ -1,17 +1,15 @@
 package main
 
 import (
-	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -28,11 +26,11 @@ const Delay = 20 * time.Millisecond
 // options are the scenario inputs taken from the command line.
 type options struct {
 	scenario string
-	target   string // next hop, "host:port"
-	restURL  string // rest: GET it; the body is the next hop "host:port"
-	db       *sql.DB
+	target   string       // next hop, "host:port"
+	restURL  string       // rest: GET it; the body is the next hop "host:port"
+	rest     *rest.Client // rest: modules/rest client
+	db       *db.Handle   // db: modules/db handle on the routes table
 	dbQuery  string
-	pool     *async.Pool // rest and db calls run here
 }
 
 // request builds the request route of a scenario. In-dialog requests (ACK,
@@ -59,33 +57,36 @@ func request(o options) (func(c *tm.Context), error) {
 		// The anti-pattern async removes: the worker loop sleeps.
 		initial = func(c *tm.Context) { time.Sleep(Delay); relayTo(c, dest) }
 	case "rest":
-		if o.restURL == "" {
+		if o.restURL == "" || o.rest == nil {
 			return nil, fmt.Errorf("benchproxy: scenario rest needs -rest-url")
 		}
-		get := restGet(o)
+		sep := "?"
+		if strings.Contains(o.restURL, "?") {
+			sep = "&"
+		}
 		initial = func(c *tm.Context) {
-			async.Await(c, get(c.Req.Recipient.User), func(hop string, err error) {
-				if err != nil {
+			u := o.restURL + sep + "user=" + url.QueryEscape(c.Req.Recipient.User)
+			async.Await(c, o.rest.Get(u), func(r rest.Result, err error) {
+				if err != nil || r.Status != 200 {
 					_ = c.Reply(503, "Routing Unavailable")
 					return
 				}
-				relayTo(c, "sip:"+hop)
+				relayTo(c, "sip:"+strings.TrimSpace(r.Text()))
 			}, async.Timeout(2*time.Second))
 		}
 	case "db":
 		if o.db == nil {
 			return nil, fmt.Errorf("benchproxy: scenario db needs -db")
 		}
-		lookup := dbLookup(o)
 		initial = func(c *tm.Context) {
-			async.Await(c, lookup(c.Req.Recipient.User), func(hop string, err error) {
+			async.Await(c, o.db.QueryRow(o.dbQuery, c.Req.Recipient.User), func(row db.Row, err error) {
 				switch {
-				case errors.Is(err, sql.ErrNoRows):
+				case errors.Is(err, db.ErrNoRows):
 					_ = c.Reply(404, "Not Found")
 				case err != nil:
 					_ = c.Reply(503, "Routing Unavailable")
 				default:
-					relayTo(c, "sip:"+hop)
+					relayTo(c, "sip:"+row.String(0))
 				}
 			}, async.Timeout(2*time.Second))
 		}
@@ -99,51 +100,4 @@ func request(o options) (func(c *tm.Context), error) {
 		}
 		initial(c)
 	}, nil
-}
-
-// restGet returns the op of the rest scenario: GET restURL?user=U and take
-// the body as the next hop. It runs net/http on the async pool.
-func restGet(o options) func(user string) async.Op[string] {
-	client := &http.Client{Transport: &http.Transport{
-		MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: 30 * time.Second,
-	}, Timeout: 2 * time.Second}
-	sep := "?"
-	if strings.Contains(o.restURL, "?") {
-		sep = "&"
-	}
-	return func(user string) async.Op[string] {
-		u := o.restURL + sep + "user=" + url.QueryEscape(user)
-		return async.Blocking(func(ctx context.Context) (string, error) {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			if err != nil {
-				return "", fmt.Errorf("rest: %w", err)
-			}
-			resp, err := client.Do(req)
-			if err != nil {
-				return "", fmt.Errorf("rest: %w", err)
-			}
-			defer resp.Body.Close()
-			b, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-			if err != nil {
-				return "", fmt.Errorf("rest: body: %w", err)
-			}
-			if resp.StatusCode != http.StatusOK {
-				return "", fmt.Errorf("rest: status %d", resp.StatusCode)
-			}
-			return strings.TrimSpace(string(b)), nil
-		}, async.OnPool(o.pool), async.Name("rest"))
-	}
-}
-
-// dbLookup returns the op of the db scenario: the routes row of the user.
-func dbLookup(o options) func(user string) async.Op[string] {
-	return func(user string) async.Op[string] {
-		return async.Blocking(func(ctx context.Context) (string, error) {
-			var hop string
-			if err := o.db.QueryRowContext(ctx, o.dbQuery, user).Scan(&hop); err != nil {
-				return "", fmt.Errorf("db: %w", err)
-			}
-			return hop, nil
-		}, async.OnPool(o.pool), async.Name("db"))
-	}
 }

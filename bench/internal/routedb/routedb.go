@@ -22,23 +22,30 @@ var ErrBadDSN = errors.New("routedb: want sqlite:PATH or postgres://...")
 // Placeholders differ per driver, see Open.
 const Query = `SELECT target FROM routes WHERE username = ?`
 
-// Open opens the database named by dsn: "sqlite:PATH" (SQLite file) or a
-// "postgres://" / "postgresql://" URL. It returns the *sql.DB and the lookup
-// query with the driver's placeholder.
-func Open(dsn string) (*sql.DB, string, error) {
-	driver, src, q := "", "", Query
+// Source translates dsn, "sqlite:PATH" (SQLite file) or a "postgres://" /
+// "postgresql://" URL, into a database/sql driver name and data source, and
+// returns the lookup query with that driver's placeholder.
+func Source(dsn string) (driver, src, query string, err error) {
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
 		path := strings.TrimPrefix(dsn, "sqlite:")
 		if path == "" {
-			return nil, "", fmt.Errorf("%w: empty sqlite path", ErrBadDSN)
+			return "", "", "", fmt.Errorf("%w: empty sqlite path", ErrBadDSN)
 		}
 		// busy_timeout: readers never see SQLITE_BUSY during the short setup writes.
-		driver, src = "sqlite", "file:"+path+"?_pragma=busy_timeout(2000)&_pragma=journal_mode(WAL)"
+		return "sqlite", "file:" + path + "?_pragma=busy_timeout(2000)&_pragma=journal_mode(WAL)", Query, nil
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		driver, src, q = "pgx", dsn, strings.Replace(Query, "?", "$1", 1)
-	default:
-		return nil, "", fmt.Errorf("%w: %q", ErrBadDSN, dsn)
+		return "pgx", dsn, strings.Replace(Query, "?", "$1", 1), nil
+	}
+	return "", "", "", fmt.Errorf("%w: %q", ErrBadDSN, dsn)
+}
+
+// Open opens the database named by dsn (see Source) and returns the *sql.DB
+// and the lookup query.
+func Open(dsn string) (*sql.DB, string, error) {
+	driver, src, q, err := Source(dsn)
+	if err != nil {
+		return nil, "", err
 	}
 	db, err := sql.Open(driver, src)
 	if err != nil {
