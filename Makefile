@@ -4,7 +4,7 @@
 GO ?= go
 export GO
 
-.PHONY: all test vet bench cover fuzz pg-start pg-stop
+.PHONY: all test vet bench bench-compare cover fuzz pg-start pg-stop
 
 all: test
 
@@ -20,6 +20,14 @@ vet:
 # Benchmarks only (no tests).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# Side-by-side comparison with Kamailio and sipgo under SIPp (as root: it
+# installs sip-tester, kamailio, gnuplot when missing). Writes bench/RESULTS.md,
+# bench/results.json and the plots; about 45 min. See bench/README.md.
+# Quick smoke run: make bench-compare BENCHFLAGS=-quick
+BENCHFLAGS ?=
+bench-compare:
+	$(GO) run ./bench/cmd/benchcompare $(BENCHFLAGS)
 
 # Fuzz every target for a bounded time each (FUZZTIME, default 30s). New
 # crashers land in the package's testdata/fuzz and become regression tests.
