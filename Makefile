@@ -4,7 +4,7 @@
 GO ?= go
 export GO
 
-.PHONY: all test vet bench bench-compare cover fuzz pg-start pg-stop
+.PHONY: all test vet bench bench-compare cover fuzz soak pg-start pg-stop
 
 all: test
 
@@ -38,6 +38,14 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+# Soak: SOAK_DURATION (default 10m) of mixed traffic (calls, failures with
+# serial forking, CANCELs, await timeouts, Timer B timeouts) through the real
+# server with SIPp, then transactions, goroutines, fds and heap must be back
+# to their baseline. Not part of make test. Example: make soak SOAK_DURATION=2m
+SOAK_DURATION ?= 10m
+soak:
+	ASYNCSIP_SOAK=1 SOAK_DURATION=$(SOAK_DURATION) $(GO) test -count=1 -timeout 3h -run '^TestReliabilitySoak$$' -v .
 
 # Coverage profile of the unit tests (no external peers started), then a summary.
 cover:
