@@ -33,8 +33,8 @@ const (
 // errors.Is.
 var (
 	// ErrStart means the command could not be started: not found, not
-	// executable, a bad working directory, no descriptors left, a manual
-	// loop. Nothing is running.
+	// executable, a bad working directory, no descriptors left, no loop.
+	// Nothing is running.
 	ErrStart = errors.New("exec: cannot start command")
 	// ErrExitStatus means the command exited with a non-zero status;
 	// Result.ExitCode holds it and the output is in the Result.
@@ -195,12 +195,51 @@ type Cmd struct {
 	runner *Runner
 }
 
-// String returns the command line, for logs.
+// String returns the command line as written — Args[0] is the name given
+// to Command, not the result of its PATH lookup, so it does not depend on
+// the machine — with each word shell-quoted where it needs to be:
+// `/bin/sh -c 'echo "$1"' sh x`.
 func (c *Cmd) String() string {
-	if len(c.Args) == 0 {
-		return c.Path
+	argv := c.Args
+	if len(argv) == 0 {
+		argv = []string{c.Path}
 	}
-	return strings.Join(append([]string{c.Path}, c.Args[1:]...), " ")
+	var b strings.Builder
+	for i, a := range argv {
+		if i == 0 && a == "" {
+			a = c.Path
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(shellQuote(a))
+	}
+	return b.String()
+}
+
+// Describe returns "exec: " and the command line (see String): the
+// description async.Describer asks for, by which siptest's FakeExec
+// recognizes the command.
+func (c *Cmd) Describe() string { return "exec: " + c.String() }
+
+// shellQuote returns s as a POSIX shell word: as it is when it has only
+// characters the shell takes literally, else in single quotes.
+func shellQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	if strings.IndexFunc(s, needsQuote) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+func needsQuote(r rune) bool {
+	switch {
+	case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		return false
+	}
+	return !strings.ContainsRune("@%+=:,./_-", r)
 }
 
 // Start starts the command on loop l and calls done on l when it has
@@ -209,6 +248,12 @@ func (c *Cmd) String() string {
 // synchronously, and the returned cancel kills the command (SIGTERM to its
 // group, SIGKILL after Grace), closes its pipes and reaps it, without
 // calling done.
+//
+// On a manual loop (reactor.NewManual, as siptest's Harness runs routes)
+// there is no poller: one goroutine watches the command, reads its output
+// and posts the result to the loop, and Timeout, Grace and Drain run on the
+// wall clock, since the process runs in real time whatever the loop's
+// clock says.
 func (c *Cmd) Start(l *reactor.Loop, done func(Result, error)) (cancel func()) {
 	r := c.runner
 	if r == nil {
@@ -219,9 +264,9 @@ func (c *Cmd) Start(l *reactor.Loop, done func(Result, error)) (cancel func()) {
 		done(Result{}, c.Err)
 		return nil
 	}
-	if l == nil || l.Manual() {
+	if l == nil {
 		r.stats.startFailed.Add(1)
-		done(Result{}, fmt.Errorf("%w %s: needs a running loop: %w", ErrStart, c.Path, reactor.ErrManual))
+		done(Result{}, fmt.Errorf("%w %s: no loop", ErrStart, c.Path))
 		return nil
 	}
 	if r.slots.Add(1) > int64(r.cfg.MaxCommands) {
@@ -233,7 +278,15 @@ func (c *Cmd) Start(l *reactor.Loop, done func(Result, error)) (cancel func()) {
 		done(Result{}, errOverloaded)
 		return nil
 	}
-	p, err := r.spawn(r.loopState(l), c, done)
+	var err error
+	if l.Manual() {
+		cancel, err = r.spawnWatched(r.loopState(l), c, done)
+	} else {
+		var p *proc
+		if p, err = r.spawn(r.loopState(l), c, done); err == nil {
+			cancel = p.cancel
+		}
+	}
 	if err != nil {
 		r.slots.Add(-1)
 		r.stats.startFailed.Add(1)
@@ -241,7 +294,7 @@ func (c *Cmd) Start(l *reactor.Loop, done func(Result, error)) (cancel func()) {
 		done(Result{}, err)
 		return nil
 	}
-	return p.cancel
+	return cancel
 }
 
 // Result is what a command did.
@@ -288,6 +341,8 @@ type loopState struct {
 	loop *reactor.Loop
 	buf  []byte
 	live []*proc
+	// goLive holds the commands a goroutine watches (manual loops).
+	goLive map[*goProc]struct{}
 }
 
 // loopState returns the state of loop l, creating it on first use. Called
@@ -326,5 +381,8 @@ func (ls *loopState) close() {
 	ls.r.loops.Delete(ls.loop)
 	for len(ls.live) > 0 {
 		ls.live[len(ls.live)-1].shutdown()
+	}
+	for p := range ls.goLive {
+		p.shutdown()
 	}
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/exec"
-	"github.com/asyncsip/asyncsip/reactor"
 )
 
 func TestOutputLines(t *testing.T) {
@@ -187,11 +186,10 @@ func TestStartErrors(t *testing.T) {
 	require.Zero(t, st.Started)
 	require.Zero(t, st.InFlight)
 
-	t.Run("manual loop", func(t *testing.T) {
+	t.Run("no loop", func(t *testing.T) {
 		var got error
-		exec.Command("/bin/true").Start(reactor.NewManual(nil), func(_ exec.Result, err error) { got = err })
+		e.r.Command("/bin/true").Start(nil, func(_ exec.Result, err error) { got = err })
 		require.ErrorIs(t, got, exec.ErrStart)
-		require.ErrorIs(t, got, reactor.ErrManual)
 	})
 }
 
@@ -212,7 +210,7 @@ func TestCmdReuse(t *testing.T) {
 		pids[o.res.Pid] = true
 	}
 	require.Len(t, pids, 6)
-	require.Equal(t, "/bin/sh -c read x; echo \"$x$x\" sh", cmd.String())
+	require.Equal(t, `/bin/sh -c 'read x; echo "$x$x"' sh`, cmd.String())
 }
 
 func TestKindOf(t *testing.T) {

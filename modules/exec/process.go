@@ -98,9 +98,11 @@ func (p *proc) expire() {
 
 // signalGroup signals the command's process group. It is only called
 // before the leader is reaped, so the group id is still its own.
-func (p *proc) signalGroup(sig unix.Signal) {
-	if err := unix.Kill(-p.pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
-		p.ls.r.log.Warn("exec: cannot signal process group", "pid", p.pid, "signal", sig, "err", err)
+func (p *proc) signalGroup(sig unix.Signal) { signalGroup(p.ls.r, p.pid, sig) }
+
+func signalGroup(r *Runner, pid int, sig unix.Signal) {
+	if err := unix.Kill(-pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		r.log.Warn("exec: cannot signal process group", "pid", pid, "signal", sig, "err", err)
 	}
 }
 
@@ -153,31 +155,52 @@ func (p *proc) keep(stdout bool, data []byte) {
 	if stdout {
 		dst = &p.res.Stdout
 	}
-	if room := p.maxOut - len(*dst); len(data) > room {
-		data = data[:max(room, 0)]
+	if keepCapped(dst, data, p.maxOut) {
 		p.res.Truncated = true
 	}
+}
+
+// keepCapped appends data to *dst up to limit bytes in all, and reports
+// whether some of it had to be dropped.
+func keepCapped(dst *[]byte, data []byte, limit int) (truncated bool) {
+	if room := limit - len(*dst); len(data) > room {
+		data = data[:max(room, 0)]
+		truncated = true
+	}
 	*dst = append(*dst, data...)
+	return truncated
 }
 
 // onStdin writes what is left of stdin. A command that exits or closes its
 // stdin early makes the write fail (EPIPE): the rest is dropped.
 func (p *proc) onStdin(fd int, _ reactor.Events) async.FDAction {
-	for len(p.stdin) > 0 {
-		n, err := unix.Write(fd, p.stdin)
+	var more bool
+	if p.stdin, more = pump(fd, p.stdin); more {
+		return async.FDKeep
+	}
+	p.stdinFD = -1
+	return async.FDClose
+}
+
+// pump writes data to the non-blocking fd until it is all written or the
+// pipe is full. It returns what is left and whether to write again when
+// the fd is writable; false means done: all written, or the write failed
+// (EPIPE: the reader is gone), and the rest is dropped.
+func pump(fd int, data []byte) (rest []byte, more bool) {
+	for len(data) > 0 {
+		n, err := unix.Write(fd, data)
 		if n > 0 {
-			p.stdin = p.stdin[n:]
+			data = data[n:]
 			continue
 		}
 		if err == unix.EAGAIN {
-			return async.FDKeep
+			return data, true
 		}
 		if err != unix.EINTR {
 			break
 		}
 	}
-	p.stdin, p.stdinFD = nil, -1
-	return async.FDClose
+	return nil, false
 }
 
 // check completes the command once it has exited and its output is at EOF,
@@ -277,33 +300,37 @@ func (p *proc) stopTimers() {
 // reported (pidfd readable, or waitid WNOWAIT in the fallback), so it is a
 // zombie. Only a process just killed (the loop is closing) may need a
 // moment: then the wait blocks until SIGKILL has taken effect.
-func (p *proc) reap() {
+func (p *proc) reap() { reap(p.ls.r, p.pid, p.start, &p.res) }
+
+// reap waits for pid, which has exited or was just killed, and records
+// its status, CPU time and the duration since start in res.
+func reap(r *Runner, pid int, start time.Time, res *Result) {
 	var ws unix.WaitStatus
 	var ru unix.Rusage
 	flags := unix.WNOHANG
 	for {
-		pid, err := unix.Wait4(p.pid, &ws, flags, &ru)
+		got, err := unix.Wait4(pid, &ws, flags, &ru)
 		if err == unix.EINTR {
 			continue
 		}
-		if err == nil && pid == 0 {
+		if err == nil && got == 0 {
 			flags = 0 // still dying
 			continue
 		}
 		if err != nil {
-			p.ls.r.log.Warn("exec: wait4 failed", "pid", p.pid, "err", err)
+			r.log.Warn("exec: wait4 failed", "pid", pid, "err", err)
 			ws = 0
 		}
 		break
 	}
-	p.res.Duration = time.Since(p.start)
-	p.res.UserTime = time.Duration(ru.Utime.Nano())
-	p.res.SystemTime = time.Duration(ru.Stime.Nano())
+	res.Duration = time.Since(start)
+	res.UserTime = time.Duration(ru.Utime.Nano())
+	res.SystemTime = time.Duration(ru.Stime.Nano())
 	switch {
 	case ws.Signaled():
-		p.res.ExitCode, p.res.Signal = -1, ws.Signal()
+		res.ExitCode, res.Signal = -1, ws.Signal()
 	default:
-		p.res.ExitCode = ws.ExitStatus()
+		res.ExitCode = ws.ExitStatus()
 	}
 }
 
@@ -313,14 +340,16 @@ func (p *proc) release() {
 }
 
 // resultError turns the outcome into the error the waiter receives.
-func (p *proc) resultError() error {
+func (p *proc) resultError() error { return resultError(p.path, p.reason, p.timeout, p.res) }
+
+func resultError(path string, reason KillReason, timeout time.Duration, res Result) error {
 	switch {
-	case p.reason == KillTimeout:
-		return fmt.Errorf("%s: killed after %v: %w", p.path, p.timeout, ErrTimeout)
-	case p.res.Signal != 0:
-		return fmt.Errorf("%s: %w: %v", p.path, ErrSignaled, p.res.Signal)
-	case p.res.ExitCode != 0:
-		return fmt.Errorf("%s: %w %d", p.path, ErrExitStatus, p.res.ExitCode)
+	case reason == KillTimeout:
+		return fmt.Errorf("%s: killed after %v: %w", path, timeout, ErrTimeout)
+	case res.Signal != 0:
+		return fmt.Errorf("%s: %w: %v", path, ErrSignaled, res.Signal)
+	case res.ExitCode != 0:
+		return fmt.Errorf("%s: %w %d", path, ErrExitStatus, res.ExitCode)
 	}
 	return nil
 }

@@ -85,22 +85,36 @@ func closeFDs(fds ...*int) {
 	}
 }
 
-// spawn forks and execs c with its stdio on pipes, in a new process group,
-// and registers everything on the loop. On error nothing is left running
-// or open.
-func (r *Runner) spawn(ls *loopState, c *Cmd, done func(Result, error)) (*proc, error) {
+// child is a command just forked: its pid, its pidfd (-1 without one),
+// our ends of its stdio and the settings it runs with. Nothing watches it
+// yet.
+type child struct {
+	path                  string
+	pid, pidfd            int
+	in, out, errOut       int    // ours: stdin writer (-1 when closed), stdout and stderr readers
+	stdin                 []byte // what is left to write to stdin
+	maxOut                int
+	timeout, grace, drain time.Duration
+	start                 time.Time
+}
+
+// fork forks and execs c with its stdio on pipes (our ends non-blocking),
+// in a new process group, with a pidfd when wantPidfd. On error nothing is
+// left running or open.
+func (r *Runner) fork(c *Cmd, wantPidfd bool) (child, error) {
 	var s stdio
 	if err := s.open(len(c.Stdin) > 0); err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrStart, c.Path, err)
+		return child{}, fmt.Errorf("%w %s: %w", ErrStart, c.Path, err)
 	}
-	p := &proc{
-		ls: ls, done: done, path: c.Path, idx: -1,
-		stdinFD: s.in, stdoutFD: s.out, stderrFD: s.errOut, stdin: c.Stdin,
+	ch := child{
+		path: c.Path, pidfd: -1, in: s.in, out: s.out, errOut: s.errOut, stdin: c.Stdin,
 		maxOut: pick(c.MaxOutput, r.cfg.MaxOutput), timeout: c.Timeout,
 		grace: pick(c.Grace, r.cfg.Grace), drain: pick(c.Drain, r.cfg.Drain),
 	}
-	if p.stdinFD >= 0 && p.writeStdinNow() {
-		closeFDs(&p.stdinFD) // it fit in the pipe: the child sees EOF after it
+	if ch.in >= 0 {
+		if ch.stdin = writeNow(ch.in, ch.stdin); len(ch.stdin) == 0 {
+			closeFDs(&ch.in) // it fit in the pipe: the child sees EOF after it
+		}
 	}
 	argv := c.Args
 	if len(argv) == 0 {
@@ -110,36 +124,51 @@ func (r *Runner) spawn(ls *loopState, c *Cmd, done func(Result, error)) (*proc, 
 	if env == nil {
 		env = os.Environ()
 	}
-	pidfd := -1
 	sys := &syscall.SysProcAttr{Setpgid: true}
-	if r.pidfd {
-		sys.PidFD = &pidfd
+	if wantPidfd {
+		sys.PidFD = &ch.pidfd
 	}
-	p.start = time.Now()
+	ch.start = time.Now()
 	pid, err := syscall.ForkExec(c.Path, argv, &syscall.ProcAttr{
 		Dir: c.Dir, Env: env, Sys: sys,
 		Files: []uintptr{uintptr(s.cin), uintptr(s.cout), uintptr(s.cerrOut)},
 	})
 	s.closeChild()
 	if err != nil {
-		closeFDs(&p.stdinFD, &p.stdoutFD, &p.stderrFD)
+		closeFDs(&ch.in, &ch.out, &ch.errOut)
 		if c.Dir != "" {
-			return nil, fmt.Errorf("%w %s (dir %s): %w", ErrStart, c.Path, c.Dir, err)
+			return child{}, fmt.Errorf("%w %s (dir %s): %w", ErrStart, c.Path, c.Dir, err)
 		}
-		return nil, fmt.Errorf("%w %s: %w", ErrStart, c.Path, err)
+		return child{}, fmt.Errorf("%w %s: %w", ErrStart, c.Path, err)
 	}
-	p.pid, p.res.Pid = pid, pid
-	if r.pidfd && pidfd < 0 {
+	ch.pid = pid
+	if wantPidfd && ch.pidfd < 0 {
 		// CLONE_PIDFD gave nothing although the probe passed: open one.
 		// The child cannot have been reaped, so the pid is still its own.
 		if fd, err := unix.PidfdOpen(pid, 0); err == nil {
-			pidfd = fd
+			ch.pidfd = fd
 		}
 	}
-	if err := p.register(pidfd); err != nil {
+	return ch, nil
+}
+
+// spawn starts c and registers it on the loop. On error nothing is left
+// running or open.
+func (r *Runner) spawn(ls *loopState, c *Cmd, done func(Result, error)) (*proc, error) {
+	ch, err := r.fork(c, r.pidfd)
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{
+		ls: ls, done: done, path: ch.path, idx: -1,
+		stdinFD: ch.in, stdoutFD: ch.out, stderrFD: ch.errOut, stdin: ch.stdin,
+		maxOut: ch.maxOut, timeout: ch.timeout, grace: ch.grace, drain: ch.drain, start: ch.start,
+	}
+	p.pid, p.res.Pid = ch.pid, ch.pid
+	if err := p.register(ch.pidfd); err != nil {
 		return nil, fmt.Errorf("%w %s: %w", ErrStart, c.Path, err)
 	}
-	if pidfd < 0 {
+	if ch.pidfd < 0 {
 		p.waitInGoroutine()
 	}
 	if c.Timeout > 0 {
@@ -157,21 +186,20 @@ func pick[T int | time.Duration](v, def T) T {
 	return def
 }
 
-// writeStdinNow writes as much of stdin as the pipe takes without
-// blocking, and reports whether all of it was written.
-func (p *proc) writeStdinNow() bool {
-	for len(p.stdin) > 0 {
-		n, err := unix.Write(p.stdinFD, p.stdin)
+// writeNow writes as much of data to the non-blocking fd as it takes
+// without blocking, and returns what is left.
+func writeNow(fd int, data []byte) []byte {
+	for len(data) > 0 {
+		n, err := unix.Write(fd, data)
 		if n > 0 {
-			p.stdin = p.stdin[n:]
+			data = data[n:]
 			continue
 		}
 		if err != unix.EINTR {
-			return false
+			return data
 		}
 	}
-	p.stdin = nil
-	return true
+	return nil
 }
 
 // register watches the command's descriptors on the loop. When that fails
