@@ -4,8 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"net"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,6 +28,8 @@ type dialect struct {
 	insertID bool               // Exec reports LastInsertID
 	// slow is a statement that runs for far longer than any test waits.
 	slow string
+	// echo is a statement returning its one text argument followed by "x".
+	echo string
 }
 
 var sqliteSchema = `CREATE TABLE %s (id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL, data BLOB, note TEXT)`
@@ -42,6 +44,7 @@ func sqliteDialect(dsn func(t testing.TB) string) dialect {
 		schema:   sqliteSchema,
 		insertID: true,
 		slow:     slowSQLite,
+		echo:     "SELECT CAST(? AS TEXT) || 'x'",
 	}
 }
 
@@ -202,7 +205,7 @@ func opSuite(t *testing.T, d dialect) {
 		// QueryRow reads one row: the row bound does not apply.
 		require.Equal(t, int64(1), must(t, l, small.QueryRow(q)).Int(0))
 		// 100 bytes of text in one value is over MaxBytes.
-		o2 := run(t, l, small.QueryRow(fmt.Sprintf("SELECT CAST(%s AS TEXT) || 'x'", p(1)), strings.Repeat("x", 100)))
+		o2 := run(t, l, small.QueryRow(d.echo, strings.Repeat("x", 100)))
 		require.ErrorIs(t, o2.err, db.ErrTooLarge)
 		require.Contains(t, o2.err.Error(), "MaxBytes")
 		// The handle is fine afterwards.

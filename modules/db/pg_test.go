@@ -28,6 +28,7 @@ func pgDialect(dsn string) dialect {
 		ph:     func(i int) string { return "$" + strconv.Itoa(i) },
 		schema: `CREATE TABLE %s (id SERIAL PRIMARY KEY, name TEXT NOT NULL, score DOUBLE PRECISION, data BYTEA, note TEXT)`,
 		slow:   `SELECT pg_sleep(60)`,
+		echo:   `SELECT CAST($1 AS TEXT) || 'x'`,
 	}
 }
 
