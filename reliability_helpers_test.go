@@ -99,6 +99,7 @@ type final struct {
 	code       int
 	reason     string
 	retryAfter bool
+	at         time.Time // when it was received
 }
 
 // relClient is a UDP UA on 127.0.0.1 that sends requests and records the
@@ -156,7 +157,7 @@ func (cl *relClient) read() {
 		}
 		cl.mu.Lock()
 		id := string(*r.CallID())
-		cl.fin[id] = append(cl.fin[id], final{r.StatusCode, r.Reason, r.GetHeader("Retry-After") != nil})
+		cl.fin[id] = append(cl.fin[id], final{r.StatusCode, r.Reason, r.GetHeader("Retry-After") != nil, time.Now()})
 		cl.mu.Unlock()
 	}
 }
