@@ -32,6 +32,14 @@
 // The fork+exec itself runs on the loop (as OpenSIPS forks in its worker):
 // a few hundred µs, more under CPU contention.
 //
+// On a manual loop (reactor.NewManual, the loop siptest's Harness runs
+// routes on), which has no poller, one goroutine per command watches the
+// pipes and the exit and posts the result to the loop; Timeout, Grace and
+// Drain then run on the wall clock, and the await's own timeout on the
+// loop's fake clock. With siptest.WithRealOps("exec") a unit test runs the
+// real command; without it siptest's FakeExec answers for it, recognizing it
+// by Cmd.Describe ("exec: " and the shell-quoted command line).
+//
 // # Limits and cleanup
 //
 // Captured output is capped per stream (MaxOutput); the excess is read and

@@ -94,7 +94,8 @@ func (k KillReason) String() string {
 // Observer receives the life of every command of a Runner, for metrics
 // (commands started, outcomes, latency histograms, kills, overloads). Its
 // methods run on the loop that started the command — several loops call
-// them concurrently — so they must be cheap, non-blocking and safe for
+// them concurrently — or, for a command on a manual loop, on the goroutine
+// that watches it, so they must be cheap, non-blocking and safe for
 // concurrent use. This package imports no metrics library: the
 // observability layer implements Observer.
 type Observer interface {
