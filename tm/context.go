@@ -28,6 +28,8 @@ var (
 	ErrMaxBreadth = errors.New("tm: too many parallel branches")
 	// ErrInjection: a header value holds CR or LF; nothing was sent.
 	ErrInjection = errors.New("tm: CR/LF in a header value")
+	// ErrLoop: the next hop is this proxy itself; nothing was sent.
+	ErrLoop = errors.New("tm: request would loop back to this proxy")
 	// ErrBadTarget: a target or destination URI did not parse.
 	ErrBadTarget = errors.New("tm: bad target URI")
 )

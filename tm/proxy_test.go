@@ -321,3 +321,28 @@ func TestLateProvisionalAfterOKAbsorbed(t *testing.T) {
 	r.recvMsg(uasAddr, ok)
 	r.expect("127.0.0.1:5061 200")
 }
+
+func TestRelayAckToTargetAndNoSelfLoop(t *testing.T) {
+	var errs []error
+	r := newRig(t, Config{}, Routes{Request: func(c *Context) {
+		errs = append(errs, c.Relay("sip:bob@127.0.0.1:5062"))
+	}})
+	// SIPp's ACK names the proxy itself in its Request-URI: with a target
+	// it goes to the target, not round and round through the proxy.
+	ack := replaceTo(request("ACK", "sip:bob@127.0.0.1:5060", "self-1", "z9hG4bK-self1", 1, ""))
+	r.recv(uacAddr, ack)
+	out := r.expect("127.0.0.1:5062 ACK")
+	assert.Equal(t, "sip:bob@127.0.0.1:5062", out[0].msg.(*sip.Request).Recipient.String())
+
+	// Without a target, an ACK whose next hop is the proxy is dropped.
+	r2 := newRig(t, Config{}, Routes{Request: func(c *Context) { errs = append(errs, c.Relay()) }})
+	r2.recv(uacAddr, ack)
+	r2.expect()
+	assert.ErrorIs(t, errs[len(errs)-1], ErrLoop)
+	assert.EqualValues(t, 1, r2.s.Stats().DropRoute)
+
+	// A stateful relay to ourselves is refused (503), not looped to 483.
+	r2.recv(uacAddr, request("OPTIONS", "sip:bob@127.0.0.1:5060", "self-2", "z9hG4bK-self2", 1, ""))
+	r2.expect("127.0.0.1:5061 503")
+	assert.ErrorIs(t, errs[len(errs)-1], ErrLoop)
+}

@@ -50,6 +50,15 @@ func (b *Branch) Response() *sip.Response { return b.resp }
 // For an ACK or a request without transaction it forwards statelessly.
 func (c *Context) Relay(targets ...string) error {
 	if c.stx == nil {
+		// An ACK for a 2xx (or another request without transaction) goes
+		// on statelessly, to the first target when one is given.
+		if len(targets) > 0 {
+			u, err := parseTarget(targets[0])
+			if err != nil {
+				return err
+			}
+			c.Req.Recipient = u
+		}
 		return c.Forward()
 	}
 	if c.kind != RouteRequest && c.kind != RouteFailure {
@@ -179,6 +188,9 @@ func (c *Context) nextHop(req *sip.Request) (netip.AddrPort, Transport, error) {
 	if err != nil {
 		return netip.AddrPort{}, nil, err
 	}
+	if c.s.isSelf(addr) {
+		return netip.AddrPort{}, nil, fmt.Errorf("%w: next hop %s is this proxy", ErrLoop, addr)
+	}
 	return addr, tp, nil
 }
 
@@ -201,6 +213,7 @@ func (c *Context) Forward() error {
 	}
 	dst, tp, err := c.nextHop(req)
 	if err != nil {
+		s.stats.countDrop("route")
 		return err
 	}
 	host, port := tp.Advertised()

@@ -247,6 +247,21 @@ func (s *Server) transportFor(addr netip.Addr) (Transport, error) {
 	return nil, fmt.Errorf("%w: %s", ErrNoTransport, addr)
 }
 
+// isSelf reports whether addr is the bound address of one of our transports
+// (sending there would loop back into this proxy).
+func (s *Server) isSelf(addr netip.AddrPort) bool {
+	for _, tp := range s.tps {
+		la := tp.LocalAddr()
+		if la.Port() != addr.Port() {
+			continue
+		}
+		if la.Addr().Unmap() == addr.Addr().Unmap() || (la.Addr().IsUnspecified() && addr.Addr().IsLoopback()) {
+			return true
+		}
+	}
+	return false
+}
+
 // isLocal reports whether host:port names one of our transports.
 func (s *Server) isLocal(host string, port int) bool {
 	for _, tp := range s.tps {

@@ -7,6 +7,8 @@ type Stats struct {
 	received, sent, sendErrors, handoffs atomic.Uint64
 	dropParse, dropSize, dropHeaders     atomic.Uint64
 	dropInvalid, dropOther, dropClosed   atomic.Uint64
+	dropStray, dropRoute, dropQueue      atomic.Uint64
+	dropAmplify, dropUnanswerable        atomic.Uint64
 	stxCreated, stxDone                  atomic.Uint64
 	ctxCreated, ctxDone                  atomic.Uint64
 	suspended, inProgress                atomic.Int64
@@ -20,6 +22,12 @@ type StatsSnapshot struct {
 	Received, Sent, SendErrors, Handoffs uint64
 	// Drops by reason.
 	DropParse, DropSize, DropHeaders, DropInvalid, DropOther, DropClosed uint64
+	// DropStray: responses that match no transaction and are not ours.
+	// DropRoute: messages whose next hop could not be resolved or was us.
+	// DropQueue: provisionals beyond MaxQueuedReplies while suspended.
+	// DropAmplification: stateless answers larger than the request.
+	// DropUnanswerable: requests whose answer could not be built.
+	DropStray, DropRoute, DropQueue, DropAmplification, DropUnanswerable uint64
 	// ServerTx and ClientTx count transactions created and completed.
 	ServerTxCreated, ServerTxDone uint64
 	ClientTxCreated, ClientTxDone uint64
@@ -55,6 +63,16 @@ func (s *Stats) countDrop(reason string) {
 		s.dropInvalid.Add(1)
 	case "closed":
 		s.dropClosed.Add(1)
+	case "stray":
+		s.dropStray.Add(1)
+	case "route":
+		s.dropRoute.Add(1)
+	case "queue":
+		s.dropQueue.Add(1)
+	case "amplification":
+		s.dropAmplify.Add(1)
+	case "unanswerable":
+		s.dropUnanswerable.Add(1)
 	default:
 		s.dropOther.Add(1)
 	}
@@ -65,6 +83,8 @@ func (s *Stats) snapshot() StatsSnapshot {
 		Received: s.received.Load(), Sent: s.sent.Load(), SendErrors: s.sendErrors.Load(), Handoffs: s.handoffs.Load(),
 		DropParse: s.dropParse.Load(), DropSize: s.dropSize.Load(), DropHeaders: s.dropHeaders.Load(),
 		DropInvalid: s.dropInvalid.Load(), DropOther: s.dropOther.Load(), DropClosed: s.dropClosed.Load(),
+		DropStray: s.dropStray.Load(), DropRoute: s.dropRoute.Load(), DropQueue: s.dropQueue.Load(),
+		DropAmplification: s.dropAmplify.Load(), DropUnanswerable: s.dropUnanswerable.Load(),
 		ServerTxCreated: s.stxCreated.Load(), ServerTxDone: s.stxDone.Load(),
 		ClientTxCreated: s.ctxCreated.Load(), ClientTxDone: s.ctxDone.Load(),
 		Suspended: s.suspended.Load(), InProgress: s.inProgress.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),
