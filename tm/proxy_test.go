@@ -346,3 +346,14 @@ func TestRelayAckToTargetAndNoSelfLoop(t *testing.T) {
 	r2.expect("127.0.0.1:5061 503")
 	assert.ErrorIs(t, errs[len(errs)-1], ErrLoop)
 }
+
+func TestDrainRefusesNewButPassesInDialog(t *testing.T) {
+	r := newRig(t, Config{}, Routes{Request: relayAll})
+	r.s.Drain()
+	r.recv(uacAddr, invite("dr-1", "z9hG4bK-dr1"))
+	out := r.expect("127.0.0.1:5061 503")
+	assert.NotEmpty(t, out[0].msg.GetHeaders("Retry-After"))
+	bye := replaceTo(request("BYE", "sip:bob@127.0.0.1:5062", "dr-2", "z9hG4bK-dr2", 2, "Route: <sip:127.0.0.1:5060;lr>\n"))
+	r.recv(uacAddr, bye)
+	r.expect("127.0.0.1:5062 BYE")
+}

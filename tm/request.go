@@ -46,7 +46,9 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 	}
 	t := s.newServerTx(ls, key, req, src, tp)
 	t.toTag = s.toTag(ls)
-	if s.draining.Load() {
+	if s.draining.Load() && !req.To().Params.Has("tag") {
+		// Draining refuses new dialogs and out-of-dialog requests; in-dialog
+		// requests (BYE, re-INVITE) still pass so calls can end cleanly.
 		t.respond(s.makeResponse(req, 503, "Service Unavailable", t.toTag, retryAfter(5)))
 		return
 	}
