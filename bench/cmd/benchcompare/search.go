@@ -56,8 +56,8 @@ type Search struct {
 // until a step fails (or halves until one passes), bisects between the
 // last pass and the first failure, and confirms the result once by running
 // it again; a failed confirmation moves the search below it. It returns the
-// rate (0 if nothing passed), whether it was confirmed within MaxSteps, and
-// every step taken.
+// rate, whether it was confirmed within MaxSteps (if not, the rate is the
+// highest pass below every failure, 0 if none), and every step taken.
 func (sc Search) Run(run func(rate float64) Step) (best float64, confirmed bool, steps []Step) {
 	try := func(r float64) bool {
 		s := run(r)
@@ -82,7 +82,7 @@ func (sc Search) Run(run func(rate float64) Step) (best float64, confirmed bool,
 			break
 		}
 		if r = roundRate(r / 2); r < sc.Floor || r >= fail {
-			return 0, false, steps
+			return unconfirmed(steps), false, steps
 		}
 	}
 	for pass > 0 && budget() {
@@ -115,7 +115,25 @@ func (sc Search) Run(run func(rate float64) Step) (best float64, confirmed bool,
 			fail = r
 		}
 	}
-	return pass, false, steps
+	return unconfirmed(steps), false, steps
+}
+
+// unconfirmed is the fallback when the budget ran out before a
+// confirmation: the highest passing rate below every failed one.
+func unconfirmed(steps []Step) float64 {
+	minFail := math.Inf(1)
+	for _, s := range steps {
+		if !s.OK() {
+			minFail = math.Min(minFail, s.Rate)
+		}
+	}
+	best := 0.0
+	for _, s := range steps {
+		if s.OK() && s.Rate < minFail {
+			best = math.Max(best, s.Rate)
+		}
+	}
+	return best
 }
 
 // roundRate rounds to 2 significant digits-ish steps that read well: to 5

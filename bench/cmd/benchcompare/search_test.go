@@ -6,12 +6,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// capacity returns a fake SIPp run that passes up to limit calls/s.
+// capacity returns a fake SIPp run that passes up to limit calls/s, except
+// the flaky[r]-th run at rate r (1-based), which fails.
 func capacity(limit float64, flaky map[float64]int) func(float64) Step {
+	calls := map[float64]int{}
 	return func(r float64) Step {
 		s := Step{Rate: r, Calls: 100, Successful: 100}
-		if n := flaky[r]; n > 0 {
-			flaky[r] = n - 1
+		calls[r]++
+		if flaky[r] == calls[r] {
 			s.Failed, s.Successful = 1, 99
 			return s
 		}
@@ -38,6 +40,8 @@ func TestSearch(t *testing.T) {
 		{"nothing passes", 1, nil, base, 0, 0, false},
 		{"flaky confirmation steps down", 5300, map[float64]int{5000: 1}, base, 3500, 5300, true},
 		{"budget exhausted", 5300, nil, Search{Start: 1000, Floor: 20, Ceiling: 20000, Precision: 0.01, MaxSteps: 5}, 1000, 5300, false},
+		{"budget exhausted after a flaky confirmation", 6500, map[float64]int{6000: 2, 3000: 1},
+			Search{Start: 1000, Floor: 20, Ceiling: 20000, Precision: 0.25, MaxSteps: 8}, 2000, 2000, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			flaky := tc.flaky

@@ -137,6 +137,10 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 		ready(srv.Addrs())
 	}
 	<-ctx.Done()
+	st := srv.Core().Stats()
+	fmt.Fprintf(os.Stderr, "benchproxy: received=%d sent=%d handoffs=%d stateless=%d retrans_absorbed=%d overload=%d drops=%d\n",
+		st.Received, st.Sent, st.Handoffs, st.Stateless, st.RetransAbsorbed, st.Overload,
+		st.DropParse+st.DropSize+st.DropHeaders+st.DropInvalid+st.DropOther+st.DropClosed)
 	// Transactions in their RFC 3261 wait states (Timer K, ...) outlive the
 	// last call by seconds: a drain cut short by the deadline is normal here.
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
