@@ -4,8 +4,9 @@ package rest_test
 //
 //	ASYNCSIP_MEASURE=1 go test -run TestMeasureLookupRate -v -timeout 30m ./modules/rest
 //
-// (ASYNCSIP_MEASURE_RELAY=1 adds the ceiling: the same calls relayed with
-// no lookup.) It finds, for a proxy with 4 workers whose request route looks the
+// (ASYNCSIP_MEASURE_MODES=relay,async,blocking picks the runs; the default
+// is async,blocking; relay is the ceiling: the same calls relayed with no
+// lookup.) It finds, for a proxy with 4 workers whose request route looks the
 // target up over HTTP (a server in a separate process answering after
 // 20 ms) and relays, the highest SIPp call rate with no failed call: once
 // with the lookup awaited through this package, once with http.Get done
@@ -204,7 +205,12 @@ func TestMeasureLookupRate(t *testing.T) {
 		base, delay, workers, runtimeProcs())
 
 	results := map[string]int{}
-	if os.Getenv("ASYNCSIP_MEASURE_RELAY") == "1" {
+	modes := os.Getenv("ASYNCSIP_MEASURE_MODES")
+	if modes == "" {
+		modes = "async,blocking"
+	}
+	want := func(mode string) bool { return strings.Contains(","+modes+",", ","+mode+",") }
+	if want("relay") {
 		// The ceiling: the same calls relayed with no lookup at all.
 		t.Run("relay", func(t *testing.T) {
 			srv := startProxy(t, workers, func(c *tm.Context) {
@@ -217,18 +223,22 @@ func TestMeasureLookupRate(t *testing.T) {
 			results["relay"] = search(t, srv, 400, seconds)
 		})
 	}
-	t.Run("async", func(t *testing.T) {
-		client := newClient(t, rest.Config{BaseURL: base, Timeout: 2 * time.Second})
-		srv := startProxy(t, workers, lookupRoute(client))
-		results["async"] = search(t, srv, 400, seconds)
-		t.Logf("client: %+v", client.Stats())
-	})
-	t.Run("blocking", func(t *testing.T) {
-		hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * workers}}
-		defer hc.CloseIdleConnections()
-		srv := startProxy(t, workers, blockingLookupRoute(hc, base))
-		results["blocking"] = search(t, srv, 25, seconds)
-	})
+	if want("async") {
+		t.Run("async", func(t *testing.T) {
+			client := newClient(t, rest.Config{BaseURL: base, Timeout: 2 * time.Second})
+			srv := startProxy(t, workers, lookupRoute(client))
+			results["async"] = search(t, srv, 400, seconds)
+			t.Logf("client: %+v", client.Stats())
+		})
+	}
+	if want("blocking") {
+		t.Run("blocking", func(t *testing.T) {
+			hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * workers}}
+			defer hc.CloseIdleConnections()
+			srv := startProxy(t, workers, blockingLookupRoute(hc, base))
+			results["blocking"] = search(t, srv, 25, seconds)
+		})
+	}
 	t.Logf("max calls/s with 0 failed: async REST lookup %d, blocking http.Get in the route %d (relay without lookup: %d)",
 		results["async"], results["blocking"], results["relay"])
 }
