@@ -162,7 +162,7 @@ func TestMeasureThroughput(t *testing.T) {
 		backends = append(backends, backend{"postgres+pg_sleep(0.01)", pg,
 			fmt.Sprintf(`SELECT target FROM %s, pg_sleep(0.01) WHERE username = $1`, table)})
 	}
-	rates := []float64{100, 200, 300, 400, 600, 800, 1200, 1600, 2400}
+	rates := []float64{100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4800}
 	var report strings.Builder
 	fmt.Fprintf(&report, "%-26s %-9s %9s %12s\n", "database", "mode", "rate", "calls/s")
 	for _, be := range backends {
