@@ -100,7 +100,7 @@ func parseFlags(args []string) (Options, bool, error) {
 	var o Options
 	quick := fs.Bool("quick", false, "smoke run: 3 s steps, 5 s fixed-rate runs, coarse search")
 	reportOnly := fs.Bool("report-only", false, "only rewrite RESULTS.md and the plots from -out/results.json")
-	proxies := fs.String("proxies", "asyncsip,kamailio,sipgo,asyncsip-w1,sipp-direct", "proxies to run")
+	proxies := fs.String("proxies", "asyncsip,kamailio,sipgo,asyncsip-w1", "proxies to run")
 	scenarios := fs.String("scenarios", "relay,sleep,sleep-blocking,rest,db", "scenarios to run")
 	fs.DurationVar(&o.Step, "step", 15*time.Second, "length of each max-rate search step")
 	fs.Float64Var(&o.FixedRate, "fixed-rate", 1000, "calls/s of the CPU and latency measurement")

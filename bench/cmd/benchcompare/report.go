@@ -77,8 +77,9 @@ func (r *Results) Markdown() string {
 	w("**p50/p99** are INVITE→200 times seen by the caller at the fixed rate (microsecond timestamps logged by `bench/sipp/uac.xml`). ")
 	w("When a proxy cannot sustain the fixed rate, CPU and latency are taken at its max instead (the *@ rate* column says which).\n\n")
 
-	w("| scenario | proxy | max CPS | CPU ms/call | @ rate | p50 ms | p99 ms | max CPS vs Kamailio | CPU vs Kamailio |\n")
-	w("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("**SIPp CPU** is how busy SIPp's CPU was (caller + callee CPU time per wall second) in the run at the max: near 100 %% means SIPp, not the proxy, was the limit.\n\n")
+	w("| scenario | proxy | max CPS | SIPp CPU at max | CPU ms/call | @ rate | p50 ms | p99 ms | max CPS vs Kamailio | CPU vs Kamailio |\n")
+	w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range scenarioNames {
 		kam := r.find("kamailio", sc)
 		for _, p := range proxyOrder {
@@ -98,7 +99,7 @@ func (r *Results) Markdown() string {
 			if kam != nil && p != "kamailio" && p != "sipp-direct" {
 				vsMax, vsCPU = ratio(row.MaxCPS, kam.MaxCPS), ratio(row.CPUPer1k, kam.CPUPer1k)
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, num(row.CPUPer1k, "%.3f"), rate, p50, p99, vsMax, vsCPU)
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, sippAtMax(row), num(row.CPUPer1k, "%.3f"), rate, p50, p99, vsMax, vsCPU)
 		}
 	}
 	if len(r.Missing) > 0 {
@@ -126,6 +127,17 @@ func (r *Results) Markdown() string {
 		w("```\n</details>\n")
 	}
 	return b.String()
+}
+
+// sippAtMax is SIPp's CPU share in the last passing run at the max rate.
+func sippAtMax(row *Row) string {
+	v := 0.0
+	for _, s := range row.Search {
+		if s.OK() && s.Rate == row.MaxCPS {
+			v = s.SIPpCPU
+		}
+	}
+	return num(100*v, "%.0f %%")
 }
 
 func oneLine(s string) string {

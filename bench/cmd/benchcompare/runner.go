@@ -131,6 +131,7 @@ type block struct {
 	dir   string
 	procs []*Proc
 	proxy *Proc
+	uas   *Proc
 	n     int
 }
 
@@ -162,9 +163,12 @@ func (b *block) uac(ctx context.Context, rate float64, d time.Duration) Step {
 		remote = fmt.Sprintf("127.0.0.1:%d", o.UASPort)
 	}
 	calls := int(math.Max(1, math.Round(rate*d.Seconds())))
-	var before int64
+	var before, uasBefore int64
 	if b.proxy != nil {
 		before, _ = CPUTicks(b.proxy.PID())
+	}
+	if b.uas != nil {
+		uasBefore, _ = CPUTicks(b.uas.PID())
 	}
 	st := RunUAC(ctx, UAC{
 		Scenario: filepath.Join(o.Repo, "bench", "sipp", "uac.xml"), Remote: remote, LocalPort: o.UACPort,
@@ -177,6 +181,14 @@ func (b *block) uac(ctx context.Context, rate float64, d time.Duration) Step {
 			st.Err = "proxy exited: " + tailFile(filepath.Join(b.dir, b.proxy.Name+".log"), 400)
 		}
 		st.CPUSeconds = float64(after-before) / clockTicks
+	}
+	if b.uas != nil {
+		if after, err := CPUTicks(b.uas.PID()); err == nil {
+			st.SIPpCPU += float64(after-uasBefore) / clockTicks
+		}
+	}
+	if st.Wall > 0 {
+		st.SIPpCPU /= st.Wall
 	}
 	// SIPp sends for d; allow it 10 % (and 2 s) more before calling it late.
 	st.Late = st.Wall > d.Seconds()*1.1+2
@@ -253,7 +265,7 @@ func runBlock(ctx context.Context, e *env, proxy, scenario string) (Row, error) 
 // up starts the peers and the proxy, then warms them up with a short run.
 func (b *block) up(proxy, scenario string) error {
 	e := b.e
-	b.procs, b.proxy = nil, nil
+	b.procs, b.proxy, b.uas = nil, nil, nil
 	if err := startPeers(e, b, scenario); err != nil {
 		return err
 	}
@@ -281,7 +293,8 @@ func startPeers(e *env, b *block, scenario string) error {
 			return fmt.Errorf("UDP port %d is in use by another process", port)
 		}
 	}
-	if _, err := b.start("uas", o.SIPpCPU, func() bool { return udpBound(o.UASPort) }, nil,
+	var err error
+	if b.uas, err = b.start("uas", o.SIPpCPU, func() bool { return udpBound(o.UASPort) }, nil,
 		"sipp", "-sf", filepath.Join(o.Repo, "bench", "sipp", "uas.xml"), "-i", "127.0.0.1",
 		"-p", strconv.Itoa(o.UASPort), "-nostdin", "-max_socket", "64", "-l", "1000000",
 		"-trace_err", "-error_file", filepath.Join(b.dir, "uas-errors.log")); err != nil {

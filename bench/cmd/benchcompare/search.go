@@ -16,6 +16,7 @@ type Step struct {
 	Wall       float64 `json:"wall_s"`        // seconds SIPp ran
 	Late       bool    `json:"late"`          // SIPp could not send at the asked rate in time
 	CPUSeconds float64 `json:"cpu_s"`         // proxy CPU (user+system) during the run
+	SIPpCPU    float64 `json:"sipp_cpu"`      // SIPp caller+callee CPU seconds per wall second (1 = its whole CPU)
 	P50ms      float64 `json:"p50_ms"`        // INVITE->200 latency, median, ms
 	P99ms      float64 `json:"p99_ms"`        // INVITE->200 latency, 99th percentile, ms
 	Err        string  `json:"err,omitempty"` // the run itself failed (SIPp crashed, ...)
@@ -32,8 +33,8 @@ func (s Step) String() string {
 	if !s.OK() {
 		verdict = "FAIL"
 	}
-	msg := fmt.Sprintf("%7.0f cps: %s (%d/%d ok, %d failed, %d retrans, %d stray, %.1fs",
-		s.Rate, verdict, s.Successful, s.Calls, s.Failed, s.Retrans, s.Stray, s.Wall)
+	msg := fmt.Sprintf("%7.0f cps: %s (%d/%d ok, %d failed, %d retrans, %d stray, %.1fs, SIPp CPU %.0f%%",
+		s.Rate, verdict, s.Successful, s.Calls, s.Failed, s.Retrans, s.Stray, s.Wall, 100*s.SIPpCPU)
 	if s.Late {
 		msg += ", late"
 	}

@@ -55,6 +55,9 @@ func RunUAC(ctx context.Context, u UAC) Step {
 	err := cmd.Run()
 	st.Wall = time.Since(start).Seconds()
 	_ = os.WriteFile(filepath.Join(u.Dir, "sipp.out"), out.Bytes(), 0o644)
+	if ps := cmd.ProcessState; ps != nil {
+		st.SIPpCPU = (ps.UserTime() + ps.SystemTime()).Seconds() // the callee's share is added by the caller
+	}
 	if ctx.Err() != nil {
 		st.Err = fmt.Sprintf("sipp killed after %v", u.Timeout)
 	} else if err != nil && cmd.ProcessState != nil && cmd.ProcessState.ExitCode() > 1 {
