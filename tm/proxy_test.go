@@ -357,3 +357,41 @@ func TestDrainRefusesNewButPassesInDialog(t *testing.T) {
 	r.recv(uacAddr, bye)
 	r.expect("127.0.0.1:5062 BYE")
 }
+
+func TestScanCallID(t *testing.T) {
+	cases := []struct {
+		raw  string
+		want string
+		ok   bool
+	}{
+		{invite("abc-1", "z9hG4bK-x"), "abc-1", true},
+		{"INVITE sip:a@b SIP/2.0\r\ni:   compact@x  \r\n\r\n", "compact@x", true},
+		{"INVITE sip:a@b SIP/2.0\r\ncall-id: lower\r\n\r\n", "lower", true},
+		{"INVITE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nCall-ID: in-body\r\n", "", false},
+		{"garbage", "", false},
+	}
+	for _, tc := range cases {
+		got, ok := scanCallID([]byte(tc.raw))
+		assert.Equal(t, tc.ok, ok, tc.raw)
+		assert.Equal(t, tc.want, got)
+	}
+}
+
+// Two messages of one call, read by two loops, reach the owner in the
+// order they were read.
+func TestHandOffKeepsOrder(t *testing.T) {
+	var seen []string
+	r := newRigN(t, 2, Config{}, Routes{Request: func(c *Context) {
+		seen = append(seen, string(c.Req.Method))
+		_ = c.Reply(200, "")
+	}})
+	id := "order-1"
+	owner := r.s.owner(id)
+	other := r.s.loops[1-owner.loop.ID()]
+	// The first message is read by the other loop and handed off; the
+	// second is read by the owner itself before the hand-off has run.
+	r.s.Receive(other.loop, []byte(request("MESSAGE", "sip:bob@127.0.0.1:5062", id, "z9hG4bK-o1", 1, "")), uacAddr, r.tp)
+	r.s.Receive(owner.loop, []byte(request("INFO", "sip:bob@127.0.0.1:5062", id, "z9hG4bK-o2", 2, "")), uacAddr, r.tp)
+	r.run()
+	assert.Equal(t, []string{"MESSAGE", "INFO"}, seen)
+}

@@ -1,6 +1,7 @@
 package tm
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -155,6 +157,30 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	if isKeepAlive(data) {
 		return
 	}
+	// Hand the raw bytes to the owner loop before parsing: the sooner a
+	// message is queued on its owner, the less two back-to-back messages
+	// of one call (ACK then BYE) read by two loops can swap places. The
+	// owner also runs its own messages behind what is already queued.
+	if id, ok := scanCallID(data); ok && len(s.loops) > 1 {
+		owner := s.owner(id)
+		if owner != ls || ls.loop.Pending() > 0 {
+			if owner != ls {
+				s.stats.handoffs.Add(1)
+			}
+			buf := append([]byte(nil), data...)
+			if err := owner.loop.Post(func() { s.receiveOwned(owner, buf, from, tp) }); err != nil {
+				s.dropped("closed", from, err)
+			}
+			return
+		}
+	}
+	s.receiveOwned(ls, data, from, tp)
+}
+
+// receiveOwned parses, validates and dispatches a message on ls, which
+// should be its owner; if the parsed Call-ID says otherwise (the raw scan
+// could not find it or read it differently), the message moves on.
+func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, tp Transport) {
 	msg, err := Parse(ls.parser, data, s.lim)
 	if err != nil {
 		s.dropped(reasonOf(err), from, err)
@@ -180,6 +206,39 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	if err := owner.loop.Post(func() { s.dispatch(owner, msg, from, tp) }); err != nil {
 		s.dropped("closed", from, err)
 	}
+}
+
+// scanCallID finds the Call-ID value (or compact "i") in raw bytes without
+// parsing or allocating. It only reads the header section.
+func scanCallID(b []byte) (string, bool) {
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return "", false
+		}
+		line := b[i : i+j]
+		i += j + 1
+		if len(line) > 0 && line[len(line)-1] == '\r' {
+			line = line[:len(line)-1]
+		}
+		if len(line) == 0 {
+			return "", false // end of headers
+		}
+		c := bytes.IndexByte(line, ':')
+		if c <= 0 {
+			continue
+		}
+		name := bytes.TrimRight(line[:c], " \t")
+		if !bytes.EqualFold(name, []byte("Call-ID")) && !bytes.EqualFold(name, []byte("i")) {
+			continue
+		}
+		v := bytes.TrimSpace(line[c+1:])
+		if len(v) == 0 {
+			return "", false
+		}
+		return unsafeString(v), true
+	}
+	return "", false
 }
 
 func (s *Server) dispatch(ls *loopState, msg sip.Message, from netip.AddrPort, tp Transport) {
@@ -367,3 +426,6 @@ func (s *Server) closeLoop(ls *loopState) {
 		t.terminate()
 	}
 }
+
+// unsafeString views b as a string for hashing only (not retained).
+func unsafeString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
