@@ -31,7 +31,8 @@ type Config struct {
 	Scenario string
 	// Remote is the target "host:port" (UAC side); empty for a UAS.
 	Remote string
-	// LocalPort is SIPp's own port (-p); 0 lets SIPp pick.
+	// LocalPort is SIPp's own port (-p); 0 picks a free port (SIPp's own
+	// default, 5060 and up, would cross-talk with other tests' peers).
 	LocalPort int
 	// Service is the user part of the Request-URI (-s).
 	Service string
@@ -87,9 +88,10 @@ func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string) 
 	}
 	args = append(args, "-i", "127.0.0.1", "-nostdin", "-trace_stat", "-stf", filepath.Join(dir, "stat.csv"),
 		"-fd", "1", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"), "-max_socket", "1024")
-	if cfg.LocalPort > 0 {
-		args = append(args, "-p", strconv.Itoa(cfg.LocalPort))
+	if cfg.LocalPort <= 0 {
+		cfg.LocalPort = testenv.FreeUDPPort(t)
 	}
+	args = append(args, "-p", strconv.Itoa(cfg.LocalPort))
 	if cfg.Service != "" {
 		args = append(args, "-s", cfg.Service)
 	}
