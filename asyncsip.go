@@ -255,8 +255,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			case <-tick.C:
 			}
 		}
+		// Close ends every transaction (suspended ones get 503) and stops
+		// their timers; the loops then only have to run the close tasks,
+		// which a short grace covers even when the drain used up ctx.
 		s.core.Close()
-		err = s.group.Stop(ctx)
+		stopCtx := ctx
+		if ctx.Err() != nil {
+			var cancel context.CancelFunc
+			stopCtx, cancel = context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+		}
+		err = s.group.Stop(stopCtx)
+		if err == nil {
+			err = ctx.Err() // report a drain cut short by the deadline
+		}
 		for _, so := range s.socks {
 			_ = so.Close()
 		}
