@@ -55,7 +55,7 @@ func TestInteropAwaitSleepThenRelay(t *testing.T) {
 	p := startProxy(t, asyncsip.Config{Workers: 2},
 		tm.Routes{Request: awaitRoute(uri("bob", uasPort), 20*time.Millisecond, &resumed, &peak)})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: rate, Timeout: 60 * time.Second})
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas, calls)
@@ -83,7 +83,7 @@ func TestInteropAwaitTimeout503(t *testing.T) {
 		}, async.Timeout(100*time.Millisecond))
 	}})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_503.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_503.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 30 * time.Second})
 	requireAllOK(t, res, calls)
 	require.Equal(t, int64(calls), timeouts.Load())
@@ -109,7 +109,7 @@ func TestInteropCancelWhileSuspended(t *testing.T) {
 		}, async.Timeout(5*time.Second))
 	}})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_cancel_early.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_cancel_early.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 30 * time.Second})
 	requireAllOK(t, res, calls)
 	require.Equal(t, int64(calls), cancelled.Load())

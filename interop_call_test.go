@@ -20,7 +20,7 @@ func TestInteropCallRecordRoute(t *testing.T) {
 	uas, uasPort := startUAS(t, "uas_rr.xml", 60*time.Second, nil)
 	p := startProxy(t, asyncsip.Config{}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 50, Timeout: 40 * time.Second})
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas, calls)
@@ -53,7 +53,7 @@ func TestInteropSerialForkAfterBusy(t *testing.T) {
 		},
 	})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 40 * time.Second})
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas2, calls)
@@ -68,7 +68,7 @@ func TestInteropCancelAfterRinging(t *testing.T) {
 	uas, uasPort := startUAS(t, "uas_cancel.xml", 60*time.Second, nil)
 	p := startProxy(t, asyncsip.Config{}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_cancel.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_cancel.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 40 * time.Second})
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas, calls)
@@ -88,7 +88,7 @@ func TestInteropTimerB408(t *testing.T) {
 	timers.TimerC = time.Minute // Timer C would fire first otherwise (RFC 3261 §16.8)
 	p := startProxy(t, asyncsip.Config{Timers: timers}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_408.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_408.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 30 * time.Second})
 	requireAllOK(t, res, calls)
 	// The 408 came from Timer B (64*T1 = 3.2 s), not from anything sooner.
@@ -104,7 +104,7 @@ func TestInteropTimerC408(t *testing.T) {
 	uas, uasPort := startUAS(t, "uas_ring_forever.xml", 60*time.Second, nil)
 	p := startProxy(t, asyncsip.Config{Timers: shortTimers}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_408.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_408.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 30 * time.Second})
 	requireAllOK(t, res, calls)
 	require.GreaterOrEqual(t, res.Elapsed, shortTimers.TimerC, res.String())

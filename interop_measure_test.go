@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -68,7 +70,7 @@ func TestMeasureMaxCallRate(t *testing.T) {
 			best := 0
 			for _, rate := range tc.rates {
 				calls := rate * int(step/time.Second)
-				res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+				res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
 					Calls: calls, Rate: float64(rate), Timeout: step + 60*time.Second})
 				ok := res.ExitCode == 0 && res.Failed == 0 && res.Successful == calls &&
 					res.Elapsed < step*11/10+time.Second
@@ -76,7 +78,7 @@ func TestMeasureMaxCallRate(t *testing.T) {
 					tc.name, tc.workers, rate, step, res.Successful, res.Failed,
 					res.Elapsed.Round(10*time.Millisecond), res.ExitCode)
 				if !ok {
-					t.Logf("first errors of the failed step:\n%s", head(res.Errors, 1500))
+					t.Logf("SIPp errors of the failed step:\n%s", errorSummary(res.Errors))
 					break
 				}
 				best = rate
@@ -98,9 +100,23 @@ func TestMeasureMaxCallRate(t *testing.T) {
 	t.Logf("summary (step %v):\n%s", step, strings.Join(summary, "\n"))
 }
 
-func head(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
+var sippAbort = regexp.MustCompile(`Aborting call on ([^']*?) for Call-I[dD] '[^']*'(?:: (while [^(]*)\([^)]*\), received '([^\r\n']*))?`)
+
+// errorSummary counts the reasons in SIPp's error log: why calls were
+// aborted (and on which message), plus late or stray messages.
+func errorSummary(log string) string {
+	counts := map[string]int{}
+	for _, m := range sippAbort.FindAllStringSubmatch(log, -1) {
+		counts[strings.TrimSpace(strings.Join(m[1:], " "))]++
 	}
-	return s
+	counts["dead call got a message"] = strings.Count(log, "Dead call")
+	counts["message for no known call"] = strings.Count(log, "can't be mapped to a known SIPp call")
+	var lines []string
+	for k, n := range counts {
+		if n > 0 {
+			lines = append(lines, fmt.Sprintf("%6d  %s", n, k))
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }

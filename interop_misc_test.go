@@ -32,7 +32,7 @@ func TestInteropOptionsAndRegister(t *testing.T) {
 				_ = c.SetDestination("127.0.0.1:" + itoa(uasPort))
 				_ = c.Relay()
 			}})
-			res := sipp.Run(t, sipp.Config{Scenario: scenario(tc.uac), Remote: p.addr, Service: "bob",
+			res := runUAC(t, sipp.Config{Scenario: scenario(tc.uac), Remote: p.addr, Service: "bob",
 				Calls: calls, Rate: 50, Timeout: 30 * time.Second})
 			requireAllOK(t, res, calls)
 			requireUASOK(t, uas, calls)
@@ -128,7 +128,7 @@ func TestInteropMalformedInput(t *testing.T) {
 	require.NotZero(t, st.DropInvalid, "%+v", st)
 	require.Zero(t, st.Panics, "%+v", st)
 
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
 		Calls: 5, Rate: 10, Timeout: 30 * time.Second})
 	requireAllOK(t, res, 5)
 	requireUASOK(t, uas, 5)

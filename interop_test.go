@@ -107,6 +107,18 @@ func startUAS(t testing.TB, file string, timeout time.Duration, keys map[string]
 	return p, port
 }
 
+// runUAC runs a SIPp client in the foreground. Unless cfg says otherwise
+// it binds a free port: SIPp's default, 5060 or the next free one, is where
+// every other SIPp run on the machine binds too, and a late response meant
+// for a previous run's UAC on that port would land in this one.
+func runUAC(t testing.TB, cfg sipp.Config) sipp.Result {
+	t.Helper()
+	if cfg.LocalPort == 0 {
+		cfg.LocalPort = testenv.FreeUDPPort(t)
+	}
+	return sipp.Run(t, cfg)
+}
+
 // requireAllOK checks a SIPp client run: exit status 0, every call
 // successful, none failed.
 func requireAllOK(t testing.TB, res sipp.Result, calls int) {
