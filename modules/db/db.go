@@ -245,7 +245,7 @@ const (
 // rows, or with an error wrapping ErrTooLarge when they exceed MaxRows or
 // MaxBytes.
 func (h *Handle) Query(query string, args ...any) async.Op[*Rows] {
-	return blocking(h, OpQuery, func(ctx context.Context) (*Rows, error) {
+	return blocking(h, OpQuery, query, args, func(ctx context.Context) (*Rows, error) {
 		return h.query(ctx, query, args, h.cfg.MaxRows)
 	})
 }
@@ -253,7 +253,7 @@ func (h *Handle) Query(query string, args ...any) async.Op[*Rows] {
 // QueryRow returns an op that runs query with args and completes with its
 // first row, or with ErrNoRows when there is none (further rows are ignored).
 func (h *Handle) QueryRow(query string, args ...any) async.Op[Row] {
-	return blocking(h, OpQueryRow, func(ctx context.Context) (Row, error) {
+	return blocking(h, OpQueryRow, query, args, func(ctx context.Context) (Row, error) {
 		return h.queryRow(ctx, query, args)
 	})
 }
@@ -261,7 +261,7 @@ func (h *Handle) QueryRow(query string, args ...any) async.Op[Row] {
 // Exec returns an op that runs a statement that returns no rows (INSERT,
 // UPDATE, DELETE, DDL) and completes with its Result.
 func (h *Handle) Exec(query string, args ...any) async.Op[Result] {
-	return blocking(h, OpExec, func(ctx context.Context) (Result, error) {
+	return blocking(h, OpExec, query, args, func(ctx context.Context) (Result, error) {
 		return h.exec(ctx, query, args, true)
 	})
 }
@@ -305,7 +305,7 @@ func (h *Handle) PingContext(ctx context.Context) error {
 
 // blocking builds the op of one statement: fn runs on the handle's pool with
 // a context bounded by the handle's Timeout and cancelled with the op.
-func blocking[T any](h *Handle, name string, fn func(context.Context) (T, error)) async.Op[T] {
+func blocking[T any](h *Handle, name, query string, args []any, fn func(context.Context) (T, error)) async.Op[T] {
 	inner := async.Blocking(func(ctx context.Context) (T, error) {
 		ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 		defer cancel()
@@ -315,7 +315,7 @@ func blocking[T any](h *Handle, name string, fn func(context.Context) (T, error)
 		h.observe(name, time.Since(start), err)
 		return v, err
 	}, async.OnPool(h.pool), async.Name(name))
-	return &op[T]{h: h, name: name, inner: inner}
+	return &op[T]{h: h, name: name, query: query, args: args, inner: inner}
 }
 
 // op adds the handle's bookkeeping to a Blocking op: rejections by a full
@@ -323,7 +323,39 @@ func blocking[T any](h *Handle, name string, fn func(context.Context) (T, error)
 type op[T any] struct {
 	h     *Handle
 	name  string
+	query string
+	args  []any
 	inner async.Op[T]
+}
+
+// Describe names the op and its SQL ("db.query: SELECT …"), which is what
+// siptest's FakeDB matches on (async.Describer).
+func (o *op[T]) Describe() string { return o.name + ": " + o.query }
+
+// Args returns the statement's arguments (siptest matches them).
+func (o *op[T]) Args() []any { return o.args }
+
+// FromRows builds this op's result from plain rows, for tests that script
+// a query's answer (siptest's RowsConverter): a *Rows for Query, the first
+// Row (or ErrNoRows) for QueryRow.
+func (o *op[T]) FromRows(columns []string, rows [][]any) (any, error) {
+	rs := &Rows{cols: append([]string(nil), columns...), n: len(rows)}
+	for i, r := range rows {
+		if len(r) != len(columns) {
+			return nil, fmt.Errorf("%w: row %d has %d values for %d columns", ErrScan, i, len(r), len(columns))
+		}
+		rs.vals = append(rs.vals, r...)
+	}
+	switch o.name {
+	case OpQuery:
+		return rs, nil
+	case OpQueryRow:
+		if rs.n == 0 {
+			return nil, fmt.Errorf("%s: %w", o.name, ErrNoRows)
+		}
+		return rs.Row(0), nil
+	}
+	return nil, fmt.Errorf("db: %s returns no rows; script a db.Result instead", o.name)
 }
 
 func (o *op[T]) Start(l *reactor.Loop, done func(T, error)) func() {
