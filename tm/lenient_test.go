@@ -49,7 +49,7 @@ func TestLowercaseMethodKept(t *testing.T) {
 	r.s.Receive(r.l, []byte(raw), uacAddr, r.v4)
 	r.l.RunPending()
 	out := r.take()
-	require.Len(t, out, 1, "no 100 Trying: not an INVITE") // describe(out)
+	require.Len(t, out, 1, "no 100 Trying, not an INVITE: %s", describe(out))
 	assert.Equal(t, "invite sip:bob@127.0.0.1:5062 SIP/2.0", firstLine(out[0].b))
 	assert.Contains(t, string(out[0].b), "CSeq: 1 invite\r\n")
 	r.drained(t)
