@@ -1,0 +1,37 @@
+package dns
+
+import (
+	"errors"
+
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+// The errors of resolution; test them with errors.Is.
+var (
+	// ErrNXDomain: the name does not exist.
+	ErrNXDomain = errors.New("dns: no such domain")
+	// ErrNoRecords: the name exists but has no record of the type asked
+	// (for a whole resolution: no target has an address).
+	ErrNoRecords = errors.New("dns: no records")
+	// ErrServFail: the server answered SERVFAIL, REFUSED or another
+	// failure code.
+	ErrServFail = errors.New("dns: server failure")
+	// ErrTimeout: no server answered within Timeout after every attempt.
+	// (The await's own timeout is async.ErrTimeout; KindOf maps both.)
+	ErrTimeout = errors.New("dns: timeout")
+	// ErrBadURI: the URI is not a SIP or SIPS URI with a host, or its
+	// transport is not one this resolver supports.
+	ErrBadURI = errors.New("dns: bad SIP URI")
+	// ErrNotCached: Lookup found no cached address for the host (it never
+	// queries). It wraps tm.ErrNoRoute, so tm answers the request 503.
+	ErrNotCached = notCached{}
+	// ErrClosed: the resolver was closed.
+	ErrClosed = errors.New("dns: resolver closed")
+	// ErrBadConfig: Config has an invalid field.
+	ErrBadConfig = errors.New("dns: bad config")
+)
+
+type notCached struct{}
+
+func (notCached) Error() string        { return "dns: host not in cache" }
+func (notCached) Is(target error) bool { return target == tm.ErrNoRoute }

@@ -1,0 +1,144 @@
+package dns
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+// Target is one next hop found by Resolve: an address, a port and a
+// transport, in the order RFC 3263 says to try them.
+type Target struct {
+	// Host is the name the address was found for (the SRV target, or the
+	// URI's host); the address itself for a numeric host.
+	Host string
+	// Addr is the IPv4 or IPv6 address.
+	Addr netip.Addr
+	// Port is the port to send to.
+	Port uint16
+	// Transport is "udp", "tcp", "tls", "ws" or "wss".
+	Transport string
+	// TTL is how long the answers behind this target stay valid (the
+	// smallest remaining TTL along NAPTR → SRV → A); 0 for a numeric host.
+	TTL time.Duration
+}
+
+// AddrPort returns the target's address and port.
+func (t Target) AddrPort() netip.AddrPort { return netip.AddrPortFrom(t.Addr, t.Port) }
+
+// URI returns the target as a next-hop URI for tm.Context.SetDestination:
+// "sip:192.0.2.1:5060", with ";transport=…" for any transport but UDP.
+func (t Target) URI() string {
+	s := "sip:" + netip.AddrPortFrom(t.Addr, t.Port).String()
+	if t.Transport != "" && t.Transport != "udp" {
+		s += ";transport=" + t.Transport
+	}
+	return s
+}
+
+// String returns "host/addr:port/transport".
+func (t Target) String() string {
+	return t.Host + "/" + netip.AddrPortFrom(t.Addr, t.Port).String() + "/" + t.Transport
+}
+
+// Targets iterates over resolved targets for failover; Failover stores one
+// in the tm.Context under TargetsKey. It is used on the context's loop only.
+type Targets struct {
+	list []Target
+	next int
+}
+
+// NewTargets returns an iterator over ts (not copied).
+func NewTargets(ts []Target) *Targets { return &Targets{list: ts} }
+
+// Next returns the next target, or false when none is left.
+func (t *Targets) Next() (Target, bool) {
+	if t == nil || t.next >= len(t.list) {
+		return Target{}, false
+	}
+	t.next++
+	return t.list[t.next-1], true
+}
+
+// Remaining returns how many targets Next has not returned yet.
+func (t *Targets) Remaining() int {
+	if t == nil {
+		return 0
+	}
+	return len(t.list) - t.next
+}
+
+// TargetsKey is the tm.Context value key under which Failover stores the
+// *Targets of a transaction.
+const TargetsKey = "dns.targets"
+
+// ErrNoMoreTargets is returned by Failover and FailoverNext when every
+// target has been tried.
+var ErrNoMoreTargets = errors.New("dns: no more targets")
+
+// Failover relays c (in a request or failure route) to the first of ts that
+// takes the request and keeps the rest under TargetsKey for FailoverNext.
+// With no target it returns ErrNoMoreTargets and leaves answering to the
+// route. The Request-URI is left as it is; only the next hop changes.
+func Failover(c *tm.Context, ts []Target) error {
+	it := NewTargets(ts)
+	c.Set(TargetsKey, it)
+	return relayNext(c, it)
+}
+
+// FailoverNext is for the failure route: when the best response is a 503
+// or a 408 (a timeout, RFC 3263 §4.3) and a target is left, it relays to
+// the next target and returns true. Otherwise it does nothing (the failure
+// route goes on and the response reaches the caller) and returns false.
+func FailoverNext(c *tm.Context) bool {
+	if c.Resp == nil || (c.Resp.StatusCode != 503 && c.Resp.StatusCode != 408) {
+		return false
+	}
+	it, ok := tm.Value[*Targets](c, TargetsKey)
+	if !ok {
+		return false
+	}
+	return relayNext(c, it) == nil
+}
+
+// relayNext relays to the next target that accepts the branch. In the
+// request route a Relay that sends nothing has already answered 503, so it
+// stops there; in the failure route it tries the following target.
+func relayNext(c *tm.Context, it *Targets) error {
+	var last error = ErrNoMoreTargets
+	for {
+		t, ok := it.Next()
+		if !ok {
+			return last
+		}
+		if err := c.SetDestination(t.URI()); err != nil {
+			last = fmt.Errorf("dns: target %s: %w", t, err)
+			continue
+		}
+		err := c.Relay()
+		if err == nil {
+			return nil
+		}
+		last = fmt.Errorf("dns: relay to %s: %w", t, err)
+		if c.FinalSent() {
+			return last
+		}
+	}
+}
+
+// defaultPort is the port for a transport without SRV (RFC 3263 §4.2).
+func defaultPort(transport string) uint16 {
+	switch transport {
+	case "tls":
+		return 5061
+	case "ws":
+		return 80
+	case "wss":
+		return 443
+	}
+	return 5060
+}
+
