@@ -29,7 +29,7 @@ type zone struct {
 	// servfail lists name suffixes answered SERVFAIL.
 	servfail []string
 	// soaMin, when set, is the SOA minimum sent with negative answers.
-	soaMin uint32
+	soaMin atomic.Uint32
 }
 
 // newZone parses records in zone-file syntax ("a.test. 60 IN A 127.0.0.1").
@@ -88,8 +88,8 @@ func (z *zone) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 		if !exists {
 			m.Rcode = mdns.RcodeNameError
 		}
-		if z.soaMin > 0 {
-			soa, _ := mdns.NewRR("test. 3600 IN SOA ns.test. admin.test. 1 60 60 60 " + itoa(int(z.soaMin)))
+		if soaMin := z.soaMin.Load(); soaMin > 0 {
+			soa, _ := mdns.NewRR("test. 3600 IN SOA ns.test. admin.test. 1 60 60 60 " + itoa(int(soaMin)))
 			m.Ns = append(m.Ns, soa)
 		}
 	}
