@@ -85,17 +85,17 @@ func (r *Resolver) exchange(ctx context.Context, k cacheKey) ([]mdns.RR, time.Du
 func (r *Resolver) ask(ctx context.Context, m *mdns.Msg, srv string) (*mdns.Msg, error) {
 	cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	resp, _, err := r.client.ExchangeContext(cctx, m, srv)
+	resp, err := exchange(cctx, r.client, m, srv)
 	if err == nil && resp.Truncated {
-		resp, _, err = r.tcpClient.ExchangeContext(cctx, m, srv)
+		resp, err = exchange(cctx, r.tcpClient, m, srv)
 	}
 	if err != nil {
-		var ne net.Error
-		if ctx.Err() == nil && (errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)) {
-			return nil, fmt.Errorf("%w: %s: %v", ErrTimeout, srv, err)
-		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrTimeout, srv, err)
 		}
 		return nil, fmt.Errorf("%w: %s: %v", ErrServFail, srv, err)
 	}
@@ -103,6 +103,22 @@ func (r *Resolver) ask(ctx context.Context, m *mdns.Msg, srv string) (*mdns.Msg,
 		return nil, fmt.Errorf("%w: %s: answer id mismatch", ErrServFail, srv)
 	}
 	return resp, nil
+}
+
+// exchange is one query on its own connection. miekg/dns takes only the
+// context's deadline, so a cancellation (the await timed out, the resolver
+// closed) is turned into an expired deadline on the connection: the read
+// returns at once and the pool worker is free.
+func exchange(ctx context.Context, c *mdns.Client, m *mdns.Msg, srv string) (*mdns.Msg, error) {
+	conn, err := c.DialContext(ctx, srv)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	resp, _, err := c.ExchangeWithConnContext(ctx, m, conn)
+	return resp, err
 }
 
 // answer turns a response into records or a (cached) negative answer.

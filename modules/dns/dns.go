@@ -72,6 +72,8 @@ type Resolver struct {
 	client     *mdns.Client
 	tcpClient  *mdns.Client
 	closed     atomic.Bool
+	stop       context.Context // cancelled by Close: ends queries in progress
+	cancel     context.CancelFunc
 	stats      counters
 
 	mu      sync.Mutex
@@ -144,6 +146,7 @@ func NewResolver(cfg Config) (*Resolver, error) {
 	r.servers = servers
 	r.client = &mdns.Client{Net: "udp", UDPSize: 4096, Timeout: cfg.Timeout}
 	r.tcpClient = &mdns.Client{Net: "tcp", Timeout: cfg.Timeout}
+	r.stop, r.cancel = context.WithCancel(context.Background())
 	r.pool = cfg.Pool
 	if r.pool == nil {
 		r.pool = async.NewPool(async.PoolConfig{Workers: 32, Queue: 1024})
@@ -152,11 +155,13 @@ func NewResolver(cfg Config) (*Resolver, error) {
 	return r, nil
 }
 
-// Close stops new resolutions (they fail with ErrClosed) and, when the
-// resolver made its own pool, waits for its queries to end (bounded by
+// Close stops new resolutions (they fail with ErrClosed), ends the queries
+// in progress (their resolutions fail with ErrClosed) and, when the
+// resolver made its own pool, waits for its workers to finish (bounded by
 // ctx). The cache stays readable by Lookup.
 func (r *Resolver) Close(ctx context.Context) error {
 	r.closed.Store(true)
+	r.cancel()
 	if r.ownPool {
 		return r.pool.Close(ctx)
 	}
@@ -206,10 +211,14 @@ func (r *Resolver) Resolve(uri string) async.Op[[]Target] {
 			return nil
 		}
 		op := async.Blocking(func(ctx context.Context) ([]Target, error) {
-			if r.closed.Load() {
-				return nil, ErrClosed
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			defer context.AfterFunc(r.stop, cancel)()
+			ts, err := resolution{r: r, q: networkQuerier{r}}.run(ctx, u)
+			if err != nil && r.closed.Load() {
+				return nil, fmt.Errorf("%w: %w", ErrClosed, err)
 			}
-			return resolution{r: r, q: networkQuerier{r}}.run(ctx, u)
+			return ts, err
 		}, async.OnPool(r.pool), async.Name("dns "+u.host))
 		return op.Start(l, finish(false))
 	})

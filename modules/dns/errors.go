@@ -14,7 +14,7 @@ var (
 	// (for a whole resolution: no target has an address).
 	ErrNoRecords = errors.New("dns: no records")
 	// ErrServFail: the server answered SERVFAIL, REFUSED or another
-	// failure code.
+	// failure code, or could not be reached (connection refused).
 	ErrServFail = errors.New("dns: server failure")
 	// ErrTimeout: no server answered within Timeout after every attempt.
 	// (The await's own timeout is async.ErrTimeout; KindOf maps both.)

@@ -262,8 +262,8 @@ func (rs resolution) hostTargets(ctx context.Context, host string, port uint16, 
 			if first == nil {
 				first = err
 			}
-			if errors.Is(err, ErrNXDomain) {
-				break // no AAAA either
+			if errors.Is(err, ErrNXDomain) || errors.Is(err, ErrTimeout) {
+				break // no AAAA either; or the server would time out again
 			}
 			continue
 		}
