@@ -23,6 +23,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -113,10 +114,10 @@ func parseFlags(args []string) (Options, bool, error) {
 	fs.StringVar(&o.Work, "work", "", "where logs and SIPp files go (default a new directory in /tmp)")
 	fs.IntVar(&o.ProxyCPU, "proxy-cpu", 0, "CPU the proxy under test is pinned to")
 	fs.IntVar(&o.SIPpCPU, "sipp-cpu", 1, "CPU SIPp (caller and callee) and the HTTP delay server are pinned to")
-	fs.IntVar(&o.Port, "port", 5070, "UDP port of the proxy under test")
-	fs.IntVar(&o.UASPort, "uas-port", 5080, "UDP port of the SIPp callee")
-	fs.IntVar(&o.UACPort, "uac-port", 5090, "UDP port of the SIPp caller")
-	fs.IntVar(&o.HTTPPort, "http-port", 8088, "TCP port of the HTTP delay server")
+	fs.IntVar(&o.Port, "port", 0, "UDP port of the proxy under test (0: a free one)")
+	fs.IntVar(&o.UASPort, "uas-port", 0, "UDP port of the SIPp callee (0: a free one)")
+	fs.IntVar(&o.UACPort, "uac-port", 0, "UDP port of the SIPp caller (0: a free one)")
+	fs.IntVar(&o.HTTPPort, "http-port", 0, "TCP port of the HTTP delay server (0: a free one)")
 	fs.BoolVar(&o.Install, "install", true, "apt-get install sip-tester, kamailio and gnuplot when missing (as root)")
 	fs.BoolVar(&o.Profile, "profile", false, "after the measurements, CPU-profile asyncsip at -fixed-rate in every scenario")
 	fs.StringVar(&o.Note, "note", "", "note printed in RESULTS.md (conditions of the run)")
@@ -149,10 +150,59 @@ func parseFlags(args []string) (Options, bool, error) {
 	if o.Step <= 0 || o.FixedDuration <= 0 || o.FixedRate <= 0 || o.Search.MaxSteps < 2 {
 		return o, false, errors.New("-step, -fixed-duration, -fixed-rate must be > 0 and -max-steps >= 2")
 	}
+	if err := freePorts(&o); err != nil {
+		return o, false, err
+	}
 	if o.ProxyCPU == o.SIPpCPU {
 		return o, false, errors.New("-proxy-cpu and -sipp-cpu must differ")
 	}
 	return o, *reportOnly, nil
+}
+
+// freePorts gives every port left 0 one that is free now on 127.0.0.1
+// (UDP for SIP, TCP for HTTP), distinct from the others.
+func freePorts(o *Options) error {
+	used := map[int]bool{o.Port: true, o.UASPort: true, o.UACPort: true, o.HTTPPort: true}
+	pick := func(network string) (int, error) {
+		for range 20 {
+			var port int
+			switch network {
+			case "udp":
+				c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+				if err != nil {
+					return 0, err
+				}
+				port = c.LocalAddr().(*net.UDPAddr).Port
+				c.Close()
+			default:
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					return 0, err
+				}
+				port = l.Addr().(*net.TCPAddr).Port
+				l.Close()
+			}
+			if !used[port] {
+				used[port] = true
+				return port, nil
+			}
+		}
+		return 0, errors.New("no free port found")
+	}
+	for _, p := range []struct {
+		port    *int
+		network string
+	}{{&o.Port, "udp"}, {&o.UASPort, "udp"}, {&o.UACPort, "udp"}, {&o.HTTPPort, "tcp"}} {
+		if *p.port != 0 {
+			continue
+		}
+		n, err := pick(p.network)
+		if err != nil {
+			return fmt.Errorf("ports: %w", err)
+		}
+		*p.port = n
+	}
+	return nil
 }
 
 func splitList(s string) []string {

@@ -82,6 +82,7 @@ func runAll(ctx context.Context, o Options) (*Results, error) {
 		"step": o.Step.String(), "fixed rate": fmt.Sprintf("%.0f calls/s", o.FixedRate),
 		"fixed duration": o.FixedDuration.String(), "precision": fmt.Sprint(o.Search.Precision),
 		"proxy cpu": strconv.Itoa(o.ProxyCPU), "sipp cpu": strconv.Itoa(o.SIPpCPU),
+		"ports":         fmt.Sprintf("proxy udp %d, callee udp %d, caller udp %d, http %d", o.Port, o.UASPort, o.UACPort, o.HTTPPort),
 		"load at start": loadAvg(),
 	}
 	for i, sc := range o.Scenarios {
