@@ -17,9 +17,15 @@ import (
 // Config configures a Server. The zero value listens on udp:127.0.0.1:5060
 // with one worker per CPU.
 type Config struct {
-	// Listen lists the listening sockets as "udp:host:port"
-	// ("udp:127.0.0.1:5060", "udp:[::1]:5060"). Default udp:127.0.0.1:5060.
+	// Listen lists the listening sockets as "transport:host:port" with
+	// transport udp, tcp, tls, ws or wss ("udp:127.0.0.1:5060",
+	// "tcp:[::1]:5060", "wss:0.0.0.0:8443"). Default udp:127.0.0.1:5060.
+	// The first listener of a kind and address family sends what leaves
+	// over that kind (see docs/ARCHITECTURE.md, "Transports").
 	Listen []string
+	// Stream configures tcp:, tls:, ws: and wss: (limits, timeouts,
+	// certificates).
+	Stream StreamConfig
 	// Advertise is the host put in Via and Record-Route when a listener is
 	// bound to an unspecified address (0.0.0.0 or ::). Default: the bound
 	// address, or 127.0.0.1 when unspecified.
@@ -66,7 +72,10 @@ type Server struct {
 	core  *tm.Server
 	mu    sync.Mutex
 	socks []*reactor.UDPSocket
-	state int // 0 new, 1 started, 2 closed
+	hub   *hub               // stream transports' shared state
+	stps  []*streamTransport // tcp, tls, ws, wss listeners
+	addrs []netip.AddrPort   // bound addresses in Listen order
+	state int                // 0 new, 1 started, 2 closed
 	rt    tm.Routes
 	done  chan struct{}
 	once  sync.Once
@@ -101,6 +110,11 @@ func New(cfg Config) (*Server, error) {
 		AbandonCode: cfg.AbandonCode, Resolver: cfg.Resolver, Logger: cfg.Logger,
 		Capture: cfg.Capture, Observer: s.obs.observer(),
 	}, tm.Routes{})
+	maxMsg := cfg.Limits.MaxMessage
+	if maxMsg <= 0 {
+		maxMsg = 65507 // tm's default
+	}
+	s.hub = newHub(cfg.Stream, maxMsg, g, s.core, cfg.Logger)
 	if err := s.obs.watch(s.core, g); err != nil {
 		_ = g.Stop(context.Background())
 		return nil, err
@@ -111,12 +125,12 @@ func New(cfg Config) (*Server, error) {
 func parseListen(s string) (network, addr string, err error) {
 	network, addr, ok := strings.Cut(s, ":")
 	if !ok || addr == "" {
-		return "", "", fmt.Errorf("asyncsip: listen %q: want udp:host:port", s)
+		return "", "", fmt.Errorf("asyncsip: listen %q: want transport:host:port", s)
 	}
 	switch network {
-	case "udp":
+	case "udp", "tcp", "tls", "ws", "wss":
 	default:
-		return "", "", fmt.Errorf("asyncsip: listen %q: transport %q is not supported (udp)", s, network)
+		return "", "", fmt.Errorf("asyncsip: listen %q: transport %q is not supported (udp, tcp, tls, ws, wss)", s, network)
 	}
 	return network, addr, nil
 }
@@ -162,12 +176,12 @@ func (s *Server) Group() *reactor.Group { return s.group }
 func (s *Server) Addrs() []netip.AddrPort {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []netip.AddrPort
-	for _, so := range s.socks {
-		out = append(out, so.LocalAddr())
-	}
-	return out
+	return append([]netip.AddrPort(nil), s.addrs...)
 }
+
+// StreamStats returns the counters of the TCP, TLS and WebSocket
+// transports. It is safe from any goroutine.
+func (s *Server) StreamStats() StreamStats { return s.hub.stats() }
 
 // Start opens the sockets and starts the loops without blocking.
 func (s *Server) Start() error {
@@ -183,31 +197,54 @@ func (s *Server) Start() error {
 		return fmt.Errorf("asyncsip: %w", err)
 	}
 	for _, l := range s.cfg.Listen {
-		_, addr, _ := parseListen(l)
+		network, addr, _ := parseListen(l)
+		if network != "udp" {
+			st, err := s.hub.listen(strings.ToUpper(network), addr, s.cfg.Advertise)
+			if err != nil {
+				s.closeListeners()
+				return fmt.Errorf("asyncsip: listen %s: %w", l, err)
+			}
+			s.stps = append(s.stps, st)
+			s.addrs = append(s.addrs, st.LocalAddr())
+			s.core.AddTransport(st)
+			continue
+		}
 		tp := &udpTransport{}
 		sock, err := reactor.ListenUDP(s.group, reactor.UDPConfig{
 			Addr: addr, MaxDatagram: s.cfg.Limits.MaxMessage,
 			ReadBuffer: s.cfg.ReadBuffer, WriteBuffer: s.cfg.WriteBuffer,
 		}, func(lp *reactor.Loop, p *reactor.Packet) { s.core.Receive(lp, p.Data, p.From, tp) })
 		if err != nil {
-			for _, so := range s.socks {
-				_ = so.Close()
-			}
-			s.socks = nil
-			s.obs.close(context.Background())
+			s.closeListeners()
 			return fmt.Errorf("asyncsip: listen %s: %w", l, err)
 		}
 		tp.sock = sock
 		tp.host, tp.port = advertised(sock.LocalAddr(), s.cfg.Advertise)
 		s.socks = append(s.socks, sock)
+		s.addrs = append(s.addrs, sock.LocalAddr())
 		s.core.AddTransport(tp)
 	}
 	s.group.Start()
 	s.state = 1
-	for _, so := range s.socks {
-		s.log.Info("asyncsip: listening", "addr", "udp:"+so.LocalAddr().String(), "workers", s.group.Len())
+	for _, st := range s.stps {
+		st.serve()
+	}
+	for i, a := range s.addrs {
+		network, _, _ := parseListen(s.cfg.Listen[i])
+		s.log.Info("asyncsip: listening", "addr", network+":"+a.String(), "workers", s.group.Len())
 	}
 	return nil
+}
+
+// closeListeners undoes a failed Start.
+func (s *Server) closeListeners() {
+	for _, so := range s.socks {
+		_ = so.Close()
+	}
+	s.socks, s.addrs = nil, nil
+	s.hub.close(s.stps)
+	s.stps = nil
+	s.obs.close(context.Background())
 }
 
 // Serve starts the server and blocks until ctx ends, then drains for up to
@@ -272,6 +309,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		for _, so := range s.socks {
 			_ = so.Close()
 		}
+		s.hub.close(s.stps)
 	})
 	return err
 }

@@ -132,14 +132,16 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	if err := checkInjection(b.Req); err != nil {
 		return err
 	}
-	dst, tp, err := c.nextHop(b.Req)
+	dst, tp, forced, err := c.nextHop(b.Req)
 	if err != nil {
 		return err
 	}
+	if !forced {
+		tp = c.largeSwitch(b.Req, dst, tp)
+	}
 	host, port := tp.Advertised()
 	if !s.cfg.NoRecordRoute && recordRoutable(b.Req) {
-		rr := &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.HeaderParams{{K: "lr", V: ""}}}}
-		b.Req.PrependHeader(rr)
+		c.recordRoute(b.Req, tp)
 	}
 	branch := s.nextBranch(c.ls)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
@@ -166,32 +168,37 @@ func recordRoutable(req *sip.Request) bool {
 }
 
 // nextHop picks where a request goes: the destination override, the first
-// Route, or the Request-URI.
-func (c *Context) nextHop(req *sip.Request) (netip.AddrPort, Transport, error) {
+// Route, or the Request-URI, and the transport that URI asks for (forced
+// reports that it named one: ;transport= or sips:).
+func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, forced bool, err error) {
 	var u sip.Uri
 	switch {
 	case c.dst != "":
-		var err error
 		if u, err = parseTarget(c.dst); err != nil {
-			return netip.AddrPort{}, nil, err
+			return netip.AddrPort{}, nil, false, err
 		}
 	case req.Route() != nil:
 		u = req.Route().Address
 	default:
 		u = req.Recipient
 	}
-	addr, err := c.s.resolve(u.Host, u.Port)
-	if err != nil {
-		return netip.AddrPort{}, nil, err
+	proto := uriTransport(&u)
+	port := u.Port
+	if port <= 0 {
+		port = defaultPort(proto)
 	}
-	tp, err := c.s.transportFor(addr.Addr())
+	addr, err := c.s.resolve(u.Host, port)
 	if err != nil {
-		return netip.AddrPort{}, nil, err
+		return netip.AddrPort{}, nil, false, err
+	}
+	tp, err = c.s.transportFor(addr, proto)
+	if err != nil {
+		return netip.AddrPort{}, nil, false, err
 	}
 	if c.s.isSelf(addr) {
-		return netip.AddrPort{}, nil, fmt.Errorf("%w: next hop %s is this proxy", ErrLoop, addr)
+		return netip.AddrPort{}, nil, false, fmt.Errorf("%w: next hop %s is this proxy", ErrLoop, addr)
 	}
-	return addr, tp, nil
+	return addr, tp, proto != "", nil
 }
 
 // Forward sends the request on statelessly (RFC 3261 §16.11): no client
@@ -211,7 +218,7 @@ func (c *Context) Forward() error {
 		v := *mf - 1
 		req.ReplaceHeader(&v)
 	}
-	dst, tp, err := c.nextHop(req)
+	dst, tp, _, err := c.nextHop(req)
 	if err != nil {
 		s.stats.countDrop("route")
 		return err
@@ -269,12 +276,19 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 			port = p
 		}
 	}
+	proto := strings.ToUpper(next.Transport)
+	if port <= 0 {
+		port = defaultPort(proto)
+	}
 	addr, err := s.resolve(host, port)
 	if err != nil {
 		s.stats.countDrop("route")
 		return
 	}
-	tp, err := s.transportFor(addr.Addr())
+	tp, err := s.transportFor(addr, proto)
+	if err != nil {
+		tp, err = s.transportFor(addr, "") // a Via transport we lack: as before, by family
+	}
 	if err != nil {
 		s.stats.countDrop("route")
 		return

@@ -294,18 +294,6 @@ func (s *Server) ours(branch string) bool {
 	return len(branch) > 7+len(s.tag) && branch[7:7+len(s.tag)] == s.tag
 }
 
-// transportFor picks a transport that can reach addr (same address family;
-// the first registered wins).
-func (s *Server) transportFor(addr netip.Addr) (Transport, error) {
-	v4 := addr.Unmap().Is4()
-	for _, tp := range s.tps {
-		if tp.LocalAddr().Addr().Unmap().Is4() == v4 {
-			return tp, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: %s", ErrNoTransport, addr)
-}
-
 // isSelf reports whether addr is the bound address of one of our transports
 // (sending there would loop back into this proxy).
 func (s *Server) isSelf(addr netip.AddrPort) bool {

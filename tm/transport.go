@@ -1,0 +1,150 @@
+package tm
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Transport selection for the proxy core: which of the registered transports
+// carries a message, the RFC 3261 §18.1.1 switch to TCP for large requests,
+// and the Record-Route values of a branch (RFC 5658 double Record-Route when
+// the request leaves on another transport or interface than it came in on).
+
+// ConnTracker is implemented by connection-oriented transports (TCP, TLS,
+// WebSocket). HasConn reports whether a connection to addr is open, so that
+// a target that names no transport reuses it (RFC 5923 spirit: a request
+// back to a peer goes on the connection the peer opened). It is called on
+// the loops and must not block.
+type ConnTracker interface {
+	HasConn(addr netip.AddrPort) bool
+}
+
+// UDPMaxRequest is the size above which a request whose target does not
+// force a transport goes over TCP when a TCP transport exists (RFC 3261
+// §18.1.1: the path MTU is unknown, so 1300 bytes).
+const UDPMaxRequest = 1300
+
+// viaRRSlack is what our Via and Record-Route add to a request, counted
+// when deciding whether it still fits in a datagram.
+const viaRRSlack = 200
+
+// uriTransport returns the transport a URI asks for (upper case, as in a
+// Via), or "" when it leaves the choice to the proxy. sips: means TLS (or
+// WSS with transport=ws).
+func uriTransport(u *sip.Uri) string {
+	t, _ := u.UriParams.Get("transport")
+	t = strings.ToUpper(t)
+	if strings.EqualFold(u.Scheme, "sips") {
+		if t == "WS" || t == "WSS" {
+			return "WSS"
+		}
+		return "TLS"
+	}
+	switch t {
+	case "UDP", "TCP", "TLS", "WS", "WSS", "SCTP":
+		return t
+	}
+	return ""
+}
+
+// defaultPort is the port of a URI without one: 5061 for TLS (RFC 3261
+// §19.1.2), 5060 otherwise.
+func defaultPort(proto string) int {
+	if proto == "TLS" || proto == "WSS" {
+		return 5061
+	}
+	return 5060
+}
+
+// transportFor picks a transport that can reach addr: one of the same
+// address family speaking proto when proto is set; otherwise one that
+// already has a connection to addr, else the first registered.
+func (s *Server) transportFor(addr netip.AddrPort, proto string) (Transport, error) {
+	v4 := addr.Addr().Unmap().Is4()
+	var first Transport
+	for _, tp := range s.tps {
+		if tp.LocalAddr().Addr().Unmap().Is4() != v4 {
+			continue
+		}
+		if proto != "" {
+			if strings.EqualFold(tp.Protocol(), proto) {
+				return tp, nil
+			}
+			continue
+		}
+		if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(addr) {
+			return tp, nil
+		}
+		if first == nil {
+			first = tp
+		}
+	}
+	if first == nil {
+		if proto != "" {
+			return nil, fmt.Errorf("%w: %s over %s", ErrNoTransport, addr, proto)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrNoTransport, addr)
+	}
+	return first, nil
+}
+
+// hasProtocol reports whether a transport of proto is registered.
+func (s *Server) hasProtocol(proto string) bool {
+	for _, tp := range s.tps {
+		if strings.EqualFold(tp.Protocol(), proto) {
+			return true
+		}
+	}
+	return false
+}
+
+// largeSwitch applies RFC 3261 §18.1.1 to a branch about to leave over UDP
+// with no transport forced by its target: when the request (with our Via
+// and Record-Route) exceeds UDPMaxRequest and a TCP transport of the right
+// family exists, that transport is returned instead.
+func (c *Context) largeSwitch(req *sip.Request, dst netip.AddrPort, tp Transport) Transport {
+	if !strings.EqualFold(tp.Protocol(), "UDP") || !c.s.hasProtocol("TCP") {
+		return tp
+	}
+	if len(c.ls.w.bytes(req))+viaRRSlack <= UDPMaxRequest {
+		return tp
+	}
+	if t, err := c.s.transportFor(dst, "TCP"); err == nil {
+		return t
+	}
+	return tp
+}
+
+// recordRoute adds this proxy's Record-Route to a branch leaving over out.
+// When the request came in over another transport or interface, two values
+// are added (RFC 5658): the inbound interface below, the outbound one on
+// top, so that each side of the dialog reaches the interface facing it.
+func (c *Context) recordRoute(req *sip.Request, out Transport) {
+	if in := unwrapTransport(c.tp); in != nil && !sameInterface(in, out) {
+		req.PrependHeader(rrHeader(in))
+	}
+	req.PrependHeader(rrHeader(out))
+}
+
+// sameInterface reports whether two transports share protocol and
+// advertised address (a connection and its listener do).
+func sameInterface(a, b Transport) bool {
+	ah, ap := a.Advertised()
+	bh, bp := b.Advertised()
+	return ap == bp && stripBrackets(ah) == stripBrackets(bh) && strings.EqualFold(a.Protocol(), b.Protocol())
+}
+
+// rrHeader is the Record-Route value naming tp: ;transport= is added for
+// anything but UDP, and TLS becomes a sips: URI's natural transport.
+func rrHeader(tp Transport) *sip.RecordRouteHeader {
+	host, port := tp.Advertised()
+	params := sip.HeaderParams{}
+	if p := strings.ToLower(tp.Protocol()); p != "udp" {
+		params = append(params, sip.HeaderKV{K: "transport", V: p})
+	}
+	params = append(params, sip.HeaderKV{K: "lr", V: ""})
+	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: params}}
+}

@@ -1,0 +1,310 @@
+package asyncsip
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// inflight bounds the messages of one connection posted to its loop and
+// not yet processed: beyond it the reader stops reading, so a fast sender
+// is slowed by TCP flow control instead of growing the loop's queue.
+const inflight = 64
+
+// errFraming is wrapped by every framing error (the connection is closed).
+var errFraming = errors.New("asyncsip: framing error")
+
+// conn is one TCP, TLS or WebSocket connection: a reader goroutine that
+// frames whole messages and posts them to the connection's loop, and a
+// writer goroutine that drains a bounded queue filled by the loops.
+type conn struct {
+	t      *streamTransport
+	id     uint64
+	remote netip.AddrPort
+	loop   *reactor.Loop
+	ct     *connTransport
+	ws     bool
+	mu     sync.Mutex
+	nc     net.Conn // set before start; guarded by mu until then
+	out    chan []byte
+	done   chan struct{}
+	sem    chan struct{}
+	once   sync.Once
+	closed atomic.Bool
+}
+
+func (c *conn) isClosed() bool { return c.closed.Load() }
+
+// close ends the connection (idempotent): the goroutines exit, queued
+// messages are dropped, the limits are released.
+func (c *conn) close() {
+	c.once.Do(func() {
+		c.closed.Store(true)
+		close(c.done)
+		c.mu.Lock()
+		if c.nc != nil {
+			_ = c.nc.Close()
+		}
+		c.mu.Unlock()
+		c.t.unregister(c)
+		c.t.h.release(c)
+	})
+}
+
+// start runs the reader and the writer.
+func (c *conn) start(inbound bool) {
+	h := c.t.h
+	h.wg.Add(2)
+	go c.readLoop(inbound)
+	go c.writeLoop()
+}
+
+// enqueue queues a copy of b (framed for WebSocket) without blocking.
+func (c *conn) enqueue(b []byte) error {
+	if c.ws {
+		return c.enqueueRaw(wsFrame(wsOpFor(b), b))
+	}
+	return c.enqueueRaw(append([]byte(nil), b...))
+}
+
+// enqueueRaw queues bytes written as they are; nil asks the writer to
+// close the connection once what is queued before it is written.
+func (c *conn) enqueueRaw(b []byte) error {
+	if c.isClosed() {
+		return ErrConnClosed
+	}
+	select {
+	case c.out <- b:
+		return nil
+	default:
+		c.t.h.st.drops.Add(1)
+		return ErrQueueFull
+	}
+}
+
+func (c *conn) writeLoop() {
+	defer c.t.h.wg.Done()
+	bufs := make(net.Buffers, 0, 16)
+	for {
+		var b []byte
+		select {
+		case b = <-c.out:
+		case <-c.done:
+			return
+		}
+		bufs = append(bufs[:0], b)
+		last := b == nil
+	batch: // write what is queued in one go
+		for !last && len(bufs) < cap(bufs) {
+			select {
+			case b = <-c.out:
+				if b == nil {
+					last = true
+					break batch
+				}
+				bufs = append(bufs, b)
+			default:
+				break batch
+			}
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.h.cfg.WriteTimeout))
+		if _, err := bufs.WriteTo(c.nc); err != nil || last {
+			c.close()
+			return
+		}
+	}
+}
+
+// readLoop runs the handshakes, then frames messages until the connection
+// ends.
+func (c *conn) readLoop(inbound bool) {
+	h := c.t.h
+	defer h.wg.Done()
+	defer c.close()
+	br := bufio.NewReaderSize(c.nc, 4096)
+	if tc, ok := c.nc.(*tls.Conn); ok && inbound {
+		_ = tc.SetDeadline(time.Now().Add(h.cfg.MessageTimeout))
+		if err := tc.Handshake(); err != nil {
+			c.failed(err)
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+	}
+	if c.ws {
+		if err := c.wsHandshake(br); err != nil {
+			c.failed(err)
+			return
+		}
+	}
+	if inbound {
+		c.t.register(c)
+	}
+	for {
+		var msg []byte
+		var err error
+		if c.ws {
+			msg, err = c.readWS(br)
+		} else {
+			msg, err = c.readSIP(br)
+		}
+		if err != nil {
+			var wc wsCloseError
+			if errors.As(err, &wc) {
+				c.wsClose(wc.code)
+			}
+			c.failed(err)
+			return
+		}
+		if !c.deliver(msg) {
+			return
+		}
+	}
+}
+
+// failed counts why a connection ended.
+func (c *conn) failed(err error) {
+	h := c.t.h
+	var ne net.Error
+	switch {
+	case c.isClosed(), errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case errors.As(err, &ne) && ne.Timeout():
+		h.st.timeouts.Add(1)
+	case errors.Is(err, errFraming):
+		h.st.framing.Add(1)
+		h.log.Debug("asyncsip: connection closed", "from", c.remote, "transport", c.t.proto, "err", err)
+	}
+}
+
+// deliver posts msg to the connection's loop, waiting while too many of
+// its messages are pending there. It reports false once the connection
+// or the loop is closed.
+func (c *conn) deliver(msg []byte) bool {
+	select {
+	case c.sem <- struct{}{}:
+	case <-c.done:
+		return false
+	}
+	h := c.t.h
+	h.st.received.Add(1)
+	l := c.loop
+	err := l.Post(func() {
+		defer func() { <-c.sem }()
+		h.core.Receive(l, msg, c.remote, c.ct)
+	})
+	if err != nil {
+		<-c.sem
+		return false
+	}
+	return true
+}
+
+// readSIP reads one message framed by Content-Length (RFC 3261 §18.3).
+// CRLF keep-alives before it are answered (RFC 5626 §3.5.1: a CRLFCRLF
+// ping gets a CRLF pong).
+func (c *conn) readSIP(br *bufio.Reader) ([]byte, error) {
+	h := c.t.h
+	_ = c.nc.SetReadDeadline(time.Now().Add(h.cfg.IdleTimeout))
+	n := 0
+	for {
+		b, err := br.ReadByte()
+		if err != nil {
+			return nil, err
+		}
+		if b != '\r' && b != '\n' {
+			_ = br.UnreadByte()
+			break
+		}
+		if n++; n == 4 { // a CRLFCRLF ping
+			n = 0
+			h.st.keepalive.Add(1)
+			_ = c.enqueueRaw([]byte("\r\n"))
+			_ = c.nc.SetReadDeadline(time.Now().Add(h.cfg.IdleTimeout))
+		}
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(h.cfg.MessageTimeout))
+	head, err := readHead(br, h.cfg.MaxHeader)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := contentLength(head)
+	if err != nil {
+		return nil, err
+	}
+	if len(head)+cl > h.maxMsg {
+		return nil, fmt.Errorf("%w: message of %d bytes > %d", errFraming, len(head)+cl, h.maxMsg)
+	}
+	msg := slices.Grow(head, cl)[:len(head)+cl]
+	if _, err := io.ReadFull(br, msg[len(head):]); err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// readHead reads a header section up to and including its empty line,
+// bounded by max bytes.
+func readHead(br *bufio.Reader, max int) ([]byte, error) {
+	head := make([]byte, 0, 1024)
+	for {
+		start := len(head)
+		for {
+			frag, err := br.ReadSlice('\n')
+			head = append(head, frag...)
+			if len(head) > max {
+				return nil, fmt.Errorf("%w: header section > %d bytes", errFraming, max)
+			}
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, bufio.ErrBufferFull) {
+				return nil, err
+			}
+		}
+		if len(bytes.TrimRight(head[start:], "\r\n")) == 0 {
+			return head, nil
+		}
+	}
+}
+
+// contentLength finds Content-Length (or "l") in a header section; a
+// missing one means no body. Conflicting or malformed values are framing
+// errors: the stream cannot be resynchronised.
+func contentLength(head []byte) (int, error) {
+	cl := -1
+	for line := range bytes.Lines(head) {
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 {
+			continue
+		}
+		name := bytes.TrimRight(line[:i], " \t")
+		if !bytes.EqualFold(name, []byte("Content-Length")) && !bytes.EqualFold(name, []byte("l")) {
+			continue
+		}
+		v := bytes.TrimSpace(line[i+1:])
+		n := 0
+		if len(v) == 0 || len(v) > 9 {
+			return 0, fmt.Errorf("%w: Content-Length %q", errFraming, v)
+		}
+		for _, d := range v {
+			if d < '0' || d > '9' {
+				return 0, fmt.Errorf("%w: Content-Length %q", errFraming, v)
+			}
+			n = n*10 + int(d-'0')
+		}
+		if cl >= 0 && cl != n {
+			return 0, fmt.Errorf("%w: two Content-Length values", errFraming)
+		}
+		cl = n
+	}
+	return max(cl, 0), nil
+}

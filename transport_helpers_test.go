@@ -1,0 +1,317 @@
+package asyncsip_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+// startStream starts a server with cfg's listeners; Shutdown at the end of
+// the test must bring goroutines and descriptors back to where they were.
+func startStream(t *testing.T, cfg asyncsip.Config, routes tm.Routes) *asyncsip.Server {
+	t.Helper()
+	leaks := goleak.IgnoreCurrent()
+	fds := testenv.CountFDs()
+	if cfg.Workers == 0 {
+		cfg.Workers = 2
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Timers.T1 == 0 {
+		cfg.Timers = tm.Timers{T1: 50 * time.Millisecond, T2: 200 * time.Millisecond, T4: 250 * time.Millisecond}
+	}
+	srv, err := asyncsip.New(cfg)
+	require.NoError(t, err)
+	srv.SetRoutes(routes)
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, srv.Shutdown(ctx))
+		checkFDs(t, fds)
+		goleak.VerifyNone(t, leaks)
+	})
+	return srv
+}
+
+// relayOrReply relays every request to its Request-URI (or Route set);
+// OPTIONS addressed to the proxy itself is answered 200.
+func relayOrReply(c *tm.Context) {
+	if c.Req.Method == "OPTIONS" && c.Req.Recipient.User == "" {
+		_ = c.Reply(200, "OK")
+		return
+	}
+	_ = c.Relay()
+}
+
+// streamPeer is a raw SIP endpoint on one stream connection (TCP or TLS).
+type streamPeer struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func dialStream(t *testing.T, network string, addr netip.AddrPort) *streamPeer {
+	t.Helper()
+	nc, err := net.DialTimeout(network, addr.String(), 2*time.Second)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = nc.Close() })
+	return &streamPeer{t: t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+func newReader(nc net.Conn) *bufio.Reader { return bufio.NewReader(nc) }
+
+func (p *streamPeer) port() int { return p.nc.LocalAddr().(*net.TCPAddr).Port }
+
+func (p *streamPeer) send(raw string) {
+	p.t.Helper()
+	_ = p.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	_, err := io.WriteString(p.nc, raw)
+	require.NoError(p.t, err)
+}
+
+// read returns the next SIP message, framed by Content-Length.
+func (p *streamPeer) read(d time.Duration) string {
+	p.t.Helper()
+	msg, err := p.tryRead(d)
+	require.NoError(p.t, err)
+	return msg
+}
+
+func (p *streamPeer) tryRead(d time.Duration) (string, error) {
+	_ = p.nc.SetReadDeadline(time.Now().Add(d))
+	var head strings.Builder
+	for {
+		line, err := p.br.ReadString('\n')
+		if err != nil {
+			return "", err
+		}
+		if head.Len() == 0 && (line == "\r\n" || line == "\n") {
+			continue // keep-alive
+		}
+		head.WriteString(line)
+		if line == "\r\n" {
+			break
+		}
+	}
+	h := head.String()
+	n, _ := strconv.Atoi(hdrValue(h, "Content-Length"))
+	body := make([]byte, n)
+	if _, err := io.ReadFull(p.br, body); err != nil {
+		return "", err
+	}
+	return h + string(body), nil
+}
+
+// closedWithin reports whether the server closed the connection within d
+// (a read ends with EOF or a reset rather than a timeout).
+func (p *streamPeer) closedWithin(d time.Duration) bool {
+	_ = p.nc.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, p.br)
+	var ne net.Error
+	return !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// dgramPeer is a raw SIP endpoint on a UDP socket.
+type dgramPeer struct {
+	t    *testing.T
+	conn *net.UDPConn
+}
+
+func newDgramPeer(t *testing.T) *dgramPeer {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	return &dgramPeer{t: t, conn: c}
+}
+
+func (p *dgramPeer) port() int { return p.conn.LocalAddr().(*net.UDPAddr).Port }
+
+func (p *dgramPeer) sendTo(to netip.AddrPort, raw string) {
+	p.t.Helper()
+	_, err := p.conn.WriteToUDPAddrPort([]byte(raw), to)
+	require.NoError(p.t, err)
+}
+
+// read returns the next datagram that is not a 100 Trying, and its source.
+func (p *dgramPeer) read(d time.Duration) (string, netip.AddrPort) {
+	p.t.Helper()
+	buf := make([]byte, 65535)
+	deadline := time.Now().Add(d)
+	for {
+		_ = p.conn.SetReadDeadline(deadline)
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		require.NoError(p.t, err)
+		msg := string(buf[:n])
+		if !strings.HasPrefix(msg, "SIP/2.0 100 ") {
+			return msg, from
+		}
+	}
+}
+
+// request builds a raw request; via is "TCP", "UDP", ….
+func rawRequest(method, ruri, via string, port int, callID, body string, extra ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s SIP/2.0\r\n", method, ruri)
+	fmt.Fprintf(&b, "Via: SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK-%s-%s;rport\r\n", via, port, callID, method)
+	b.WriteString("Max-Forwards: 70\r\n")
+	fmt.Fprintf(&b, "From: <sip:alice@127.0.0.1>;tag=a-%s\r\n", callID)
+	fmt.Fprintf(&b, "To: <%s>\r\n", ruri)
+	fmt.Fprintf(&b, "Call-ID: %s\r\n", callID)
+	fmt.Fprintf(&b, "CSeq: 1 %s\r\n", method)
+	fmt.Fprintf(&b, "Contact: <sip:alice@127.0.0.1:%d;transport=%s>\r\n", port, strings.ToLower(via))
+	for _, h := range extra {
+		b.WriteString(h + "\r\n")
+	}
+	fmt.Fprintf(&b, "Content-Length: %d\r\n\r\n%s", len(body), body)
+	return b.String()
+}
+
+// answer builds a response to a raw request: its Vias, Record-Routes,
+// From, To (with a tag), Call-ID and CSeq.
+func answer(req string, code int, reason string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "SIP/2.0 %d %s\r\n", code, reason)
+	for _, line := range strings.Split(req, "\r\n") {
+		name, _, _ := strings.Cut(line, ":")
+		switch strings.ToLower(strings.TrimSpace(name)) {
+		case "via", "record-route", "from", "call-id", "cseq":
+			b.WriteString(line + "\r\n")
+		case "to":
+			b.WriteString(line + ";tag=uas\r\n")
+		}
+	}
+	b.WriteString("Content-Length: 0\r\n\r\n")
+	return b.String()
+}
+
+// header returns the first value of a header in a raw message.
+func hdrValue(msg, name string) string {
+	for _, line := range strings.Split(msg, "\r\n") {
+		n, v, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(n), name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// headers returns every value of a header in a raw message, in order.
+func hdrValues(msg, name string) []string {
+	var out []string
+	for _, line := range strings.Split(msg, "\r\n") {
+		n, v, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(n), name) {
+			out = append(out, strings.TrimSpace(v))
+		}
+	}
+	return out
+}
+
+// testPKI is a CA and a certificate for 127.0.0.1 signed by it, written as
+// PEM files in a temporary directory.
+type testPKI struct {
+	dir                      string
+	caFile, certFile, keyFile string
+	clientCert               tls.Certificate // signed by the CA, for client auth
+	pool                     *x509.CertPool
+}
+
+func newPKI(t *testing.T) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "asyncsip test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	require.NoError(t, err)
+	ca, err := x509.ParseCertificate(caDER)
+	require.NoError(t, err)
+	leaf := func(serial int64, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		require.NoError(t, err)
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+			KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		require.NoError(t, err)
+		return der, key
+	}
+	write := func(name, typ string, der []byte) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+		return p
+	}
+	srvDER, srvKey := leaf(2, x509.ExtKeyUsageServerAuth)
+	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
+	require.NoError(t, err)
+	cliDER, cliKey := leaf(3, x509.ExtKeyUsageClientAuth)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return &testPKI{
+		dir: dir, caFile: write("ca.pem", "CERTIFICATE", caDER),
+		certFile: write("cert.pem", "CERTIFICATE", srvDER), keyFile: write("key.pem", "EC PRIVATE KEY", srvKeyDER),
+		clientCert: tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey},
+		pool:       pool,
+	}
+}
+
+// serverTLS is a tls.Config for a test UAS using the PKI's certificate.
+func (p *testPKI) serverTLS(t *testing.T) *tls.Config {
+	cert, err := tls.LoadX509KeyPair(p.certFile, p.keyFile)
+	require.NoError(t, err)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// dialTLS connects a raw SIP peer over TLS, with an optional client cert.
+func (p *testPKI) dialTLS(t *testing.T, addr netip.AddrPort, withCert bool) (*streamPeer, error) {
+	t.Helper()
+	cfg := &tls.Config{RootCAs: p.pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if withCert {
+		cfg.Certificates = []tls.Certificate{p.clientCert}
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 2 * time.Second}, Config: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	nc, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	return &streamPeer{t: t, nc: nc, br: bufio.NewReader(nc)}, nil
+}
