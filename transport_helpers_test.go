@@ -239,10 +239,10 @@ func hdrValues(msg, name string) []string {
 // testPKI is a CA and a certificate for 127.0.0.1 signed by it, written as
 // PEM files in a temporary directory.
 type testPKI struct {
-	dir                      string
+	dir                       string
 	caFile, certFile, keyFile string
-	clientCert               tls.Certificate // signed by the CA, for client auth
-	pool                     *x509.CertPool
+	clientCert                tls.Certificate // signed by the CA, for client auth
+	pool                      *x509.CertPool
 }
 
 func newPKI(t *testing.T) *testPKI {

@@ -1,0 +1,135 @@
+package asyncsip_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/tm"
+)
+
+// TestUDPToTLSConversion: an INVITE over UDP to a sips:-free target with
+// ;transport=tls opens a verified TLS connection (certificate checked
+// against the test CA and the target's IP), carries a TLS Via and two
+// Record-Routes; the 200 comes back over UDP; a second request reuses the
+// connection.
+func TestUDPToTLSConversion(t *testing.T) {
+	pki := newPKI(t)
+	srv := startStream(t, asyncsip.Config{
+		Listen: []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"},
+		Stream: asyncsip.StreamConfig{CertFile: pki.certFile, KeyFile: pki.keyFile, RootCAFile: pki.caFile},
+	}, tm.Routes{Request: relayOrReply})
+	udpAddr, tlsAddr := srv.Addrs()[0], srv.Addrs()[1]
+
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", pki.serverTLS(t))
+	require.NoError(t, err)
+	defer ln.Close()
+	uasPort := ln.Addr().(*net.TCPAddr).Port
+	acc := make(chan net.Conn, 1)
+	go func() {
+		defer close(acc)
+		if c, err := ln.Accept(); err == nil {
+			acc <- c
+		}
+	}()
+
+	uac := newDgramPeer(t)
+	ruri := "sip:bob@127.0.0.1:" + strconv.Itoa(uasPort) + ";transport=tls"
+	uac.sendTo(udpAddr, rawRequest("INVITE", ruri, "UDP", uac.port(), "tls-1", ""))
+	var nc net.Conn
+	select {
+	case nc = <-acc:
+	case <-time.After(wait):
+		t.Fatal("no TLS connection from the proxy")
+	}
+	require.NotNil(t, nc)
+	defer nc.Close()
+	uas := &streamPeer{t: t, nc: nc, br: bufio.NewReader(nc)}
+	inv := uas.read(wait)
+	require.Contains(t, hdrValue(inv, "Via"), "SIP/2.0/TLS 127.0.0.1:"+strconv.Itoa(int(tlsAddr.Port())))
+	require.Equal(t, []string{
+		"<sip:127.0.0.1:" + strconv.Itoa(int(tlsAddr.Port())) + ";transport=tls;lr>",
+		"<sip:127.0.0.1:" + strconv.Itoa(int(udpAddr.Port())) + ";lr>",
+	}, hdrValues(inv, "Record-Route"))
+	uas.send(answer(inv, 200, "OK"))
+	resp, _ := uac.read(wait)
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+
+	uac.sendTo(udpAddr, rawRequest("MESSAGE", ruri, "UDP", uac.port(), "tls-2", "hi"))
+	msg := uas.read(wait)
+	require.Equal(t, "tls-2", hdrValue(msg, "Call-ID"))
+	uas.send(answer(msg, 200, "OK"))
+	resp, _ = uac.read(wait)
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+	require.EqualValues(t, 1, srv.StreamStats().Dialed, "one connection, reused")
+}
+
+// TestTLSUntrustedPeer: a TLS target whose certificate the proxy cannot
+// verify gets no request; the branch fails and the caller gets a final
+// response.
+func TestTLSUntrustedPeer(t *testing.T) {
+	pki, other := newPKI(t), newPKI(t)
+	srv := startStream(t, asyncsip.Config{
+		Listen: []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"},
+		Stream: asyncsip.StreamConfig{CertFile: pki.certFile, KeyFile: pki.keyFile, RootCAFile: pki.caFile},
+	}, tm.Routes{Request: relayOrReply})
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", other.serverTLS(t))
+	require.NoError(t, err)
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			_ = c.(*tls.Conn).Handshake()
+			_ = c.Close()
+		}
+	}()
+	uac := newDgramPeer(t)
+	ruri := "sip:bob@127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + ";transport=tls"
+	uac.sendTo(srv.Addrs()[0], rawRequest("MESSAGE", ruri, "UDP", uac.port(), "tls-bad", "x"))
+	resp, _ := uac.read(5 * time.Second)
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 408 ") || strings.HasPrefix(resp, "SIP/2.0 5"), resp)
+	require.EqualValues(t, 1, srv.StreamStats().DialFailures)
+}
+
+// TestTLSClientCertificate: with ClientCAFile the listener requires a
+// client certificate signed by that CA.
+func TestTLSClientCertificate(t *testing.T) {
+	pki := newPKI(t)
+	srv := startStream(t, asyncsip.Config{
+		Listen: []string{"tls:127.0.0.1:0"},
+		Stream: asyncsip.StreamConfig{CertFile: pki.certFile, KeyFile: pki.keyFile, ClientCAFile: pki.caFile},
+	}, tm.Routes{Request: relayOrReply})
+	addr := srv.Addrs()[0]
+
+	p, err := pki.dialTLS(t, addr, true)
+	require.NoError(t, err)
+	p.send(rawRequest("OPTIONS", "sip:127.0.0.1", "TLS", p.port(), "cc-1", ""))
+	resp := p.read(wait)
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+
+	// Without a certificate the handshake (TLS 1.3: the first read) fails.
+	q, err := pki.dialTLS(t, addr, false)
+	if err == nil {
+		q.send(rawRequest("OPTIONS", "sip:127.0.0.1", "TLS", q.port(), "cc-2", ""))
+		_, err = q.tryRead(wait)
+	}
+	require.Error(t, err)
+}
+
+// TestTLSListenerNeedsCertificate: a tls: listener without certificate
+// files is a clear Start error.
+func TestTLSListenerNeedsCertificate(t *testing.T) {
+	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"tls:127.0.0.1:0"}, Workers: 1})
+	require.NoError(t, err)
+	err = srv.Start()
+	require.ErrorContains(t, err, "CertFile")
+	require.NoError(t, srv.Shutdown(t.Context()))
+	_, err = asyncsip.New(asyncsip.Config{Listen: []string{"sctp:127.0.0.1:0"}})
+	require.ErrorContains(t, err, "not supported")
+}
