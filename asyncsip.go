@@ -41,6 +41,9 @@ type Config struct {
 	NoRecordRoute bool
 	// AbandonCode answers requests whose route did nothing (default 500).
 	AbandonCode int
+	// MaxTransactions, MaxSuspended and MaxBreadth are the overload and
+	// forking bounds of tm.Config (defaults 100000 per loop, 50000, 60).
+	MaxTransactions, MaxSuspended, MaxBreadth int
 	// Resolver resolves next-hop hosts (default: IP literals and localhost).
 	Resolver func(host string) (netip.Addr, error)
 	// ReadBuffer and WriteBuffer set the UDP socket buffers when > 0.
@@ -108,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 	s.core = tm.NewServer(g.Loops(), tm.Config{
 		Timers: cfg.Timers, Limits: cfg.Limits, NoRecordRoute: cfg.NoRecordRoute,
 		AbandonCode: cfg.AbandonCode, Resolver: cfg.Resolver, Logger: cfg.Logger,
+		MaxTransactions: cfg.MaxTransactions, MaxSuspended: cfg.MaxSuspended, MaxBreadth: cfg.MaxBreadth,
 		Capture: cfg.Capture, Observer: s.obs.observer(),
 	}, tm.Routes{})
 	maxMsg := cfg.Limits.MaxMessage
