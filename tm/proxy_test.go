@@ -395,3 +395,16 @@ func TestHandOffKeepsOrder(t *testing.T) {
 	r.run()
 	assert.Equal(t, []string{"MESSAGE", "INFO"}, seen)
 }
+
+// RFC 3261 §16.6 step 7: relaying to a strict router.
+func TestRelayToStrictRouter(t *testing.T) {
+	r := newRig(t, Config{}, Routes{Request: relayAll})
+	raw := request("MESSAGE", "sip:bob@example.com", "strict-1", "z9hG4bK-st1", 1, "Route: <sip:127.0.0.1:5062>\n")
+	r.recv(uacAddr, raw)
+	out := r.expect("127.0.0.1:5062 MESSAGE")
+	req := out[0].msg.(*sip.Request)
+	assert.Equal(t, "sip:127.0.0.1:5062", req.Recipient.String())
+	routes := req.GetHeaders("Route")
+	require.Len(t, routes, 1)
+	assert.Contains(t, routes[0].Value(), "sip:bob@example.com")
+}

@@ -136,6 +136,11 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	if err != nil {
 		return err
 	}
+	if c.dst == "" {
+		// The next hop was the first Route; if that is a strict router the
+		// message itself is rewritten for it (RFC 3261 §16.6 step 7).
+		strictRoute(b.Req)
+	}
 	if !forced {
 		tp = c.largeSwitch(b.Req, dst, tp)
 	}
@@ -362,4 +367,19 @@ func hasCRLF(s string) bool { return strings.ContainsAny(s, "\r\n") }
 
 func badURI(u *sip.Uri) bool {
 	return hasCRLF(u.User) || hasCRLF(u.Host)
+}
+
+// strictRoute applies RFC 3261 §16.6 step 7: when the next hop is a strict
+// router (its Route URI has no ;lr), the Request-URI moves to the end of
+// the Route set and the first Route becomes the Request-URI.
+func strictRoute(req *sip.Request) bool {
+	first := req.Route()
+	if first == nil || first.Address.UriParams.Has("lr") {
+		return false
+	}
+	next := *first.Address.Clone()
+	req.RemoveHeader("Route")
+	req.AppendHeader(&sip.RouteHeader{Address: *req.Recipient.Clone()})
+	req.Recipient = next
+	return true
 }

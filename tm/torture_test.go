@@ -109,7 +109,7 @@ var rfc4475 = []torture{
 		}
 		assert.Equal(t, []string{"UDP", "SCTP", "TLS", "UNKNOWN", "TCP"}, tps)
 	}},
-	{file: "valid/mpart01", sec: "3.1.1.11", want: "fwd", hop: "127.0.0.1:5080", note: "next hop from Route; the binary multipart body is checked byte for byte"},
+	{file: "valid/mpart01", sec: "3.1.1.11", want: "fwd", hop: "127.0.0.1:5080", note: "next hop from its Route, a strict router (no ;lr): the Request-URI is rewritten for it (§16.6 step 7); the binary multipart body is checked byte for byte"},
 	{file: "valid/unreason", sec: "3.1.1.12", want: "resp", note: "relayed upstream with its reason phrase and body"},
 	{file: "valid/noreason", sec: "3.1.1.13", want: "resp", note: "a 100: absorbed hop by hop, and it stops INVITE retransmissions"},
 
@@ -289,7 +289,15 @@ func checkForward(t *testing.T, tc torture, raw []byte, src netip.AddrPort, out 
 	require.Len(t, fwd, 1, "forwarded once: %s", describe(out))
 	require.Equal(t, tc.hop, fwd[0].to.String(), "next hop")
 	got := string(fwd[0].b)
-	assert.Equal(t, firstLine(raw), firstLine(fwd[0].b), "start line unchanged")
+	if tc.file == "valid/mpart01" {
+		// Its Route has no ;lr: the next hop is a strict router, so the
+		// Request-URI moves to the end of the Route set and the router's
+		// URI becomes the Request-URI (RFC 3261 §16.6 step 7).
+		assert.Equal(t, "MESSAGE sip:127.0.0.1:5080 SIP/2.0", firstLine(fwd[0].b))
+		assert.Contains(t, string(fwd[0].b), "Route: <sip:kumiko@example.org>")
+	} else {
+		assert.Equal(t, firstLine(raw), firstLine(fwd[0].b), "start line unchanged")
+	}
 	in, err := sip.ParseMessage(repairSWS(bodyCut(raw)))
 	require.NoError(t, err)
 	m := parseOut(t, got)
