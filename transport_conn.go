@@ -159,11 +159,11 @@ func (c *conn) readLoop(inbound bool) {
 			msg, err = c.readSIP(br)
 		}
 		if err != nil {
+			c.failed(err)
 			var wc wsCloseError
 			if errors.As(err, &wc) {
 				c.wsClose(wc.code)
 			}
-			c.failed(err)
 			return
 		}
 		if !c.deliver(msg) {
