@@ -88,7 +88,7 @@ func kamailioArgv(e *env, sc string) ([]string, []string, error) {
 		"-A", fmt.Sprintf("LISTEN=udp:127.0.0.1:%d", o.Port),
 		"-A", fmt.Sprintf(`TARGET="sip:127.0.0.1:%d"`, o.UASPort),
 		"-A", fmt.Sprintf(`REST_URL="http://127.0.0.1:%d/route"`, o.HTTPPort),
-		"-A", fmt.Sprintf(`DB_CON="routes=>sqlite://%s"`, e.dbPath)}
+		"-A", fmt.Sprintf(`DB_CON="routes=>sqlite:///%s"`, e.dbPath)}
 	if e.httpMod != "" {
 		argv = append(argv, "-A", fmt.Sprintf(`HTTP_ASYNC_CLIENT="%s"`, e.httpMod))
 	}

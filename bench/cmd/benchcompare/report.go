@@ -97,9 +97,9 @@ func (r *Results) Markdown() string {
 			}
 			vsMax, vsCPU := "", ""
 			if kam != nil && p != "kamailio" && p != "sipp-direct" {
-				vsMax, vsCPU = ratio(row.MaxCPS, kam.MaxCPS), ratio(row.CPUPer1k, kam.CPUPer1k)
+				vsMax, vsCPU = ratio(row.MaxCPS, kam.MaxCPS), ratio(row.cpu(), kam.cpu())
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, sippAtMax(row), num(row.CPUPer1k, "%.3f"), rate, p50, p99, vsMax, vsCPU)
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, sippAtMax(row), num(row.cpu(), "%.3f"), rate, p50, p99, vsMax, vsCPU)
 		}
 	}
 	if len(r.Missing) > 0 {
@@ -127,6 +127,15 @@ func (r *Results) Markdown() string {
 		w("```\n</details>\n")
 	}
 	return b.String()
+}
+
+// cpu is the CPU per 1,000 calls of a fixed run that passed, else 0: the
+// CPU of an overloaded run measures retransmissions, not calls.
+func (row *Row) cpu() float64 {
+	if row.Fixed == nil || !row.Fixed.OK() {
+		return 0
+	}
+	return row.CPUPer1k
 }
 
 // sippAtMax is SIPp's CPU share in the last passing run at the max rate.
@@ -158,7 +167,7 @@ func writeReport(dir string, r *Results) error {
 		return err
 	}
 	return plot(dir, r, "cpu.png", "Proxy CPU per call (ms), lower is better", "CPU ms per call",
-		func(row *Row) float64 { return row.CPUPer1k })
+		func(row *Row) float64 { return row.cpu() })
 }
 
 // plotData is the gnuplot data: one line per scenario, one column per proxy.
@@ -192,6 +201,21 @@ func plotData(r *Results, value func(*Row) float64) (string, []string) {
 	return b.String(), proxies
 }
 
+// proxyColor keeps one colour per proxy in every plot.
+func proxyColor(p string) string {
+	switch p {
+	case "asyncsip":
+		return "#1f77b4"
+	case "asyncsip-w1":
+		return "#9ecae1"
+	case "kamailio":
+		return "#d62728"
+	case "sipgo":
+		return "#2ca02c"
+	}
+	return "#7f7f7f"
+}
+
 // plot draws a clustered bar chart with gnuplot.
 func plot(dir string, r *Results, name, title, ylabel string, value func(*Row) float64) error {
 	data, proxies := plotData(r, value)
@@ -205,15 +229,15 @@ func plot(dir string, r *Results, name, title, ylabel string, value func(*Row) f
 	defer os.Remove(dat)
 	var s strings.Builder
 	fmt.Fprintf(&s, "set terminal pngcairo size 900,480 font 'sans,10'\nset output '%s'\n", filepath.Join(dir, name))
-	fmt.Fprintf(&s, "set title '%s\\n%s, %s'\nset ylabel '%s'\n", title, r.Date, r.Machine["cpu model"], ylabel)
+	fmt.Fprintf(&s, "set title \"%s\\n%s, %s\"\nset ylabel '%s'\n", title, r.Date, r.Machine["cpu model"], ylabel)
 	s.WriteString("set datafile missing '?'\nset style data histograms\nset style histogram clustered gap 1\n")
-	s.WriteString("set style fill solid 0.85 border -1\nset boxwidth 0.9\nset key top right\nset grid ytics\nset yrange [0:*]\n")
+	s.WriteString("set style fill solid 0.85 border -1\nset boxwidth 0.9\nset key top right\nset grid ytics\nset yrange [0:*]\nset offsets 0, 0, graph 0.08, 0\n")
 	fmt.Fprintf(&s, "plot ")
 	for i := range proxies {
 		if i > 0 {
 			s.WriteString(", ")
 		}
-		fmt.Fprintf(&s, "'%s' using %d:xtic(1) title columnheader(%d)", dat, i+2, i+2)
+		fmt.Fprintf(&s, "'%s' using %d:xtic(1) title columnheader(%d) lc rgb '%s'", dat, i+2, i+2, proxyColor(proxies[i]))
 	}
 	s.WriteString("\n")
 	cmd := exec.Command("gnuplot")
