@@ -315,3 +315,14 @@ func (p *testPKI) dialTLS(t *testing.T, addr netip.AddrPort, withCert bool) (*st
 	t.Cleanup(func() { _ = nc.Close() })
 	return &streamPeer{t: t, nc: nc, br: bufio.NewReader(nc)}, nil
 }
+
+// tcpListening reports whether something accepts TCP connections on
+// 127.0.0.1:port.
+func tcpListening(port int) bool {
+	c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
