@@ -70,6 +70,7 @@ func TestResolvePaths(t *testing.T) {
 		{"no NAPTR: SRV per transport", "sip:srv.test", []string{"127.0.0.21:5062/udp", "127.0.0.22:5063/tls", "[::1]:5063/tls"}, nil},
 		{"no NAPTR, no SRV: A/AAAA on 5060", "sip:alice@plain.test", []string{"127.0.0.31:5060/udp", "[::1]:5060/udp"}, nil},
 		{"SIPS without SRV: 5061 over TLS", "sips:plain.test", []string{"127.0.0.31:5061/tls", "[::1]:5061/tls"}, nil},
+		{"maddr is the target", "sip:bob@elsewhere.test;maddr=plain.test;transport=udp", []string{"127.0.0.31:5060/udp", "[::1]:5060/udp"}, nil},
 		{"trailing dot", "sip:plain.test.:5070", []string{"127.0.0.31:5070/udp", "[::1]:5070/udp"}, nil},
 		{"SRV says no service", "sip:nosvc.test;transport=udp", nil, dns.ErrNoRecords},
 		{"SRV target without address skipped", "sip:half.test;transport=udp", []string{"127.0.0.51:5065/udp"}, nil},

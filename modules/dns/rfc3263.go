@@ -45,7 +45,11 @@ func parseSIPURI(s string) (sipURI, error) {
 	if err := sip.ParseUri(in, &u); err != nil {
 		return sipURI{}, fmt.Errorf("%w: %q: %v", ErrBadURI, s, err)
 	}
-	r := sipURI{sips: strings.EqualFold(u.Scheme, "sips"), host: strings.TrimSuffix(strings.Trim(u.Host, "[]"), ".")}
+	host := u.Host
+	if maddr, ok := u.UriParams.Get("maddr"); ok && maddr != "" {
+		host = maddr // RFC 3263 §4: maddr, when present, is the target
+	}
+	r := sipURI{sips: strings.EqualFold(u.Scheme, "sips"), host: strings.TrimSuffix(strings.Trim(host, "[]"), ".")}
 	if r.host == "" {
 		return sipURI{}, fmt.Errorf("%w: %q has no host", ErrBadURI, s)
 	}
