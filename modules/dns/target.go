@@ -141,4 +141,3 @@ func defaultPort(transport string) uint16 {
 	}
 	return 5060
 }
-
