@@ -3,6 +3,7 @@ package dns
 import (
 	"errors"
 
+	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -17,8 +18,9 @@ var (
 	// failure code, or could not be reached (connection refused).
 	ErrServFail = errors.New("dns: server failure")
 	// ErrTimeout: no server answered within Timeout after every attempt.
-	// (The await's own timeout is async.ErrTimeout; KindOf maps both.)
-	ErrTimeout = errors.New("dns: timeout")
+	// It also matches async.ErrTimeout (the await's own timeout), so a
+	// route can test for either with errors.Is(err, async.ErrTimeout).
+	ErrTimeout = timeoutError{}
 	// ErrBadURI: the URI is not a SIP or SIPS URI with a host, or its
 	// transport is not one this resolver supports.
 	ErrBadURI = errors.New("dns: bad SIP URI")
@@ -30,6 +32,11 @@ var (
 	// ErrBadConfig: Config has an invalid field.
 	ErrBadConfig = errors.New("dns: bad config")
 )
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string        { return "dns: timeout" }
+func (timeoutError) Is(target error) bool { return target == async.ErrTimeout }
 
 type notCached struct{}
 

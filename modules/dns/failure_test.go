@@ -20,6 +20,7 @@ func TestTimeout(t *testing.T) {
 	l := startLoop(t)
 	res := resolve(t, l, r, "sip:slow.test:5060")
 	require.ErrorIs(t, res.err, dns.ErrTimeout)
+	require.ErrorIs(t, res.err, async.ErrTimeout, "one test for both timeouts")
 	require.Equal(t, dns.KindTimeout, dns.KindOf(res.err))
 	require.False(t, res.sync)
 	st := r.Stats()
