@@ -213,20 +213,20 @@ func TestMeasureLookupRate(t *testing.T) {
 	if want("relay") {
 		// The ceiling: the same calls relayed with no lookup at all.
 		t.Run("relay", func(t *testing.T) {
-			srv := startProxy(t, workers, func(c *tm.Context) {
+			srv := runProxy(t, workers, func(c *tm.Context) {
 				if c.InDialog() || c.LooseRouted() {
 					_ = c.Relay()
 					return
 				}
 				_ = c.Relay("sip:" + c.Req.Recipient.User + "@127.0.0.1:" + strconv.Itoa(uasPort))
-			})
+			}, false)
 			results["relay"] = search(t, srv, 400, seconds)
 		})
 	}
 	if want("async") {
 		t.Run("async", func(t *testing.T) {
 			client := newClient(t, rest.Config{BaseURL: base, Timeout: 2 * time.Second})
-			srv := startProxy(t, workers, lookupRoute(client))
+			srv := runProxy(t, workers, lookupRoute(client), false)
 			results["async"] = search(t, srv, 400, seconds)
 			t.Logf("client: %+v", client.Stats())
 		})
@@ -235,7 +235,7 @@ func TestMeasureLookupRate(t *testing.T) {
 		t.Run("blocking", func(t *testing.T) {
 			hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2 * workers}}
 			defer hc.CloseIdleConnections()
-			srv := startProxy(t, workers, blockingLookupRoute(hc, base))
+			srv := runProxy(t, workers, blockingLookupRoute(hc, base), false)
 			results["blocking"] = search(t, srv, 25, seconds)
 		})
 	}

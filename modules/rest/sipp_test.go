@@ -94,8 +94,17 @@ func targetHandler(target string, delay time.Duration, lookups *atomic.Int64) ht
 	return mux
 }
 
-// startProxy runs the real server with routes for the test.
+// startProxy runs the real server with routes for the test; its graceful
+// shutdown must complete.
 func startProxy(t testing.TB, workers int, request func(*tm.Context)) *asyncsip.Server {
+	t.Helper()
+	return runProxy(t, workers, request, true)
+}
+
+// runProxy runs the real server. With strict unset (measurements, which
+// push it past its limits), a drain that reaches its deadline — calls left
+// unfinished by an overloaded step — is logged rather than failed.
+func runProxy(t testing.TB, workers int, request func(*tm.Context), strict bool) *asyncsip.Server {
 	t.Helper()
 	srv, err := asyncsip.New(asyncsip.Config{
 		Listen: []string{"udp:127.0.0.1:0"}, Workers: workers,
@@ -107,7 +116,13 @@ func startProxy(t testing.TB, workers int, request func(*tm.Context)) *asyncsip.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
+		if err := srv.Shutdown(ctx); err != nil {
+			if strict {
+				t.Errorf("shutdown: %v", err)
+			} else {
+				t.Logf("shutdown: %v (transactions of an overloaded step were still in progress)", err)
+			}
+		}
 	})
 	return srv
 }
