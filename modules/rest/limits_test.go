@@ -182,10 +182,11 @@ func TestOverload(t *testing.T) {
 		require.NoError(t, wait(t, a, "a").err)
 		require.NoError(t, wait(t, b, "b").err)
 	})
-	g = newGate()
-	ts.Config.Handler = g
-	defer g.open()
 	t.Run("bounded queue", func(t *testing.T) {
+		g := newGate()
+		ts := httptest.NewServer(g)
+		defer ts.Close()
+		defer g.open()
 		c := newClient(t, rest.Config{MaxConcurrent: 1, Queue: 2})
 		var chs []<-chan outcome[rest.Result]
 		for range 3 {
