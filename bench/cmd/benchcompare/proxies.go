@@ -33,7 +33,7 @@ var proxyKinds = map[string]proxyKind{
 	"asyncsip": {scenarios: scenarioNames, argv: asyncsipArgv},
 	// asyncsip-w1: one worker loop instead of 4, which shows what the
 	// hand-offs between loops sharing one CPU cost.
-	"asyncsip-w1": {scenarios: []string{"relay", "sleep"}, argv: func(e *env, sc string) ([]string, []string, error) {
+	"asyncsip-w1": {scenarios: []string{"relay"}, argv: func(e *env, sc string) ([]string, []string, error) {
 		argv, env, err := asyncsipArgv(e, sc)
 		return withWorkers(argv, "1"), env, err
 	}},
