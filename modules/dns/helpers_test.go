@@ -28,6 +28,9 @@ type zone struct {
 	total   atomic.Int64
 	// servfail lists name suffixes answered SERVFAIL.
 	servfail []string
+	// truncateUDP answers every UDP query truncated and empty (TC=1), so
+	// the client must ask again over TCP.
+	truncateUDP bool
 	// soaMin, when set, is the SOA minimum sent with negative answers.
 	soaMin atomic.Uint32
 }
@@ -84,6 +87,21 @@ func (z *zone) ServeDNS(w mdns.ResponseWriter, req *mdns.Msg) {
 			m.Answer = append(m.Answer, mdns.Copy(rr))
 		}
 	}
+	if len(m.Answer) == 0 && q.Qtype != mdns.TypeCNAME { // follow one CNAME, as a recursive server does
+		for _, rr := range z.records {
+			if c, ok := rr.(*mdns.CNAME); ok && mdns.CanonicalName(c.Hdr.Name) == name {
+				m.Answer = append(m.Answer, mdns.Copy(rr))
+				for _, rr2 := range z.records {
+					if mdns.CanonicalName(rr2.Header().Name) == mdns.CanonicalName(c.Target) && rr2.Header().Rrtype == q.Qtype {
+						m.Answer = append(m.Answer, mdns.Copy(rr2))
+					}
+				}
+			}
+		}
+	}
+	if z.truncateUDP && w.LocalAddr().Network() == "udp" {
+		m.Answer, m.Truncated = nil, true
+	}
 	if len(m.Answer) == 0 {
 		if !exists {
 			m.Rcode = mdns.RcodeNameError
@@ -137,6 +155,38 @@ func serve(t testing.TB, h mdns.Handler) string {
 		<-served
 	})
 	return pc.LocalAddr().String()
+}
+
+// serveUDPAndTCP starts a DNS server for h on one port over UDP and TCP.
+func serveUDPAndTCP(t testing.TB, h mdns.Handler) string {
+	t.Helper()
+	for range 20 {
+		addr := serve(t, h)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue // the port is taken over TCP: try another
+		}
+		started := make(chan struct{})
+		srv := &mdns.Server{Listener: ln, Handler: h, NotifyStartedFunc: func() { close(started) }}
+		served := make(chan error, 1)
+		go func() { served <- srv.ActivateAndServe() }()
+		select {
+		case <-started:
+		case err := <-served:
+			t.Fatalf("dns tcp server: %v", err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.ShutdownContext(ctx); err != nil {
+				t.Errorf("dns tcp server shutdown: %v", err)
+			}
+			<-served
+		})
+		return addr
+	}
+	t.Fatal("no port free over both UDP and TCP")
+	return ""
 }
 
 // silent returns the address of a UDP socket that never answers.

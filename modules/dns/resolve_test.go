@@ -3,6 +3,7 @@ package dns_test
 import (
 	"errors"
 	"slices"
+	"time"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -161,4 +162,33 @@ func TestKindOf(t *testing.T) {
 		require.Equal(t, k, dns.KindOf(err))
 	}
 	require.True(t, slices.Contains([]dns.Kind{dns.KindTimeout}, dns.KindOf(errors.Join(dns.ErrTimeout))))
+}
+
+// A truncated UDP answer is asked again over TCP.
+func TestTruncatedAnswerRetriedOverTCP(t *testing.T) {
+	checkFDs(t)
+	z := newZone(t, "big.test. 60 IN A 127.0.0.96")
+	z.truncateUDP = true
+	r := newResolver(t, dns.Config{Servers: []string{serveUDPAndTCP(t, z)}, IPv4Only: true})
+	l := startLoop(t)
+	res := resolve(t, l, r, "sip:big.test:5060")
+	require.NoError(t, res.err)
+	require.Equal(t, []string{"127.0.0.96:5060/udp"}, targets(res.ts))
+	require.Equal(t, 2, z.count("big.test", "A"), "one query over UDP, one over TCP")
+}
+
+// A CNAME chain in the answer ends in the records asked for.
+func TestCNAME(t *testing.T) {
+	z := newZone(t,
+		"_sip._udp.alias.test. 60 IN SRV 10 1 5066 sip.alias.test.",
+		"sip.alias.test. 60 IN CNAME real.alias.test.",
+		"real.alias.test. 30 IN A 127.0.0.97",
+	)
+	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true})
+	l := startLoop(t)
+	res := resolve(t, l, r, "sip:alias.test;transport=udp")
+	require.NoError(t, res.err)
+	require.Equal(t, []string{"127.0.0.97:5066/udp"}, targets(res.ts))
+	require.Equal(t, "sip.alias.test", res.ts[0].Host)
+	require.Equal(t, 30*time.Second, res.ts[0].TTL)
 }
