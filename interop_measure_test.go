@@ -78,7 +78,7 @@ func TestMeasureMaxCallRate(t *testing.T) {
 					tc.name, tc.workers, rate, step, res.Successful, res.Failed,
 					res.Elapsed.Round(10*time.Millisecond), res.ExitCode)
 				if !ok {
-					t.Logf("SIPp errors of the failed step:\n%s", errorSummary(res.Errors))
+					t.Logf("UAC's SIPp errors:\n%s\nproxy: %+v", errorSummary(res.Errors), p.srv.Core().Stats())
 					break
 				}
 				best = rate
@@ -91,7 +91,9 @@ func TestMeasureMaxCallRate(t *testing.T) {
 				t.Logf("shutdown after the last step: %v (%+v)", err, p.srv.Core().Stats())
 			}
 			cancel()
-			uas.Stop()
+			if ur := uas.Stop(); ur.Failed > 0 {
+				t.Logf("UAS: %d calls failed; SIPp errors:\n%s", ur.Failed, errorSummary(ur.Errors))
+			}
 			line := fmt.Sprintf("%-26s %d workers: max %d calls/s with 0 failed", tc.name, tc.workers, best)
 			summary = append(summary, line)
 			t.Log(line)
