@@ -55,6 +55,7 @@ type Options struct {
 	WaitLoad      float64
 	WaitMax       time.Duration
 	Kamailio      KamailioOptions
+	Version       string // asyncsip version to report; default git describe
 }
 
 // KamailioOptions are the Kamailio command-line settings.
@@ -120,6 +121,7 @@ func parseFlags(args []string) (Options, bool, error) {
 	fs.IntVar(&o.HTTPPort, "http-port", 0, "TCP port of the HTTP delay server (0: a free one)")
 	fs.BoolVar(&o.Install, "install", true, "apt-get install sip-tester, kamailio and gnuplot when missing (as root)")
 	fs.BoolVar(&o.Profile, "profile", false, "after the measurements, CPU-profile asyncsip at -fixed-rate in every scenario")
+	fs.StringVar(&o.Version, "asyncsip-version", "", "asyncsip version to report (default: git describe of the repository; set it when running from an exported tree)")
 	fs.StringVar(&o.Note, "note", "", "note printed in RESULTS.md (conditions of the run)")
 	fs.Float64Var(&o.WaitLoad, "wait-load", 0, "before starting, wait until the 1-min load average is below this (0: don't wait)")
 	fs.DurationVar(&o.WaitMax, "wait-max", 30*time.Minute, "longest wait for -wait-load")

@@ -77,7 +77,10 @@ func runAll(ctx context.Context, o Options) (*Results, error) {
 	}
 	e.res.Date = time.Now().UTC().Format("2006-01-02 15:04 MST")
 	e.res.Machine = machineInfo()
-	e.res.Versions = versions(o.Repo, e.httpMod)
+	e.res.Versions = versions(e.o.Repo, e.httpMod)
+	if o.Version != "" {
+		e.res.Versions["asyncsip"] = o.Version
+	}
 	e.res.Settings = map[string]string{
 		"step": o.Step.String(), "fixed rate": fmt.Sprintf("%.0f calls/s", o.FixedRate),
 		"fixed duration": o.FixedDuration.String(), "precision": fmt.Sprint(o.Search.Precision),
