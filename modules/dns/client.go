@@ -26,6 +26,12 @@ func (q networkQuerier) query(ctx context.Context, name string, qtype uint16) ([
 	r.mu.Lock()
 	f, joined := r.flights[k]
 	if !joined {
+		// A flight may have ended (its answer cached, then the flight
+		// removed) since the miss above: look again before asking.
+		if e, ok := r.cache.get(k, now); ok {
+			r.mu.Unlock()
+			return e.rrs, e.expires.Sub(now), e.err
+		}
 		f = &flight{done: make(chan struct{})}
 		r.flights[k] = f
 	}
