@@ -102,14 +102,15 @@ func TestMeasureMaxCallRate(t *testing.T) {
 	t.Logf("summary (step %v):\n%s", step, strings.Join(summary, "\n"))
 }
 
-var sippAbort = regexp.MustCompile(`Aborting call on ([^']*?) for Call-I[dD] '[^']*'(?:: (while [^(]*)\([^)]*\), received '([^\r\n']*))?`)
+var sippAbort = regexp.MustCompile(`Aborting call on (an unexpected [A-Z]+) for call|` +
+	`Aborting call on ([^']*?) for Call-I[dD] '[^']*'(?:: (while [^(]*)\([^)]*\), received '([^\r\n']*))?`)
 
 // errorSummary counts the reasons in SIPp's error log: why calls were
 // aborted (and on which message), plus late or stray messages.
 func errorSummary(log string) string {
 	counts := map[string]int{}
 	for _, m := range sippAbort.FindAllStringSubmatch(log, -1) {
-		counts[strings.TrimSpace(strings.Join(m[1:], " "))]++
+		counts[strings.Join(strings.Fields(strings.Join(m[1:], " ")), " ")]++
 	}
 	counts["dead call got a message"] = strings.Count(log, "Dead call")
 	counts["message for no known call"] = strings.Count(log, "can't be mapped to a known SIPp call")
