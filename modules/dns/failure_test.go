@@ -154,3 +154,23 @@ func TestCloseEndsQueries(t *testing.T) {
 		t.Fatal("resolution did not end on Close")
 	}
 }
+
+// A server that answers NAPTR (none) but never SRV: the resolution ends at
+// the first SRV timeout instead of waiting once per transport.
+func TestSRVTimeoutEndsResolution(t *testing.T) {
+	var srvAsked atomic.Int64
+	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) {
+		if req.Question[0].Qtype == mdns.TypeSRV {
+			srvAsked.Add(1)
+			return // never answers
+		}
+		m := new(mdns.Msg)
+		m.SetReply(req)
+		_ = w.WriteMsg(m) // NODATA
+	})
+	r := newResolver(t, dns.Config{Servers: []string{serve(t, h)}, Timeout: 20 * time.Millisecond, Attempts: 1})
+	l := startLoop(t)
+	res := resolve(t, l, r, "sip:half-dead.test")
+	require.ErrorIs(t, res.err, dns.ErrTimeout)
+	require.Equal(t, int64(1), srvAsked.Load())
+}

@@ -130,8 +130,8 @@ func (rs resolution) run(ctx context.Context, u sipURI) ([]Target, error) {
 			continue
 		}
 		ts1, found1, err := rs.srvTargets(ctx, u.host, tp)
-		if err != nil && fatal(err) {
-			return nil, err
+		if err != nil && (fatal(err) || errors.Is(err, ErrTimeout)) {
+			return nil, err // a server that timed out would time out again
 		}
 		if found1 {
 			found = true
