@@ -3,8 +3,8 @@ package dns_test
 import (
 	"errors"
 	"slices"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
