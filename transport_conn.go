@@ -27,7 +27,9 @@ var errFraming = errors.New("asyncsip: framing error")
 
 // conn is one TCP, TLS or WebSocket connection: a reader goroutine that
 // frames whole messages and posts them to the connection's loop, and a
-// writer goroutine that drains a bounded queue filled by the loops.
+// bounded queue filled by the loops that a writer goroutine drains. The
+// writer runs only while the queue has something: an idle connection costs
+// one goroutine.
 type conn struct {
 	t      *streamTransport
 	id     uint64
@@ -35,8 +37,9 @@ type conn struct {
 	loop   *reactor.Loop
 	ct     *connTransport
 	ws     bool
-	mu     sync.Mutex
-	nc     net.Conn // set before start; guarded by mu until then
+	mu      sync.Mutex
+	nc      net.Conn // set once (before start for inbound, by the dialer for outbound), under mu
+	writing bool     // a writer goroutine runs; under mu
 	out    chan []byte
 	done   chan struct{}
 	sem    chan struct{}
@@ -62,11 +65,23 @@ func (c *conn) close() {
 	})
 }
 
-// start runs the reader and the writer.
+// start runs the reader, and a writer if messages are already queued.
 func (c *conn) start(inbound bool) {
-	h := c.t.h
-	h.wg.Add(2)
+	c.t.h.wg.Add(1)
 	go c.readLoop(inbound)
+	c.mu.Lock()
+	c.kick()
+	c.mu.Unlock()
+}
+
+// kick starts the writer when something is queued and none runs. c.mu is
+// held, so the wait group is added to before a close can complete.
+func (c *conn) kick() {
+	if c.nc == nil || c.writing || c.isClosed() || len(c.out) == 0 {
+		return
+	}
+	c.writing = true
+	c.t.h.wg.Add(1)
 	go c.writeLoop()
 }
 
@@ -81,11 +96,14 @@ func (c *conn) enqueue(b []byte) error {
 // enqueueRaw queues bytes written as they are; nil asks the writer to
 // close the connection once what is queued before it is written.
 func (c *conn) enqueueRaw(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.isClosed() {
 		return ErrConnClosed
 	}
 	select {
 	case c.out <- b:
+		c.kick()
 		return nil
 	default:
 		c.t.h.st.drops.Add(1)
@@ -93,22 +111,20 @@ func (c *conn) enqueueRaw(b []byte) error {
 	}
 }
 
+// writeLoop writes what is queued, in batches, and exits once the queue
+// is empty (the next enqueue starts another).
 func (c *conn) writeLoop() {
 	defer c.t.h.wg.Done()
-	bufs := make(net.Buffers, 0, 16)
+	var backing [16][]byte
 	for {
-		var b []byte
-		select {
-		case b = <-c.out:
-		case <-c.done:
-			return
-		}
-		bufs = append(bufs[:0], b)
-		last := b == nil
+		// WriteTo consumes the slice it writes: rebuild it from backing.
+		clear(backing[:])
+		bufs := net.Buffers(backing[:0])
+		last := false
 	batch: // write what is queued in one go
 		for !last && len(bufs) < cap(bufs) {
 			select {
-			case b = <-c.out:
+			case b := <-c.out:
 				if b == nil {
 					last = true
 					break batch
@@ -117,6 +133,16 @@ func (c *conn) writeLoop() {
 			default:
 				break batch
 			}
+		}
+		if len(bufs) == 0 && !last {
+			c.mu.Lock()
+			if len(c.out) == 0 || c.isClosed() {
+				c.writing = false
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
+			continue
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.h.cfg.WriteTimeout))
 		if _, err := bufs.WriteTo(c.nc); err != nil || last {

@@ -40,7 +40,7 @@ type StreamConfig struct {
 	// (10 s).
 	DialTimeout, WriteTimeout time.Duration
 	// WriteQueue bounds the messages waiting to be written on one
-	// connection (256); beyond it sends fail and are counted as drops.
+	// connection (128); beyond it sends fail and are counted as drops.
 	WriteQueue int
 	// CertFile and KeyFile are the PEM certificate chain and key of tls:
 	// and wss: listeners.
@@ -68,7 +68,7 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	def(&c.MaxConns, 10000)
 	def(&c.MaxConnsPerIP, 64)
 	def(&c.MaxHeader, 16384)
-	def(&c.WriteQueue, 256)
+	def(&c.WriteQueue, 128)
 	defD(&c.IdleTimeout, 3*time.Minute)
 	defD(&c.MessageTimeout, 10*time.Second)
 	defD(&c.DialTimeout, 5*time.Second)
@@ -433,7 +433,7 @@ func (t *streamTransport) dial(c *conn) {
 			_ = nc.Close()
 			return
 		}
-		c.start(false)
+		c.start(false) // writes what waited for the connect
 	}()
 }
 

@@ -234,3 +234,24 @@ func dialIPv6(t *testing.T, addr netip.AddrPort) *streamPeer {
 	t.Cleanup(func() { _ = nc.Close() })
 	return &streamPeer{t: t, nc: nc, br: newReader(nc)}
 }
+
+// TestStreamPipelined: many requests in one write are all answered, in
+// batches larger than the writer's (a regression test for a writer that
+// lost its batch buffer after a full batch).
+func TestStreamPipelined(t *testing.T) {
+	srv := startStream(t, asyncsip.Config{Listen: []string{"tcp:127.0.0.1:0"}}, tm.Routes{Request: relayOrReply})
+	p := dialStream(t, "tcp", srv.Addrs()[0])
+	const n = 100
+	var all strings.Builder
+	for i := 0; i < n; i++ {
+		all.WriteString(rawRequest("OPTIONS", "sip:127.0.0.1", "TCP", p.port(), "pipe-"+strconv.Itoa(i), ""))
+	}
+	p.send(all.String())
+	seen := map[string]bool{}
+	for i := 0; i < n; i++ {
+		resp := p.read(wait)
+		require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+		seen[hdrValue(resp, "Call-ID")] = true
+	}
+	require.Len(t, seen, n)
+}
