@@ -31,20 +31,20 @@ var errFraming = errors.New("asyncsip: framing error")
 // writer runs only while the queue has something: an idle connection costs
 // one goroutine.
 type conn struct {
-	t      *streamTransport
-	id     uint64
-	remote netip.AddrPort
-	loop   *reactor.Loop
-	ct     *connTransport
-	ws     bool
+	t       *streamTransport
+	id      uint64
+	remote  netip.AddrPort
+	loop    *reactor.Loop
+	ct      *connTransport
+	ws      bool
 	mu      sync.Mutex
 	nc      net.Conn // set once (before start for inbound, by the dialer for outbound), under mu
 	writing bool     // a writer goroutine runs; under mu
-	out    chan []byte
-	done   chan struct{}
-	sem    chan struct{}
-	once   sync.Once
-	closed atomic.Bool
+	out     chan []byte
+	done    chan struct{}
+	sem     chan struct{}
+	once    sync.Once
+	closed  atomic.Bool
 }
 
 func (c *conn) isClosed() bool { return c.closed.Load() }
