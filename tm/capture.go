@@ -105,18 +105,24 @@ func (o *observe) wrap(tp Transport) Transport {
 
 // inbound counts and captures a received datagram and returns the wrapped
 // form of tp, so that responses sent on it are counted too. A transport
-// that was never added with AddTransport is returned as is.
+// that was never added with AddTransport (a connection's own transport,
+// through which responses go back on that connection) is wrapped for this
+// message.
 func (o *observe) inbound(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) Transport {
 	if len(data) == 0 || data[0] == '\r' || data[0] == '\n' {
 		return tp // keep-alive
 	}
 	o.count(l, 0, data)
 	if _, ok := tp.(*capTransport); !ok {
+		found := false
 		for _, w := range o.tps {
 			if w.Transport == tp { // same dynamic type => comparable: no panic
-				tp = w
+				tp, found = w, true
 				break
 			}
+		}
+		if !found {
+			tp = &capTransport{Transport: tp, o: o}
 		}
 	}
 	if o.capture != nil {

@@ -103,3 +103,16 @@ func TestURITransport(t *testing.T) {
 	assert.Equal(t, 5061, defaultPort("TLS"))
 	assert.Equal(t, 5060, defaultPort(""))
 }
+
+// A connection's own transport (never registered) still has its sends
+// counted: responses that go back on a connection show in Messages.
+func TestConnectionTransportSendsCounted(t *testing.T) {
+	r, _ := streamRig(t)
+	conn := &fakeStream{proto: "TCP", port: 5070}
+	r.s.Receive(r.g.Loop(0), []byte(request("OPTIONS", "sip:127.0.0.1", "tp-8", "z9hG4bK-tp8", 1, "")), uacAddr, conn)
+	r.run()
+	// relayAll relays to the R-URI, which is this proxy: refused with 503
+	// (loop), sent back on the connection.
+	require.Len(t, conn.out, 1)
+	assert.EqualValues(t, 1, r.s.Messages().ResponsesOut[4])
+}
