@@ -420,6 +420,7 @@ func (t *streamTransport) dial(c *conn) {
 			h.st.dialFail.Add(1)
 			h.log.Debug("asyncsip: connect failed", "to", c.remote, "transport", t.proto, "err", err)
 			c.close()
+			h.core.ConnectionFailed(t, c.remote) // its branches fail now, not at Timer B
 			return
 		}
 		h.st.dialed.Add(1)

@@ -255,3 +255,51 @@ func TestStreamPipelined(t *testing.T) {
 	}
 	require.Len(t, seen, n)
 }
+
+// TestTCPConnectRefused: a TCP target that refuses the connection fails
+// its branch at once; the failure route can fork to another target, which
+// gets the request over TCP.
+func TestTCPConnectRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().(*net.TCPAddr).Port
+	require.NoError(t, ln.Close()) // nothing listens there now
+	good, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer good.Close()
+	alive := good.Addr().(*net.TCPAddr).Port
+	srv := startStream(t, asyncsip.Config{Listen: []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}}, tm.Routes{
+		Request: func(c *tm.Context) { _ = c.Relay("sip:bob@127.0.0.1:" + strconv.Itoa(dead) + ";transport=tcp") },
+		Failure: func(c *tm.Context) {
+			if len(c.Branches()) == 1 {
+				_ = c.Relay("sip:bob@127.0.0.1:" + strconv.Itoa(alive) + ";transport=tcp")
+			}
+		},
+	})
+	acc := make(chan net.Conn, 1)
+	go func() {
+		defer close(acc)
+		if c, err := good.Accept(); err == nil {
+			acc <- c
+		}
+	}()
+	uac := newDgramPeer(t)
+	uac.sendTo(srv.Addrs()[0], rawRequest("MESSAGE", "sip:bob@example.net", "UDP", uac.port(), "refused-1", "x"))
+	var nc net.Conn
+	select {
+	case nc = <-acc:
+	case <-time.After(wait):
+		t.Fatal("the failure route's branch never connected")
+	}
+	require.NotNil(t, nc)
+	defer nc.Close()
+	p := &streamPeer{t: t, nc: nc, br: newReader(nc)}
+	msg := p.read(wait)
+	require.Equal(t, "refused-1", hdrValue(msg, "Call-ID"))
+	p.send(answer(msg, 200, "OK"))
+	resp, _ := uac.read(wait)
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+	st := srv.StreamStats()
+	require.EqualValues(t, 1, st.DialFailures, "%+v", st)
+	require.EqualValues(t, 1, st.Dialed, "%+v", st)
+}

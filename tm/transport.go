@@ -148,3 +148,25 @@ func rrHeader(tp Transport) *sip.RecordRouteHeader {
 	params = append(params, sip.HeaderKV{K: "lr", V: ""})
 	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: params}}
 }
+
+// ConnectionFailed tells tm that dst cannot be reached over tp (a
+// connection-oriented transport's connect failed, so what it queued was
+// dropped). Client transactions sent there that have no response yet fail
+// now, as RFC 3261 §8.1.3.1 says of transport errors, instead of waiting
+// for Timer B or F: the branch ends with 408 and the failure route can try
+// another target. It is safe from any goroutine.
+func (s *Server) ConnectionFailed(tp Transport, dst netip.AddrPort) {
+	for _, ls := range s.loops {
+		_ = ls.loop.Post(func() {
+			var failed []*clientTx
+			for _, t := range ls.ctx {
+				if t.state == stTrying && t.dst == dst && sameInterface(unwrapTransport(t.tp), tp) {
+					failed = append(failed, t)
+				}
+			}
+			for _, t := range failed {
+				t.timeout()
+			}
+		})
+	}
+}

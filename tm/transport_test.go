@@ -116,3 +116,17 @@ func TestConnectionTransportSendsCounted(t *testing.T) {
 	require.Len(t, conn.out, 1)
 	assert.EqualValues(t, 1, r.s.Messages().ResponsesOut[4])
 }
+
+// A failed connect ends the branches waiting on it at once (408), not
+// after Timer B.
+func TestConnectionFailedEndsBranches(t *testing.T) {
+	r, tcp := streamRig(t)
+	r.recv(uacAddr, request("MESSAGE", "sip:bob@127.0.0.1:5062;transport=tcp", "tp-9", "z9hG4bK-tp9", 1, ""))
+	require.Len(t, tcp.out, 1)
+	r.s.ConnectionFailed(tcp, netip.MustParseAddrPort("127.0.0.1:5099")) // another peer: nothing happens
+	r.run()
+	r.expect()
+	r.s.ConnectionFailed(tcp, uasAddr)
+	r.run()
+	r.expect("127.0.0.1:5061 408")
+}
