@@ -3,6 +3,9 @@
 #
 #   sipp             (Debian package sip-tester)  SIPp interop tests
 #   initdb, pg_ctl   (Debian package postgresql)  modules/db PostgreSQL tests
+#   mariadbd         (mariadb-server)             modules/db MySQL suite (private server)
+#   kamailio         (kamailio)                   bench: Kamailio config syntax check
+#   gnuplot          (gnuplot-nox)                bench: report plots
 #
 # As root, missing packages are installed with apt-get (apt-get update runs at
 # most once, and only when something is missing). Debian's own PostgreSQL
@@ -34,6 +37,17 @@ have_initdb() {
 # Stop any cluster that installing the postgresql package started. Debian's
 # maintainer scripts create and (policy permitting) start "main"; tests must
 # not depend on it, and it would hold port 5432 and memory. Errors are ignored.
+# Installing kamailio or mariadb-server may start Debian's services (on
+# :5060 and :3306); tests start their own private instances instead.
+stop_debian_services() {
+	if command -v service >/dev/null 2>&1; then
+		service kamailio stop >/dev/null 2>&1 || true
+		service mariadb stop >/dev/null 2>&1 || true
+	fi
+	pkill -x kamailio >/dev/null 2>&1 || true
+	pkill -x mariadbd >/dev/null 2>&1 || true
+}
+
 stop_debian_clusters() {
 	if command -v pg_lsclusters >/dev/null 2>&1; then
 		local ver name _rest
@@ -56,6 +70,19 @@ fi
 if ! have_initdb; then
 	missing+=(postgresql)
 	skips+=("initdb not found: PostgreSQL tests will skip (fail under CI=true)")
+fi
+
+if ! command -v mariadbd >/dev/null 2>&1 && [[ ! -x /usr/sbin/mariadbd ]]; then
+	missing+=(mariadb-server)
+	skips+=("mariadbd not found: the MySQL suite will skip (fail under CI=true)")
+fi
+if ! command -v kamailio >/dev/null 2>&1 && [[ ! -x /usr/sbin/kamailio ]]; then
+	missing+=(kamailio)
+	skips+=("kamailio not found: the Kamailio config check will skip (fail under CI=true)")
+fi
+if ! command -v gnuplot >/dev/null 2>&1; then
+	missing+=(gnuplot-nox)
+	skips+=("gnuplot not found: the benchmark report test will skip (fail under CI=true)")
 fi
 
 # Fast path: everything present.
@@ -94,9 +121,10 @@ else
 fi
 
 for p in "${missing[@]}"; do
-	if [[ "$p" == postgresql ]]; then
-		stop_debian_clusters
-	fi
+	case "$p" in
+	postgresql) stop_debian_clusters ;;
+	kamailio | mariadb-server) stop_debian_services ;;
+	esac
 done
 
 if (( status != 0 )); then

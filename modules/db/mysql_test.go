@@ -31,7 +31,7 @@ func startMariaDB(t *testing.T) string {
 	}
 	install, ierr := exec.LookPath("mariadb-install-db")
 	if err != nil || ierr != nil {
-		t.Skip("MariaDB not installed (apt-get install mariadb-server) — the MySQL suite needs a real server")
+		testenv.Need(t, "MariaDB (mariadbd, mariadb-install-db)", "apt-get install mariadb-server, or run make test")
 	}
 	dir, err := os.MkdirTemp("", "asyncsip-mariadb-")
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,7 +51,7 @@ func TestPlotData(t *testing.T) {
 
 func TestWriteReport(t *testing.T) {
 	if _, err := exec.LookPath("gnuplot"); err != nil {
-		t.Skip("gnuplot not installed")
+		testenv.Need(t, "gnuplot", "apt-get install gnuplot-nox, or run make test")
 	}
 	dir := t.TempDir()
 	r := sampleResults()
@@ -72,7 +73,7 @@ func TestWriteReport(t *testing.T) {
 // kamailio -c when Kamailio is installed (the benchmark driver installs it).
 func TestKamailioConfigs(t *testing.T) {
 	if _, err := exec.LookPath("kamailio"); err != nil {
-		t.Skip("kamailio not installed (make bench-compare installs it)")
+		testenv.Need(t, "kamailio", "apt-get install kamailio, or run make test / make bench-compare")
 	}
 	for _, sc := range scenarioNames {
 		t.Run(sc, func(t *testing.T) {
