@@ -1,6 +1,7 @@
 package asyncsip
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -124,6 +125,8 @@ type hub struct {
 	cliTLS  *tls.Config
 	tlsErr  error
 	tlsOnce sync.Once
+	ctx     context.Context // ends at close: stops connects in progress
+	cancel  context.CancelFunc
 }
 
 type streamCounters struct {
@@ -131,9 +134,11 @@ type streamCounters struct {
 }
 
 func newHub(cfg StreamConfig, maxMsg int, g *reactor.Group, core *tm.Server, log *slog.Logger) *hub {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &hub{
 		cfg: cfg.withDefaults(), maxMsg: maxMsg, group: g, core: core, log: log,
 		perIP: make(map[netip.Addr]int), conns: make(map[*conn]struct{}),
+		ctx: ctx, cancel: cancel,
 	}
 }
 
@@ -252,6 +257,7 @@ func (h *hub) close(tps []*streamTransport) {
 		all = append(all, c)
 	}
 	h.mu.Unlock()
+	h.cancel()
 	for _, t := range tps {
 		_ = t.ln.Close()
 	}
@@ -398,18 +404,17 @@ func (t *streamTransport) dial(c *conn) {
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		d := net.Dialer{Timeout: h.cfg.DialTimeout}
-		nc, err := d.Dial("tcp", c.remote.String())
+		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.DialTimeout)
+		defer cancel()
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", c.remote.String())
 		if err == nil && t.proto == "TLS" {
 			var cfg *tls.Config
 			if cfg, err = h.tlsConfigs(false); err == nil {
 				cfg = cfg.Clone()
 				cfg.ServerName = c.remote.Addr().String()
 				tc := tls.Client(nc, cfg)
-				_ = tc.SetDeadline(time.Now().Add(h.cfg.DialTimeout))
-				if err = tc.Handshake(); err == nil {
-					_ = tc.SetDeadline(time.Time{})
-				}
+				err = tc.HandshakeContext(ctx)
 				nc = tc
 			}
 			if err != nil {

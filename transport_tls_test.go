@@ -2,6 +2,7 @@ package asyncsip_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"net"
 	"strconv"
@@ -134,4 +135,40 @@ func TestTLSListenerNeedsCertificate(t *testing.T) {
 	require.NoError(t, srv.Shutdown(t.Context()))
 	_, err = asyncsip.New(asyncsip.Config{Listen: []string{"sctp:127.0.0.1:0"}})
 	require.ErrorContains(t, err, "not supported")
+}
+
+// TestShutdownDuringConnect: a TLS peer that accepts the TCP connection
+// but never answers the handshake does not hold Shutdown for DialTimeout.
+func TestShutdownDuringConnect(t *testing.T) {
+	pki := newPKI(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	held := make(chan net.Conn, 1)
+	go func() {
+		defer close(held)
+		if c, err := ln.Accept(); err == nil {
+			held <- c // accepted, never answered
+		}
+	}()
+	srv := startStream(t, asyncsip.Config{
+		Listen: []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"},
+		Stream: asyncsip.StreamConfig{CertFile: pki.certFile, KeyFile: pki.keyFile, DialTimeout: time.Minute},
+	}, tm.Routes{Request: relayOrReply})
+	uac := newDgramPeer(t)
+	ruri := "sip:bob@127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + ";transport=tls"
+	uac.sendTo(srv.Addrs()[0], rawRequest("MESSAGE", ruri, "UDP", uac.port(), "hang-1", "x"))
+	var nc net.Conn
+	select {
+	case nc = <-held:
+	case <-time.After(wait):
+		t.Fatal("no connect")
+	}
+	require.NotNil(t, nc)
+	defer nc.Close()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_ = srv.Shutdown(ctx) // the drain deadline passes: the MESSAGE is in progress
+	require.Less(t, time.Since(start), 5*time.Second)
 }
