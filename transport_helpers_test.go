@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -325,4 +326,20 @@ func tcpListening(port int) bool {
 	}
 	_ = c.Close()
 	return true
+}
+
+var flowToken = regexp.MustCompile(`sip:ft-[0-9a-f]+-[0-9a-f]+@`)
+
+// withoutFlow removes the flow tokens from Record-Route values and reports
+// how many there were.
+func withoutFlow(rr []string) ([]string, int) {
+	out := make([]string, len(rr))
+	n := 0
+	for i, v := range rr {
+		if flowToken.MatchString(v) {
+			n++
+		}
+		out[i] = flowToken.ReplaceAllString(v, "sip:")
+	}
+	return out, n
 }

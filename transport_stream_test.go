@@ -33,10 +33,12 @@ func TestTCPToUDPConversion(t *testing.T) {
 	require.Equal(t, udpAddr, from)
 	require.Contains(t, hdrValue(inv, "Via"), "SIP/2.0/UDP 127.0.0.1:"+strconv.Itoa(int(udpAddr.Port())))
 	rr := hdrValues(inv, "Record-Route")
+	plain, tokens := withoutFlow(rr)
+	require.Equal(t, 1, tokens, "the caller's connection is named by a flow token")
 	require.Equal(t, []string{
 		"<sip:127.0.0.1:" + strconv.Itoa(int(udpAddr.Port())) + ";lr>",
 		"<sip:127.0.0.1:" + strconv.Itoa(int(tcpAddr.Port())) + ";transport=tcp;lr>",
-	}, rr)
+	}, plain)
 
 	uas.sendTo(from, answer(inv, 200, "OK"))
 	for {

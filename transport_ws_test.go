@@ -253,3 +253,40 @@ func TestSecureWebSocket(t *testing.T) {
 	resp := ws.readSIP()
 	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
 }
+
+// TestWebSocketCallerReachedByFlow: a WebSocket caller whose Contact is an
+// unresolvable ".invalid" host (as browsers send) gets the callee's BYE:
+// the Record-Route facing it carries a flow token naming its connection.
+func TestWebSocketCallerReachedByFlow(t *testing.T) {
+	srv := startStream(t, asyncsip.Config{Listen: []string{"udp:127.0.0.1:0", "ws:127.0.0.1:0"}},
+		tm.Routes{Request: relayOrReply})
+	udpAddr, wsAddr := srv.Addrs()[0], srv.Addrs()[1]
+	ws, _ := dialWS(t, wsAddr, "sip")
+	callee := newDgramPeer(t)
+
+	inv := strings.Replace(rawRequest("INVITE", "sip:bob@127.0.0.1:"+strconv.Itoa(callee.port()), "WSS", ws.port(), "flow-1", ""),
+		"Contact: <sip:alice@127.0.0.1:"+strconv.Itoa(ws.port())+";transport=wss>", "Contact: <sip:alice@df7jal23ls0d.invalid;transport=ws>", 1)
+	ws.sendSIP(inv, false)
+	got, from := callee.read(wait)
+	require.Equal(t, udpAddr, from)
+	rr := hdrValues(got, "Record-Route")
+	_, tokens := withoutFlow(rr)
+	require.Equal(t, 1, tokens, "%v", rr)
+	callee.sendTo(from, answer(got, 200, "OK"))
+	resp := ws.readSIP()
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+
+	bye := "BYE sip:alice@df7jal23ls0d.invalid;transport=ws SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP 127.0.0.1:" + strconv.Itoa(callee.port()) + ";branch=z9hG4bK-flowbye;rport\r\n" +
+		"Route: " + rr[0] + "\r\nRoute: " + rr[1] + "\r\n" +
+		"Max-Forwards: 70\r\nFrom: <sip:bob@127.0.0.1>;tag=uas\r\nTo: <sip:alice@127.0.0.1>;tag=a-flow-1\r\n" +
+		"Call-ID: flow-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+	callee.sendTo(udpAddr, bye)
+	got2 := ws.readSIP()
+	require.True(t, strings.HasPrefix(got2, "BYE "), got2)
+	require.Contains(t, hdrValue(got2, "Via"), "SIP/2.0/WS ")
+	ws.frame(true, 0x1, []byte(answer(got2, 200, "OK")), false)
+	resp2, _ := callee.read(wait)
+	require.True(t, strings.HasPrefix(resp2, "SIP/2.0 200 "), resp2)
+	require.Equal(t, "2 BYE", hdrValue(resp2, "CSeq"))
+}

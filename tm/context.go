@@ -80,6 +80,8 @@ type Context struct {
 	cancelled bool
 	final     bool // a final response went upstream
 	looseRt   bool
+	flow      netip.AddrPort // connection named by the last Route we removed (transport.go)
+	flowProto string
 
 	suspended bool
 	gen       uint32

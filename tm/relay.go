@@ -146,7 +146,7 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	}
 	host, port := tp.Advertised()
 	if !s.cfg.NoRecordRoute && recordRoutable(b.Req) {
-		c.recordRoute(b.Req, tp)
+		c.recordRoute(b.Req, dst, tp)
 	}
 	branch := s.nextBranch(c.ls)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
@@ -184,6 +184,15 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 		}
 	case req.Route() != nil:
 		u = req.Route().Address
+	case c.flow.IsValid() && c.flow != c.src:
+		// The dialog's Record-Route named the connection this request
+		// goes back on (a flow token): use it while it is open.
+		if tp, err := c.s.transportFor(c.flow, c.flowProto); err == nil {
+			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(c.flow) {
+				return c.flow, tp, true, nil
+			}
+		}
+		u = req.Recipient
 	default:
 		u = req.Recipient
 	}

@@ -67,7 +67,7 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		t.respond(s.makeResponse(req, 100, "Trying", ""))
 	}
 	c := s.newContext(ls, t, req, src, tp)
-	c.looseRt = s.looseRoute(req)
+	c.looseRt = s.looseRoute(c, req)
 	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
 }
 
@@ -109,8 +109,10 @@ func markReceived(req *sip.Request, src netip.AddrPort) {
 }
 
 // looseRoute applies §16.4: undo a strict router's rewrite, then remove the
-// Route values that name this proxy. It reports whether one was removed.
-func (s *Server) looseRoute(req *sip.Request) bool {
+// Route values that name this proxy. It reports whether one was removed,
+// and notes in c the connection named by the last one removed (a flow
+// token, see transport.go).
+func (s *Server) looseRoute(c *Context, req *sip.Request) bool {
 	routes := req.GetHeaders("Route")
 	if len(routes) > 0 && req.Recipient.User == "" && s.isLocal(req.Recipient.Host, req.Recipient.Port) {
 		if last, ok := routes[len(routes)-1].(*sip.RouteHeader); ok {
@@ -124,6 +126,7 @@ func (s *Server) looseRoute(req *sip.Request) bool {
 		if r == nil || !s.isLocal(r.Address.Host, r.Address.Port) {
 			break
 		}
+		c.flow, c.flowProto = s.parseFlow(&r.Address)
 		req.RemoveHeader("Route")
 		removed = true
 	}
@@ -167,7 +170,7 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 // drops it.
 func (s *Server) runStateless(ls *loopState, req *sip.Request, src netip.AddrPort, tp Transport) {
 	c := s.newContext(ls, nil, req, src, tp)
-	c.looseRt = s.looseRoute(req)
+	c.looseRt = s.looseRoute(c, req)
 	s.runRoute(c, RouteRequest, c.routes.Request, func() {})
 }
 

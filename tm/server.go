@@ -55,7 +55,8 @@ type Server struct {
 	tag      string // random per server: makes branches and to-tags unique
 	stats    Stats
 	draining atomic.Bool
-	obs      observe // capture hook and wire counters (capture.go)
+	obs      observe  // capture hook and wire counters (capture.go)
+	flowKey  [16]byte // authenticates flow tokens in our Record-Route (transport.go)
 }
 
 // loopState is everything one loop owns. No locks: only that loop touches it.
@@ -107,6 +108,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 		seed:   maphash.MakeSeed(),
 		tag:    hex.EncodeToString(rb[:]),
 	}
+	_, _ = rand.Read(s.flowKey[:])
 	r := routes
 	s.routes.Store(&r)
 	s.obs.init(len(loops), cfg.Capture)

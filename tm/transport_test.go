@@ -44,9 +44,42 @@ func TestTransportParamSelectsTransport(t *testing.T) {
 	for _, h := range req.GetHeaders("Record-Route") {
 		rr = append(rr, h.Value())
 	}
-	// RFC 5658: the interface facing the callee on top, the caller's below.
-	assert.Equal(t, []string{"<sip:127.0.0.1:5070;transport=tcp;lr>", "<sip:127.0.0.1:5060;lr>"}, rr)
+	// RFC 5658: the interface facing the callee on top (with a flow token
+	// naming the callee's connection), the caller's below.
+	require.Len(t, rr, 2)
+	assert.Equal(t, "<sip:127.0.0.1:5060;lr>", rr[1])
+	top := req.GetHeaders("Record-Route")[0].(*sip.RecordRouteHeader).Address
+	assert.Equal(t, "127.0.0.1", top.Host)
+	assert.Equal(t, 5070, top.Port)
+	flow, proto := r.s.parseFlow(&top)
+	assert.Equal(t, uasAddr, flow)
+	assert.Equal(t, "TCP", proto)
 }
+
+// In-dialog requests follow the flow token of the last Route of ours they
+// carry, while the connection is open; a request from that connection, a
+// forged token or a closed connection fall back to the Request-URI.
+func TestFlowTokenRoutesInDialog(t *testing.T) {
+	r, tcp := streamRig(t)
+	caller := netip.MustParseAddrPort("127.0.0.1:40000") // a caller's connection
+	tok := r.s.flowToken(caller)
+	routes := "Route: <sip:127.0.0.1:5060;lr>\nRoute: <sip:" + tok + "@127.0.0.1:5070;transport=tcp;lr>\n"
+	bye := func(id, rts string) string {
+		return strings.Replace(request("BYE", "sip:alice@nowhere.invalid;transport=tcp", id, "z9hG4bK-"+id, 2, rts),
+			"To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b1", 1)
+	}
+	r.recv(uasAddr, bye("ft-1", routes))
+	require.Empty(t, tcp.out, "no connection open: the Request-URI (unresolvable) is used")
+	r.expect("127.0.0.1:5061 503") // answered upstream: nothing could be sent
+	tcp.open[caller] = true
+	r.recv(uasAddr, bye("ft-2", routes))
+	require.Len(t, tcp.out, 1)
+	assert.Equal(t, caller, tcp.out[0].to)
+	forged := strings.Replace(routes, tok, flowPrefix+"7f0000019c40-0000000000000000", 1)
+	r.recv(uasAddr, bye("ft-3", forged))
+	assert.Len(t, tcp.out, 1, "a forged token is ignored")
+}
+
 
 func TestSameTransportSingleRecordRoute(t *testing.T) {
 	r, tcp := streamRig(t)
