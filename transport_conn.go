@@ -37,6 +37,7 @@ type conn struct {
 	loop    *reactor.Loop
 	ct      *connTransport
 	ws      bool
+	inbound bool // counted against MaxConnsPerIP; set by admit
 	mu      sync.Mutex
 	nc      net.Conn // set once (before start for inbound, by the dialer for outbound), under mu
 	writing bool     // a writer goroutine runs; under mu

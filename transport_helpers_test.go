@@ -260,14 +260,14 @@ func newPKI(t *testing.T) *testPKI {
 	require.NoError(t, err)
 	ca, err := x509.ParseCertificate(caDER)
 	require.NoError(t, err)
-	leaf := func(serial int64, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
+	leaf := func(serial int64, usage ...x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		require.NoError(t, err)
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-			KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
 		}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		require.NoError(t, err)
@@ -278,7 +278,7 @@ func newPKI(t *testing.T) *testPKI {
 		require.NoError(t, os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
 		return p
 	}
-	srvDER, srvKey := leaf(2, x509.ExtKeyUsageServerAuth)
+	srvDER, srvKey := leaf(2, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 	srvKeyDER, err := x509.MarshalECPrivateKey(srvKey)
 	require.NoError(t, err)
 	cliDER, cliKey := leaf(3, x509.ExtKeyUsageClientAuth)

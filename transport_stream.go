@@ -44,7 +44,8 @@ type StreamConfig struct {
 	// connection (128); beyond it sends fail and are counted as drops.
 	WriteQueue int
 	// CertFile and KeyFile are the PEM certificate chain and key of tls:
-	// and wss: listeners.
+	// and wss: listeners; outbound TLS connections present them to peers
+	// that ask for a client certificate.
 	CertFile, KeyFile string
 	// ClientCAFile, when set, makes tls: and wss: listeners require a
 	// client certificate signed by one of its PEM CAs.
@@ -177,6 +178,7 @@ func (h *hub) tlsConfigs(server bool) (*tls.Config, error) {
 			h.tlsErr = fmt.Errorf("asyncsip: tls certificate: %w", err)
 			return
 		}
+		cli.Certificates = []tls.Certificate{cert} // for peers that ask for a client certificate
 		srv := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		if c.ClientCAFile != "" {
 			pool, err := loadPool(c.ClientCAFile)
@@ -228,7 +230,10 @@ func (h *hub) admit(c *conn, inbound bool) error {
 		return fmt.Errorf("%w: %d from %s", ErrConnLimit, h.perIP[ip], ip)
 	}
 	h.total++
-	h.perIP[ip]++
+	if inbound {
+		h.perIP[ip]++
+	}
+	c.inbound = inbound
 	h.conns[c] = struct{}{}
 	return nil
 }
@@ -242,6 +247,9 @@ func (h *hub) release(c *conn) {
 	}
 	delete(h.conns, c)
 	h.total--
+	if !c.inbound {
+		return
+	}
 	if h.perIP[ip]--; h.perIP[ip] <= 0 {
 		delete(h.perIP, ip)
 	}
@@ -377,6 +385,17 @@ func (t *streamTransport) unregister(c *conn) {
 // the connect runs in a goroutine. It never blocks.
 func (t *streamTransport) Send(_ *reactor.Loop, b []byte, to netip.AddrPort) error {
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
+	err := t.send(b, to)
+	if errors.Is(err, ErrConnClosed) && !t.h.isClosed() {
+		// The connection closed under us (peer hang-up): it is
+		// unregistered by now, so this opens a new one.
+		t.unregisterAddr(to)
+		err = t.send(b, to)
+	}
+	return err
+}
+
+func (t *streamTransport) send(b []byte, to netip.AddrPort) error {
 	t.mu.Lock()
 	c := t.conns[to]
 	if c == nil {
@@ -441,6 +460,21 @@ func (t *streamTransport) dial(c *conn) {
 		}
 		c.start(false) // writes what waited for the connect
 	}()
+}
+
+// unregisterAddr forgets a closed connection to addr.
+func (t *streamTransport) unregisterAddr(addr netip.AddrPort) {
+	t.mu.Lock()
+	if c := t.conns[addr]; c != nil && c.isClosed() {
+		delete(t.conns, addr)
+	}
+	t.mu.Unlock()
+}
+
+func (h *hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
 }
 
 // HasConn reports whether a connection to addr is open or opening.

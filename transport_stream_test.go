@@ -305,3 +305,31 @@ func TestTCPConnectRefused(t *testing.T) {
 	require.EqualValues(t, 1, st.DialFailures, "%+v", st)
 	require.EqualValues(t, 1, st.Dialed, "%+v", st)
 }
+
+// TestReconnectAfterPeerClose: a peer that closed its connection gets a
+// new one for the next request.
+func TestReconnectAfterPeerClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	srv := startStream(t, asyncsip.Config{Listen: []string{"udp:127.0.0.1:0", "tcp:127.0.0.1:0"}},
+		tm.Routes{Request: relayOrReply})
+	uac := newDgramPeer(t)
+	ruri := "sip:bob@127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + ";transport=tcp"
+	for i := 0; i < 2; i++ {
+		id := "reconn-" + strconv.Itoa(i)
+		uac.sendTo(srv.Addrs()[0], rawRequest("MESSAGE", ruri, "UDP", uac.port(), id, "x"))
+		_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(wait))
+		nc, err := ln.Accept()
+		require.NoError(t, err, "request %d opens a connection", i)
+		p := &streamPeer{t: t, nc: nc, br: newReader(nc)}
+		msg := p.read(wait)
+		require.Equal(t, id, hdrValue(msg, "Call-ID"))
+		p.send(answer(msg, 200, "OK"))
+		resp, _ := uac.read(wait)
+		require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+		_ = nc.Close() // hang up
+		require.Eventually(t, func() bool { return srv.StreamStats().Open == 0 }, wait, 5*time.Millisecond)
+	}
+	require.EqualValues(t, 2, srv.StreamStats().Dialed)
+}

@@ -174,3 +174,42 @@ func TestShutdownDuringConnect(t *testing.T) {
 	_ = srv.Shutdown(ctx) // the drain deadline passes: the MESSAGE is in progress
 	require.Less(t, time.Since(start), 5*time.Second)
 }
+
+// TestMutualTLSOutbound: a TLS peer that requires a client certificate
+// accepts the proxy's (Stream.CertFile, signed by the peer's trusted CA).
+func TestMutualTLSOutbound(t *testing.T) {
+	pki := newPKI(t)
+	srv := startStream(t, asyncsip.Config{
+		Listen: []string{"udp:127.0.0.1:0", "tls:127.0.0.1:0"},
+		Stream: asyncsip.StreamConfig{CertFile: pki.certFile, KeyFile: pki.keyFile, RootCAFile: pki.caFile},
+	}, tm.Routes{Request: relayOrReply})
+	cfg := pki.serverTLS(t)
+	cfg.ClientAuth, cfg.ClientCAs = tls.RequireAndVerifyClientCert, pki.pool
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		defer close(acc)
+		if c, err := ln.Accept(); err == nil {
+			acc <- c
+		}
+	}()
+	uac := newDgramPeer(t)
+	ruri := "sip:bob@127.0.0.1:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) + ";transport=tls"
+	uac.sendTo(srv.Addrs()[0], rawRequest("MESSAGE", ruri, "UDP", uac.port(), "mtls-1", "x"))
+	var nc net.Conn
+	select {
+	case nc = <-acc:
+	case <-time.After(wait):
+		t.Fatal("no connection")
+	}
+	require.NotNil(t, nc)
+	defer nc.Close()
+	p := &streamPeer{t: t, nc: nc, br: bufio.NewReader(nc)}
+	msg := p.read(wait) // the handshake, client certificate included, succeeded
+	require.Len(t, nc.(*tls.Conn).ConnectionState().PeerCertificates, 1)
+	p.send(answer(msg, 200, "OK"))
+	resp, _ := uac.read(wait)
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+}
