@@ -2,16 +2,24 @@ package dns
 
 import (
 	"container/list"
+	"strings"
 	"sync"
 	"time"
 
 	mdns "github.com/miekg/dns"
 )
 
-// cacheKey names one RRset: a fully qualified, lower-case name and a type.
+// cacheKey names one RRset: a lower-case name without the final dot, and
+// a type.
 type cacheKey struct {
 	name  string
 	qtype uint16
+}
+
+// canonical is the cache form of a name (no allocation when it is already
+// lower case without a final dot, the usual case).
+func canonical(name string) string {
+	return strings.ToLower(strings.TrimSuffix(name, "."))
 }
 
 // cacheEntry is a positive answer (rrs) or a negative one (err is

@@ -16,7 +16,7 @@ type networkQuerier struct{ r *Resolver }
 
 func (q networkQuerier) query(ctx context.Context, name string, qtype uint16) ([]mdns.RR, time.Duration, error) {
 	r := q.r
-	k := cacheKey{mdns.CanonicalName(name), qtype}
+	k := cacheKey{canonical(name), qtype}
 	now := r.cfg.Now()
 	if e, ok := r.cache.get(k, now); ok {
 		r.observeCache(qtype, true)
@@ -60,7 +60,7 @@ func (q networkQuerier) query(ctx context.Context, name string, qtype uint16) ([
 func (r *Resolver) exchange(ctx context.Context, k cacheKey) ([]mdns.RR, time.Duration, error) {
 	start := time.Now()
 	m := new(mdns.Msg)
-	m.SetQuestion(k.name, k.qtype)
+	m.SetQuestion(k.name+".", k.qtype)
 	m.SetEdns0(4096, false)
 	var last error
 	for range r.cfg.Attempts {

@@ -206,7 +206,7 @@ func (r *Resolver) Resolve(uri string) async.Op[[]Target] {
 		cq := &cacheOnly{r: r}
 		ts, err := resolution{r: r, q: cq}.run(context.Background(), u)
 		if !errors.Is(err, errMiss) {
-			r.countHits(cq.hits)
+			r.countHits(cq.hits[:cq.n])
 			finish(true)(ts, err)
 			return nil
 		}
@@ -241,7 +241,7 @@ func (r *Resolver) Lookup(host string) (netip.Addr, error) {
 	now := r.cfg.Now()
 	var negErr error
 	for _, qt := range []uint16{mdns.TypeA, mdns.TypeAAAA} {
-		e, ok := r.cache.get(cacheKey{mdns.CanonicalName(h), qt}, now)
+		e, ok := r.cache.get(cacheKey{canonical(h), qt}, now)
 		r.observeCache(qt, ok)
 		if !ok {
 			continue
@@ -285,15 +285,19 @@ func (r *Resolver) naptrTransport(service string) string {
 // cacheOnly is the querier of the synchronous pass: every miss is errMiss.
 type cacheOnly struct {
 	r    *Resolver
-	hits []uint16
+	hits [16]uint16 // types of the hits, reported if the pass succeeds
+	n    int
 }
 
 func (q *cacheOnly) query(_ context.Context, name string, qtype uint16) ([]mdns.RR, time.Duration, error) {
 	now := q.r.cfg.Now()
-	e, ok := q.r.cache.get(cacheKey{mdns.CanonicalName(name), qtype}, now)
+	e, ok := q.r.cache.get(cacheKey{canonical(name), qtype}, now)
 	if !ok {
 		return nil, 0, errMiss
 	}
-	q.hits = append(q.hits, qtype)
+	if q.n < len(q.hits) {
+		q.hits[q.n] = qtype
+		q.n++
+	}
 	return e.rrs, e.expires.Sub(now), e.err
 }

@@ -302,43 +302,45 @@ func minTTL(a, b time.Duration) time.Duration {
 	return a
 }
 
-// orderSRV orders records by priority and, within a priority, by RFC 2782
-// weighted random selection: each pick chooses a record with probability
-// weight/sum of the weights left (zero weights only when nothing else is
-// left, or with a tiny chance). intN(n) returns a random int in [0, n).
+// orderSRV orders records, in place, by priority and, within a priority,
+// by RFC 2782 weighted random selection: each pick chooses a record with
+// probability weight/sum of the weights left (zero weights only when
+// nothing else is left, or with a tiny chance). intN(n) returns a random
+// int in [0, n).
 func orderSRV(srvs []*mdns.SRV, intN func(int) int) []*mdns.SRV {
-	slices.SortStableFunc(srvs, func(a, b *mdns.SRV) int {
+	slices.SortStableFunc(srvs, func(a, b *mdns.SRV) int { // zero weights first (RFC 2782)
 		return cmp.Or(cmp.Compare(a.Priority, b.Priority), cmp.Compare(min(a.Weight, 1), min(b.Weight, 1)))
 	})
-	out := make([]*mdns.SRV, 0, len(srvs))
 	for i := 0; i < len(srvs); {
 		j := i
 		for j < len(srvs) && srvs[j].Priority == srvs[i].Priority {
 			j++
 		}
-		group := slices.Clone(srvs[i:j]) // zero weights first (RFC 2782)
-		for len(group) > 0 {
+		// srvs[i:k] is ordered; pick srvs[k] from srvs[k:j], keeping the
+		// rest in their order (zero weights stay first).
+		for k := i; k < j; k++ {
 			sum := 0
-			for _, s := range group {
+			for _, s := range srvs[k:j] {
 				sum += int(s.Weight)
 			}
-			pick := 0
+			pick := k
 			if sum == 0 {
-				pick = intN(len(group))
+				pick = k + intN(j-k)
 			} else {
 				r, run := intN(sum+1), 0
-				for k, s := range group {
-					run += int(s.Weight)
+				for m := k; m < j; m++ {
+					run += int(srvs[m].Weight)
 					if run >= r {
-						pick = k
+						pick = m
 						break
 					}
 				}
 			}
-			out = append(out, group[pick])
-			group = slices.Delete(group, pick, pick+1)
+			p := srvs[pick]
+			copy(srvs[k+1:pick+1], srvs[k:pick])
+			srvs[k] = p
 		}
 		i = j
 	}
-	return out
+	return srvs
 }
