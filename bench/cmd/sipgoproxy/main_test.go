@@ -59,6 +59,8 @@ func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-scenario", "rest"}, {"-listen", "nonsense"}, {"-listen", "127.0.0.1:x"}, {"extra"}, {"-log-level", "loud"},
 	} {
-		require.Error(t, run(context.Background(), args, nil), args)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // bounded even if accepted
+		require.Error(t, run(ctx, args, nil), args)
+		cancel()
 	}
 }
