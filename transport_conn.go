@@ -41,7 +41,9 @@ type conn struct {
 	mu      sync.Mutex
 	nc      net.Conn // set once (before start for inbound, by the dialer for outbound), under mu
 	writing bool     // a writer goroutine runs; under mu
-	out     chan []byte
+	q       [][]byte // messages waiting for the writer; under mu
+	qBytes  int      // their size; under mu
+	closing bool     // close once q is written (WebSocket close); under mu
 	done    chan struct{}
 	sem     chan struct{}
 	once    sync.Once
@@ -78,7 +80,7 @@ func (c *conn) start(inbound bool) {
 // kick starts the writer when something is queued and none runs. c.mu is
 // held, so the wait group is added to before a close can complete.
 func (c *conn) kick() {
-	if c.nc == nil || c.writing || c.isClosed() || len(c.out) == 0 {
+	if c.nc == nil || c.writing || c.isClosed() || (len(c.q) == 0 && !c.closing) {
 		return
 	}
 	c.writing = true
@@ -99,54 +101,50 @@ func (c *conn) enqueue(b []byte) error {
 func (c *conn) enqueueRaw(b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.isClosed() {
+	if c.isClosed() || c.closing {
 		return ErrConnClosed
 	}
-	select {
-	case c.out <- b:
-		c.kick()
-		return nil
-	default:
+	cfg := &c.t.h.cfg
+	switch {
+	case b == nil:
+		c.closing = true
+	case len(c.q) >= cfg.WriteQueue || c.qBytes+len(b) > cfg.WriteQueueBytes:
 		c.t.h.st.drops.Add(1)
 		return ErrQueueFull
+	default:
+		c.q = append(c.q, b)
+		c.qBytes += len(b)
 	}
+	c.kick()
+	return nil
 }
 
-// writeLoop writes what is queued, in batches, and exits once the queue
-// is empty (the next enqueue starts another).
+// writeLoop takes everything queued at once and writes it in one
+// writev, until the queue is empty; then it exits (the next enqueue starts
+// another).
 func (c *conn) writeLoop() {
 	defer c.t.h.wg.Done()
-	var backing [16][]byte
+	var spare [][]byte
 	for {
-		// WriteTo consumes the slice it writes: rebuild it from backing.
-		clear(backing[:])
-		bufs := net.Buffers(backing[:0])
-		last := false
-	batch: // write what is queued in one go
-		for !last && len(bufs) < cap(bufs) {
-			select {
-			case b := <-c.out:
-				if b == nil {
-					last = true
-					break batch
-				}
-				bufs = append(bufs, b)
-			default:
-				break batch
-			}
-		}
-		if len(bufs) == 0 && !last {
-			c.mu.Lock()
-			if len(c.out) == 0 || c.isClosed() {
-				c.writing = false
-				c.mu.Unlock()
-				return
-			}
+		c.mu.Lock()
+		batch := c.q
+		if len(batch) == 0 {
+			closing := c.closing
+			c.writing = false
 			c.mu.Unlock()
-			continue
+			if closing {
+				c.close()
+			}
+			return
 		}
+		c.q, c.qBytes = spare[:0], 0
+		c.mu.Unlock()
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.t.h.cfg.WriteTimeout))
-		if _, err := bufs.WriteTo(c.nc); err != nil || last {
+		bufs := net.Buffers(batch) // WriteTo consumes bufs, not batch
+		_, err := bufs.WriteTo(c.nc)
+		clear(batch)
+		spare = batch[:0]
+		if err != nil {
 			c.close()
 			return
 		}
@@ -227,7 +225,7 @@ func (c *conn) deliver(msg []byte) bool {
 	l := c.loop
 	err := l.Post(func() {
 		defer func() { <-c.sem }()
-		h.core.Receive(l, msg, c.remote, c.ct)
+		h.core.ReceiveQueued(l, msg, c.remote, c.ct)
 	})
 	if err != nil {
 		<-c.sem

@@ -38,9 +38,11 @@ type StreamConfig struct {
 	// DialTimeout bounds an outbound connect (5 s); WriteTimeout one write
 	// (10 s).
 	DialTimeout, WriteTimeout time.Duration
-	// WriteQueue bounds the messages waiting to be written on one
-	// connection (128); beyond it sends fail and are counted as drops.
-	WriteQueue int
+	// WriteQueue and WriteQueueBytes bound the messages waiting to be
+	// written on one connection (1024 messages, 1 MiB); beyond them sends
+	// fail and are counted as drops. The queue takes no memory while
+	// empty.
+	WriteQueue, WriteQueueBytes int
 	// CertFile and KeyFile are the PEM certificate chain and key of tls:
 	// and wss: listeners; outbound TLS connections present them to peers
 	// that ask for a client certificate.
@@ -68,7 +70,8 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	def(&c.MaxConns, 10000)
 	def(&c.MaxConnsPerIP, 64)
 	def(&c.MaxHeader, 16384)
-	def(&c.WriteQueue, 128)
+	def(&c.WriteQueue, 1024)
+	def(&c.WriteQueueBytes, 1<<20)
 	defD(&c.IdleTimeout, 3*time.Minute)
 	defD(&c.MessageTimeout, 10*time.Second)
 	defD(&c.DialTimeout, 5*time.Second)
@@ -295,7 +298,6 @@ func (t *streamTransport) newConn(remote netip.AddrPort) *conn {
 	c := &conn{
 		t: t, id: id, remote: remote,
 		loop: h.group.Loop(int(id % uint64(h.group.Len()))),
-		out:  make(chan []byte, h.cfg.WriteQueue),
 		done: make(chan struct{}),
 		sem:  make(chan struct{}, inflight),
 		ws:   t.proto == "WS" || t.proto == "WSS",

@@ -153,6 +153,21 @@ func (s *Server) owner(callID string) *loopState {
 // is only read during the call. Bad input is counted and dropped, or
 // answered 400 when the message is complete enough to answer.
 func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
+	s.receive(l, data, from, tp, false)
+}
+
+// ReceiveQueued is Receive for a message delivered by a task posted to l,
+// as connection readers do (one task per message, in the order read).
+// Tasks run in the order they were posted, so a message owned by l is
+// handled at once: queueing it behind l's pending work again, as Receive
+// does for datagrams read from a socket, could let the connection's next
+// message, already taken into the batch l is running (Pending does not
+// count it), overtake it — a BYE before its ACK.
+func (s *Server) ReceiveQueued(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
+	s.receive(l, data, from, tp, true)
+}
+
+func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport, queued bool) {
 	ls := s.loopOf(l)
 	tp = s.obs.inbound(l, data, from, tp)
 	s.stats.received.Add(1)
@@ -165,7 +180,7 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	// owner also runs its own messages behind what is already queued.
 	if id, ok := scanCallID(data); ok && len(s.loops) > 1 {
 		owner := s.owner(id)
-		if owner != ls || ls.loop.Pending() > 0 {
+		if owner != ls || (!queued && ls.loop.Pending() > 0) {
 			if owner != ls {
 				s.stats.handoffs.Add(1)
 			}
