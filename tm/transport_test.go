@@ -80,7 +80,6 @@ func TestFlowTokenRoutesInDialog(t *testing.T) {
 	assert.Len(t, tcp.out, 1, "a forged token is ignored")
 }
 
-
 func TestSameTransportSingleRecordRoute(t *testing.T) {
 	r, tcp := streamRig(t)
 	r.recv(uacAddr, invite("tp-2", "z9hG4bK-tp2"))
