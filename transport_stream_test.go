@@ -333,3 +333,28 @@ func TestReconnectAfterPeerClose(t *testing.T) {
 	}
 	require.EqualValues(t, 2, srv.StreamStats().Dialed)
 }
+
+// TestIPv6StreamConversion: the same conversion over IPv6 loopback: a
+// MESSAGE over TCP [::1] leaves over UDP [::1] and its 200 comes back on
+// the connection.
+func TestIPv6StreamConversion(t *testing.T) {
+	uc, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("IPv6 loopback unusable: %v", err)
+	}
+	uas := &dgramPeer{t: t, conn: uc}
+	defer uc.Close()
+	srv := startStream(t, asyncsip.Config{Listen: []string{"udp:[::1]:0", "tcp:[::1]:0"}},
+		tm.Routes{Request: relayOrReply})
+	uac := dialIPv6(t, srv.Addrs()[1])
+	require.NotNil(t, uac)
+	ruri := "sip:bob@[::1]:" + strconv.Itoa(uas.port())
+	req := strings.ReplaceAll(rawRequest("MESSAGE", ruri, "TCP", uac.port(), "v6-1", "hi"), "127.0.0.1", "[::1]")
+	uac.send(req)
+	msg, from := uas.read(wait)
+	require.Equal(t, srv.Addrs()[0], from)
+	require.Contains(t, hdrValue(msg, "Via"), "SIP/2.0/UDP [::1]:")
+	uas.sendTo(from, answer(msg, 200, "OK"))
+	resp := uac.read(wait)
+	require.True(t, strings.HasPrefix(resp, "SIP/2.0 200 "), resp)
+}
