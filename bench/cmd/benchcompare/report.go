@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,9 +78,9 @@ func (r *Results) Markdown() string {
 	w("**p50/p99** are INVITE→200 times seen by the caller at the fixed rate (microsecond timestamps logged by `bench/sipp/uac.xml`). ")
 	w("When a proxy cannot sustain the fixed rate, CPU and latency are taken at its max instead (the *@ rate* column says which).\n\n")
 
-	w("**SIPp CPU** is how busy SIPp's CPU was (caller + callee CPU time per wall second) in the run at the max: near 100 %% means SIPp, not the proxy, was the limit.\n\n")
-	w("| scenario | proxy | max CPS | SIPp CPU at max | CPU ms/call | @ rate | p50 ms | p99 ms | max CPS vs Kamailio | CPU vs Kamailio |\n")
-	w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("**Proxy / SIPp CPU at max** is how busy each CPU was (CPU time per wall second) in the run at the max: near 100 %% for SIPp means SIPp, not the proxy, was the limit; well below 100 %% for the proxy means something else than its CPU time (queues, socket buffers, scheduling of its processes or threads) stopped it.\n\n")
+	w("| scenario | proxy | max CPS | proxy CPU at max | SIPp CPU at max | CPU ms/call | @ rate | p50 ms | p99 ms | max CPS vs Kamailio | CPU vs Kamailio |\n")
+	w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range scenarioNames {
 		kam := r.find("kamailio", sc)
 		for _, p := range proxyOrder {
@@ -99,7 +100,7 @@ func (r *Results) Markdown() string {
 			if kam != nil && p != "kamailio" && p != "sipp-direct" {
 				vsMax, vsCPU = ratio(row.MaxCPS, kam.MaxCPS), ratio(row.cpu(), kam.cpu())
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, sippAtMax(row), num(row.cpu(), "%.3f"), rate, p50, p99, vsMax, vsCPU)
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, proxyAtMax(row), sippAtMax(row), num(row.cpu(), "%.3f"), rate, p50, p99, vsMax, vsCPU)
 		}
 	}
 	if len(r.Missing) > 0 {
@@ -124,6 +125,12 @@ func (r *Results) Markdown() string {
 		if row.Fixed != nil {
 			w("fixed: %s cpu=%.2fs p50=%.2fms p99=%.2fms\n", *row.Fixed, row.Fixed.CPUSeconds, row.Fixed.P50ms, row.Fixed.P99ms)
 		}
+		for _, s := range row.Search {
+			if s.Wall > 0 && s.CPUSeconds > 0 {
+				w("%7.0f cps: proxy CPU %.2f s in %.1f s (%.0f %%), %.3f ms/call\n", s.Rate, s.CPUSeconds, s.Wall,
+					100*s.CPUSeconds/s.Wall, 1000*s.CPUSeconds/math.Max(1, float64(s.Successful)))
+			}
+		}
 		w("```\n</details>\n")
 	}
 	return b.String()
@@ -136,6 +143,17 @@ func (row *Row) cpu() float64 {
 		return 0
 	}
 	return row.CPUPer1k
+}
+
+// proxyAtMax is the proxy's CPU share in the last passing run at the max.
+func proxyAtMax(row *Row) string {
+	v := 0.0
+	for _, s := range row.Search {
+		if s.OK() && s.Rate == row.MaxCPS && s.Wall > 0 {
+			v = s.CPUSeconds / s.Wall
+		}
+	}
+	return num(100*v, "%.0f %%")
 }
 
 // sippAtMax is SIPp's CPU share in the last passing run at the max rate.

@@ -21,7 +21,7 @@ func sampleResults() *Results {
 		Note: "taken under load",
 		Rows: []Row{
 			{Proxy: "asyncsip", Scenario: "relay", MaxCPS: 8000, Confirmed: true, Fixed: ok(1000, 0.05, 0.2, 1.5), CPUPer1k: 0.05,
-				Search: []Step{*ok(1000, 0, 0, 0), {Rate: 16000, Calls: 10, Failed: 10}, {Rate: 8000, Calls: 10, Successful: 10, SIPpCPU: 0.85}}},
+				Search: []Step{*ok(1000, 0, 0, 0), {Rate: 16000, Calls: 10, Failed: 10}, {Rate: 8000, Calls: 10, Successful: 10, SIPpCPU: 0.85, CPUSeconds: 9, Wall: 15}}},
 			{Proxy: "kamailio", Scenario: "relay", MaxCPS: 4000, Confirmed: true, Fixed: ok(1000, 0.1, 0.3, 2), CPUPer1k: 0.1},
 			{Proxy: "asyncsip", Scenario: "sleep-blocking", MaxCPS: 190, Fixed: ok(190, 0.01, 21, 40), CPUPer1k: 0.07},
 		},
@@ -32,9 +32,9 @@ func sampleResults() *Results {
 func TestMarkdown(t *testing.T) {
 	md := sampleResults().Markdown()
 	for _, want := range []string{
-		"| relay | asyncsip | 8000 | 85 % | 0.050 | 1000 | 0.20 | 1.50 | 2.00× | 0.50× |",
-		"| relay | kamailio | 4000 | – | 0.100 | 1000 | 0.30 | 2.00 |  |  |",
-		"| sleep-blocking | asyncsip | 190 (unconfirmed) | – | 0.070 | 190 | 21.00 | 40.00 |  |  |",
+		"| relay | asyncsip | 8000 | 60 % | 85 % | 0.050 | 1000 | 0.20 | 1.50 | 2.00× | 0.50× |",
+		"| relay | kamailio | 4000 | – | – | 0.100 | 1000 | 0.30 | 2.00 |  |  |",
+		"| sleep-blocking | asyncsip | 190 (unconfirmed) | – | – | 0.070 | 190 | 21.00 | 40.00 |  |  |",
 		"- kamailio / rest: http_async_client could not be built: no source",
 		"> **Note:** taken under load",
 		"Test CPU", "kamailio `5.6.3`", "16000 cps: FAIL",
