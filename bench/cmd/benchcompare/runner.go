@@ -177,7 +177,7 @@ func (b *block) uac(ctx context.Context, rate float64, d time.Duration) Step {
 	st := RunUAC(ctx, UAC{
 		Scenario: filepath.Join(o.Repo, "bench", "sipp", "uac.xml"), Remote: remote, LocalPort: o.UACPort,
 		Rate: rate, Calls: calls, CPU: o.SIPpCPU, Dir: filepath.Join(b.dir, fmt.Sprintf("run%02d-%.0f", b.n, rate)),
-		Timeout: d + 60*time.Second,
+		Timeout: d + 60*time.Second, Buffer: o.SIPpBuffer,
 	})
 	if b.proxy != nil {
 		after, err := CPUTicks(b.proxy.PID())
@@ -301,7 +301,7 @@ func startPeers(e *env, b *block, scenario string) error {
 	if b.uas, err = b.start("uas", o.SIPpCPU, func() bool { return udpBound(o.UASPort) }, nil,
 		"sipp", "-sf", filepath.Join(o.Repo, "bench", "sipp", "uas.xml"), "-i", "127.0.0.1",
 		"-p", strconv.Itoa(o.UASPort), "-nostdin", "-max_socket", "64", "-l", "1000000",
-		"-trace_err", "-error_file", filepath.Join(b.dir, "uas-errors.log")); err != nil {
+		"-trace_err", "-error_file", filepath.Join(b.dir, "uas-errors.log"), "-buff_size", strconv.Itoa(sippBuffer(o))); err != nil {
 		return err
 	}
 	switch scenario {
@@ -317,6 +317,14 @@ func startPeers(e *env, b *block, scenario string) error {
 		return fillDB(e)
 	}
 	return nil
+}
+
+// sippBuffer is the callee's -buff_size: the flag's, else SIPp's default.
+func sippBuffer(o Options) int {
+	if o.SIPpBuffer > 0 {
+		return o.SIPpBuffer
+	}
+	return 65535
 }
 
 // ErrUnsupported marks a proxy × scenario that is not part of the comparison.

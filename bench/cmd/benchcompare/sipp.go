@@ -26,6 +26,7 @@ type UAC struct {
 	CPU       int    // taskset CPU
 	Dir       string // where its files go
 	Timeout   time.Duration
+	Buffer    int // -buff_size when > 0
 }
 
 // RunUAC runs SIPp as the caller and reads its statistics, error log and
@@ -42,7 +43,11 @@ func RunUAC(ctx context.Context, u UAC) Step {
 		"-nostdin", "-r", strconv.FormatFloat(u.Rate, 'f', -1, 64), "-rp", "1000", "-m", strconv.Itoa(u.Calls),
 		"-l", strconv.Itoa(limit), "-s", "bob", "-recv_timeout", "5000", "-default_behaviors", "all,-abortunexp",
 		"-max_socket", "64", "-trace_stat", "-stf", stat, "-fd", "1", "-trace_err", "-error_file", errs,
-		"-trace_logs", "-log_file", rtt, u.Remote}
+		"-trace_logs", "-log_file", rtt}
+	if u.Buffer > 0 {
+		args = append(args, "-buff_size", strconv.Itoa(u.Buffer))
+	}
+	args = append(args, u.Remote)
 	ctx, cancel := context.WithTimeout(ctx, u.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "taskset", args...)
