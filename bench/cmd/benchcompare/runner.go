@@ -86,6 +86,7 @@ func runAll(ctx context.Context, o Options) (*Results, error) {
 		"fixed duration": o.FixedDuration.String(), "precision": fmt.Sprint(o.Search.Precision),
 		"proxy cpu": strconv.Itoa(o.ProxyCPU), "sipp cpu": strconv.Itoa(o.SIPpCPU),
 		"ports":         fmt.Sprintf("proxy udp %d, callee udp %d, caller udp %d, http %d", o.Port, o.UASPort, o.UACPort, o.HTTPPort),
+		"sipp buffer":   strconv.Itoa(o.SIPpBuffer) + " (0: SIPp's default)",
 		"load at start": loadAvg(),
 	}
 	for i, sc := range o.Scenarios {
