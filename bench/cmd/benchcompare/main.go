@@ -123,7 +123,7 @@ func parseFlags(args []string) (Options, bool, error) {
 	fs.BoolVar(&o.Install, "install", true, "apt-get install sip-tester, kamailio and gnuplot when missing (as root)")
 	fs.BoolVar(&o.Profile, "profile", false, "after the measurements, CPU-profile asyncsip at -fixed-rate in every scenario")
 	fs.StringVar(&o.Version, "asyncsip-version", "", "asyncsip version to report (default: git describe of the repository; set it when running from an exported tree)")
-	fs.IntVar(&o.SIPpBuffer, "sipp-buffer", 0, "SIPp socket buffer size in bytes (-buff_size); 0 keeps SIPp's default (about 128 KiB), which the caller's socket can overflow in bursts above ~3500 calls/s")
+	fs.IntVar(&o.SIPpBuffer, "sipp-buffer", 8<<20, "SIPp socket buffer size in bytes (-buff_size); 0 keeps SIPp's default (about 128 KiB), which the caller's socket overflows in bursts above ~3500 calls/s")
 	fs.StringVar(&o.Note, "note", "", "note printed in RESULTS.md (conditions of the run)")
 	fs.Float64Var(&o.WaitLoad, "wait-load", 0, "before starting, wait until the 1-min load average is below this (0: don't wait)")
 	fs.DurationVar(&o.WaitMax, "wait-max", 30*time.Minute, "longest wait for -wait-load")
