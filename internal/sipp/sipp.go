@@ -73,7 +73,7 @@ type Process struct {
 	cancel context.CancelFunc
 }
 
-func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string) {
+func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string, int) {
 	bin := Path(t)
 	dir := t.TempDir()
 	args := []string{}
@@ -113,10 +113,12 @@ func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string) 
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own process group (killed whole on timeout), and killed with the
+	// test binary if that dies first.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
-	return cmd, dir
+	return cmd, dir, cfg.LocalPort
 }
 
 func timeoutOf(cfg Config) time.Duration {
@@ -131,7 +133,7 @@ func Run(t testing.TB, cfg Config) Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
 	defer cancel()
-	cmd, dir := command(t, ctx, cfg)
+	cmd, dir, _ := command(t, ctx, cfg)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -149,7 +151,7 @@ func Run(t testing.TB, cfg Config) Result {
 func Start(t testing.TB, cfg Config) *Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
-	cmd, dir := command(t, ctx, cfg)
+	cmd, dir, port := command(t, ctx, cfg)
 	p := &Process{t: t, cmd: cmd, out: &bytes.Buffer{}, dir: dir, done: make(chan struct{}), cancel: cancel}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -162,8 +164,16 @@ func Start(t testing.TB, cfg Config) *Process {
 		close(p.done)
 	}()
 	t.Cleanup(func() { p.Stop() })
-	// Give it a moment to bind its socket.
-	time.Sleep(300 * time.Millisecond)
+	// Ready once it holds its port (bounded; a SIPp that exits at once is
+	// reported by its result).
+	testenv.Poll(5*time.Second, func() bool {
+		select {
+		case <-p.done:
+			return true
+		default:
+			return testenv.UDPPortBound(port)
+		}
+	})
 	return p
 }
 

@@ -1,0 +1,35 @@
+package testenv
+
+import (
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestPoll(t *testing.T) {
+	var n atomic.Int32
+	assert.True(t, Poll(time.Second, func() bool { return n.Add(1) >= 3 }))
+	assert.EqualValues(t, 3, n.Load())
+	start := time.Now()
+	assert.False(t, Poll(20*time.Millisecond, func() bool { return false }))
+	assert.GreaterOrEqual(t, time.Since(start), 20*time.Millisecond, "the bound is honoured")
+}
+
+func TestUDPPortBound(t *testing.T) {
+	port := FreeUDPPort(t)
+	assert.False(t, UDPPortBound(port))
+	c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
+	require.NoError(t, err)
+	defer c.Close()
+	assert.True(t, UDPPortBound(port))
+}
+
+func TestFDsBackTo(t *testing.T) {
+	base := CountFDs()
+	FDsBackTo(t, base, time.Second) // nothing opened: passes at once
+}
