@@ -40,7 +40,7 @@ type proxy struct {
 func startProxy(t testing.TB, cfg asyncsip.Config, routes tm.Routes) *proxy {
 	t.Helper()
 	fds := testenv.CountFDs()
-	t.Cleanup(func() { checkFDs(t, fds) })
+	t.Cleanup(func() { testenv.FDsBackTo(t, fds, 5*time.Second) })
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = []string{"udp:127.0.0.1:0"}
 	}
@@ -61,26 +61,6 @@ func startProxy(t testing.TB, cfg asyncsip.Config, routes tm.Routes) *proxy {
 	})
 	a := srv.Addrs()[0]
 	return &proxy{srv: srv, addr: a.String(), port: int(a.Port())}
-}
-
-// checkFDs waits (bounded) for the descriptor count to come back to base.
-func checkFDs(t testing.TB, base int) {
-	t.Helper()
-	if base < 0 {
-		return
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := testenv.CountFDs()
-		if n <= base {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("file descriptors: %d open after the test, %d before", n, base)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // relayTo is the request route of most tests: requests that came back

@@ -39,7 +39,7 @@ type cappedProxy struct {
 func startCappedProxy(t testing.TB, workers int, cfg tm.Config, routes tm.Routes) *cappedProxy {
 	t.Helper()
 	fds := testenv.CountFDs()
-	t.Cleanup(func() { checkFDs(t, fds) })
+	t.Cleanup(func() { testenv.FDsBackTo(t, fds, 5*time.Second) })
 	g, err := reactor.NewGroup(workers, reactor.Config{})
 	require.NoError(t, err)
 	core := tm.NewServer(g.Loops(), cfg, routes)

@@ -56,7 +56,7 @@ func startStream(t *testing.T, cfg asyncsip.Config, routes tm.Routes) *asyncsip.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		require.NoError(t, srv.Shutdown(ctx))
-		checkFDs(t, fds)
+		testenv.FDsBackTo(t, fds, 5*time.Second)
 		goleak.VerifyNone(t, leaks)
 	})
 	return srv

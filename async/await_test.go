@@ -2,6 +2,7 @@ package async
 
 import (
 	"errors"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func TestAwaitAsyncCompletionResumesOnceOnLoop(t *testing.T) {
 	// The op completes from another goroutine: PostDone queues it on the loop.
 	done := make(chan struct{})
 	go func() { defer close(done); _ = PostDone(l, op.done, "ok", nil) }()
-	wait(t, done, "PostDone")
+	testenv.Wait(t, 5*time.Second, done, "PostDone")
 	require.Zero(t, r.calls, "nothing runs until the loop runs its tasks")
 	l.RunPending()
 	require.Equal(t, 1, r.calls)

@@ -56,7 +56,7 @@ func readAll(fd int) Op[string] {
 func checkFDBaseline(t *testing.T) {
 	base := testenv.CountFDs()
 	t.Cleanup(func() {
-		eventually(t, "fd count back to baseline", func() bool { return testenv.CountFDs() == base })
+		testenv.Eventually(t, 5*time.Second, "fd count back to baseline", func() bool { return testenv.CountFDs() == base })
 	})
 }
 
@@ -81,7 +81,7 @@ func TestFDOpReadsPipeOnRealLoop(t *testing.T) {
 	_, err = syscall.Write(w, []byte("world"))
 	require.NoError(t, err)
 	require.NoError(t, syscall.Close(w))
-	rec := wait(t, got, "resume")
+	rec := testenv.Wait(t, 5*time.Second, got, "resume")
 	require.Equal(t, 1, rec.calls)
 	require.NoError(t, rec.err)
 	require.Equal(t, "hello world", rec.v)
@@ -101,7 +101,7 @@ func TestFDOpCancelUnwatchesAndCloses(t *testing.T) {
 			got <- err
 		}, Timeout(10*time.Millisecond))
 	})
-	require.ErrorIs(t, wait(t, got, "timeout"), ErrTimeout)
+	require.ErrorIs(t, testenv.Wait(t, 5*time.Second, got, "timeout"), ErrTimeout)
 	// The read end was closed by the op: the writer now sees EPIPE.
 	_, err := syscall.Write(w, []byte("x"))
 	require.ErrorIs(t, err, syscall.EPIPE)
@@ -168,7 +168,7 @@ func TestFDSetSeveralFDsAndSwitching(t *testing.T) {
 	require.NoError(t, syscall.Close(outW))
 	write(nextW, "n")
 	require.NoError(t, syscall.Close(nextW))
-	v := wait(t, got, "report")
+	v := testenv.Wait(t, 5*time.Second, got, "report")
 	require.Contains(t, v, "err:switch")
 	require.Contains(t, v, "out:eof")
 	require.Contains(t, v, "next:eof")

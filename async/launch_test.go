@@ -2,6 +2,7 @@ package async
 
 import (
 	"context"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"testing"
 	"time"
 
@@ -114,7 +115,7 @@ func TestLaunchGroup(t *testing.T) {
 	}
 	sum := 0
 	for range 2 {
-		o := wait(t, got, "launch report")
+		o := testenv.Wait(t, 5*time.Second, got, "launch report")
 		require.NoError(t, o.err)
 		sum += o.v
 	}

@@ -3,6 +3,7 @@ package async
 import (
 	"context"
 	"errors"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"testing"
 	"time"
 
@@ -165,33 +166,7 @@ func onLoop(t testing.TB, l *reactor.Loop, fn func()) {
 	if err := l.Post(func() { defer close(ran); fn() }); err != nil {
 		t.Fatalf("post: %v", err)
 	}
-	wait(t, ran, "task on loop")
-}
-
-// wait waits for ch to be closed or to yield a value, failing after a
-// generous bound (these are correctness tests, not timing tests).
-func wait[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(5 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
-// eventually polls cond (bounded) for conditions reached asynchronously,
-// such as idle workers exiting.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition never met: %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.Wait(t, 5*time.Second, ran, "task on loop")
 }
 
 // closePool closes p at the end of the test and checks that its goroutines

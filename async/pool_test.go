@@ -3,6 +3,7 @@ package async
 import (
 	"context"
 	"errors"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,7 @@ import (
 // workers), then runs them.
 func runPosted(t *testing.T, l *reactor.Loop, n int) {
 	t.Helper()
-	eventually(t, "completions posted to the loop", func() bool { return l.Pending() >= n })
+	testenv.Eventually(t, 5*time.Second, "completions posted to the loop", func() bool { return l.Pending() >= n })
 	l.RunPending()
 }
 
@@ -58,7 +59,7 @@ func TestBlockingRoundTrip(t *testing.T) {
 	require.Equal(t, 1, r.calls)
 	require.Equal(t, 7, r.v)
 	require.NoError(t, r.err)
-	eventually(t, "worker idle", func() bool { return p.Stats().Busy == 0 })
+	testenv.Eventually(t, 5*time.Second, "worker idle", func() bool { return p.Stats().Busy == 0 })
 	s := p.Stats()
 	require.Equal(t, uint64(1), s.Completed)
 	require.Zero(t, s.Rejected)
@@ -84,13 +85,13 @@ func TestBlockingCancelledContext(t *testing.T) {
 			started := make(chan struct{})
 			var r recorder[int]
 			Await(c, Blocking(gatedStarted(nil, seen, started, 1), OnPool(p)), r.fn, Timeout(time.Second))
-			wait(t, started, "fn running")
+			testenv.Wait(t, 5*time.Second, started, "fn running")
 			tc.end(l, c)
-			require.ErrorIs(t, wait(t, seen, "fn return"), context.Canceled, "fn's ctx is cancelled")
+			require.ErrorIs(t, testenv.Wait(t, 5*time.Second, seen, "fn return"), context.Canceled, "fn's ctx is cancelled")
 			// The worker posts the late result before it frees its slot; the
 			// result may even have run inside Advance already. Either way it
 			// is dropped.
-			eventually(t, "pool slot freed", func() bool { return p.Stats().Busy == 0 })
+			testenv.Eventually(t, 5*time.Second, "pool slot freed", func() bool { return p.Stats().Busy == 0 })
 			l.RunPending()
 			if tc.resumes {
 				require.Equal(t, 1, r.calls)
@@ -146,7 +147,7 @@ func TestBlockingOverloadFailsAtOnce(t *testing.T) {
 				require.Equal(t, 1, results[i].calls)
 				require.Equal(t, i, results[i].v)
 			}
-			eventually(t, "completions counted", func() bool { return p.Stats().Completed == uint64(tc.accepted) })
+			testenv.Eventually(t, 5*time.Second, "completions counted", func() bool { return p.Stats().Completed == uint64(tc.accepted) })
 		})
 	}
 }
@@ -168,7 +169,7 @@ func TestBlockingQueuedAndCancelledNeverRuns(t *testing.T) {
 	require.ErrorIs(t, r.err, ErrTimeout)
 	close(release)
 	runPosted(t, l, 1)
-	eventually(t, "queue drained", func() bool { s := p.Stats(); return s.Busy == 0 && s.Queued == 0 })
+	testenv.Eventually(t, 5*time.Second, "queue drained", func() bool { s := p.Stats(); return s.Busy == 0 && s.Queued == 0 })
 	require.False(t, ran.Load(), "a call cancelled while queued never runs")
 	s := p.Stats()
 	require.Equal(t, uint64(1), s.Completed)
@@ -203,12 +204,12 @@ func TestPoolCloseWaitsForCalls(t *testing.T) {
 	Launch(l, Blocking(gated(release, seen, 2), OnPool(p)), r2.fn) // queued
 	closed := make(chan error)
 	go func() { closed <- p.Close(context.Background()) }()
-	eventually(t, "pool closed", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.closed })
+	testenv.Eventually(t, 5*time.Second, "pool closed", func() bool { p.mu.Lock(); defer p.mu.Unlock(); return p.closed })
 	var r3 recorder[int]
 	Launch(l, Blocking(func(context.Context) (int, error) { return 0, nil }, OnPool(p)), r3.fn)
 	require.ErrorIs(t, r3.err, ErrClosed, "new calls fail at once after Close")
 	close(release)
-	require.NoError(t, wait(t, closed, "Close"))
+	require.NoError(t, testenv.Wait(t, 5*time.Second, closed, "Close"))
 	runPosted(t, l, 2)
 	require.Equal(t, 1, r1.v)
 	require.Equal(t, 2, r2.v, "a queued call still runs on a graceful Close")
@@ -225,11 +226,11 @@ func TestPoolCloseDeadline(t *testing.T) {
 	var r1, r2 recorder[int]
 	Launch(l, Blocking(gatedStarted(nil, seen, started, 1), OnPool(p)), r1.fn)
 	Launch(l, Blocking(gated(nil, seen, 2), OnPool(p)), r2.fn) // queued
-	wait(t, started, "fn running")
+	testenv.Wait(t, 5*time.Second, started, "fn running")
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the deadline is already over
 	require.ErrorIs(t, p.Close(ctx), context.Canceled)
-	require.ErrorIs(t, wait(t, seen, "running fn"), context.Canceled, "the running call is interrupted")
+	require.ErrorIs(t, testenv.Wait(t, 5*time.Second, seen, "running fn"), context.Canceled, "the running call is interrupted")
 	runPosted(t, l, 2)
 	require.ErrorIs(t, r1.err, context.Canceled)
 	require.ErrorIs(t, r2.err, ErrClosed, "the queued call is completed without running")
@@ -253,7 +254,7 @@ func TestPoolIdleWorkersExit(t *testing.T) {
 		require.Equal(t, 3, p.Stats().Workers, "round %d: workers start on demand", round)
 		close(release)
 		runPosted(t, l, 3)
-		eventually(t, "idle workers exit", func() bool { return p.Stats().Workers == 0 })
+		testenv.Eventually(t, 5*time.Second, "idle workers exit", func() bool { return p.Stats().Workers == 0 })
 	}
 	require.Equal(t, uint64(6), p.Stats().Completed)
 }
@@ -288,8 +289,8 @@ func TestPoolConcurrentLoops(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	wait(t, done, "every await resumed")
-	eventually(t, "completions counted", func() bool { return p.Stats().Completed == uint64(ok.Load()) })
+	testenv.Wait(t, 5*time.Second, done, "every await resumed")
+	testenv.Eventually(t, 5*time.Second, "completions counted", func() bool { return p.Stats().Completed == uint64(ok.Load()) })
 	require.Equal(t, uint64(overloaded.Load()), p.Stats().Rejected)
 	require.Equal(t, int64(loops*perLoop), ok.Load()+overloaded.Load())
 }
@@ -346,7 +347,7 @@ func TestBlockingLeavesNothingBehind(t *testing.T) {
 				tc.end(l, c)
 			}
 			close(release)
-			eventually(t, "no worker left", func() bool {
+			testenv.Eventually(t, 5*time.Second, "no worker left", func() bool {
 				s := p.Stats()
 				return s.Workers == 0 && s.Busy == 0 && s.Queued == 0
 			})

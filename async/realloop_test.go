@@ -2,6 +2,7 @@ package async
 
 import (
 	"context"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"testing"
 	"time"
 
@@ -31,7 +32,7 @@ func TestResumeFromGoroutineBeatsEarlierNormalTasks(t *testing.T) {
 	})
 	got := make(chan []string, 1)
 	require.NoError(t, l.Post(func() { got <- append([]string(nil), order...) }))
-	require.Equal(t, []string{"resume", "normal", "normal", "normal"}, wait(t, got, "order"))
+	require.Equal(t, []string{"resume", "normal", "normal", "normal"}, testenv.Wait(t, 5*time.Second, got, "order"))
 }
 
 // The same for Blocking: the pool worker's result is posted urgently.
@@ -52,16 +53,16 @@ func TestBlockingResultBeatsEarlierNormalTasks(t *testing.T) {
 		// result are all queued.
 		_ = l.Post(func() { close(holding); <-hold })
 	})
-	wait(t, holding, "loop held")
+	testenv.Wait(t, 5*time.Second, holding, "loop held")
 	for range 3 {
 		require.NoError(t, l.Post(func() { order = append(order, "normal") }))
 	}
 	close(release)
-	eventually(t, "result queued", func() bool { return l.Pending() >= 4 })
+	testenv.Eventually(t, 5*time.Second, "result queued", func() bool { return l.Pending() >= 4 })
 	close(hold)
 	got := make(chan []string, 1)
 	require.NoError(t, l.Post(func() { got <- append([]string(nil), order...) }))
-	require.Equal(t, []string{"resume", "normal", "normal", "normal"}, wait(t, got, "order"))
+	require.Equal(t, []string{"resume", "normal", "normal", "normal"}, testenv.Wait(t, 5*time.Second, got, "order"))
 }
 
 // A timeout on a real loop: bounded by the loop's timer, not by the op.
@@ -79,6 +80,6 @@ func TestAwaitTimeoutOnRealLoop(t *testing.T) {
 			return 0, ctx.Err()
 		}, OnPool(p)), func(_ int, err error) { got <- err }, Timeout(20*time.Millisecond))
 	})
-	require.ErrorIs(t, wait(t, got, "timeout resume"), ErrTimeout)
-	require.ErrorIs(t, wait(t, ctxErr, "fn's ctx cancelled"), context.Canceled)
+	require.ErrorIs(t, testenv.Wait(t, 5*time.Second, got, "timeout resume"), ErrTimeout)
+	require.ErrorIs(t, testenv.Wait(t, 5*time.Second, ctxErr, "fn's ctx cancelled"), context.Canceled)
 }

@@ -267,7 +267,7 @@ func runInHarness(t *testing.T, tc crossCase) []string {
 // peers, and summarizes what the proxy sent on the wire.
 func runOverUDP(t *testing.T, tc crossCase) []string {
 	fds := testenv.CountFDs()
-	t.Cleanup(func() { checkFDs(t, fds) })
+	t.Cleanup(func() { testenv.FDsBackTo(t, fds, 5*time.Second) })
 
 	slow := make(chan struct{})
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -407,20 +407,4 @@ func summarize(sent []sentMsg, labels map[string]string) []string {
 		}
 	}
 	return out
-}
-
-// checkFDs waits (bounded) for the descriptor count to come back to base.
-func checkFDs(t *testing.T, base int) {
-	t.Helper()
-	if base < 0 {
-		return
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for testenv.CountFDs() > base {
-		if time.Now().After(deadline) {
-			t.Errorf("file descriptors: %d open after the test, %d before", testenv.CountFDs(), base)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

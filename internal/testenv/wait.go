@@ -55,3 +55,27 @@ func UDPPortBound(port int) bool {
 	c.Close()
 	return false
 }
+
+// Wait returns the next value from ch (or its zero value when ch is
+// closed), failing the test when nothing arrives within the bound.
+func Wait[T any](t testing.TB, within time.Duration, ch <-chan T, what string) T {
+	t.Helper()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case v := <-ch:
+		return v
+	case <-timer.C:
+		t.Fatalf("timed out after %v waiting for %s", within, what)
+		panic("unreachable")
+	}
+}
+
+// CheckFDs records the open descriptor count now and, when the test ends,
+// checks (bounded) that it came back to it. Call it first: cleanups run
+// last-in first-out, so this check runs after the test's own cleanups.
+func CheckFDs(t testing.TB) {
+	t.Helper()
+	base := CountFDs()
+	t.Cleanup(func() { FDsBackTo(t, base, 5*time.Second) })
+}

@@ -239,7 +239,7 @@ func slowSuite(t *testing.T, d dialect, l *reactor.Loop) {
 		o := run(t, l, h.QueryRow(d.slow), async.Timeout(30*time.Second))
 		require.ErrorIs(t, o.err, async.ErrTimeout)
 		require.Equal(t, uint64(1), h.Stats().Timeouts)
-		eventually(t, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
+		testenv.Eventually(t, 10*time.Second, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
 	})
 	t.Run("AwaitTimeout", func(t *testing.T) {
 		obs := &recorder{}
@@ -248,8 +248,8 @@ func slowSuite(t *testing.T, d dialect, l *reactor.Loop) {
 		require.ErrorIs(t, o.err, async.ErrTimeout)
 		// The statement was cancelled in the driver: it reports a
 		// cancellation, not a result, and the worker is free.
-		eventually(t, "statement cancelled", func() bool { _, ok := obs.last(context.Canceled); return ok })
-		eventually(t, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
+		testenv.Eventually(t, 10*time.Second, "statement cancelled", func() bool { _, ok := obs.last(context.Canceled); return ok })
+		testenv.Eventually(t, 10*time.Second, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
 	})
 	t.Run("Abort", func(t *testing.T) {
 		obs := &recorder{}
@@ -260,9 +260,9 @@ func slowSuite(t *testing.T, d dialect, l *reactor.Loop) {
 			async.Await(c, h.QueryRow(d.slow), func(_ db.Row, err error) { resumed <- err }, async.Timeout(time.Minute))
 		})
 		// A connection in use: the statement is in the driver.
-		eventually(t, "statement running", func() bool { return h.Stats().DB.InUse == 1 })
+		testenv.Eventually(t, 10*time.Second, "statement running", func() bool { return h.Stats().DB.InUse == 1 })
 		onLoop(t, l, c.end) // the transaction ends while suspended
-		eventually(t, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
+		testenv.Eventually(t, 10*time.Second, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
 		ev, ok := obs.last(nil)
 		require.True(t, ok)
 		require.ErrorIs(t, ev.err, context.Canceled, "statement cancelled")
@@ -284,7 +284,7 @@ func TestOverloaded(t *testing.T) {
 		async.Launch(l, h.QueryRow(slowSQLite), func(v db.Row, err error) { slow <- outcome[db.Row]{v: v, err: err} },
 			async.Timeout(20*time.Second))
 	})
-	eventually(t, "slow query running", func() bool { return h.Stats().Pool.Busy == 1 })
+	testenv.Eventually(t, 10*time.Second, "slow query running", func() bool { return h.Stats().Pool.Busy == 1 })
 
 	o := run(t, l, h.QueryRow("SELECT 1"))
 	require.ErrorIs(t, o.err, async.ErrOverloaded)
@@ -296,7 +296,7 @@ func TestOverloaded(t *testing.T) {
 
 	// Closing the handle cancels the running query and rejects new ops.
 	require.NoError(t, h.Close())
-	require.Error(t, waitFor(t, slow, "slow query cancelled").err)
+	require.Error(t, testenv.Wait(t, 10*time.Second, slow, "slow query cancelled").err)
 	oe := run(t, l, h.Exec("SELECT 1"))
 	require.ErrorIs(t, oe.err, db.ErrClosed)
 	_, err := h.ExecContext(context.Background(), "SELECT 1")
@@ -321,7 +321,7 @@ func TestConcurrentWritersSQLite(t *testing.T) {
 		}
 	})
 	for range n {
-		require.NoError(t, waitFor(t, got, "insert"))
+		require.NoError(t, testenv.Wait(t, 10*time.Second, got, "insert"))
 	}
 	row := must(t, l, h.QueryRow("SELECT count(*), sum(n) FROM w"))
 	require.Equal(t, int64(n), row.Int(0))
@@ -373,7 +373,7 @@ func TestStmtCacheConcurrentEviction(t *testing.T) {
 		}
 	})
 	for range n {
-		require.NoError(t, waitFor(t, got, "query"))
+		require.NoError(t, testenv.Wait(t, 10*time.Second, got, "query"))
 	}
 }
 
@@ -442,7 +442,7 @@ func TestManyLoops(t *testing.T) {
 		})
 	}
 	for range loops * per {
-		require.NoError(t, waitFor(t, errs, "chained op"))
+		require.NoError(t, testenv.Wait(t, 10*time.Second, errs, "chained op"))
 	}
 }
 
@@ -462,7 +462,7 @@ func TestNoLeaks(t *testing.T) {
 	require.ErrorIs(t, run(t, l, h.QueryRow("SELECT v FROM t WHERE v = 'y'")).err, db.ErrNoRows)
 	require.ErrorIs(t, run(t, l, h.QueryRow(slowSQLite)).err, async.ErrTimeout)
 	require.NoError(t, h.Close())
-	checkFDs(t, base)
+	testenv.FDsBackTo(t, base, 5*time.Second)
 }
 
 // A server that accepts the TCP connection and never answers (a hung

@@ -68,31 +68,7 @@ func onLoop(t testing.TB, l *reactor.Loop, fn func()) {
 	if err := l.Post(func() { defer close(ran); fn() }); err != nil {
 		t.Fatalf("post: %v", err)
 	}
-	waitFor(t, ran, "task on loop")
-}
-
-// waitFor waits (bounded) for a value or a close on ch.
-func waitFor[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
-// eventually polls cond (bounded).
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition never met: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Wait(t, 10*time.Second, ran, "task on loop")
 }
 
 type outcome[T any] struct {
@@ -111,7 +87,7 @@ func run[T any](t testing.TB, l *reactor.Loop, op async.Op[T], opts ...async.Opt
 		async.Launch(l, op, func(v T, err error) { ch <- outcome[T]{v, err, !launched} }, opts...)
 		launched = true
 	})
-	return waitFor(t, ch, "op report")
+	return testenv.Wait(t, 10*time.Second, ch, "op report")
 }
 
 // must runs op and fails the test on an error.
@@ -137,26 +113,6 @@ func open(t testing.TB, driver, dsn string, opts ...db.Option) *db.Handle {
 		}
 	})
 	return h
-}
-
-// checkFDs waits (bounded) for the descriptor count to come back to base.
-func checkFDs(t testing.TB, base int) {
-	t.Helper()
-	if base < 0 {
-		return
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n := testenv.CountFDs()
-		if n <= base {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("file descriptors: %d open after the test, %d before", n, base)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // recorder is an Observer that keeps its events.

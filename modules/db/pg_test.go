@@ -80,14 +80,14 @@ func TestPostgresCancelReachesServer(t *testing.T) {
 				async.Await(c, h.QueryRow(fmt.Sprintf(`SELECT pg_sleep(60), '%s'`, marker)),
 					func(_ db.Row, err error) { got <- err }, async.Timeout(tc.await))
 			})
-			eventually(t, "query running on the server", func() bool { return activeQueries(t, mon, marker) == 1 })
+			testenv.Eventually(t, 10*time.Second, "query running on the server", func() bool { return activeQueries(t, mon, marker) == 1 })
 			if tc.abort {
 				onLoop(t, l, c.end)
 			} else {
-				require.ErrorIs(t, waitFor(t, got, "resume"), tc.want)
+				require.ErrorIs(t, testenv.Wait(t, 10*time.Second, got, "resume"), tc.want)
 			}
-			eventually(t, "query gone from the server", func() bool { return activeQueries(t, mon, marker) == 0 })
-			eventually(t, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
+			testenv.Eventually(t, 10*time.Second, "query gone from the server", func() bool { return activeQueries(t, mon, marker) == 0 })
+			testenv.Eventually(t, 10*time.Second, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
 			// A cancel request, not a dropped connection: the one connection
 			// of the handle is still the same backend.
 			require.Equal(t, pid, must(t, l, h.QueryRow("SELECT pg_backend_pid()")).Int(0))
@@ -184,12 +184,12 @@ func TestPostgresDown(t *testing.T) {
 				async.Timeout(timeout))
 		}
 	})
-	eventually(t, "queries running", func() bool { return h.Stats().DB.InUse == inflight })
+	testenv.Eventually(t, 10*time.Second, "queries running", func() bool { return h.Stats().DB.InUse == inflight })
 
 	stopped := time.Now()
 	c.pgCtl(t, "-m", "fast", "stop")
 	for range inflight {
-		err := waitFor(t, got, "in-flight query failed")
+		err := testenv.Wait(t, 10*time.Second, got, "in-flight query failed")
 		require.ErrorIs(t, err, db.ErrUnavailable)
 	}
 	require.Less(t, time.Since(stopped), timeout/2, "errors came promptly, not on the timeout")
@@ -200,12 +200,12 @@ func TestPostgresDown(t *testing.T) {
 		require.ErrorIs(t, o.err, db.ErrUnavailable)
 		require.NotErrorIs(t, o.err, async.ErrTimeout)
 	}
-	eventually(t, "workers free", func() bool { return h.Stats().Pool.Busy == 0 })
+	testenv.Eventually(t, 10*time.Second, "workers free", func() bool { return h.Stats().Pool.Busy == 0 })
 
 	c.pgCtl(t, "-l", filepath.Join(c.dir, "server.log"), "start")
 	// The handle recovers by itself: dead connections are dropped and new
 	// ones made on the next ops.
-	eventually(t, "handle recovered", func() bool { return run(t, l, h.QueryRow("SELECT 1")).err == nil })
+	testenv.Eventually(t, 10*time.Second, "handle recovered", func() bool { return run(t, l, h.QueryRow("SELECT 1")).err == nil })
 	for i := range 20 {
 		require.Equal(t, int64(i), must(t, l, h.QueryRow("SELECT $1::int", i)).Int(0))
 	}

@@ -193,6 +193,6 @@ func TestSIPpPostgresDown(t *testing.T) {
 
 	c.pgCtl(t, "-l", filepath.Join(c.dir, "server.log"), "start")
 	l := startLoop(t)
-	eventually(t, "handle recovered", func() bool { return run(t, l, h.QueryRow("SELECT 1")).err == nil })
+	testenv.Eventually(t, 10*time.Second, "handle recovered", func() bool { return run(t, l, h.QueryRow("SELECT 1")).err == nil })
 	callsOK(t, proxy, "bob", 20, 50)
 }

@@ -2,6 +2,7 @@ package dns_test
 
 import (
 	"fmt"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"net/netip"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ import (
 )
 
 func TestCacheHitIsSynchronousAndHonoursTTL(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	z := newZone(t,
 		"_sip._udp.ttl.test. 300 IN SRV 10 1 5060 h.ttl.test.",
 		"h.ttl.test. 30 IN A 127.0.0.61",

@@ -3,6 +3,7 @@ package dns_test
 import (
 	"context"
 	"fmt"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"sync"
 	"testing"
 	"time"
@@ -18,7 +19,7 @@ import (
 // others call Lookup: results are right, -race is quiet, and each name and
 // type is asked of the server once (concurrent misses share one query).
 func TestConcurrentResolve(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	const names = 5
 	var recs []string
 	for i := range names {

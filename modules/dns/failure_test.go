@@ -2,6 +2,7 @@ package dns_test
 
 import (
 	"context"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -15,7 +16,7 @@ import (
 )
 
 func TestTimeout(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	r := newResolver(t, dns.Config{Servers: []string{silent(t), silent(t)}, Timeout: 30 * time.Millisecond, Attempts: 2})
 	l := startLoop(t)
 	res := resolve(t, l, r, "sip:slow.test:5060")
@@ -46,7 +47,7 @@ func TestTimeoutStopsFallback(t *testing.T) {
 // The await's own timeout cancels the queries in progress: Close then
 // finds no query left on the pool.
 func TestAwaitTimeoutCancelsQuery(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	r := newResolver(t, dns.Config{Servers: []string{silent(t)}, Timeout: time.Minute})
 	l := startLoop(t)
 	got := make(chan error, 1)
@@ -67,7 +68,7 @@ func TestAwaitTimeoutCancelsQuery(t *testing.T) {
 }
 
 func TestServFailAndServerFailover(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	bad := newZone(t, "gw.test. 60 IN A 127.0.0.91")
 	bad.servfail = []string{"test."}
 	good := newZone(t, "gw.test. 60 IN A 127.0.0.92")
@@ -132,7 +133,7 @@ func TestOverloaded(t *testing.T) {
 // Close ends the queries in progress: their resolutions fail with
 // ErrClosed at once instead of waiting for the server timeout.
 func TestCloseEndsQueries(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	r, err := dns.NewResolver(dns.Config{Servers: []string{silent(t)}, Timeout: time.Minute})
 	require.NoError(t, err)
 	l := startLoop(t)

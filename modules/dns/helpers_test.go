@@ -12,7 +12,6 @@ import (
 	mdns "github.com/miekg/dns"
 	"go.uber.org/goleak"
 
-	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/dns"
 	"github.com/asyncsip/asyncsip/reactor"
 )
@@ -198,22 +197,6 @@ func silent(t testing.TB) string {
 	}
 	t.Cleanup(func() { pc.Close() })
 	return pc.LocalAddr().String()
-}
-
-// checkFDs fails the test if the process has more fds open at its end
-// than at this call (register it first: cleanups run last-in first-out).
-func checkFDs(t *testing.T) {
-	t.Helper()
-	base := testenv.CountFDs()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for testenv.CountFDs() > base && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if n := testenv.CountFDs(); n > base {
-			t.Errorf("%d fds open at the end, %d at the start", n, base)
-		}
-	})
 }
 
 // fakeClock is a settable clock for TTL tests.

@@ -2,6 +2,7 @@ package dns_test
 
 import (
 	"errors"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"slices"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ var pathsZone = []string{
 }
 
 func TestResolvePaths(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	z := newZone(t, pathsZone...)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}})
 	l := startLoop(t)
@@ -166,7 +167,7 @@ func TestKindOf(t *testing.T) {
 
 // A truncated UDP answer is asked again over TCP.
 func TestTruncatedAnswerRetriedOverTCP(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	z := newZone(t, "big.test. 60 IN A 127.0.0.96")
 	z.truncateUDP = true
 	r := newResolver(t, dns.Config{Servers: []string{serveUDPAndTCP(t, z)}, IPv4Only: true})

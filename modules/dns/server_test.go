@@ -7,6 +7,7 @@ package dns_test
 import (
 	"context"
 	"fmt"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"net"
 	"strings"
 	"sync"
@@ -154,7 +155,7 @@ func TestFailoverThroughServer(t *testing.T) {
 		{"first is silent", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkFDs(t)
+			testenv.CheckFDs(t)
 			down, up := startUAS(t, tc.firstCode), startUAS(t, 200)
 			z := newZone(t,
 				fmt.Sprintf("_sip._udp.example.test. 60 IN SRV 10 1 %d down.example.test.", down.port()),

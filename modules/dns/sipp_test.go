@@ -26,7 +26,7 @@ import (
 func TestSIPpFailoverAcrossSRVTargets(t *testing.T) {
 	testenv.SIPp(t)
 	const calls = 10
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	down := startUAS(t, 0)
 	upPort := testenv.FreeUDPPort(t)
 	sipp.Start(t, sipp.Config{Scenario: "uas", LocalPort: upPort, Timeout: 90 * time.Second})

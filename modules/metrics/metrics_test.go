@@ -79,24 +79,9 @@ func newRig(t *testing.T, routes tm.Routes) *rig {
 		require.NoError(t, exp.Close(ctx))
 		core.Close()
 		require.NoError(t, g.Stop(ctx))
-		checkFDs(t, fds)
+		testenv.FDsBackTo(t, fds, 5*time.Second)
 	})
 	return &rig{g: g, core: core, tp: tp, exp: exp, url: "http://" + exp.Addr().String()}
-}
-
-func checkFDs(t *testing.T, base int) {
-	t.Helper()
-	if base < 0 {
-		return
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for testenv.CountFDs() > base {
-		if time.Now().After(deadline) {
-			t.Errorf("file descriptors: %d open after the test, %d before", testenv.CountFDs(), base)
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // receive hands a datagram to tm on loop 0, as a socket would.

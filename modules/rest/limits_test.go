@@ -3,6 +3,7 @@ package rest_test
 import (
 	"bufio"
 	"context"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"io"
 	"net"
 	"net/http"
@@ -45,7 +46,7 @@ func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestTimeout(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	mux := http.NewServeMux()
 	g := newGate()
 	mux.Handle("/headers", g) // the response never starts
@@ -73,7 +74,7 @@ func TestTimeout(t *testing.T) {
 			require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
 		})
 	}
-	eventually(t, "server saw the cancellation", func() bool { return g.cancelled.Load() == 1 })
+	testenv.Eventually(t, 10*time.Second, "server saw the cancellation", func() bool { return g.cancelled.Load() == 1 })
 	require.Zero(t, c.Stats().InFlight)
 }
 
@@ -102,18 +103,18 @@ func TestTimeoutStuckWorker(t *testing.T) {
 		return io.NopCloser(strings.NewReader("body")), nil
 	}
 	stuck := launch(t, l, c.Do(req))
-	wait(t, entered, "worker stuck in GetBody")
+	testenv.Wait(t, 15*time.Second, entered, "worker stuck in GetBody")
 	queued := run(t, l, c.Get(ts.URL))
 	require.ErrorIs(t, queued.err, rest.ErrTimeout)
 	require.False(t, queued.inline, "it was queued, not rejected")
-	s := wait(t, stuck, "stuck request")
+	s := testenv.Wait(t, 15*time.Second, stuck, "stuck request")
 	require.ErrorIs(t, s.err, rest.ErrTimeout)
 	require.Zero(t, g.arrived.Load(), "neither request reached the server")
 }
 
 func TestConnectTimeout(t *testing.T) {
 	addr := blackhole(t)
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	l := startLoop(t)
 	c := newClient(t, rest.Config{ConnectTimeout: 200 * time.Millisecond, Timeout: 5 * time.Second})
 	start := time.Now()
@@ -172,15 +173,15 @@ func TestOverload(t *testing.T) {
 	t.Run("fail fast", func(t *testing.T) {
 		c := newClient(t, rest.Config{MaxConcurrent: 2})
 		a, b := launch(t, l, c.Get(ts.URL)), launch(t, l, c.Get(ts.URL))
-		eventually(t, "two requests running", func() bool { return c.Stats().Pool.Busy == 2 })
+		testenv.Eventually(t, 10*time.Second, "two requests running", func() bool { return c.Stats().Pool.Busy == 2 })
 		o := run(t, l, c.Get(ts.URL))
 		require.ErrorIs(t, o.err, async.ErrOverloaded)
 		require.True(t, o.inline, "rejected at once, without suspending")
 		require.Equal(t, rest.KindOverloaded, rest.KindOf(o.err))
 		require.EqualValues(t, 1, c.Stats().Pool.Rejected)
 		g.open()
-		require.NoError(t, wait(t, a, "a").err)
-		require.NoError(t, wait(t, b, "b").err)
+		require.NoError(t, testenv.Wait(t, 15*time.Second, a, "a").err)
+		require.NoError(t, testenv.Wait(t, 15*time.Second, b, "b").err)
 	})
 	t.Run("bounded queue", func(t *testing.T) {
 		g := newGate()
@@ -192,7 +193,7 @@ func TestOverload(t *testing.T) {
 		for range 3 {
 			chs = append(chs, launch(t, l, c.Get(ts.URL)))
 		}
-		eventually(t, "one running, two queued", func() bool {
+		testenv.Eventually(t, 10*time.Second, "one running, two queued", func() bool {
 			s := c.Stats().Pool
 			return s.Busy == 1 && s.Queued == 2
 		})
@@ -201,7 +202,7 @@ func TestOverload(t *testing.T) {
 		require.True(t, o.inline)
 		g.open()
 		for _, ch := range chs {
-			r := wait(t, ch, "queued request")
+			r := testenv.Wait(t, 15*time.Second, ch, "queued request")
 			require.NoError(t, r.err)
 			require.Equal(t, "released", r.v.Text())
 		}
@@ -211,7 +212,7 @@ func TestOverload(t *testing.T) {
 // TestKeepAliveClosedByServer: servers close idle keep-alive connections
 // (timeouts, restarts, one request per connection); requests keep working.
 func TestKeepAliveClosedByServer(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	l := startLoop(t)
 	t.Run("closed between requests", func(t *testing.T) {
 		ts := httptest.NewServer(http.HandlerFunc(echo))
@@ -299,11 +300,11 @@ func TestCancelledAwait(t *testing.T) {
 	require.NoError(t, l.Post(func() {
 		async.Launch(l, c.Get(ts.URL), func(_ rest.Result, err error) { done <- err }, async.Timeout(100*time.Millisecond))
 	}))
-	err := wait(t, done, "launch report")
+	err := testenv.Wait(t, 15*time.Second, done, "launch report")
 	require.ErrorIs(t, err, async.ErrTimeout)
 	require.Equal(t, rest.KindTimeout, rest.KindOf(err))
-	eventually(t, "server request cancelled", func() bool { return g.cancelled.Load() == 1 })
-	eventually(t, "observer told", func() bool {
+	testenv.Eventually(t, 10*time.Second, "server request cancelled", func() bool { return g.cancelled.Load() == 1 })
+	testenv.Eventually(t, 10*time.Second, "observer told", func() bool {
 		obs.mu.Lock()
 		defer obs.mu.Unlock()
 		return len(obs.finished) == 1
@@ -333,7 +334,7 @@ func TestThousandInFlight(t *testing.T) {
 		t.Skip("short mode")
 	}
 	const n = 1000
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	g := newGate()
 	ts := httptest.NewUnstartedServer(g)
 	ts.Start()
@@ -349,13 +350,13 @@ func TestThousandInFlight(t *testing.T) {
 		}
 		chs = append(chs, launch(t, l, c.Get("/"+strconv.Itoa(i))))
 	}
-	eventually(t, "1,000 requests at the server", func() bool { return g.arrived.Load() == n })
+	testenv.Eventually(t, 10*time.Second, "1,000 requests at the server", func() bool { return g.arrived.Load() == n })
 	s := c.Stats()
 	require.EqualValues(t, n, s.InFlight)
 	require.Equal(t, n, s.Pool.Busy)
 	g.open()
 	for i, ch := range chs {
-		o := wait(t, ch, "request "+strconv.Itoa(i))
+		o := testenv.Wait(t, 15*time.Second, ch, "request "+strconv.Itoa(i))
 		require.NoError(t, o.err)
 		require.Equal(t, "released", o.v.Text())
 	}

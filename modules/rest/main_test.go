@@ -100,56 +100,7 @@ func launch[T any](t testing.TB, l *reactor.Loop, op async.Op[T]) <-chan outcome
 // run starts op on l and waits (bounded) for its outcome.
 func run[T any](t testing.TB, l *reactor.Loop, op async.Op[T]) outcome[T] {
 	t.Helper()
-	return wait(t, launch(t, l, op), "op outcome")
-}
-
-// wait waits for a value on ch, failing after a generous bound (these are
-// correctness tests, not timing tests).
-func wait[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(15 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
-
-// eventually polls cond (bounded).
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition never met: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// checkFDs records the fd count and checks at the end of the test (after
-// the cleanups registered later, which run first) that it is back to it.
-func checkFDs(t testing.TB) {
-	t.Helper()
-	base := testenv.CountFDs()
-	t.Cleanup(func() {
-		if base < 0 {
-			return
-		}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			n := testenv.CountFDs()
-			if n <= base {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("fd leak: %d open, %d before the test", n, base)
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
+	return testenv.Wait(t, 15*time.Second, launch(t, l, op), "op outcome")
 }
 
 // blackhole returns the address of a loopback TCP listener whose accept

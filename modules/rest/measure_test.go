@@ -310,7 +310,7 @@ func TestMeasureClientCPU(t *testing.T) {
 				next()
 			}
 		})
-		require.NoError(t, wait(t, done, "requests"))
+		require.NoError(t, testenv.Wait(t, 15*time.Second, done, "requests"))
 	})
 	tr := &http.Transport{MaxIdleConnsPerHost: 256}
 	defer tr.CloseIdleConnections()

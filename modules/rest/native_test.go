@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"os"
 	"strconv"
 	"testing"
@@ -162,7 +163,7 @@ func (x *nativeReq) close() {
 
 // TestNativeGet checks the measuring tool itself against a real server.
 func TestNativeGet(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	ts := benchServerT(t)
 	l := startLoop(t)
 	n := newNativeGet(t, ts.URL, "/target?user=bob")
@@ -214,7 +215,7 @@ func TestMeasureNativeCPU(t *testing.T) {
 				next()
 			}
 		})
-		if err := wait(t, done, "requests"); err != nil {
+		if err := testenv.Wait(t, 15*time.Second, done, "requests"); err != nil {
 			t.Fatal(err)
 		}
 	}

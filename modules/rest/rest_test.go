@@ -37,7 +37,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestMethods(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	ts := httptest.NewServer(http.HandlerFunc(echo))
 	defer ts.Close()
 	l := startLoop(t)
@@ -237,7 +237,7 @@ func TestBadURL(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	l := startLoop(t)
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(echo))
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the unknown-authority case logs a handshake error

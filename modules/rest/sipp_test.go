@@ -130,7 +130,7 @@ func runProxy(t testing.TB, workers int, request func(*tm.Context), strict bool)
 func TestSIPpLookupThenRelay(t *testing.T) {
 	testenv.SIPp(t)
 	const calls = 200
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	uasPort := testenv.FreeUDPPort(t)
 	sipp.Start(t, sipp.Config{Scenario: "uas", LocalPort: uasPort, Timeout: 90 * time.Second})
 
@@ -158,7 +158,7 @@ func TestSIPpLookupThenRelay(t *testing.T) {
 func TestSIPpLookupTimeoutAnswers503(t *testing.T) {
 	testenv.SIPp(t)
 	const calls = 20
-	checkFDs(t)
+	testenv.CheckFDs(t)
 	var lookups atomic.Int64
 	// The lookup server answers after 2 s; the client gives up after 200 ms.
 	ts := httptest.NewServer(targetHandler("127.0.0.1:9", 2*time.Second, &lookups))
