@@ -107,15 +107,13 @@ func relayOr(uasPort int, hold func(c *tm.Context, relay func())) func(c *tm.Con
 // waitDraining sends OPTIONS probes until one is answered 503 (5 s at most).
 func waitDraining(t *testing.T, srv *Server, p *sipPeer) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for i := 0; ; i++ {
+	i := 0
+	testenv.Eventually(t, 5*time.Second, "the server starts draining", func() bool {
+		i++
 		p.send(srv, p.request("OPTIONS", "sip:probe@127.0.0.1", fmt.Sprintf("probe-%d", i)))
-		if status, _ := p.final(); strings.HasPrefix(status, "SIP/2.0 503") {
-			return
-		}
-		require.True(t, time.Now().Before(deadline), "the server never started draining")
-		time.Sleep(5 * time.Millisecond)
-	}
+		status, _ := p.final()
+		return strings.HasPrefix(status, "SIP/2.0 503")
+	})
 }
 
 // Calls suspended on a 1-second await all complete while Shutdown waits;
@@ -331,9 +329,5 @@ func TestServeSignalsStartError(t *testing.T) {
 // waitStarted waits until srv has bound its sockets.
 func waitStarted(t *testing.T, srv *Server) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(srv.Addrs()) == 0 {
-		require.True(t, time.Now().Before(deadline), "the server did not start")
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 5*time.Second, "the server binds its sockets", func() bool { return len(srv.Addrs()) > 0 })
 }

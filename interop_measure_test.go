@@ -3,6 +3,7 @@ package asyncsip_test
 import (
 	"context"
 	"fmt"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"os"
 	"regexp"
 	"sort"
@@ -82,7 +83,8 @@ func TestMeasureMaxCallRate(t *testing.T) {
 					break
 				}
 				best = rate
-				time.Sleep(time.Second) // let the last calls' transactions end
+				// Let the last calls' transactions end before the next step.
+				testenv.Poll(5*time.Second, func() bool { return p.srv.Core().Stats().InProgress == 0 })
 			}
 			// A failed step can leave transactions waiting for their timers:
 			// drain for longer than the tests do, and only report a late one.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -97,18 +98,14 @@ func openFDs(t *testing.T) int {
 // environment and the descriptors are back to fds.
 func requireNoneLeft(t *testing.T, env string, fds int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		left := marked(env)
-		n := openFDs(t)
-		if len(left) == 0 && n <= fds {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("processes left: %v; %d descriptors open, %d before", left, n, fds)
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
+	var left []int
+	var n int
+	done := testenv.Poll(5*time.Second, func() bool {
+		left, n = marked(env), openFDs(t)
+		return len(left) == 0 && n <= fds
+	})
+	if !done {
+		t.Errorf("processes left: %v; %d descriptors open, %d before", left, n, fds)
 	}
 }
 

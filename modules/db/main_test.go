@@ -31,10 +31,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 && base >= 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for testenv.CountFDs() > base && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.Poll(5*time.Second, func() bool { return testenv.CountFDs() <= base })
 		if n := testenv.CountFDs(); n > base {
 			fmt.Fprintf(os.Stderr, "file descriptors: %d open after the tests, %d before\n", n, base)
 			code = 1

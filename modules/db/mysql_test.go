@@ -72,19 +72,15 @@ func startMariaDB(t *testing.T) string {
 	sdb, err := sql.Open("mysql", root)
 	require.NoError(t, err)
 	defer sdb.Close()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	up := testenv.Poll(60*time.Second, func() bool {
 		pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer pcancel()
 		err = sdb.PingContext(pctx)
-		pcancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("mariadbd did not start: %v\n%s", err, log)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return err == nil
+	})
+	if !up {
+		log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		t.Fatalf("mariadbd did not start: %v\n%s", err, log)
 	}
 	_, err = sdb.Exec("CREATE DATABASE asyncsip_test")
 	require.NoError(t, err)
