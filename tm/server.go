@@ -205,12 +205,11 @@ func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, t
 		return
 	}
 	if err := Validate(msg, s.lim); err != nil {
-		s.stats.dropInvalid.Add(1)
+		// Counted once as an invalid drop, answered 400 when answerable.
+		s.dropped("invalid", from, err)
 		if req, ok := msg.(*sip.Request); ok && canAnswer(req) {
 			code, reason := statusFor(err)
 			s.replyRaw(ls, data, string(req.Method), from, tp, code, reason)
-		} else {
-			s.dropped("invalid", from, err)
 		}
 		return
 	}

@@ -5,10 +5,7 @@ import "sync/atomic"
 // Stats are the server's counters; observability exports them.
 type Stats struct {
 	received, sent, sendErrors, handoffs atomic.Uint64
-	dropParse, dropSize, dropHeaders     atomic.Uint64
-	dropInvalid, dropOther, dropClosed   atomic.Uint64
-	dropStray, dropRoute, dropQueue      atomic.Uint64
-	dropAmplify, dropUnanswerable        atomic.Uint64
+	drops                                [numDropReasons]atomic.Uint64
 	stxCreated, stxDone                  atomic.Uint64
 	ctxCreated, ctxDone                  atomic.Uint64
 	suspended, inProgress                atomic.Int64
@@ -51,40 +48,45 @@ type StatsSnapshot struct {
 	Overload uint64
 }
 
+// Drop reasons, in the order of dropNames.
+const (
+	dropOther = iota
+	dropParse
+	dropSize
+	dropHeaders
+	dropInvalid
+	dropClosed
+	dropStray
+	dropRoute
+	dropQueue
+	dropAmplify
+	dropUnanswerable
+	numDropReasons
+)
+
+// dropNames are the reasons callers pass to countDrop.
+var dropNames = [numDropReasons]string{"other", "parse", "size", "headers", "invalid", "closed",
+	"stray", "route", "queue", "amplification", "unanswerable"}
+
+// countDrop counts a dropped message by reason; an unknown reason counts as
+// "other". Drops are rare, so a scan of the names is cheap enough.
 func (s *Stats) countDrop(reason string) {
-	switch reason {
-	case "parse":
-		s.dropParse.Add(1)
-	case "size":
-		s.dropSize.Add(1)
-	case "headers":
-		s.dropHeaders.Add(1)
-	case "invalid":
-		s.dropInvalid.Add(1)
-	case "closed":
-		s.dropClosed.Add(1)
-	case "stray":
-		s.dropStray.Add(1)
-	case "route":
-		s.dropRoute.Add(1)
-	case "queue":
-		s.dropQueue.Add(1)
-	case "amplification":
-		s.dropAmplify.Add(1)
-	case "unanswerable":
-		s.dropUnanswerable.Add(1)
-	default:
-		s.dropOther.Add(1)
+	for i, n := range dropNames {
+		if n == reason {
+			s.drops[i].Add(1)
+			return
+		}
 	}
+	s.drops[dropOther].Add(1)
 }
 
 func (s *Stats) snapshot() StatsSnapshot {
 	return StatsSnapshot{
 		Received: s.received.Load(), Sent: s.sent.Load(), SendErrors: s.sendErrors.Load(), Handoffs: s.handoffs.Load(),
-		DropParse: s.dropParse.Load(), DropSize: s.dropSize.Load(), DropHeaders: s.dropHeaders.Load(),
-		DropInvalid: s.dropInvalid.Load(), DropOther: s.dropOther.Load(), DropClosed: s.dropClosed.Load(),
-		DropStray: s.dropStray.Load(), DropRoute: s.dropRoute.Load(), DropQueue: s.dropQueue.Load(),
-		DropAmplification: s.dropAmplify.Load(), DropUnanswerable: s.dropUnanswerable.Load(),
+		DropParse: s.drops[dropParse].Load(), DropSize: s.drops[dropSize].Load(), DropHeaders: s.drops[dropHeaders].Load(),
+		DropInvalid: s.drops[dropInvalid].Load(), DropOther: s.drops[dropOther].Load(), DropClosed: s.drops[dropClosed].Load(),
+		DropStray: s.drops[dropStray].Load(), DropRoute: s.drops[dropRoute].Load(), DropQueue: s.drops[dropQueue].Load(),
+		DropAmplification: s.drops[dropAmplify].Load(), DropUnanswerable: s.drops[dropUnanswerable].Load(),
 		ServerTxCreated: s.stxCreated.Load(), ServerTxDone: s.stxDone.Load(),
 		ClientTxCreated: s.ctxCreated.Load(), ClientTxDone: s.ctxDone.Load(),
 		Suspended: s.suspended.Load(), InProgress: s.inProgress.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),
