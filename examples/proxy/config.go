@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -48,57 +49,47 @@ func defaultDataDir() string {
 // parseConfig reads flags (and the config file they name) from args.
 func parseConfig(args []string) (Config, []string, error) {
 	cfg := defaultConfig()
-	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
-	file := fs.String("config", "", "JSON config file (flags override it)")
-	listen := fs.String("listen", cfg.Listen, "listen address, udp:host:port")
-	workers := fs.Int("workers", cfg.Workers, "event loops (0 = one per CPU)")
-	dataDir := fs.String("data", cfg.DataDir, "data directory (SQLite file)")
-	dsn := fs.String("db", "", "database DSN: postgres://user@host:port/db switches to PostgreSQL (default: SQLite in -data)")
-	domain := fs.String("domain", cfg.Domain, "SIP domain / digest realm")
-	secret := fs.String("secret", "", "nonce secret shared by proxy instances")
-	level := fs.String("log", cfg.LogLevel, "log level: debug, info, warn, error")
-	hook := fs.String("rest-hook", "", "HTTP URL asked to allow/deny/route each new call")
-	hookTimeout := fs.Duration("rest-timeout", cfg.RESTTimeout, "bound on the REST hook call")
-	failOpen := fs.Bool("fail-open", cfg.FailOpen, "route by the database when the REST hook fails")
+	var file string
+	fs := bindFlags(&cfg, &file)
 	if err := fs.Parse(args); err != nil {
 		return cfg, nil, err
 	}
-	if *file != "" {
-		b, err := os.ReadFile(*file)
+	if file != "" {
+		// The file sits between the defaults and the flags: load it, then
+		// parse the flags again on top of it.
+		cfg = defaultConfig()
+		b, err := os.ReadFile(file)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("config: %w", err)
 		}
-		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&cfg); err != nil {
-			return cfg, nil, fmt.Errorf("config %s: %w", *file, err)
+			return cfg, nil, fmt.Errorf("config %s: %w", file, err)
+		}
+		fs = bindFlags(&cfg, &file)
+		if err := fs.Parse(args); err != nil {
+			return cfg, nil, err
 		}
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "listen":
-			cfg.Listen = *listen
-		case "workers":
-			cfg.Workers = *workers
-		case "data":
-			cfg.DataDir = *dataDir
-		case "db":
-			cfg.DB = *dsn
-		case "domain":
-			cfg.Domain = *domain
-		case "secret":
-			cfg.Secret = *secret
-		case "log":
-			cfg.LogLevel = *level
-		case "rest-hook":
-			cfg.RESTHook = *hook
-		case "rest-timeout":
-			cfg.RESTTimeout = *hookTimeout
-		case "fail-open":
-			cfg.FailOpen = *failOpen
-		}
-	})
 	return cfg, fs.Args(), cfg.validate()
+}
+
+// bindFlags defines the flags straight on cfg's fields.
+func bindFlags(cfg *Config, file *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+	fs.StringVar(file, "config", "", "JSON config file (flags override it)")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "listen address, udp:host:port")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "event loops (0 = one per CPU)")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (SQLite file)")
+	fs.StringVar(&cfg.DB, "db", cfg.DB, "database DSN: postgres://user@host:port/db switches to PostgreSQL (default: SQLite in -data)")
+	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "SIP domain / digest realm")
+	fs.StringVar(&cfg.Secret, "secret", cfg.Secret, "nonce secret shared by proxy instances")
+	fs.StringVar(&cfg.LogLevel, "log", cfg.LogLevel, "log level: debug, info, warn, error")
+	fs.StringVar(&cfg.RESTHook, "rest-hook", cfg.RESTHook, "HTTP URL asked to allow/deny/route each new call")
+	fs.DurationVar(&cfg.RESTTimeout, "rest-timeout", cfg.RESTTimeout, "bound on the REST hook call")
+	fs.BoolVar(&cfg.FailOpen, "fail-open", cfg.FailOpen, "route by the database when the REST hook fails")
+	return fs
 }
 
 func (c *Config) validate() error {
