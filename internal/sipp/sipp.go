@@ -5,6 +5,10 @@
 //	res := sipp.Run(t, sipp.Config{Scenario: "uac", Remote: proxy, Service: "bob",
 //		Calls: 100, Rate: 50, Timeout: 30 * time.Second})
 //	require.Zero(t, res.Failed)
+//
+// README tests (readme.go) run the `sipp …` lines a README shows, verbatim
+// except for ports: ReadmeCommands, MapPorts, RunCommand, StartCommand, and
+// StartGoRun for the README's `go run <pkg> …` line.
 package sipp
 
 import (
@@ -111,6 +115,11 @@ func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string, 
 	if cfg.Remote != "" {
 		args = append(args, cfg.Remote)
 	}
+	return newCmd(ctx, bin, args, dir), dir, cfg.LocalPort
+}
+
+// newCmd prepares SIPp with args, run from dir, in its own process group.
+func newCmd(ctx context.Context, bin string, args []string, dir string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	// Its own process group (killed whole on timeout), and killed with the
@@ -118,7 +127,7 @@ func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string, 
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second
-	return cmd, dir, cfg.LocalPort
+	return cmd
 }
 
 func timeoutOf(cfg Config) time.Duration {
@@ -134,6 +143,12 @@ func Run(t testing.TB, cfg Config) Result {
 	ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
 	defer cancel()
 	cmd, dir, _ := command(t, ctx, cfg)
+	return run(t, ctx, cmd, dir, timeoutOf(cfg))
+}
+
+// run runs cmd to its end and collects its result from dir.
+func run(t testing.TB, ctx context.Context, cmd *exec.Cmd, dir string, timeout time.Duration) Result {
+	t.Helper()
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -141,7 +156,7 @@ func Run(t testing.TB, cfg Config) Result {
 	res := collect(dir, &out, cmd, err)
 	res.Elapsed = time.Since(start)
 	if ctx.Err() != nil {
-		t.Logf("sipp: killed after %v (timeout)", timeoutOf(cfg))
+		t.Logf("sipp: killed after %v (timeout)", timeout)
 	}
 	return res
 }
@@ -152,6 +167,13 @@ func Start(t testing.TB, cfg Config) *Process {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
 	cmd, dir, port := command(t, ctx, cfg)
+	return start(t, cmd, dir, cancel, port)
+}
+
+// start starts cmd in the background and waits (bounded) until it holds
+// UDP port on 127.0.0.1 or has exited.
+func start(t testing.TB, cmd *exec.Cmd, dir string, cancel context.CancelFunc, port int) *Process {
+	t.Helper()
 	p := &Process{t: t, cmd: cmd, out: &bytes.Buffer{}, dir: dir, done: make(chan struct{}), cancel: cancel}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
@@ -171,7 +193,7 @@ func Start(t testing.TB, cfg Config) *Process {
 		case <-p.done:
 			return true
 		default:
-			return testenv.UDPPortBound(port)
+			return port > 0 && testenv.UDPPortBound(port)
 		}
 	})
 	return p
@@ -260,4 +282,18 @@ func head(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// Wait waits up to within for a background SIPp to exit by itself (e.g.
+// after -m calls) and returns its result; after that it is stopped as by
+// Stop, and the result tells so (ExitCode -1 when killed).
+func (p *Process) Wait(within time.Duration) Result {
+	select {
+	case <-p.done:
+		p.cancel()
+		return p.result
+	case <-time.After(within):
+		p.t.Logf("sipp: still running after %v, stopping it", within)
+		return p.Stop()
+	}
 }
