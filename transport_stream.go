@@ -326,36 +326,41 @@ func (t *streamTransport) unregister(c *conn) {
 // the connect runs in a goroutine. It never blocks.
 func (t *streamTransport) Send(_ *reactor.Loop, b []byte, to netip.AddrPort) error {
 	to = netip.AddrPortFrom(to.Addr().Unmap(), to.Port())
-	err := t.send(b, to)
-	if errors.Is(err, ErrConnClosed) && !t.h.isClosed() {
-		// The connection closed under us (peer hang-up): it is
-		// unregistered by now, so this opens a new one.
+	fresh, err := t.send(b, to)
+	if errors.Is(err, ErrConnClosed) && !fresh && !t.h.isClosed() {
+		// An established connection closed under us (peer hang-up): it
+		// is unregistered by now, so this opens a new one. A connection
+		// opened by this very send that closed already failed to connect:
+		// dialing again at once would only fail again.
 		t.unregisterAddr(to)
-		err = t.send(b, to)
+		_, err = t.send(b, to)
 	}
 	return err
 }
 
-func (t *streamTransport) send(b []byte, to netip.AddrPort) error {
+// send queues b on the connection to `to`, opening one if needed; fresh
+// reports that it was opened by this call.
+func (t *streamTransport) send(b []byte, to netip.AddrPort) (fresh bool, err error) {
 	t.mu.Lock()
 	c := t.conns[to]
 	if c == nil {
 		if t.proto == "WS" || t.proto == "WSS" {
 			t.mu.Unlock()
-			return fmt.Errorf("%w: %s over %s", ErrNoConn, to, t.proto)
+			return false, fmt.Errorf("%w: %s over %s", ErrNoConn, to, t.proto)
 		}
 		c = t.newConn(to)
 		if err := t.h.admit(c, false); err != nil {
 			t.mu.Unlock()
-			return err
+			return true, err
 		}
 		t.conns[to] = c
 		t.mu.Unlock()
 		t.dial(c)
+		fresh = true
 	} else {
 		t.mu.Unlock()
 	}
-	return c.enqueue(b)
+	return fresh, c.enqueue(b)
 }
 
 // dial connects c in a goroutine, then runs it.
