@@ -226,7 +226,7 @@ func startPrivatePostgres(t *testing.T) *privatePostgres {
 			t.Errorf("pg.sh stop: %v: %s", err, out)
 		}
 	})
-	state, err := os.ReadFile(fmt.Sprintf("/tmp/asyncsip-pg-%d.state", port))
+	state, err := os.ReadFile(filepath.Join(".ci", ".state", fmt.Sprintf("pg-%d.state", port)))
 	require.NoError(t, err)
 	pg := &privatePostgres{port: port,
 		dsn: fmt.Sprintf("postgres://postgres@127.0.0.1:%d/asyncsip_test?sslmode=disable", port)}

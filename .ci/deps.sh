@@ -8,10 +8,11 @@
 #   gnuplot          (gnuplot-nox)                bench: report plots
 #
 # As root, missing packages are installed with apt-get (apt-get update runs at
-# most once, and only when something is missing). Debian's own PostgreSQL
-# cluster, if the package started one, is stopped again: tests use a private
-# cluster started by .ci/pg.sh. As a non-root user nothing is installed; the
-# script only says which tests will skip.
+# most once, and only when something is missing). The packages' services are
+# not started (policy-rc.d, below): tests use private servers they start and
+# stop themselves (.ci/pg.sh, the MariaDB suite). Nothing is stopped by name.
+# As a non-root user nothing is installed; the script only says which tests
+# will skip.
 #
 # Idempotent, and fast when everything is present (no apt calls at all).
 # Exits non-zero only if an install was attempted and failed while CI=true.
@@ -34,30 +35,26 @@ have_initdb() {
 	return 1
 }
 
-# Stop any cluster that installing the postgresql package started. Debian's
-# maintainer scripts create and (policy permitting) start "main"; tests must
-# not depend on it, and it would hold port 5432 and memory. Errors are ignored.
-# Installing kamailio or mariadb-server may start Debian's services (on
-# :5060 and :3306); tests start their own private instances instead.
-stop_debian_services() {
-	if command -v service >/dev/null 2>&1; then
-		service kamailio stop >/dev/null 2>&1 || true
-		service mariadb stop >/dev/null 2>&1 || true
-	fi
-	pkill -x kamailio >/dev/null 2>&1 || true
-	pkill -x mariadbd >/dev/null 2>&1 || true
+# Installing postgresql, mariadb-server or kamailio would start Debian's own
+# services (a "main" cluster on :5432, MariaDB on :3306, Kamailio on :5060).
+# Tests never use them: they start private instances and stop only those, by
+# the PID or data directory they recorded. So the services are kept from
+# starting at all: during the install, /usr/sbin/policy-rc.d answers 101
+# ("action forbidden"), which invoke-rc.d and deb-systemd-invoke honour.
+# Nothing is ever stopped by name. An existing policy-rc.d (the machine's
+# own) is left as it is.
+POLICY=/usr/sbin/policy-rc.d
+policy_ours=false
+forbid_service_starts() {
+	[[ -e "$POLICY" ]] && return 0
+	printf '#!/bin/sh\n# written by asyncsip .ci/deps.sh for the duration of apt-get install\nexit 101\n' >"$POLICY"
+	chmod 755 "$POLICY"
+	policy_ours=true
 }
-
-stop_debian_clusters() {
-	if command -v pg_lsclusters >/dev/null 2>&1; then
-		local ver name _rest
-		while read -r ver name _rest; do
-			[[ -n "$ver" && -n "$name" ]] || continue
-			pg_ctlcluster "$ver" "$name" stop >/dev/null 2>&1 || true
-		done < <(pg_lsclusters --no-header 2>/dev/null || true)
-	fi
-	if command -v service >/dev/null 2>&1; then
-		service postgresql stop >/dev/null 2>&1 || true
+allow_service_starts() {
+	if $policy_ours; then
+		rm -f "$POLICY"
+		policy_ours=false
 	fi
 }
 
@@ -113,19 +110,15 @@ apt_update() {
 	return 1
 }
 
+forbid_service_starts
+trap allow_service_starts EXIT
 if apt_update &&
 	apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null; then
 	status=0
 else
 	status=$?
 fi
-
-for p in "${missing[@]}"; do
-	case "$p" in
-	postgresql) stop_debian_clusters ;;
-	kamailio | mariadb-server) stop_debian_services ;;
-	esac
-done
+allow_service_starts
 
 if (( status != 0 )); then
 	log "apt-get failed (exit $status)"

@@ -13,9 +13,13 @@
 # other user it runs as that user. The database superuser is always named
 # "postgres" (initdb -U postgres), so the DSN is the same either way.
 #
-# The temp dir is recorded in a per-port state file so that `stop` (from
-# another process) finds it. ASYNCSIP_PG_BINDIR overrides where the server
-# binaries are looked up.
+# The temp dir and the server's PID are recorded in a per-port state file
+# under this checkout (.ci/.state/pg-<port>.state, git-ignored; or under
+# $ASYNCSIP_PG_STATE_DIR) so that `stop` (from another process) finds them.
+# `stop` stops only the server of the recorded data dir, and only if that dir
+# is one this script created for this state file (a marker inside names it).
+# Another checkout's cluster, or any other PostgreSQL, is never touched.
+# ASYNCSIP_PG_BINDIR overrides where the server binaries are looked up.
 set -euo pipefail
 
 PORT="${ASYNCSIP_PG_PORT:-55432}"
@@ -23,7 +27,9 @@ DBNAME=asyncsip_test
 DBUSER=postgres
 HOST=127.0.0.1
 BASE="${TMPDIR:-/tmp}"
-STATE="/tmp/asyncsip-pg-${PORT}.state"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE_DIR="${ASYNCSIP_PG_STATE_DIR:-$ROOT/.ci/.state}"
+STATE="$STATE_DIR/pg-${PORT}.state"
 START_TIMEOUT=30 # seconds
 
 die() { printf 'pg.sh: %s\n' "$*" >&2; exit 1; }
@@ -69,7 +75,20 @@ load_state() {
 	[[ -f "$STATE" ]] || return 1
 	DIR="$(sed -n 's/^dir=//p' "$STATE")"
 	BINDIR="$(sed -n 's/^bindir=//p' "$STATE")"
+	PID="$(sed -n 's/^pid=//p' "$STATE")"
 	[[ -n "$DIR" && -n "$BINDIR" ]]
+}
+
+# ours reports whether the recorded dir is one this script created: named
+# by make_dir and holding the marker make_dir wrote, naming this state file.
+# pg_ctl -D then reaches only the server of that data dir (the PID in its
+# postmaster.pid: the one started here, or restarted there by a test).
+ours() {
+	case "$DIR" in
+	*/asyncsip-pg-*) ;;
+	*) return 1 ;;
+	esac
+	[[ -f "$DIR/.asyncsip-pg" && "$(cat "$DIR/.asyncsip-pg")" == "$STATE" ]]
 }
 
 # make_dir creates the cluster's temp dir, owned by the server user.
@@ -89,10 +108,17 @@ make_dir() {
 		DIR="$(mktemp -d "$BASE/asyncsip-pg-$$.XXXXXX")"
 	fi
 	chmod 700 "$DIR"
+	printf '%s\n' "$STATE" >"$DIR/.asyncsip-pg"
 }
 
 do_stop() {
 	load_state || { rm -f "$STATE"; return 0; } # nothing of ours is running
+	if ! ours; then
+		printf 'pg.sh: %s does not describe a cluster this script started (dir %s, pid %s); not stopping anything\n' \
+			"$STATE" "$DIR" "${PID:-?}" >&2
+		rm -f "$STATE"
+		return 0
+	fi
 	if [[ -d "$DIR/data" ]]; then
 		if as_server "$BINDIR/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1; then
 			as_server "$BINDIR/pg_ctl" -D "$DIR/data" -m fast -w -t 30 -s stop >/dev/null 2>&1 ||
@@ -100,9 +126,7 @@ do_stop() {
 				printf 'pg.sh: could not stop the server in %s\n' "$DIR" >&2
 		fi
 	fi
-	case "$DIR" in
-	*/asyncsip-pg-*) rm -rf "$DIR" ;; # never remove anything we did not create
-	esac
+	rm -rf "$DIR" # ours: created by make_dir
 	rm -f "$STATE"
 }
 
@@ -114,6 +138,8 @@ do_start() {
 	do_stop
 
 	make_dir
+	mkdir -p "$STATE_DIR"
+	PID=
 	printf 'dir=%s\nbindir=%s\nport=%s\n' "$DIR" "$BINDIR" "$PORT" >"$STATE"
 	# From here on, any failure tears the half-started cluster down again.
 	trap 'rc=$?; if (( rc != 0 )); then do_stop; fi' EXIT
@@ -146,6 +172,8 @@ do_start() {
 		tail -n 30 "$DIR/server.log" >&2 || true
 		die "postgres did not start on $HOST:$PORT (log above)"
 	fi
+	PID="$(head -n 1 "$DIR/data/postmaster.pid")"
+	printf 'pid=%s\n' "$PID" >>"$STATE"
 
 	# Wait until it accepts TCP connections on the loopback address.
 	local isready="$BINDIR/pg_isready" i

@@ -127,7 +127,7 @@ func startCluster(t testing.TB) *cluster {
 	port := testenv.FreeTCPPort(t)
 	pgScript(t, port, "start")
 	t.Cleanup(func() { pgScript(t, port, "stop") })
-	state, err := os.ReadFile(fmt.Sprintf("/tmp/asyncsip-pg-%d.state", port))
+	state, err := os.ReadFile(filepath.Join(repoRoot(t), ".ci", ".state", fmt.Sprintf("pg-%d.state", port)))
 	require.NoError(t, err)
 	c := &cluster{port: port}
 	for _, line := range strings.Split(string(state), "\n") {
