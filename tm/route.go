@@ -172,6 +172,23 @@ func (c *Context) suspendExpired() {
 	c.settle()
 }
 
+// abortForCancel ends a suspension because the INVITE was cancelled: the
+// op is cancelled (its abort hooks run: a context cancelled, a process
+// killed, a request abandoned) and its resume will never run. A request or
+// failure route is answered 487 now; a reply route's held response is
+// relayed as if the route had done nothing, and the caller then runs the
+// rest of the CANCEL (branches cancelled, 487 once they end).
+func (c *Context) abortForCancel() {
+	kind := c.kind
+	c.abortSuspension()
+	if kind != RouteReply {
+		c.cont = nil
+		c.kind = RouteRequest
+		_ = c.Reply(487, "Request Terminated")
+	}
+	c.settle()
+}
+
 // Abort ends a suspended context at once (shutdown): the op is abandoned
 // and the caller gets code. It must run on the owner loop.
 func (c *Context) Abort(code int) {
