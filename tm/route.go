@@ -70,10 +70,14 @@ func (c *Context) afterRequest() {
 		c.stx.absorb()
 		return
 	}
-	if !c.acted {
+	code, reason := c.s.cfg.AbandonCode, ""
+	switch {
+	case c.relayErr != nil:
+		code, reason = c.relayAnswer(c.relayErr) // a failed Relay, left at that
+	case !c.acted:
 		c.s.stats.abandoned.Add(1)
 	}
-	if err := c.Reply(c.s.cfg.AbandonCode, ""); err != nil {
+	if err := c.Reply(code, reason); err != nil {
 		c.s.stats.countDrop("unanswerable")
 		c.stx.absorb()
 	}

@@ -104,9 +104,9 @@ func FailoverNext(c *tm.Context) bool {
 	return relayNext(c, it) == nil
 }
 
-// relayNext relays to the next target that accepts the branch. In the
-// request route a Relay that sends nothing has already answered 503, so it
-// stops there; in the failure route it tries the following target.
+// relayNext relays to the next target that accepts the branch. A Relay
+// that fails sends nothing, so it tries the following target; when none is
+// left the route decides (tm answers the last failure if it does nothing).
 func relayNext(c *tm.Context, it *Targets) error {
 	var last error = ErrNoMoreTargets
 	for {
@@ -123,8 +123,8 @@ func relayNext(c *tm.Context, it *Targets) error {
 			return nil
 		}
 		last = fmt.Errorf("dns: relay to %s: %w", t, err)
-		if c.FinalSent() {
-			return last
+		if errors.Is(err, tm.ErrCancelled) || errors.Is(err, tm.ErrFinalSent) {
+			return last // no other target can change that
 		}
 	}
 }
