@@ -27,7 +27,8 @@ const (
 	// AwaitTimedOut: the await's timeout fired; the resume got an error
 	// wrapping async.ErrTimeout.
 	AwaitTimedOut
-	// AwaitAborted: the transaction ended first (suspension bound, Close);
+	// AwaitAborted: the transaction ended first (suspension bound, CANCEL,
+	// Close);
 	// the resume never ran.
 	AwaitAborted
 )

@@ -162,9 +162,12 @@ func TestCancelWhileSuspended(t *testing.T) {
 	res := h.Send(inv)
 	can := h.Send(siptest.NewCancel(inv))
 	siptest.AssertReplies(t, can, []int{200})
-	assert.True(t, res.Suspended(), "the route still waits")
-	require.NoError(t, res.Await(0).Complete("sip:gw1@10.0.0.1", nil))
-	siptest.AssertReplies(t, res, []int{100, 487}, "Relay after the CANCEL answers 487")
+	siptest.AssertReplies(t, res, []int{100, 487}, "the CANCEL answers the INVITE 487 at once")
+	assert.False(t, res.Suspended(), "the route no longer waits")
+	w := res.Await(0)
+	assert.Equal(t, siptest.AwaitAborted, w.State(), "the op is aborted")
+	require.ErrorIs(t, w.Complete("sip:gw1@10.0.0.1", nil), async.ErrNotPending, "a late completion does nothing")
+	siptest.AssertReplies(t, res, []int{100, 487})
 	siptest.AssertNotRelayed(t, res)
 }
 

@@ -74,9 +74,17 @@ type Config struct {
 	// 50000); beyond it Suspend fails with ErrOverloaded, so an Await
 	// resumes at once with that error (the route usually answers 503).
 	MaxSuspended int
-	// Resolver turns a next-hop host into an address. The default accepts
-	// IP literals and "localhost"; DNS names give an error (503).
+	// Resolver turns a next-hop host into an address synchronously. The
+	// default accepts IP literals and "localhost"; anything else goes to
+	// Lookup, or without one gives ErrNoRoute (503).
 	Resolver func(host string) (netip.Addr, error)
+	// Lookup resolves a next hop that Resolver does not answer (a host
+	// name), asynchronously: Relay awaits the op it returns for the next
+	// hop's URI ("sip:host[:port][;transport=t]" or "sips:…"), with the
+	// route suspended meanwhile (see lookup.go). It should wrap
+	// ErrUnresolvable when the name does not exist. nil: no lookup. The
+	// asyncsip facade sets an RFC 3263 resolver with a cache by default.
+	Lookup func(uri string) async.Op[NextHop]
 	// Logger receives logs; nil means slog.Default().
 	Logger *slog.Logger
 	// Capture, when set, is called for every message received and sent

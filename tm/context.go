@@ -19,16 +19,20 @@ var (
 	ErrNoTransaction = errors.New("tm: no transaction for this request")
 	// ErrWrongRoute: the action is not allowed in this kind of route.
 	ErrWrongRoute = errors.New("tm: action not allowed in this route")
-	// ErrCancelled: the request was cancelled; Relay sent 487 instead.
-	ErrCancelled = errors.New("tm: request cancelled, 487 sent")
+	// ErrCancelled: the INVITE was cancelled; Relay sent nothing (a route
+	// that does nothing more gets 487 sent for it).
+	ErrCancelled = errors.New("tm: request cancelled")
 	// ErrSuspended: the context is already suspended.
 	ErrSuspended = errors.New("tm: context already suspended")
 	// ErrMaxBreadth: a Relay asked for more parallel branches than
-	// Config.MaxBreadth (RFC 5393); 440 was sent.
+	// Config.MaxBreadth (RFC 5393); nothing was sent (a route that does
+	// nothing more gets 440 sent for it).
 	ErrMaxBreadth = errors.New("tm: too many parallel branches")
 	// ErrInjection: a header value holds CR or LF; nothing was sent.
 	ErrInjection = errors.New("tm: CR/LF in a header value")
-	// ErrLoop: the next hop is this proxy itself; nothing was sent.
+	// ErrLoop: the next hop is this proxy itself; nothing was sent (a
+	// route that does nothing more gets 404 or 481 sent for a request
+	// addressed to this proxy without a Route, 482 otherwise).
 	ErrLoop = errors.New("tm: request would loop back to this proxy")
 	// ErrBadTarget: a target or destination URI did not parse.
 	ErrBadTarget = errors.New("tm: bad target URI")
@@ -88,6 +92,8 @@ type Context struct {
 	bound     *reactor.Timer
 	aborts    []func()
 	cont      func()
+	relayErr  error // the last Relay's failure, answered by afterRequest
+	hops      map[string]NextHop // next hops looked up by Relay (lookup.go)
 
 	branches []*Branch
 	cur      *Branch

@@ -341,9 +341,11 @@ func TestRelayAckToTargetAndNoSelfLoop(t *testing.T) {
 	assert.ErrorIs(t, errs[len(errs)-1], ErrLoop)
 	assert.EqualValues(t, 1, r2.s.Stats().DropRoute)
 
-	// A stateful relay to ourselves is refused (503), not looped to 483.
+	// A stateful relay to ourselves is refused (404, saying why), not
+	// looped to 483.
 	r2.recv(uacAddr, request("OPTIONS", "sip:bob@127.0.0.1:5060", "self-2", "z9hG4bK-self2", 1, ""))
-	r2.expect("127.0.0.1:5061 503")
+	out = r2.expect("127.0.0.1:5061 404")
+	assert.Equal(t, "Not Found (request addressed to this proxy, no Route)", out[0].msg.(*sip.Response).Reason)
 	assert.ErrorIs(t, errs[len(errs)-1], ErrLoop)
 }
 

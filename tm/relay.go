@@ -48,6 +48,17 @@ func (b *Branch) Response() *sip.Response { return b.resp }
 // with SetDestination, else the first Route, else the Request-URI. Relay is
 // allowed in the request and failure routes (the latter is serial forking).
 // For an ACK or a request without transaction it forwards statelessly.
+//
+// When Relay returns an error, nothing was sent and nothing was answered:
+// the route decides (another target, its own reply, or nothing). A request
+// route that then does nothing gets the answer that fits the failure —
+// 404 or 481 for a request addressed to this proxy without a Route, 482
+// for another next hop that is this proxy, 404 for a host that does not
+// resolve, 503 for no route, 440, 487 — instead of Config.AbandonCode.
+// A failure route that does nothing sends the best response upstream.
+// When the next hop needs a DNS lookup (Config.Lookup), Relay returns nil
+// and suspends the route until it completes; a lookup that fails is
+// answered the same way once the route is over.
 func (c *Context) Relay(targets ...string) error {
 	if c.stx == nil {
 		// An ACK for a 2xx (or another request without transaction) goes
@@ -68,25 +79,28 @@ func (c *Context) Relay(targets ...string) error {
 		return ErrFinalSent
 	}
 	if c.cancelled && c.stx.invite {
-		_ = c.Reply(487, "Request Terminated")
-		return ErrCancelled
+		return c.relayFailed(ErrCancelled)
 	}
 	if len(targets)+c.pendingBranches() > c.s.cfg.MaxBreadth {
 		// RFC 5393 §5: more parallel branches than allowed.
-		_ = c.Reply(440, "Max-Breadth Exceeded")
-		return fmt.Errorf("%w: %d parallel branches > %d", ErrMaxBreadth, len(targets), c.s.cfg.MaxBreadth)
+		return c.relayFailed(fmt.Errorf("%w: %d parallel branches > %d", ErrMaxBreadth, len(targets), c.s.cfg.MaxBreadth))
 	}
 	uris := make([]sip.Uri, 0, max(1, len(targets)))
 	for _, t := range targets {
 		u, err := parseTarget(t)
 		if err != nil {
-			return err
+			return c.relayFailed(err)
 		}
 		uris = append(uris, u)
 	}
 	if len(uris) == 0 {
 		uris = append(uris, c.Req.Recipient)
 	}
+	return c.relayResolving(uris)
+}
+
+// relayTo starts one branch per URI; it fails when none could be sent.
+func (c *Context) relayTo(uris []sip.Uri) error {
 	sent := 0
 	var lastErr error
 	for _, u := range uris {
@@ -97,12 +111,11 @@ func (c *Context) Relay(targets ...string) error {
 		sent++
 	}
 	if sent == 0 {
-		// RFC 3261 §16.6 step 8 / §16.9: nothing could be sent.
-		if c.pendingBranches() == 0 && c.kind == RouteRequest {
-			_ = c.Reply(503, "Service Unavailable")
-		}
-		return lastErr
+		// RFC 3261 §16.6 step 8 / §16.9: nothing could be sent; the route
+		// decides, else afterRequest answers (relayerror.go).
+		return c.relayFailed(lastErr)
 	}
+	c.relayErr = nil
 	c.acted = true
 	return nil
 }
@@ -126,7 +139,7 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 		c.call(func() { fn(c, b) })
 		c.kind = k
 		if b.dropped {
-			return fmt.Errorf("tm: branch %d dropped by the branch route", b.Index)
+			return fmt.Errorf("%w: branch %d", errBranchDropped, b.Index)
 		}
 	}
 	if err := checkInjection(b.Req); err != nil {
@@ -177,6 +190,7 @@ func recordRoutable(req *sip.Request) bool {
 // reports that it named one: ;transport= or sips:).
 func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, forced bool, err error) {
 	var u sip.Uri
+	fromRURI := false
 	switch {
 	case c.dst != "":
 		if u, err = parseTarget(c.dst); err != nil {
@@ -192,17 +206,22 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 				return c.flow, tp, true, nil
 			}
 		}
-		u = req.Recipient
+		u, fromRURI = req.Recipient, true
 	default:
-		u = req.Recipient
+		u, fromRURI = req.Recipient, true
 	}
 	proto := uriTransport(&u)
 	port := u.Port
 	if port <= 0 {
 		port = defaultPort(proto)
 	}
-	addr, err := c.s.resolve(u.Host, port)
-	if err != nil {
+	var addr netip.AddrPort
+	if h, ok := c.lookedUp(&u); ok {
+		addr = h.Addr
+		if proto == "" {
+			proto = h.Transport
+		}
+	} else if addr, err = c.s.resolve(u.Host, port); err != nil {
 		return netip.AddrPort{}, nil, false, err
 	}
 	tp, err = c.s.transportFor(addr, proto)
@@ -210,7 +229,7 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 		return netip.AddrPort{}, nil, false, err
 	}
 	if c.s.isSelf(addr) {
-		return netip.AddrPort{}, nil, false, fmt.Errorf("%w: next hop %s is this proxy", ErrLoop, addr)
+		return netip.AddrPort{}, nil, false, loopError(addr, fromRURI)
 	}
 	return addr, tp, proto != "", nil
 }

@@ -239,13 +239,21 @@ func (c *Context) sendBest(best *sip.Response) {
 	c.sendUpstream(resp)
 }
 
-// cancel handles a CANCEL for this INVITE (§16.10).
+// cancel handles a CANCEL for this INVITE (§16.10). A suspended route is
+// aborted at once (see abortForCancel): the caller never waits on an op
+// whose result nobody wants any more.
 func (c *Context) cancel() {
 	c.cancelled = true
 	if c.final {
 		return
 	}
-	if len(c.branches) == 0 && !c.suspended {
+	if c.suspended {
+		c.abortForCancel()
+		if c.final {
+			return
+		}
+	}
+	if len(c.branches) == 0 {
 		_ = c.Reply(487, "Request Terminated")
 		return
 	}

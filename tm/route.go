@@ -70,10 +70,14 @@ func (c *Context) afterRequest() {
 		c.stx.absorb()
 		return
 	}
-	if !c.acted {
+	code, reason := c.s.cfg.AbandonCode, ""
+	switch {
+	case c.relayErr != nil:
+		code, reason = c.relayAnswer(c.relayErr) // a failed Relay, left at that
+	case !c.acted:
 		c.s.stats.abandoned.Add(1)
 	}
-	if err := c.Reply(c.s.cfg.AbandonCode, ""); err != nil {
+	if err := c.Reply(code, reason); err != nil {
 		c.s.stats.countDrop("unanswerable")
 		c.stx.absorb()
 	}
@@ -168,6 +172,23 @@ func (c *Context) suspendExpired() {
 			c.kind = RouteRequest
 			_ = c.Reply(c.s.cfg.SuspendTimeoutCode, "")
 		}
+	}
+	c.settle()
+}
+
+// abortForCancel ends a suspension because the INVITE was cancelled: the
+// op is cancelled (its abort hooks run: a context cancelled, a process
+// killed, a request abandoned) and its resume will never run. A request or
+// failure route is answered 487 now; a reply route's held response is
+// relayed as if the route had done nothing, and the caller then runs the
+// rest of the CANCEL (branches cancelled, 487 once they end).
+func (c *Context) abortForCancel() {
+	kind := c.kind
+	c.abortSuspension()
+	if kind != RouteReply {
+		c.cont = nil
+		c.kind = RouteRequest
+		_ = c.Reply(487, "Request Terminated")
 	}
 	c.settle()
 }

@@ -143,10 +143,10 @@ func TestConnectionTransportSendsCounted(t *testing.T) {
 	conn := &fakeStream{proto: "TCP", port: 5070}
 	r.s.Receive(r.g.Loop(0), []byte(request("OPTIONS", "sip:127.0.0.1", "tp-8", "z9hG4bK-tp8", 1, "")), uacAddr, conn)
 	r.run()
-	// relayAll relays to the R-URI, which is this proxy: refused with 503
-	// (loop), sent back on the connection.
+	// relayAll relays to the R-URI, which is this proxy: refused with 404
+	// (addressed to this proxy, no Route), sent back on the connection.
 	require.Len(t, conn.out, 1)
-	assert.EqualValues(t, 1, r.s.Messages().ResponsesOut[4])
+	assert.EqualValues(t, 1, r.s.Messages().ResponsesOut[3])
 }
 
 // A failed connect ends the branches waiting on it at once (408), not

@@ -40,9 +40,9 @@ func Routes(script string, timeout time.Duration) tm.Routes {
 				c.Logger().Warn("routing script failed", "err", err, "stderr", string(r.Stderr))
 				_ = c.Reply(503, "Routing Unavailable")
 			default:
-				if err := c.Relay(r.Lines()[0]); err != nil && !c.FinalSent() {
-					_ = c.Reply(502, "Bad Route")
-				}
+				// A target that cannot be used is answered by tm, with the
+				// reason (404, 503, …).
+				_ = c.Relay(r.Lines()[0])
 			}
 		}, async.Timeout(timeout+time.Second), async.Name("route.script"))
 	}}

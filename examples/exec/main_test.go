@@ -27,7 +27,7 @@ func TestRoutesWithScriptResults(t *testing.T) {
 		{"route", exec.Result{Stdout: []byte("sip:+1555@10.0.0.7:5060\n")}, 0, "sip:+1555@10.0.0.7:5060"},
 		{"no route", exec.Result{ExitCode: 1}, 404, ""},
 		{"empty output", exec.Result{}, 503, ""},
-		// A target that cannot be resolved: tm answers 503 itself (RFC 3261 §16.9).
+		// A target that cannot be resolved: tm answers 503 itself (no route).
 		{"unresolvable target", exec.Result{Stdout: []byte("sip:bob@no-such-host.invalid\n")}, 503, ""},
 	}
 	for _, tc := range cases {

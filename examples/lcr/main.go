@@ -45,7 +45,7 @@ func Routes(h *db.Handle, pg bool) tm.Routes {
 			gw := gws[0]
 			gws = gws[1:]
 			c.Set("next", gws)
-			if err := c.Relay("sip:" + c.Req.Recipient.User + "@" + gw); err == nil || c.FinalSent() {
+			if err := c.Relay("sip:" + c.Req.Recipient.User + "@" + gw); err == nil {
 				return
 			}
 		}

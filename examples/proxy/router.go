@@ -43,9 +43,9 @@ func (p *Proxy) request(c *tm.Context) {
 	if c.InDialog() {
 		// In-dialog requests follow their Route set (tm already removed
 		// our own Route entry); an ACK is forwarded statelessly.
-		if err := c.Relay(); err != nil && req.Method != sip.ACK && !c.FinalSent() {
-			_ = c.Reply(404, "Not Here")
-		}
+		// A failure is answered by tm (481 for a request addressed to us
+		// without a Route, 503 for no route).
+		_ = c.Relay()
 		return
 	}
 	switch req.Method {
@@ -95,7 +95,7 @@ func (p *Proxy) restHook(c *tm.Context) {
 			}
 			_ = c.Reply(code, d.Reason)
 		case "route":
-			if err := c.Relay(d.Target); err != nil && !c.FinalSent() {
+			if err := c.Relay(d.Target); err != nil {
 				_ = c.Reply(500, "Bad Route From Hook")
 			}
 		default:
@@ -125,7 +125,7 @@ func (p *Proxy) routeToUser(c *tm.Context) {
 		for _, r := range rows.All() {
 			targets = append(targets, r.String(0))
 		}
-		if err := c.Relay(targets...); err != nil && !c.FinalSent() {
+		if err := c.Relay(targets...); err != nil {
 			_ = c.Reply(480, "Temporarily Unavailable")
 		}
 	}, async.Timeout(p.cfg.DBTimeout), async.Name("location.lookup"))
@@ -162,11 +162,8 @@ func (p *Proxy) tryGateway(c *tm.Context, gws []string) {
 		gws = gws[1:]
 		c.Set("gateways", gws)
 		err := c.Relay("sip:" + c.Req.Recipient.User + "@" + gw)
-		if err == nil || c.FinalSent() {
-			return
-		}
-		if errors.Is(err, tm.ErrCancelled) {
-			return
+		if err == nil || errors.Is(err, tm.ErrCancelled) {
+			return // relayed, or cancelled: tm answers 487
 		}
 		c.Logger().Warn("gateway unusable", "gateway", gw, "err", err)
 	}

@@ -49,9 +49,9 @@ func Routes(client *rest.Client, api string, timeout time.Duration) tm.Routes {
 			case a.Target == "":
 				_ = c.Reply(404, "No Route")
 			default:
-				if err := c.Relay(a.Target); err != nil && !c.FinalSent() {
-					_ = c.Reply(502, "Bad Route")
-				}
+				// A target that cannot be used is answered by tm, with the
+				// reason (404, 503, …).
+				_ = c.Relay(a.Target)
 			}
 		}, async.Timeout(timeout), async.Name("rest.route"))
 	}}

@@ -41,7 +41,7 @@ func Example_failover() {
 				c.Reply(503, "DNS failure")
 				return
 			}
-			if err := dns.Failover(c, ts); err != nil && !c.FinalSent() {
+			if err := dns.Failover(c, ts); err != nil {
 				c.Reply(503, "No reachable target")
 			}
 		}, async.Timeout(3*time.Second))

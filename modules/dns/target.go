@@ -3,46 +3,9 @@ package dns
 import (
 	"errors"
 	"fmt"
-	"net/netip"
-	"time"
 
 	"github.com/asyncsip/asyncsip/tm"
 )
-
-// Target is one next hop found by Resolve: an address, a port and a
-// transport, in the order RFC 3263 says to try them.
-type Target struct {
-	// Host is the name the address was found for (the SRV target, or the
-	// URI's host); the address itself for a numeric host.
-	Host string
-	// Addr is the IPv4 or IPv6 address.
-	Addr netip.Addr
-	// Port is the port to send to.
-	Port uint16
-	// Transport is "udp", "tcp", "tls", "ws" or "wss".
-	Transport string
-	// TTL is how long the answers behind this target stay valid (the
-	// smallest remaining TTL along NAPTR → SRV → A); 0 for a numeric host.
-	TTL time.Duration
-}
-
-// AddrPort returns the target's address and port.
-func (t Target) AddrPort() netip.AddrPort { return netip.AddrPortFrom(t.Addr, t.Port) }
-
-// URI returns the target as a next-hop URI for tm.Context.SetDestination:
-// "sip:192.0.2.1:5060", with ";transport=…" for any transport but UDP.
-func (t Target) URI() string {
-	s := "sip:" + netip.AddrPortFrom(t.Addr, t.Port).String()
-	if t.Transport != "" && t.Transport != "udp" {
-		s += ";transport=" + t.Transport
-	}
-	return s
-}
-
-// String returns "host/addr:port/transport".
-func (t Target) String() string {
-	return t.Host + "/" + netip.AddrPortFrom(t.Addr, t.Port).String() + "/" + t.Transport
-}
 
 // Targets iterates over resolved targets for failover; Failover stores one
 // in the tm.Context under TargetsKey. It is used on the context's loop only.
@@ -104,9 +67,9 @@ func FailoverNext(c *tm.Context) bool {
 	return relayNext(c, it) == nil
 }
 
-// relayNext relays to the next target that accepts the branch. In the
-// request route a Relay that sends nothing has already answered 503, so it
-// stops there; in the failure route it tries the following target.
+// relayNext relays to the next target that accepts the branch. A Relay
+// that fails sends nothing, so it tries the following target; when none is
+// left the route decides (tm answers the last failure if it does nothing).
 func relayNext(c *tm.Context, it *Targets) error {
 	var last error = ErrNoMoreTargets
 	for {
@@ -123,21 +86,8 @@ func relayNext(c *tm.Context, it *Targets) error {
 			return nil
 		}
 		last = fmt.Errorf("dns: relay to %s: %w", t, err)
-		if c.FinalSent() {
-			return last
+		if errors.Is(err, tm.ErrCancelled) || errors.Is(err, tm.ErrFinalSent) {
+			return last // no other target can change that
 		}
 	}
-}
-
-// defaultPort is the port for a transport without SRV (RFC 3263 §4.2).
-func defaultPort(transport string) uint16 {
-	switch transport {
-	case "tls":
-		return 5061
-	case "ws":
-		return 80
-	case "wss":
-		return 443
-	}
-	return 5060
 }

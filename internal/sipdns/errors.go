@@ -1,4 +1,4 @@
-package dns
+package sipdns
 
 import (
 	"errors"
@@ -9,11 +9,13 @@ import (
 
 // The errors of resolution; test them with errors.Is.
 var (
-	// ErrNXDomain: the name does not exist.
-	ErrNXDomain = errors.New("dns: no such domain")
+	// ErrNXDomain: the name does not exist. It matches tm.ErrUnresolvable
+	// (a relay to it is answered 404).
+	ErrNXDomain error = &unresolvable{"dns: no such domain"}
 	// ErrNoRecords: the name exists but has no record of the type asked
-	// (for a whole resolution: no target has an address).
-	ErrNoRecords = errors.New("dns: no records")
+	// (for a whole resolution: no target has an address). It matches
+	// tm.ErrUnresolvable.
+	ErrNoRecords error = &unresolvable{"dns: no records"}
 	// ErrServFail: the server answered SERVFAIL, REFUSED or another
 	// failure code, or could not be reached (connection refused).
 	ErrServFail = errors.New("dns: server failure")
@@ -42,3 +44,9 @@ type notCached struct{}
 
 func (notCached) Error() string        { return "dns: host not in cache" }
 func (notCached) Is(target error) bool { return target == tm.ErrNoRoute }
+
+// unresolvable is a permanent "this name has no address" answer.
+type unresolvable struct{ msg string }
+
+func (e *unresolvable) Error() string        { return e.msg }
+func (e *unresolvable) Is(target error) bool { return target == tm.ErrUnresolvable }

@@ -1,0 +1,124 @@
+package tm
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/async"
+)
+
+// Asynchronous next-hop lookup.
+//
+// Config.Resolver is synchronous: it answers IP literals, localhost and
+// whatever a cache already holds. A next hop it cannot answer (a host name)
+// goes to Config.Lookup, an async op (RFC 3263: NAPTR, SRV, A/AAAA), which
+// Relay awaits on the transaction's own context: the route is suspended
+// while the lookup runs, so no loop ever blocks on DNS, and a CANCEL or the
+// suspension bound aborts the lookup like any other op. A lookup answered
+// from a cache completes synchronously and Relay goes on inline. Results are
+// kept for the transaction (Context.hops), so a serial fork to the same host
+// does not look it up again.
+
+// NextHop is where a looked-up next hop sends: an address with its port,
+// and the transport RFC 3263 chose ("UDP", "TCP", "TLS", "WS", "WSS"; ""
+// lets tm choose).
+type NextHop struct {
+	// Addr is the address and port to send to.
+	Addr netip.AddrPort
+	// Transport is the transport to use, "" for tm's choice.
+	Transport string
+}
+
+// ErrUnresolvable: a next-hop host does not exist in DNS (NXDOMAIN) or has
+// no usable record. A Config.Lookup wraps it for these permanent failures,
+// which a request route left at that answers 404; any other lookup error
+// (timeout, server failure, overload) answers 503.
+var ErrUnresolvable = errors.New("tm: next-hop host does not resolve")
+
+// relayResolving relays to uris once every next hop that needs a lookup has
+// one. It awaits the first missing lookup and, when it completes, calls
+// itself again; the lookups of a parallel fork therefore run one after the
+// other, each usually a cache hit after the first.
+func (c *Context) relayResolving(uris []sip.Uri) error {
+	if c.s.cfg.Lookup == nil {
+		return c.relayTo(uris)
+	}
+	for i := range uris {
+		key, host, ok := c.lookupNeeded(&uris[i])
+		if !ok {
+			continue
+		}
+		async.Await(c, c.s.cfg.Lookup(key), func(h NextHop, err error) {
+			if err != nil {
+				_ = c.relayFailed(fmt.Errorf("%w: %s: %w", ErrNoRoute, host, err))
+				return
+			}
+			if c.hops == nil {
+				c.hops = make(map[string]NextHop, 2)
+			}
+			c.hops[key] = h
+			_ = c.relayResolving(uris)
+		}, async.Name("tm.lookup "+host))
+		return nil
+	}
+	return c.relayTo(uris)
+}
+
+// lookupNeeded reports whether the next hop of a branch to ruri needs a
+// lookup (the same choice as nextHop: destination, first Route, else the
+// Request-URI), and returns the URI to look up, which is also its key in
+// c.hops, and its host.
+func (c *Context) lookupNeeded(ruri *sip.Uri) (key, host string, ok bool) {
+	u := ruri
+	switch {
+	case c.dst != "":
+		d, err := parseTarget(c.dst)
+		if err != nil {
+			return "", "", false // nextHop reports it
+		}
+		u = &d
+	case c.Req.Route() != nil:
+		u = &c.Req.Route().Address
+	}
+	key = hopKey(u)
+	if _, done := c.hops[key]; done {
+		return "", "", false
+	}
+	if _, err := c.s.cfg.Resolver(u.Host); err == nil {
+		return "", "", false
+	}
+	return key, u.Host, true
+}
+
+// hopKey is the part of a next-hop URI that RFC 3263 resolution depends on,
+// as a URI: scheme, host, port and transport.
+func hopKey(u *sip.Uri) string {
+	var b strings.Builder
+	b.WriteString("sip:")
+	if strings.EqualFold(u.Scheme, "sips") {
+		b.Reset()
+		b.WriteString("sips:")
+	}
+	b.WriteString(u.Host)
+	if u.Port > 0 {
+		b.WriteString(":" + strconv.Itoa(u.Port))
+	}
+	if t, ok := u.UriParams.Get("transport"); ok && t != "" {
+		b.WriteString(";transport=" + strings.ToLower(t))
+	}
+	return b.String()
+}
+
+// lookedUp returns the looked-up next hop for u, if Relay awaited one.
+func (c *Context) lookedUp(u *sip.Uri) (NextHop, bool) {
+	if len(c.hops) == 0 {
+		return NextHop{}, false
+	}
+	h, ok := c.hops[hopKey(u)]
+	return h, ok
+}
