@@ -30,6 +30,10 @@ var (
 	ErrInjection = errors.New("tm: CR/LF in a header value")
 	// ErrLoop: the next hop is this proxy itself; nothing was sent.
 	ErrLoop = errors.New("tm: request would loop back to this proxy")
+	// ErrRouteNotAllowed: a request carries a Route header chosen by its
+	// sender (not our signed Record-Route) and the route did not call FollowRoute;
+	// 403 was sent.
+	ErrRouteNotAllowed = errors.New("tm: request carries a Route chosen by its sender (call FollowRoute to follow it)")
 	// ErrBadTarget: a target or destination URI did not parse.
 	ErrBadTarget = errors.New("tm: bad target URI")
 )
@@ -82,6 +86,9 @@ type Context struct {
 	looseRt   bool
 	flow      netip.AddrPort // connection named by the last Route we removed (transport.go)
 	flowProto string
+	signed       bool // the Route values of ours removed were signed for this dialog (recordroute.go)
+	foreignRoute bool // an initial request carries a Route that does not name us
+	followRoute  bool // the route allowed that Route (FollowRoute)
 
 	suspended bool
 	gen       uint32
@@ -123,12 +130,42 @@ func (c *Context) FinalSent() bool { return c.final }
 // tm removed (an in-dialog request record-routed through us).
 func (c *Context) LooseRouted() bool { return c.looseRt }
 
-// InDialog reports whether the request has a To tag.
-func (c *Context) InDialog() bool {
-	if to := c.Req.To(); to != nil {
-		return to.Params.Has("tag")
+// InDialog reports whether the request is in-dialog (it has a To tag) and
+// came along a Record-Route this proxy signed for its dialog, so relaying
+// it follows the dialog's route set. An in-dialog request without one is
+// refused 403 by tm before any route runs, unless
+// Security.AllowUnsignedInDialog is set: then InDialog is false for it and
+// the route treats it like any request from its source.
+func (c *Context) InDialog() bool { return c.signed && hasToTag(c.Req) }
+
+// RouteSigned reports whether the Route values tm removed as naming this
+// proxy carried our signature for the request's dialog.
+func (c *Context) RouteSigned() bool { return c.signed }
+
+// ForeignRoute reports whether the request still carries a Route header
+// after tm removed those naming this proxy, and did not come along our
+// signed Record-Route: a route set chosen by its sender. Relay and Forward refuse to follow it (403)
+// unless the route calls FollowRoute.
+func (c *Context) ForeignRoute() bool { return c.foreignRoute }
+
+// FollowRoute lets Relay and Forward send a request along the Route
+// headers its sender put in (preloaded routes of a trusted peer).
+// Without it such a request is refused 403 "Route Not Allowed", so a
+// caller-supplied Route never silently overrides the route's choice of
+// target. Call it only for senders you trust to pick the path.
+func (c *Context) FollowRoute() { c.followRoute = true }
+
+// refuseForeignRoute answers 403 and returns ErrRouteNotAllowed when the
+// request carries a sender-chosen Route the route did not allow.
+func (c *Context) refuseForeignRoute() error {
+	if !c.foreignRoute || c.followRoute {
+		return nil
 	}
-	return false
+	c.s.stats.countDrop("routeset")
+	if c.stx != nil && c.kind != RouteReply && c.kind != RouteBranch {
+		_ = c.Reply(403, "Route Not Allowed")
+	}
+	return ErrRouteNotAllowed
 }
 
 // Branch returns the branch a reply route runs for (nil elsewhere).
