@@ -78,14 +78,14 @@ type Context struct {
 	flags  uint64
 	dst    string
 
-	kind      RouteKind
-	acted     bool // final reply, relay, forward or drop in this route run
-	dropped   bool
-	cancelled bool
-	final     bool // a final response went upstream
-	looseRt   bool
-	flow      netip.AddrPort // connection named by the last Route we removed (transport.go)
-	flowProto string
+	kind         RouteKind
+	acted        bool // final reply, relay, forward or drop in this route run
+	dropped      bool
+	cancelled    bool
+	final        bool // a final response went upstream
+	looseRt      bool
+	flow         netip.AddrPort // connection named by the last Route we removed (transport.go)
+	flowProto    string
 	signed       bool // the Route values of ours removed were signed for this dialog (recordroute.go)
 	foreignRoute bool // an initial request carries a Route that does not name us
 	followRoute  bool // the route allowed that Route (FollowRoute)

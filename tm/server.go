@@ -54,21 +54,21 @@ type Server struct {
 	tag      string // random per server: makes branches and to-tags unique
 	stats    Stats
 	draining atomic.Bool
-	obs      observe  // capture hook and wire counters (capture.go)
-	flowKey  []byte   // authenticates flow tokens in our Record-Route (transport.go)
-	rrKey    []byte   // signs our Record-Route values (recordroute.go)
+	obs      observe      // capture hook and wire counters (capture.go)
+	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
+	rrKey    []byte       // signs our Record-Route values (recordroute.go)
 	txBytes  atomic.Int64 // memory held by transactions and tombstones, all loops (tombstone.go)
 }
 
 // loopState is everything one loop owns. No locks: only that loop touches it.
 type loopState struct {
-	loop    *reactor.Loop
-	parser  *sip.Parser
-	w       writer
-	stx     map[string]*serverTx
-	ctx     map[string]*clientTx // by branch + method
-	ids     *idSource
-	tombs   tombTable // completed transactions kept only to absorb retransmissions (tombstone.go)
+	loop   *reactor.Loop
+	parser *sip.Parser
+	w      writer
+	stx    map[string]*serverTx
+	ctx    map[string]*clientTx // by branch + method
+	ids    *idSource
+	tombs  tombTable // completed transactions kept only to absorb retransmissions (tombstone.go)
 }
 
 // NewServer creates the transaction layer on loops (their IDs must be their

@@ -105,7 +105,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		DropAmplification: s.drops[dropAmplify].Load(), DropUnanswerable: s.drops[dropUnanswerable].Load(),
 		DropSource: s.drops[dropSource].Load(), DropVia: s.drops[dropVia].Load(),
 		DropUnsigned: s.drops[dropUnsigned].Load(), DropRouteSet: s.drops[dropRouteSet].Load(),
-		Tombstones: s.tombstones.Load(),
+		Tombstones:      s.tombstones.Load(),
 		ServerTxCreated: s.stxCreated.Load(), ServerTxDone: s.stxDone.Load(),
 		ClientTxCreated: s.ctxCreated.Load(), ClientTxDone: s.ctxDone.Load(),
 		Suspended: s.suspended.Load(), InProgress: s.inProgress.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),
