@@ -44,6 +44,20 @@ type Config struct {
 	// MaxTransactions, MaxSuspended and MaxBreadth are the overload and
 	// forking bounds of tm.Config (defaults 100000 per loop, 50000, 60).
 	MaxTransactions, MaxSuspended, MaxBreadth int
+	// MaxTransactionBytes bounds the memory of transactions across all
+	// workers (tm.Config.MaxTransactionBytes, default
+	// tm.DefaultMaxTransactionBytes).
+	MaxTransactionBytes int64
+	// Security holds tm's trust-boundary switches (tm.Security); the zero
+	// value is the secure default.
+	Security tm.Security
+	// RouteKeyFile, when set and Security.RouteKey is empty, is where the
+	// key that signs our Record-Route lives: read when the file exists (it
+	// must hold at least 16 bytes), else created with 32 random bytes
+	// (mode 0600). With it, dialogs survive a restart; without either, a
+	// random key per process refuses in-dialog requests of calls set up
+	// before the restart (403).
+	RouteKeyFile string
 	// Resolver resolves next-hop hosts (default: IP literals and localhost).
 	Resolver func(host string) (netip.Addr, error)
 	// ReadBuffer and WriteBuffer set the UDP socket buffers when > 0.
@@ -102,6 +116,13 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if cfg.RouteKeyFile != "" && len(cfg.Security.RouteKey) == 0 {
+		key, err := loadRouteKey(cfg.RouteKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Security.RouteKey = key
+	}
 	g, err := reactor.NewGroup(cfg.Workers, reactor.Config{Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("asyncsip: %w", err)
@@ -113,6 +134,7 @@ func New(cfg Config) (*Server, error) {
 		AbandonCode: cfg.AbandonCode, Resolver: cfg.Resolver, Logger: cfg.Logger,
 		MaxTransactions: cfg.MaxTransactions, MaxSuspended: cfg.MaxSuspended, MaxBreadth: cfg.MaxBreadth,
 		Capture: cfg.Capture, Observer: s.obs.observer(),
+		MaxTransactionBytes: cfg.MaxTransactionBytes, Security: cfg.Security,
 	}, tm.Routes{})
 	maxMsg := cfg.Limits.MaxMessage
 	if maxMsg <= 0 {

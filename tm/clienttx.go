@@ -2,6 +2,7 @@ package tm
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -63,6 +64,17 @@ func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, d
 	}
 	t.end = ls.loop.AfterFunc(64*tm.T1, t.timeout) // Timer B or F
 	return t
+}
+
+// sentTo reports whether a response received from src over tp comes from
+// where t was sent: the same address and port, over the same protocol (for
+// a connection-oriented transport, src is the connection's peer, so this
+// is the connection the request went out on or the one its peer opened).
+func (t *clientTx) sentTo(src netip.AddrPort, tp Transport) bool {
+	if src.Addr().Unmap() != t.dst.Addr().Unmap() || src.Port() != t.dst.Port() {
+		return false
+	}
+	return tp == nil || strings.EqualFold(unwrapTransport(tp).Protocol(), unwrapTransport(t.tp).Protocol())
 }
 
 func (t *clientTx) reliable() bool { return t.tp.Protocol() != "UDP" }

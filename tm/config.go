@@ -70,6 +70,15 @@ type Config struct {
 	// 100000); beyond it new requests get 503 with Retry-After while the
 	// transactions in progress complete.
 	MaxTransactions int
+	// MaxTransactionBytes bounds, across all loops, the memory held by
+	// server transactions and by the tombstones of completed ones
+	// (accounted estimates, see docs/ARCHITECTURE.md "Trust boundaries";
+	// default DefaultMaxTransactionBytes). Beyond it new requests get 503
+	// with Retry-After, answered without a transaction.
+	MaxTransactionBytes int64
+	// Security holds the trust-boundary switches; its zero value is the
+	// secure default.
+	Security Security
 	// MaxSuspended bounds the suspended transactions per server (default
 	// 50000); beyond it Suspend fails with ErrOverloaded, so an Await
 	// resumes at once with that error (the route usually answers 503).
@@ -99,6 +108,35 @@ type Config struct {
 	// it starts (see async.Interceptor): siptest sets it to record awaits
 	// and script their results. Leave it nil outside tests.
 	Intercept async.Interceptor
+}
+
+// DefaultMaxTransactionBytes is the default of Config.MaxTransactionBytes.
+// (256 MiB: about 85,000 live transactions, or 500,000 tombstones of a
+// REGISTER flood answered 401).
+const DefaultMaxTransactionBytes = 256 << 20
+
+// Security holds the switches of tm's trust boundaries. The zero value is
+// secure: every field relaxes one guarantee.
+type Security struct {
+	// RouteKey signs the Record-Route values this proxy adds (a MAC bound
+	// to the dialog's Call-ID and caller's From tag) and the flow tokens
+	// inside them. An in-dialog request is loose-routed only along a value
+	// whose MAC verifies. Empty: a random key per Server, so dialogs set up
+	// before a restart are refused after it; set the same key (at least 16
+	// bytes, kept secret) on every restart and on every instance that must
+	// route each other's dialogs. The facade's Config.RouteKeyFile loads or
+	// creates one.
+	RouteKey []byte
+	// AllowUnsignedInDialog hands in-dialog requests (To tag present) whose
+	// top Route is not our signed Record-Route to the request route instead
+	// of refusing them 403 (an ACK is dropped). Context.InDialog stays
+	// false for them: the route decides what they are.
+	AllowUnsignedInDialog bool
+	// AnyResponseSource matches a response to its branch wherever it comes
+	// from. By default a response counts only when it comes from the
+	// address the branch was sent to (over UDP) or over the connection it
+	// was sent on (streams); others are dropped and counted (DropSource).
+	AnyResponseSource bool
 }
 
 // Routes are the user's routing functions. Every one runs on the owner loop

@@ -34,6 +34,10 @@ var (
 	// route that does nothing more gets 404 or 481 sent for a request
 	// addressed to this proxy without a Route, 482 otherwise).
 	ErrLoop = errors.New("tm: request would loop back to this proxy")
+	// ErrRouteNotAllowed: a request carries a Route header chosen by its
+	// sender (not our signed Record-Route) and the route did not call FollowRoute;
+	// 403 was sent.
+	ErrRouteNotAllowed = errors.New("tm: request carries a Route chosen by its sender (call FollowRoute to follow it)")
 	// ErrBadTarget: a target or destination URI did not parse.
 	ErrBadTarget = errors.New("tm: bad target URI")
 )
@@ -78,21 +82,24 @@ type Context struct {
 	flags  uint64
 	dst    string
 
-	kind      RouteKind
-	acted     bool // final reply, relay, forward or drop in this route run
-	dropped   bool
-	cancelled bool
-	final     bool // a final response went upstream
-	looseRt   bool
-	flow      netip.AddrPort // connection named by the last Route we removed (transport.go)
-	flowProto string
+	kind         RouteKind
+	acted        bool // final reply, relay, forward or drop in this route run
+	dropped      bool
+	cancelled    bool
+	final        bool // a final response went upstream
+	looseRt      bool
+	flow         netip.AddrPort // connection named by the last Route we removed (transport.go)
+	flowProto    string
+	signed       bool // the Route values of ours removed were signed for this dialog (recordroute.go)
+	foreignRoute bool // an initial request carries a Route that does not name us
+	followRoute  bool // the route allowed that Route (FollowRoute)
 
 	suspended bool
 	gen       uint32
 	bound     *reactor.Timer
 	aborts    []func()
 	cont      func()
-	relayErr  error // the last Relay's failure, answered by afterRequest
+	relayErr  error              // the last Relay's failure, answered by afterRequest
 	hops      map[string]NextHop // next hops looked up by Relay (lookup.go)
 
 	branches []*Branch
@@ -129,12 +136,41 @@ func (c *Context) FinalSent() bool { return c.final }
 // tm removed (an in-dialog request record-routed through us).
 func (c *Context) LooseRouted() bool { return c.looseRt }
 
-// InDialog reports whether the request has a To tag.
-func (c *Context) InDialog() bool {
-	if to := c.Req.To(); to != nil {
-		return to.Params.Has("tag")
+// InDialog reports whether the request is in-dialog (it has a To tag) and
+// came along a Record-Route this proxy signed for its dialog, so relaying
+// it follows the dialog's route set. An in-dialog request without one is
+// refused 403 by tm before any route runs, unless
+// Security.AllowUnsignedInDialog is set: then InDialog is false for it and
+// the route treats it like any request from its source.
+func (c *Context) InDialog() bool { return c.signed && hasToTag(c.Req) }
+
+// RouteSigned reports whether the Route values tm removed as naming this
+// proxy carried our signature for the request's dialog.
+func (c *Context) RouteSigned() bool { return c.signed }
+
+// ForeignRoute reports whether the request still carries a Route header
+// after tm removed those naming this proxy, and did not come along our
+// signed Record-Route: a route set chosen by its sender. Relay and Forward refuse to follow it (403)
+// unless the route calls FollowRoute.
+func (c *Context) ForeignRoute() bool { return c.foreignRoute }
+
+// FollowRoute lets Relay and Forward send a request along the Route
+// headers its sender put in (preloaded routes of a trusted peer).
+// Without it such a request is refused 403 "Route Not Allowed", so a
+// caller-supplied Route never silently overrides the route's choice of
+// target. Call it only for senders you trust to pick the path.
+func (c *Context) FollowRoute() { c.followRoute = true }
+
+// refuseForeignRoute returns ErrRouteNotAllowed when the request carries a
+// sender-chosen Route the route did not allow.
+func (c *Context) refuseForeignRoute() error {
+	if !c.foreignRoute || c.followRoute {
+		return nil
 	}
-	return false
+	c.s.stats.countDrop("routeset")
+	// Like every Relay failure, nothing is answered here: the route decides,
+	// else afterRequest answers 403 "Route Not Allowed" (relayerror.go).
+	return c.relayFailed(ErrRouteNotAllowed)
 }
 
 // Branch returns the branch a reply route runs for (nil elsewhere).

@@ -17,7 +17,7 @@ func TestMaxBreadth(t *testing.T) {
 		err = c.Relay("sip:a@127.0.0.1:5062", "sip:b@127.0.0.1:5063", "sip:c@127.0.0.1:5064")
 	}})
 	r.recv(uacAddr, invite("mb", "z9hG4bK-mb"))
-	r.expect("127.0.0.1:5061 100", "127.0.0.1:5061 440")
+	r.expect("127.0.0.1:5061 440")
 	assert.ErrorIs(t, err, ErrMaxBreadth)
 }
 

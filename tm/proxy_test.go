@@ -18,7 +18,8 @@ func TestInviteCallFlowWithRecordRoute(t *testing.T) {
 	require.Len(t, vias, 2)
 	br, _ := fwd.Via().Params.Get("branch")
 	assert.True(t, r.s.ours(br), "top Via is ours: %s", br)
-	assert.Equal(t, "<sip:127.0.0.1:5060;lr>", fwd.RecordRoute().Value())
+	rrv := fwd.RecordRoute().Value()
+	assert.Equal(t, "<sip:127.0.0.1:5060;lr;sig="+r.s.routeMAC("call-1", "a1", "")+">", rrv)
 	assert.EqualValues(t, 69, *fwd.MaxForwards())
 
 	r.recvMsg(uasAddr, respond(fwd, 180, "b1"))
@@ -33,7 +34,7 @@ func TestInviteCallFlowWithRecordRoute(t *testing.T) {
 	r.expect("127.0.0.1:5061 200")
 
 	// ACK and BYE come back through the Record-Route.
-	rt := "Route: <sip:127.0.0.1:5060;lr>\r\n"
+	rt := "Route: " + rrv + "\r\n" // the Record-Route, signed for this dialog
 	ack := request("ACK", "sip:bob@127.0.0.1:5062", "call-1", "z9hG4bK-a2", 1, rt)
 	ack = replaceTo(ack)
 	r.recv(uacAddr, ack)
@@ -329,14 +330,15 @@ func TestRelayAckToTargetAndNoSelfLoop(t *testing.T) {
 	}})
 	// SIPp's ACK names the proxy itself in its Request-URI: with a target
 	// it goes to the target, not round and round through the proxy.
-	ack := replaceTo(request("ACK", "sip:bob@127.0.0.1:5060", "self-1", "z9hG4bK-self1", 1, ""))
+	ack := replaceTo(request("ACK", "sip:bob@127.0.0.1:5060", "self-1", "z9hG4bK-self1", 1, r.signedRoute("self-1", "sip:127.0.0.1:5060;lr")))
 	r.recv(uacAddr, ack)
 	out := r.expect("127.0.0.1:5062 ACK")
 	assert.Equal(t, "sip:bob@127.0.0.1:5062", out[0].msg.(*sip.Request).Recipient.String())
 
 	// Without a target, an ACK whose next hop is the proxy is dropped.
-	r2 := newRig(t, Config{}, Routes{Request: func(c *Context) { errs = append(errs, c.Relay()) }})
-	r2.recv(uacAddr, ack)
+	r2 := newRig(t, Config{Security: Security{RouteKey: []byte("a shared route key for tests")}},
+		Routes{Request: func(c *Context) { errs = append(errs, c.Relay()) }})
+	r2.recv(uacAddr, replaceTo(request("ACK", "sip:bob@127.0.0.1:5060", "self-1", "z9hG4bK-self1", 1, r2.signedRoute("self-1", "sip:127.0.0.1:5060;lr"))))
 	r2.expect()
 	assert.ErrorIs(t, errs[len(errs)-1], ErrLoop)
 	assert.EqualValues(t, 1, r2.s.Stats().DropRoute)
@@ -355,7 +357,7 @@ func TestDrainRefusesNewButPassesInDialog(t *testing.T) {
 	r.recv(uacAddr, invite("dr-1", "z9hG4bK-dr1"))
 	out := r.expect("127.0.0.1:5061 503")
 	assert.NotEmpty(t, out[0].msg.GetHeaders("Retry-After"))
-	bye := replaceTo(request("BYE", "sip:bob@127.0.0.1:5062", "dr-2", "z9hG4bK-dr2", 2, "Route: <sip:127.0.0.1:5060;lr>\n"))
+	bye := replaceTo(request("BYE", "sip:bob@127.0.0.1:5062", "dr-2", "z9hG4bK-dr2", 2, r.signedRoute("dr-2", "sip:127.0.0.1:5060;lr")))
 	r.recv(uacAddr, bye)
 	r.expect("127.0.0.1:5062 BYE")
 }
@@ -400,7 +402,7 @@ func TestHandOffKeepsOrder(t *testing.T) {
 
 // RFC 3261 §16.6 step 7: relaying to a strict router.
 func TestRelayToStrictRouter(t *testing.T) {
-	r := newRig(t, Config{}, Routes{Request: relayAll})
+	r := newRig(t, Config{}, Routes{Request: func(c *Context) { c.FollowRoute(); _ = c.Relay() }})
 	raw := request("MESSAGE", "sip:bob@example.com", "strict-1", "z9hG4bK-st1", 1, "Route: <sip:127.0.0.1:5062>\n")
 	r.recv(uacAddr, raw)
 	out := r.expect("127.0.0.1:5062 MESSAGE")

@@ -2,7 +2,6 @@ package tm
 
 import (
 	"fmt"
-	"hash/maphash"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -60,6 +59,9 @@ func (b *Branch) Response() *sip.Response { return b.resp }
 // and suspends the route until it completes; a lookup that fails is
 // answered the same way once the route is over.
 func (c *Context) Relay(targets ...string) error {
+	if err := c.refuseForeignRoute(); err != nil {
+		return err
+	}
 	if c.stx == nil {
 		// An ACK for a 2xx (or another request without transaction) goes
 		// on statelessly, to the first target when one is given.
@@ -101,6 +103,7 @@ func (c *Context) Relay(targets ...string) error {
 
 // relayTo starts one branch per URI; it fails when none could be sent.
 func (c *Context) relayTo(uris []sip.Uri) error {
+	c.stx.sendTrying()
 	sent := 0
 	var lastErr error
 	for _, u := range uris {
@@ -161,7 +164,7 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	if !s.cfg.NoRecordRoute && recordRoutable(b.Req) {
 		c.recordRoute(b.Req, dst, tp)
 	}
-	branch := s.nextBranch(c.ls)
+	branch := s.newBranch(c.ls, b.Req.Via())
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
 	b.Req.PrependHeader(via)
@@ -245,6 +248,9 @@ func (c *Context) Forward() error {
 	if c.final {
 		return ErrFinalSent
 	}
+	if err := c.refuseForeignRoute(); err != nil {
+		return err
+	}
 	s := c.s
 	req := c.Req.Clone()
 	if mf := req.MaxForwards(); mf != nil {
@@ -257,9 +263,7 @@ func (c *Context) Forward() error {
 		return err
 	}
 	host, port := tp.Advertised()
-	inBranch, _ := c.Req.Via().Params.Get("branch")
-	h := maphash.String(s.seed, inBranch+"|"+c.Req.Recipient.String())
-	branch := "z9hG4bK" + s.tag + ".s." + strconv.FormatUint(h, 36)
+	branch := s.statelessBranch(c.ls, c.Req.Via(), c.Req.Recipient.String())
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
 	req.PrependHeader(via)
@@ -282,6 +286,13 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 	br, _ := via.Params.Get("branch")
 	if !s.ours(br) {
 		s.stats.countDrop("stray")
+		return
+	}
+	if !s.verifyBranch(ls, br, secondVia(resp)) {
+		// Our branch, but the Via below it is not the one the request came
+		// with (a forged response steering us to a third host), or the
+		// branch was never ours.
+		s.stats.countDrop("via")
 		return
 	}
 	// On a stateful branch whose client transaction has ended, only a 2xx
@@ -332,8 +343,20 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 
 // isStatelessBranch reports whether br, one of our branches, was made by
 // Forward (no client transaction) rather than by a stateful branch.
-func isStatelessBranch(s *Server, br string) bool {
-	return strings.HasPrefix(br[7+len(s.tag):], ".s.")
+func isStatelessBranch(s *Server, br string) bool { return s.branchKind(br) == 's' }
+
+// secondVia returns the Via below the top one of resp (nil if none).
+func secondVia(resp *sip.Response) *sip.ViaHeader {
+	n := 0
+	for _, h := range resp.Headers() {
+		if v, ok := h.(*sip.ViaHeader); ok {
+			if n == 1 {
+				return v
+			}
+			n++
+		}
+	}
+	return nil
 }
 
 // pendingBranches counts branches without a final response.

@@ -36,10 +36,12 @@ func (c *Context) relayAnswer(err error) (int, string) {
 	switch {
 	case errors.Is(err, ErrCancelled):
 		return 487, "Request Terminated"
+	case errors.Is(err, ErrRouteNotAllowed):
+		return 403, "Route Not Allowed"
 	case errors.Is(err, ErrMaxBreadth):
 		return 440, "Max-Breadth Exceeded"
 	case errors.Is(err, errToSelf):
-		if c.InDialog() {
+		if hasToTag(c.Req) {
 			return 481, "Call/Transaction Does Not Exist (request addressed to this proxy, no Route)"
 		}
 		return 404, "Not Found (request addressed to this proxy, no Route)"

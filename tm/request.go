@@ -35,8 +35,11 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		t.retransmit()
 		return
 	}
-	if len(ls.stx) >= s.cfg.MaxTransactions {
-		// Over the cap: answered without a transaction, so that a flood
+	if s.absorbTomb(ls, key) {
+		return
+	}
+	if s.overCap(ls) {
+		// Over a cap: answered without a transaction, so that a flood
 		// cannot grow the table (a refused transaction would otherwise stay
 		// for Timer J); a retransmission gets another 503.
 		s.stats.overload.Add(1)
@@ -46,7 +49,7 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 	}
 	t := s.newServerTx(ls, key, req, src, tp)
 	t.toTag = s.toTag(ls)
-	if s.draining.Load() && !req.To().Params.Has("tag") {
+	if s.draining.Load() && !hasToTag(req) {
 		// Draining refuses new dialogs and out-of-dialog requests; in-dialog
 		// requests (BYE, re-INVITE) still pass so calls can end cleanly.
 		t.respond(s.makeResponse(req, 503, "Service Unavailable", t.toTag, retryAfter(5)))
@@ -63,12 +66,32 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		t.respond(s.makeResponse(req, 420, "Bad Extension", t.toTag, sip.NewHeader("Unsupported", tags)))
 		return
 	}
-	if t.invite {
-		t.respond(s.makeResponse(req, 100, "Trying", ""))
-	}
+	// No 100 Trying yet: it goes out when the route relays or suspends
+	// (trying.go), so a dropped request stays silent and an immediate
+	// final response needs none.
 	c := s.newContext(ls, t, req, src, tp)
 	c.looseRt = s.looseRoute(c, req)
+	if s.refuseUnsigned(c) {
+		code, reason := 403, "Forbidden (dialog route not signed)"
+		if req.Route() == nil && s.isLocal(req.Recipient.Host, req.Recipient.Port) {
+			// Sent to our own address instead of along the Record-Route
+			// (SIPp's built-in uac does that): no dialog of ours to follow.
+			code, reason = 481, "Call/Transaction Does Not Exist (request addressed to this proxy, no Route)"
+		}
+		t.respond(s.makeResponse(req, code, reason, t.toTag))
+		return
+	}
 	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+}
+
+// refuseUnsigned reports whether c is an in-dialog request that does not
+// follow our signed Record-Route and must be refused (recordroute.go).
+func (s *Server) refuseUnsigned(c *Context) bool {
+	if c.signed || !hasToTag(c.Req) || s.cfg.Security.AllowUnsignedInDialog {
+		return false
+	}
+	s.stats.countDrop("unsigned")
+	return true
 }
 
 // proxyRequire lists the option tags of the Proxy-Require headers.
@@ -108,42 +131,6 @@ func markReceived(req *sip.Request, src netip.AddrPort) {
 	}
 }
 
-// looseRoute applies §16.4: undo a strict router's rewrite, then remove the
-// Route values that name this proxy. It reports whether one was removed,
-// and notes in c the connection named by the last one removed (a flow
-// token, see transport.go).
-func (s *Server) looseRoute(c *Context, req *sip.Request) bool {
-	routes := req.GetHeaders("Route")
-	if len(routes) > 0 && req.Recipient.User == "" && s.isLocal(req.Recipient.Host, req.Recipient.Port) {
-		if last, ok := routes[len(routes)-1].(*sip.RouteHeader); ok {
-			req.Recipient = *last.Address.Clone()
-			removeLastRoute(req)
-		}
-	}
-	removed := false
-	for i := 0; i < 2; i++ { // double Record-Route puts two of ours on top
-		r := req.Route()
-		if r == nil || !s.isLocal(r.Address.Host, r.Address.Port) {
-			break
-		}
-		c.flow, c.flowProto = s.parseFlow(&r.Address)
-		req.RemoveHeader("Route")
-		removed = true
-	}
-	return removed
-}
-
-func removeLastRoute(req *sip.Request) {
-	all := req.GetHeaders("Route")
-	keep := make([]sip.Header, 0, len(all)-1)
-	keep = append(keep, all[:len(all)-1]...)
-	for req.RemoveHeader("Route") {
-	}
-	for _, h := range keep {
-		req.AppendHeader(h)
-	}
-}
-
 // handleCancel applies §16.10: 200 to the CANCEL, then cancel the INVITE.
 func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPort, tp Transport) {
 	ckey := serverKey(req, sip.CANCEL)
@@ -151,7 +138,18 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 		t.retransmit()
 		return
 	}
+	if s.absorbTomb(ls, ckey) {
+		return
+	}
 	inv := ls.stx[serverKey(req, sip.INVITE)]
+	if inv != nil && inv.ctx == nil && inv.fin {
+		// The INVITE already has its final response (its Context was
+		// released): the CANCEL has no effect but is answered 200 (§9.2).
+		t := s.newServerTx(ls, ckey, req, src, tp)
+		t.toTag = s.toTag(ls)
+		t.respond(s.makeResponse(req, 200, "OK", inv.toTag))
+		return
+	}
 	if inv == nil || inv.ctx == nil {
 		// Nothing to cancel: answered without a transaction, so that a
 		// flood of stray CANCELs leaves nothing behind.
@@ -171,6 +169,9 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 func (s *Server) runStateless(ls *loopState, req *sip.Request, src netip.AddrPort, tp Transport) {
 	c := s.newContext(ls, nil, req, src, tp)
 	c.looseRt = s.looseRoute(c, req)
+	if s.refuseUnsigned(c) {
+		return // an ACK is never answered
+	}
 	s.runRoute(c, RouteRequest, c.routes.Request, func() {})
 }
 
@@ -180,22 +181,6 @@ func (s *Server) newContext(ls *loopState, t *serverTx, req *sip.Request, src ne
 		t.ctx = c
 	}
 	return c
-}
-
-// ownTag reports whether req's To tag is one this proxy generated.
-func (s *Server) ownTag(req *sip.Request) bool {
-	to := req.To()
-	if to == nil {
-		return false
-	}
-	tag, _ := to.Params.Get("tag")
-	return len(tag) > len(s.tag) && tag[:len(s.tag)] == s.tag
-}
-
-// toTag returns a fresh To tag for responses generated by this proxy.
-func (s *Server) toTag(ls *loopState) string {
-	ls.counter++
-	return s.tag + strconv.FormatUint(ls.counter, 36)
 }
 
 // makeResponse builds a response to req (RFC 3261 §8.2.6): Vias, From,

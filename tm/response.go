@@ -8,9 +8,15 @@ import (
 
 // handleResponse matches a response to its client transaction (§17.1.3) or
 // forwards it statelessly (§16.7 / §16.11).
-func (s *Server) handleResponse(ls *loopState, resp *sip.Response, _ netip.AddrPort, _ Transport) {
+func (s *Server) handleResponse(ls *loopState, resp *sip.Response, src netip.AddrPort, tp Transport) {
 	br, _ := resp.Via().Params.Get("branch")
 	if t := ls.ctx[clientKey(br, resp.CSeq().MethodName)]; t != nil {
+		if !s.cfg.Security.AnyResponseSource && !t.sentTo(src, tp) {
+			// Only the hop the branch went to answers it: a response from
+			// anywhere else (an off-path forgery) is dropped.
+			s.stats.countDrop("source")
+			return
+		}
 		t.receive(resp)
 		return
 	}

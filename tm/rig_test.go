@@ -156,3 +156,19 @@ func respond(req sip.Message, code int, toTag string) *sip.Response {
 }
 
 func relayAll(c *Context) { _ = c.Relay() }
+
+// signedRoute returns a Route header line naming uri (one of ours, e.g.
+// "sip:127.0.0.1:5060;lr") signed by r's server for the dialog of callID
+// whose caller's tag is a1 (what request() puts in From), as the
+// Record-Route of that dialog carried it.
+func (r *rig) signedRoute(callID, uri string) string {
+	return "Route: <" + r.signedURI(callID, uri) + ">\n"
+}
+
+// signedURI is uri with the signature signedRoute adds.
+func (r *rig) signedURI(callID, uri string) string {
+	var u sip.Uri
+	require.NoError(r.t, sip.ParseUri(uri, &u))
+	u.UriParams = append(u.UriParams, sip.HeaderKV{K: sigParam, V: r.s.routeMAC(callID, "a1", u.User)})
+	return u.String()
+}

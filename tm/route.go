@@ -107,6 +107,9 @@ func (c *Context) Suspend() (async.Resumer, error) {
 	c.gen++
 	c.s.stats.suspended.Add(1)
 	c.bound = c.ls.loop.AfterFunc(c.s.timers.SuspendBound, c.suspendExpired)
+	if c.kind == RouteRequest {
+		c.stx.sendTrying()
+	}
 	return resumer{c: c, gen: c.gen}, nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"unsafe"
@@ -55,18 +54,21 @@ type Server struct {
 	tag      string // random per server: makes branches and to-tags unique
 	stats    Stats
 	draining atomic.Bool
-	obs      observe  // capture hook and wire counters (capture.go)
-	flowKey  [16]byte // authenticates flow tokens in our Record-Route (transport.go)
+	obs      observe      // capture hook and wire counters (capture.go)
+	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
+	rrKey    []byte       // signs our Record-Route values (recordroute.go)
+	txBytes  atomic.Int64 // memory held by transactions and tombstones, all loops (tombstone.go)
 }
 
 // loopState is everything one loop owns. No locks: only that loop touches it.
 type loopState struct {
-	loop    *reactor.Loop
-	parser  *sip.Parser
-	w       writer
-	stx     map[string]*serverTx
-	ctx     map[string]*clientTx // by branch + method
-	counter uint64
+	loop   *reactor.Loop
+	parser *sip.Parser
+	w      writer
+	stx    map[string]*serverTx
+	ctx    map[string]*clientTx // by branch + method
+	ids    *idSource
+	tombs  tombTable // completed transactions kept only to absorb retransmissions (tombstone.go)
 }
 
 // NewServer creates the transaction layer on loops (their IDs must be their
@@ -97,7 +99,10 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 	if cfg.MaxSuspended <= 0 {
 		cfg.MaxSuspended = 50000
 	}
-	var rb [6]byte
+	if cfg.MaxTransactionBytes <= 0 {
+		cfg.MaxTransactionBytes = DefaultMaxTransactionBytes
+	}
+	var rb [4]byte
 	_, _ = rand.Read(rb[:])
 	s := &Server{
 		cfg:    cfg,
@@ -108,7 +113,9 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 		seed:   maphash.MakeSeed(),
 		tag:    hex.EncodeToString(rb[:]),
 	}
-	_, _ = rand.Read(s.flowKey[:])
+	s.rrKey, s.flowKey = deriveKeys(cfg.Security.RouteKey)
+	branchKey := make([]byte, 32)
+	_, _ = rand.Read(branchKey)
 	r := routes
 	s.routes.Store(&r)
 	s.obs.init(len(loops), cfg.Capture)
@@ -121,6 +128,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 			parser: NewParser(s.lim),
 			stx:    make(map[string]*serverTx),
 			ctx:    make(map[string]*clientTx),
+			ids:    newIDSource(branchKey),
 		})
 	}
 	return s
@@ -138,7 +146,11 @@ func (s *Server) SetRoutes(r Routes) { s.routes.Store(&r) }
 func (s *Server) Drain() { s.draining.Store(true) }
 
 // Stats returns the server's counters.
-func (s *Server) Stats() StatsSnapshot { return s.stats.snapshot() }
+func (s *Server) Stats() StatsSnapshot {
+	st := s.stats.snapshot()
+	st.TransactionBytes = s.txBytes.Load()
+	return st
+}
 
 // owner returns the loop that owns every transaction of callID.
 func (s *Server) owner(callID string) *loopState {
@@ -299,17 +311,6 @@ func isKeepAlive(b []byte) bool {
 	return true
 }
 
-// nextBranch returns a new RFC 3261 branch unique to this server.
-func (s *Server) nextBranch(ls *loopState) string {
-	ls.counter++
-	return "z9hG4bK" + s.tag + "." + strconv.Itoa(ls.loop.ID()) + "." + strconv.FormatUint(ls.counter, 36)
-}
-
-// ours reports whether a branch was made by this server.
-func (s *Server) ours(branch string) bool {
-	return len(branch) > 7+len(s.tag) && branch[7:7+len(s.tag)] == s.tag
-}
-
 // isSelf reports whether addr is the bound address of one of our transports
 // (sending there would loop back into this proxy).
 func (s *Server) isSelf(addr netip.AddrPort) bool {
@@ -429,6 +430,7 @@ func (s *Server) closeLoop(ls *loopState) {
 	for _, t := range ls.ctx {
 		t.terminate()
 	}
+	s.clearTombs(ls)
 }
 
 // unsafeString views b as a string for hashing only (not retained).

@@ -84,6 +84,7 @@ func (s *Server) newServerTx(ls *loopState, key string, req *sip.Request, src ne
 		t.state = stProceeding
 	}
 	ls.stx[key] = t
+	s.txBytes.Add(liveTxBytes)
 	s.stats.stxCreated.Add(1)
 	s.stats.inProgress.Add(1)
 	return t
@@ -133,6 +134,7 @@ func (t *serverTx) respond(resp *sip.Response) {
 		t.timer2 = l.AfterFunc(64*tm.T1, t.terminate)
 	case t.invite:
 		t.state = stCompleted
+		t.releaseInvite()
 		if t.reliable() {
 			t.timer2 = l.AfterFunc(64*tm.T1, t.timeoutH)
 			return
@@ -142,11 +144,13 @@ func (t *serverTx) respond(resp *sip.Response) {
 		t.timer2 = l.AfterFunc(64*tm.T1, t.timeoutH)
 	default:
 		t.state = stCompleted
-		d := 64 * tm.T1 // Timer J
 		if t.reliable() {
-			d = 0
+			t.timer2 = l.AfterFunc(0, t.terminate) // Timer J is 0 over streams
+			return
 		}
-		t.timer2 = l.AfterFunc(d, t.terminate)
+		if !t.entomb() {
+			t.timer2 = l.AfterFunc(64*tm.T1, t.terminate) // Timer J
+		}
 	}
 }
 
@@ -195,6 +199,7 @@ func (t *serverTx) terminate() {
 	if t.ls.stx[t.key] == t {
 		delete(t.ls.stx, t.key)
 	}
+	t.s.txBytes.Add(-liveTxBytes)
 	t.s.stats.stxDone.Add(1)
 	if t.ctx != nil {
 		t.ctx.serverTxEnded()
@@ -208,8 +213,11 @@ func (t *serverTx) absorb() {
 		return
 	}
 	t.finalized()
-	t.state = stCompleted
 	t.last = nil
+	if !t.invite && !t.reliable() && t.entomb() {
+		return
+	}
+	t.state = stCompleted
 	t.timer2 = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
 }
 

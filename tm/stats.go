@@ -12,6 +12,7 @@ type Stats struct {
 	suspendTimeouts, abandoned, panics   atomic.Uint64
 	retransAbsorbed, stateless           atomic.Uint64
 	overload                             atomic.Uint64
+	tombstones                           atomic.Int64
 }
 
 // StatsSnapshot is a copy of the counters at one moment.
@@ -25,6 +26,17 @@ type StatsSnapshot struct {
 	// DropAmplification: stateless answers larger than the request.
 	// DropUnanswerable: requests whose answer could not be built.
 	DropStray, DropRoute, DropQueue, DropAmplification, DropUnanswerable uint64
+	// DropSource: responses from another address (or connection) than the
+	// one their branch was sent to. DropVia: responses whose Via below ours
+	// is not the one the request came with (or whose branch fails its
+	// MAC). DropUnsigned: in-dialog requests without our signed
+	// Record-Route (refused 403, an ACK dropped). DropRouteSet: initial
+	// requests refused for a Route chosen by their sender.
+	DropSource, DropVia, DropUnsigned, DropRouteSet uint64
+	// Tombstones is the number of completed transactions kept only to
+	// absorb retransmissions; TransactionBytes the memory accounted to
+	// transactions and tombstones against Config.MaxTransactionBytes.
+	Tombstones, TransactionBytes int64
 	// ServerTx and ClientTx count transactions created and completed.
 	ServerTxCreated, ServerTxDone uint64
 	ClientTxCreated, ClientTxDone uint64
@@ -61,12 +73,16 @@ const (
 	dropQueue
 	dropAmplify
 	dropUnanswerable
+	dropSource
+	dropVia
+	dropUnsigned
+	dropRouteSet
 	numDropReasons
 )
 
 // dropNames are the reasons callers pass to countDrop.
 var dropNames = [numDropReasons]string{"other", "parse", "size", "headers", "invalid", "closed",
-	"stray", "route", "queue", "amplification", "unanswerable"}
+	"stray", "route", "queue", "amplification", "unanswerable", "source", "via", "unsigned", "routeset"}
 
 // countDrop counts a dropped message by reason; an unknown reason counts as
 // "other". Drops are rare, so a scan of the names is cheap enough.
@@ -87,6 +103,9 @@ func (s *Stats) snapshot() StatsSnapshot {
 		DropInvalid: s.drops[dropInvalid].Load(), DropOther: s.drops[dropOther].Load(), DropClosed: s.drops[dropClosed].Load(),
 		DropStray: s.drops[dropStray].Load(), DropRoute: s.drops[dropRoute].Load(), DropQueue: s.drops[dropQueue].Load(),
 		DropAmplification: s.drops[dropAmplify].Load(), DropUnanswerable: s.drops[dropUnanswerable].Load(),
+		DropSource: s.drops[dropSource].Load(), DropVia: s.drops[dropVia].Load(),
+		DropUnsigned: s.drops[dropUnsigned].Load(), DropRouteSet: s.drops[dropRouteSet].Load(),
+		Tombstones:      s.tombstones.Load(),
 		ServerTxCreated: s.stxCreated.Load(), ServerTxDone: s.stxDone.Load(),
 		ClientTxCreated: s.ctxCreated.Load(), ClientTxDone: s.ctxDone.Load(),
 		Suspended: s.suspended.Load(), InProgress: s.inProgress.Load(), SuspendTimeouts: s.suspendTimeouts.Load(),

@@ -141,9 +141,13 @@ func (c *Context) recordRoute(req *sip.Request, dst netip.AddrPort, out Transpor
 		outTok = c.s.flowToken(dst)
 	}
 	if in != nil && (!sameInterface(in, out) || inTok != "" || outTok != "") {
-		req.PrependHeader(rrHeader(in, inTok))
+		rr := rrHeader(in, inTok)
+		c.s.signRecordRoute(rr, req)
+		req.PrependHeader(rr)
 	}
-	req.PrependHeader(rrHeader(out, outTok))
+	rr := rrHeader(out, outTok)
+	c.s.signRecordRoute(rr, req)
+	req.PrependHeader(rr)
 }
 
 // sameInterface reports whether two transports share protocol and
@@ -178,7 +182,7 @@ func (s *Server) flowToken(addr netip.AddrPort) string {
 }
 
 func (s *Server) flowMAC(b []byte) []byte {
-	m := hmac.New(sha256.New, s.flowKey[:])
+	m := hmac.New(sha256.New, s.flowKey)
 	m.Write(b)
 	return m.Sum(nil)[:8]
 }

@@ -47,7 +47,7 @@ func TestTransportParamSelectsTransport(t *testing.T) {
 	// RFC 5658: the interface facing the callee on top (with a flow token
 	// naming the callee's connection), the caller's below.
 	require.Len(t, rr, 2)
-	assert.Equal(t, "<sip:127.0.0.1:5060;lr>", rr[1])
+	assert.Equal(t, "<sip:127.0.0.1:5060;lr;sig="+r.s.routeMAC("tp-1", "a1", "")+">", rr[1])
 	top := req.GetHeaders("Record-Route")[0].(*sip.RecordRouteHeader).Address
 	assert.Equal(t, "127.0.0.1", top.Host)
 	assert.Equal(t, 5070, top.Port)
@@ -63,21 +63,24 @@ func TestFlowTokenRoutesInDialog(t *testing.T) {
 	r, tcp := streamRig(t)
 	caller := netip.MustParseAddrPort("127.0.0.1:40000") // a caller's connection
 	tok := r.s.flowToken(caller)
-	routes := "Route: <sip:127.0.0.1:5060;lr>\nRoute: <sip:" + tok + "@127.0.0.1:5070;transport=tcp;lr>\n"
 	bye := func(id, rts string) string {
 		return strings.Replace(request("BYE", "sip:alice@nowhere.invalid;transport=tcp", id, "z9hG4bK-"+id, 2, rts),
 			"To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b1", 1)
 	}
-	r.recv(uasAddr, bye("ft-1", routes))
+	routes := func(id, tok string) string {
+		return r.signedRoute(id, "sip:127.0.0.1:5060;lr") + r.signedRoute(id, "sip:"+tok+"@127.0.0.1:5070;transport=tcp;lr")
+	}
+	r.recv(uasAddr, bye("ft-1", routes("ft-1", tok)))
 	require.Empty(t, tcp.out, "no connection open: the Request-URI (unresolvable) is used")
 	r.expect("127.0.0.1:5061 503") // answered upstream: nothing could be sent
 	tcp.open[caller] = true
-	r.recv(uasAddr, bye("ft-2", routes))
+	r.recv(uasAddr, bye("ft-2", routes("ft-2", tok)))
 	require.Len(t, tcp.out, 1)
 	assert.Equal(t, caller, tcp.out[0].to)
-	forged := strings.Replace(routes, tok, flowPrefix+"7f0000019c40-0000000000000000", 1)
-	r.recv(uasAddr, bye("ft-3", forged))
+	// A forged token (signed Route, bad token MAC) is ignored.
+	r.recv(uasAddr, bye("ft-3", routes("ft-3", flowPrefix+"7f0000019c40-0000000000000000")))
 	assert.Len(t, tcp.out, 1, "a forged token is ignored")
+	r.expect("127.0.0.1:5061 503") // ft-3 fell back to the unresolvable Request-URI
 }
 
 func TestSameTransportSingleRecordRoute(t *testing.T) {
@@ -115,7 +118,7 @@ func TestOpenConnectionIsReused(t *testing.T) {
 
 func TestDoubleRouteRemovedOnTheWayBack(t *testing.T) {
 	r, tcp := streamRig(t)
-	routes := "Route: <sip:127.0.0.1:5060;lr>\nRoute: <sip:127.0.0.1:5070;transport=tcp;lr>\n"
+	routes := r.signedRoute("tp-7", "sip:127.0.0.1:5060;lr") + r.signedRoute("tp-7", "sip:127.0.0.1:5070;transport=tcp;lr")
 	r.recv(uacAddr, strings.Replace(
 		request("BYE", "sip:bob@127.0.0.1:5062;transport=tcp", "tp-7", "z9hG4bK-tp7", 2, routes),
 		"To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag=b1", 1))

@@ -1,0 +1,154 @@
+package tm
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// Signed Record-Route: an in-dialog request is routed only along a route
+// this proxy signed.
+//
+// Every Record-Route value we add carries ";sig=<MAC>", a 64-bit
+// HMAC-SHA256 of the dialog's Call-ID, the caller's From tag and the
+// value's user part (the flow token, if any), keyed by Security.RouteKey.
+// The To tag is not bound: it does not exist yet when the INVITE is
+// relayed. The From tag is: requests of the caller carry it as their From
+// tag, requests of the callee as their To tag, so verification tries both
+// and needs no state. A request with a To tag is in-dialog; tm loose-routes
+// it (and the route sees Context.InDialog true) only when its top Route
+// names us with a MAC that verifies — the caller cannot make us relay an
+// in-dialog-looking request to a Request-URI of its choice, and a Route
+// copied from another dialog does not verify (other Call-ID).
+
+// sigParam is the Record-Route URI parameter holding the MAC.
+const sigParam = "sig"
+
+// deriveKeys returns the Record-Route and flow-token keys derived from the
+// configured route key, or from a random one when it is empty.
+func deriveKeys(routeKey []byte) (rr, flow []byte) {
+	if len(routeKey) == 0 {
+		routeKey = make([]byte, 32)
+		_, _ = rand.Read(routeKey)
+	}
+	derive := func(label string) []byte {
+		m := hmac.New(sha256.New, routeKey)
+		m.Write([]byte(label))
+		return m.Sum(nil)
+	}
+	return derive("asyncsip record-route v1"), derive("asyncsip flow-token v1")
+}
+
+// routeMAC is the MAC of a Record-Route value for a dialog.
+func (s *Server) routeMAC(callID, fromTag, user string) string {
+	m := hmac.New(sha256.New, s.rrKey)
+	for _, p := range [...]string{callID, fromTag, user} {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
+	return hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// signRecordRoute adds the MAC of req's dialog to rr.
+func (s *Server) signRecordRoute(rr *sip.RecordRouteHeader, req *sip.Request) {
+	callID, fromTag := dialogIDs(req)
+	rr.Address.UriParams.Add(sigParam, s.routeMAC(callID, fromTag, rr.Address.User))
+}
+
+// dialogIDs returns the Call-ID and From tag of req.
+func dialogIDs(req *sip.Request) (callID, fromTag string) {
+	if id := req.CallID(); id != nil {
+		callID = string(*id)
+	}
+	if f := req.From(); f != nil {
+		fromTag, _ = f.Params.Get("tag")
+	}
+	return callID, fromTag
+}
+
+// routeSigned reports whether u, a Route value naming us, carries a MAC
+// for the dialog of callID whose caller's tag is tagA or tagB (the From
+// and To tags of a request in either direction).
+func (s *Server) routeSigned(u *sip.Uri, callID, tagA, tagB string) bool {
+	sig, ok := u.UriParams.Get(sigParam)
+	if !ok || len(sig) != 16 || callID == "" {
+		return false
+	}
+	for _, tag := range [...]string{tagA, tagB} {
+		if tag != "" && hmac.Equal([]byte(sig), []byte(s.routeMAC(callID, tag, u.User))) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestSigned reports whether u verifies for req's dialog.
+func (s *Server) requestSigned(u *sip.Uri, req *sip.Request) bool {
+	callID, from := dialogIDs(req)
+	var to string
+	if t := req.To(); t != nil {
+		to, _ = t.Params.Get("tag")
+	}
+	return s.routeSigned(u, callID, from, to)
+}
+
+// hasToTag reports whether req is in-dialog (RFC 3261 §12.2: a To tag).
+func hasToTag(req *sip.Request) bool {
+	to := req.To()
+	return to != nil && to.Params.Has("tag")
+}
+
+// looseRoute applies §16.4: undo a strict router's rewrite, then remove the
+// Route values that name this proxy. It reports whether one was removed,
+// and notes in c the connection named by the last one removed (a flow
+// token, see transport.go), whether the removed values were signed for
+// the dialog (c.signed) and whether a Route not naming us is left on a request
+// that did not come along our signed Record-Route (c.foreignRoute). A value of ours that does not verify on
+// an in-dialog request is left in place, unsigned.
+func (s *Server) looseRoute(c *Context, req *sip.Request) bool {
+	inDialog := hasToTag(req)
+	routes := req.GetHeaders("Route")
+	if len(routes) > 0 && req.Recipient.User == "" && s.isLocal(req.Recipient.Host, req.Recipient.Port) {
+		if last, ok := routes[len(routes)-1].(*sip.RouteHeader); ok {
+			c.signed = inDialog && s.requestSigned(&req.Recipient, req)
+			req.Recipient = *last.Address.Clone()
+			removeLastRoute(req)
+		}
+	}
+	removed := false
+	for i := 0; i < 2; i++ { // double Record-Route puts two of ours on top
+		r := req.Route()
+		if r == nil || !s.isLocal(r.Address.Host, r.Address.Port) {
+			break
+		}
+		if inDialog {
+			if !s.requestSigned(&r.Address, req) {
+				c.signed = false
+				break
+			}
+			c.signed = true
+		}
+		c.flow, c.flowProto = s.parseFlow(&r.Address)
+		req.RemoveHeader("Route")
+		removed = true
+	}
+	// A Route left that does not name us was chosen by the sender, unless
+	// the request came along our signed Record-Route (then it is the rest
+	// of the dialog's route set).
+	c.foreignRoute = !c.signed && req.Route() != nil
+	return removed
+}
+
+func removeLastRoute(req *sip.Request) {
+	all := req.GetHeaders("Route")
+	keep := make([]sip.Header, 0, len(all)-1)
+	keep = append(keep, all[:len(all)-1]...)
+	for req.RemoveHeader("Route") {
+	}
+	for _, h := range keep {
+		req.AppendHeader(h)
+	}
+}
