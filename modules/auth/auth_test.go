@@ -181,6 +181,10 @@ func TestReplayOfExactHeaderRefused(t *testing.T) {
 	assert.Equal(t, ChallengeStale, res.Action, "a fresh nonce is all a real client needs; a replayer cannot use it")
 	assert.Contains(t, f.log.String(), "source=198.51.100.66")
 	assert.Contains(t, f.log.String(), "nonce-count replayed")
+
+	res, err = f.ch.Check(replay)
+	assert.ErrorIs(t, err, ErrReplay, "Check refuses a replay before the user lookup")
+	assert.Equal(t, ChallengeStale, res.Action)
 }
 
 func TestNonceCountMustIncrease(t *testing.T) {
@@ -439,6 +443,8 @@ func TestNonceCapHolds(t *testing.T) {
 	res, err := f.ch.Verify(attempt(t, first, "pw", 1, alice), ha1(t, SHA256))
 	assert.ErrorIs(t, err, ErrStaleNonce, "evicted: re-challenged, never accepted")
 	assert.Equal(t, ChallengeStale, res.Action)
+	_, err = f.ch.Check(attempt(t, first, "pw", 1, alice))
+	assert.ErrorIs(t, err, ErrStaleNonce, "Check sees the eviction too")
 	_, err = f.ch.Verify(attempt(t, f.offer(t, alice), "pw", 1, alice), ha1(t, SHA256))
 	assert.NoError(t, err)
 }

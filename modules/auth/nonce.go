@@ -63,6 +63,29 @@ func (t *nonceTable) issue(r uint64, issued int64) uint32 {
 	return i
 }
 
+// peek reports what use would say, without recording anything: Check
+// refuses a replay before the route spends a user lookup on it.
+func (t *nonceTable) peek(i uint32, r uint64, issued int64, nc uint32) error {
+	if int(i) >= len(t.slots) {
+		return fmt.Errorf("%w: unknown nonce", ErrStaleNonce)
+	}
+	mu := &t.locks[i%nonceStripe]
+	mu.Lock()
+	defer mu.Unlock()
+	return t.slots[i].accepts(r, issued, nc)
+}
+
+// accepts reports whether nc is acceptable for the nonce (r, issued).
+func (s *nonceSlot) accepts(r uint64, issued int64, nc uint32) error {
+	switch {
+	case s.rand != r || s.issued != issued:
+		return fmt.Errorf("%w: nonce no longer tracked (evicted or issued elsewhere)", ErrStaleNonce)
+	case nc <= s.nc:
+		return fmt.Errorf("%w: nc %08x not above %08x", ErrReplay, nc, s.nc)
+	}
+	return nil
+}
+
 // use records nonce-count nc for the nonce in slot i: ErrStaleNonce when the
 // slot no longer tracks it, ErrReplay when nc is not above the last one.
 func (t *nonceTable) use(i uint32, r uint64, issued int64, nc uint32) error {
@@ -73,11 +96,8 @@ func (t *nonceTable) use(i uint32, r uint64, issued int64, nc uint32) error {
 	mu.Lock()
 	defer mu.Unlock()
 	s := &t.slots[i]
-	switch {
-	case s.rand != r || s.issued != issued:
-		return fmt.Errorf("%w: nonce no longer tracked (evicted or issued elsewhere)", ErrStaleNonce)
-	case nc <= s.nc:
-		return fmt.Errorf("%w: nc %08x not above %08x", ErrReplay, nc, s.nc)
+	if err := s.accepts(r, issued, nc); err != nil {
+		return err
 	}
 	s.nc = nc
 	return nil

@@ -91,7 +91,7 @@ type Result struct {
 func (r Result) Stale() bool { return r.Action == ChallengeStale }
 
 // Check runs every test that needs no HA1 — bans, realm, algorithm, qop,
-// nonce (integrity, age, source) and uri — so a route can refuse before it
+// nonce (integrity, age, source, still tracked, nc not replayed) and uri — so a route can refuse before it
 // looks the user up. Failures are counted and logged as in Verify.
 func (c *Challenger) Check(a Attempt) (Result, error) {
 	_, err := c.check(a)
@@ -113,22 +113,32 @@ func (c *Challenger) Verify(a Attempt, ha1 string) (Result, error) {
 }
 
 func (c *Challenger) verifyResponse(a Attempt, ha1 string, n nonce) error {
-	if ha1 == "" {
-		return ErrUnknownUser
+	known := ha1 != ""
+	if !known {
+		ha1 = "00000000000000000000000000000000" // same work either way: no user enumeration by timing
 	}
 	want, err := Response(a.Credentials, a.Method, ha1)
 	if err != nil {
 		return err
 	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(a.Response))) != 1 {
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(a.Response))) == 1
+	switch {
+	case !known:
+		return ErrUnknownUser
+	case !match:
 		return ErrBadCredentials
 	}
-	nc := uint32(1) // without qop a nonce is good once
-	if a.QOP != "" {
-		v, _ := strconv.ParseUint(a.NC, 16, 32) // checked in check
-		nc = uint32(v)
+	return c.table().use(n.slot, n.rand, n.issued, ncOf(a.Credentials))
+}
+
+// ncOf is the nonce-count of valid credentials: without qop a nonce is
+// good once, as if its count were 1.
+func ncOf(cred Credentials) uint32 {
+	if cred.QOP == "" {
+		return 1
 	}
-	return c.table().use(n.slot, n.rand, n.issued, nc)
+	v, _ := strconv.ParseUint(cred.NC, 16, 32) // validated by checkQop
+	return uint32(v)
 }
 
 // check runs the HA1-free tests, cheapest and most telling first.
@@ -154,7 +164,7 @@ func (c *Challenger) check(a Attempt) (nonce, error) {
 	if !SameURI(a.URI, a.RequestURI) {
 		return n, fmt.Errorf("%w: %q is not %q", ErrURIMismatch, a.URI, a.RequestURI)
 	}
-	return n, nil
+	return n, c.table().peek(n.slot, n.rand, n.issued, ncOf(a.Credentials))
 }
 
 func (c *Challenger) checkQop(cred Credentials) error {
