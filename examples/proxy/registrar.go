@@ -30,13 +30,14 @@ type binding struct {
 // register authenticates a REGISTER (digest, RFC 3261 §22 / RFC 8760) with
 // an async credential lookup, then saves its bindings with a second await.
 func (p *Proxy) register(c *tm.Context) {
-	cred, ok, err := auth.FromRequest(c.Req, false, p.ch.Realm)
+	src := c.Source().Addr()
+	a, ok, err := auth.NewAttempt(c.Req, src, false, p.ch.Realm)
 	if !ok || err != nil {
-		_ = c.Reply(401, "Unauthorized", p.ch.Challenge(false, false)...)
+		_ = c.Reply(401, "Unauthorized", p.ch.Challenge(src, false, false)...)
 		return
 	}
 	user := c.Req.To().Address.User
-	if cred.Username != user {
+	if a.Username != user {
 		_ = c.Reply(403, "Forbidden (username does not match the To user)")
 		return
 	}
@@ -49,31 +50,45 @@ func (p *Proxy) register(c *tm.Context) {
 		_ = c.Reply(code, reason, hdrs...)
 		return
 	}
+	if res, err := p.ch.Check(a); err != nil { // banned, stale, forged…: no lookup
+		p.authFailed(c, res)
+		return
+	}
 	col := "ha1_md5"
-	if cred.Algorithm == auth.SHA256 {
+	if a.Algorithm == auth.SHA256 {
 		col = "ha1_sha256"
 	}
-	lookup := p.store.h.QueryRow(p.store.q(`SELECT `+col+` FROM subscriber WHERE username = ?`), cred.Username)
+	lookup := p.store.h.QueryRow(p.store.q(`SELECT `+col+` FROM subscriber WHERE username = ?`), a.Username)
 	async.Await(c, lookup, func(row db.Row, err error) {
+		ha1 := ""
 		switch {
-		case errors.Is(err, db.ErrNoRows):
-			_ = c.Reply(403, "Forbidden")
-			return
+		case errors.Is(err, db.ErrNoRows): // Verify counts an unknown user as a failure
 		case err != nil:
 			c.Logger().Warn("registrar: credential lookup failed", "err", err)
 			_ = c.Reply(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 			return
+		default:
+			ha1 = row.String(0)
 		}
-		switch err := p.ch.Verify(cred, string(c.Req.Method), row.String(0)); {
-		case errors.Is(err, auth.ErrStale):
-			_ = c.Reply(401, "Unauthorized", p.ch.Challenge(false, true)...)
-			return
-		case err != nil:
-			_ = c.Reply(403, "Forbidden")
+		if res, err := p.ch.Verify(a, ha1); err != nil {
+			p.authFailed(c, res)
 			return
 		}
 		p.saveBindings(c, user, binds, wildcard)
 	}, async.Timeout(p.cfg.DBTimeout), async.Name("registrar.auth"))
+}
+
+// authFailed gives the response auth asks for: a stale challenge, 403, or
+// nothing to a banned source or user.
+func (p *Proxy) authFailed(c *tm.Context, res auth.Result) {
+	switch res.Action {
+	case auth.Challenge, auth.ChallengeStale:
+		_ = c.Reply(401, "Unauthorized", p.ch.Challenge(c.Source().Addr(), false, res.Stale())...)
+	case auth.Drop:
+		c.Drop()
+	default:
+		_ = c.Reply(403, "Forbidden")
+	}
 }
 
 // parseBindings reads the Contacts and their expiry. A non-zero code is the

@@ -1,86 +1,112 @@
-// Package auth implements SIP digest authentication (RFC 3261 §22 with the
-// RFC 8760 algorithms MD5 and SHA-256, qop=auth) for registrars and proxies.
-//
-// Nonces are stateless: a nonce carries its issue time and an HMAC over it,
-// so any worker (or any proxy instance sharing the secret) can verify it
-// without storing anything. Credentials are checked against HA1 values, so
-// the database never needs plaintext passwords.
-//
-//	ch := auth.NewChallenger("example.com", secret)
-//	cred, ok, err := auth.FromRequest(c.Req, false)
-//	if !ok || err != nil {
-//		c.Reply(401, "Unauthorized", ch.Challenge(false, false)...)
-//		return
-//	}
-//	// look up ha1 for cred.Username and cred.Algorithm (async), then:
-//	switch err := ch.Verify(cred, string(c.Req.Method), ha1); {
-//	case errors.Is(err, auth.ErrStale):
-//		c.Reply(401, "Unauthorized", ch.Challenge(false, true)...)
-//	case err != nil:
-//		c.Reply(403, "Forbidden")
-//	}
 package auth
 
 import (
-	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
+	"log/slog"
+	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/modules/ratelimit"
 )
 
 // Algorithm is a digest algorithm name as it appears on the wire.
 type Algorithm string
 
-// Supported algorithms (RFC 8760).
+// Supported algorithms (RFC 8760). The -sess variants are not supported.
 const (
 	MD5    Algorithm = "MD5"
 	SHA256 Algorithm = "SHA-256"
 )
 
-// Errors returned by Parse and Verify.
-var (
-	ErrMalformed   = errors.New("auth: malformed credentials")
-	ErrAlgorithm   = errors.New("auth: unsupported algorithm")
-	ErrBadNonce    = errors.New("auth: nonce not issued by us")
-	ErrStale       = errors.New("auth: nonce expired")
-	ErrBadResponse = errors.New("auth: wrong digest response")
-	ErrRealm       = errors.New("auth: wrong realm")
+// Defaults of the Challenger's fields.
+const (
+	// DefaultNonceTTL is how long a nonce stays valid.
+	DefaultNonceTTL = 5 * time.Minute
+	// DefaultMaxNonces is how many nonces are tracked at once: 262144
+	// slots of 24 bytes, 6 MiB, enough for ~870 challenges a second during
+	// a whole DefaultNonceTTL before a still-valid nonce is forgotten.
+	DefaultMaxNonces = 1 << 18
 )
 
-// Challenger issues challenges and verifies credentials for one realm.
+// Errors returned by Parse, Check and Verify. Use errors.Is; ActionFor
+// maps each to the response to give.
+var (
+	ErrMalformed      = errors.New("auth: malformed credentials")
+	ErrAlgorithm      = errors.New("auth: algorithm not offered")
+	ErrRealm          = errors.New("auth: wrong realm")
+	ErrBadNonce       = errors.New("auth: nonce not issued by us")
+	ErrStaleNonce     = errors.New("auth: stale nonce")
+	ErrReplay         = errors.New("auth: nonce-count replayed")
+	ErrURIMismatch    = errors.New("auth: digest uri does not match the Request-URI")
+	ErrQopRequired    = errors.New("auth: qop=auth required")
+	ErrUnknownUser    = errors.New("auth: unknown user")
+	ErrBadCredentials = errors.New("auth: wrong digest response")
+	ErrBanned         = errors.New("auth: too many failures, banned")
+)
+
+// Challenger issues challenges and verifies credentials for one realm. Set
+// its fields before its first use; its methods are then safe for
+// concurrent use from every loop.
 type Challenger struct {
 	// Realm is the protection domain (usually the SIP domain).
 	Realm string
-	// NonceTTL is how long a nonce stays valid (default 5 minutes).
+	// NonceTTL is how long a nonce stays valid (default DefaultNonceTTL);
+	// an older one gets a stale=true challenge.
 	NonceTTL time.Duration
-	// Algorithms are offered in order (default SHA-256 then MD5, as
-	// RFC 8760 §2.4 recommends: the preferred one first).
+	// Algorithms are offered in order, and only these are accepted
+	// (default SHA-256 then MD5, as RFC 8760 §2.4 recommends: the
+	// preferred one first).
 	Algorithms []Algorithm
+	// MaxNonces bounds the nonces tracked (default DefaultMaxNonces; 24
+	// bytes each, allocated on first use). When full, the oldest is
+	// forgotten and a client still using it is challenged again
+	// (stale=true): never accepted.
+	MaxNonces int
+	// AllowNoQop accepts the RFC 2069 form without qop (default false:
+	// refused with ErrQopRequired). Such a nonce is accepted once only,
+	// since without nc the uses of one nonce cannot be told apart.
+	AllowNoQop bool
+	// BindSource binds each nonce to the address the challenge was sent
+	// to: used from another address it is stale (default false, because
+	// clients behind NATs and on mobile networks change address).
+	BindSource bool
+	// Failures counts failed attempts and bans (NewChallenger sets one
+	// with ratelimit's defaults; nil turns the throttling off).
+	Failures *ratelimit.Failures
+	// Logger receives one line per security event: each failure and each
+	// ban at warn (source, user, realm, reason), stale nonces and refusals
+	// of banned sources at debug. Nil means slog.Default().
+	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests replace it.
-	Now    func() time.Time
+	Now func() time.Time
+
 	secret []byte
+	once   sync.Once
+	nonces *nonceTable
 }
 
-// NewChallenger returns a Challenger for realm. secret keys the nonce HMAC:
-// share it between instances that must accept each other's nonces. A nil
-// secret is replaced by 32 random bytes.
+// NewChallenger returns a Challenger for realm with secure defaults and a
+// ratelimit.Failures tracker. secret keys the nonce HMAC (at least 16
+// bytes are advised); a nil secret is replaced by 32 random bytes.
 func NewChallenger(realm string, secret []byte) *Challenger {
 	if len(secret) == 0 {
 		secret = make([]byte, 32)
 		_, _ = rand.Read(secret)
 	}
-	return &Challenger{Realm: realm, NonceTTL: 5 * time.Minute, Algorithms: []Algorithm{SHA256, MD5}, secret: secret}
+	return &Challenger{
+		Realm: realm, NonceTTL: DefaultNonceTTL, Algorithms: []Algorithm{SHA256, MD5},
+		Failures: ratelimit.NewFailures(ratelimit.FailureConfig{}), secret: secret,
+	}
 }
 
 func (c *Challenger) now() time.Time {
@@ -90,56 +116,31 @@ func (c *Challenger) now() time.Time {
 	return time.Now()
 }
 
-// Nonce returns a fresh stateless nonce: base64url(issue time ‖ random ‖
-// HMAC-SHA256(secret, realm ‖ issue time ‖ random)[:16]).
-func (c *Challenger) Nonce() string {
-	var b [8 + 8 + 16]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(c.now().Unix()))
-	_, _ = rand.Read(b[8:16])
-	copy(b[16:], c.mac(b[:16]))
-	return base64.RawURLEncoding.EncodeToString(b[:])
+func (c *Challenger) algorithms() []Algorithm {
+	if len(c.Algorithms) == 0 {
+		return []Algorithm{SHA256, MD5}
+	}
+	return c.Algorithms
 }
 
-func (c *Challenger) mac(data []byte) []byte {
-	m := hmac.New(sha256.New, c.secret)
-	m.Write([]byte(c.Realm))
-	m.Write(data)
-	return m.Sum(nil)[:16]
+func (c *Challenger) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.Default()
 }
 
-// checkNonce verifies a nonce's HMAC and age.
-func (c *Challenger) checkNonce(n string) error {
-	b, err := base64.RawURLEncoding.DecodeString(n)
-	if err != nil || len(b) != 32 {
-		return ErrBadNonce
-	}
-	if !hmac.Equal(b[16:], c.mac(b[:16])) {
-		return ErrBadNonce
-	}
-	issued := time.Unix(int64(binary.BigEndian.Uint64(b[:8])), 0)
-	age := c.now().Sub(issued)
-	ttl := c.NonceTTL
-	if ttl <= 0 {
-		ttl = 5 * time.Minute
-	}
-	if age > ttl || age < -time.Minute {
-		return ErrStale
-	}
-	return nil
-}
-
-// Challenge returns one WWW-Authenticate (or, with proxy, Proxy-Authenticate)
-// header per offered algorithm; stale marks a retry with a new nonce.
-func (c *Challenger) Challenge(proxy, stale bool) []sip.Header {
+// Challenge returns one WWW-Authenticate (or, with proxy,
+// Proxy-Authenticate) header per offered algorithm, sharing one fresh
+// nonce issued to src; stale marks a retry with a new nonce (RFC 7616
+// §3.3: the credentials were right but the nonce was not).
+func (c *Challenger) Challenge(src netip.Addr, proxy, stale bool) []sip.Header {
 	name := "WWW-Authenticate"
 	if proxy {
 		name = "Proxy-Authenticate"
 	}
-	algs := c.Algorithms
-	if len(algs) == 0 {
-		algs = []Algorithm{SHA256, MD5}
-	}
-	nonce := c.Nonce()
+	algs := c.algorithms()
+	nonce := c.issueNonce(src)
 	out := make([]sip.Header, 0, len(algs))
 	for _, a := range algs {
 		v := fmt.Sprintf(`Digest realm="%s", nonce="%s", algorithm=%s, qop="auth"`, c.Realm, nonce, a)
@@ -192,24 +193,4 @@ func Response(cred Credentials, method, ha1 string) (string, error) {
 		return hexHash(h, ha1+":"+cred.Nonce+":"+cred.NC+":"+cred.CNonce+":"+cred.QOP+":"+ha2), nil
 	}
 	return "", fmt.Errorf("%w: qop %q", ErrMalformed, cred.QOP)
-}
-
-// Verify checks cred for method against ha1 (for cred.Algorithm): realm,
-// nonce integrity and age (ErrStale: challenge again with stale=true), and
-// the response, compared in constant time.
-func (c *Challenger) Verify(cred Credentials, method, ha1 string) error {
-	if cred.Realm != c.Realm {
-		return fmt.Errorf("%w: %q", ErrRealm, cred.Realm)
-	}
-	if err := c.checkNonce(cred.Nonce); err != nil {
-		return err
-	}
-	want, err := Response(cred, method, ha1)
-	if err != nil {
-		return err
-	}
-	if subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(cred.Response))) != 1 {
-		return ErrBadResponse
-	}
-	return nil
 }

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -15,41 +16,15 @@ type Credentials struct {
 	CNonce, NC, QOP, Opaque               string
 }
 
-// maxCredentials bounds what Parse accepts.
-const maxCredentials = 4096
+// maxHeader bounds what Parse and ParseChallenge accept.
+const maxHeader = 4096
 
-// Parse parses a `Digest k=v, k="v", …` header value.
+// Parse parses a `Digest k=v, k="v", …` Authorization value (RFC 3261
+// §25.1 credentials). It refuses repeated parameters, control characters
+// and values over 4 KiB, and needs username, nonce, uri and response.
 func Parse(value string) (Credentials, error) {
 	var c Credentials
-	if len(value) > maxCredentials {
-		return c, fmt.Errorf("%w: %d bytes", ErrMalformed, len(value))
-	}
-	scheme, rest, ok := strings.Cut(strings.TrimSpace(value), " ")
-	if !ok || !strings.EqualFold(scheme, "Digest") {
-		return c, fmt.Errorf("%w: scheme is not Digest", ErrMalformed)
-	}
-	for rest = strings.TrimSpace(rest); rest != ""; {
-		eq := strings.IndexByte(rest, '=')
-		if eq <= 0 {
-			return c, fmt.Errorf("%w: parameter without value", ErrMalformed)
-		}
-		key := strings.ToLower(strings.TrimSpace(rest[:eq]))
-		rest = strings.TrimSpace(rest[eq+1:])
-		var val string
-		if strings.HasPrefix(rest, `"`) {
-			end := strings.IndexByte(rest[1:], '"')
-			if end < 0 {
-				return c, fmt.Errorf("%w: unterminated quoted value for %s", ErrMalformed, key)
-			}
-			val, rest = rest[1:end+1], rest[end+2:]
-		} else {
-			end := strings.IndexByte(rest, ',')
-			if end < 0 {
-				end = len(rest)
-			}
-			val, rest = strings.TrimSpace(rest[:end]), rest[end:]
-		}
-		rest = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(rest), ","))
+	err := parseDigest(value, func(key, val string) {
 		switch key {
 		case "username":
 			c.Username = val
@@ -72,6 +47,9 @@ func Parse(value string) (Credentials, error) {
 		case "opaque":
 			c.Opaque = val
 		}
+	})
+	if err != nil {
+		return c, err
 	}
 	switch {
 	case c.Username == "", c.Nonce == "", c.URI == "", c.Response == "":
@@ -86,6 +64,48 @@ func Parse(value string) (Credentials, error) {
 		return c, err
 	}
 	return c, nil
+}
+
+// String formats c as an Authorization header value that Parse reads back.
+func (c Credentials) String() string {
+	var b strings.Builder
+	b.WriteString("Digest ")
+	writeParam(&b, "username", c.Username, true)
+	writeParam(&b, "realm", c.Realm, true)
+	writeParam(&b, "nonce", c.Nonce, true)
+	writeParam(&b, "uri", c.URI, true)
+	writeParam(&b, "response", c.Response, true)
+	writeParam(&b, "algorithm", string(c.Algorithm), false)
+	writeParam(&b, "cnonce", c.CNonce, false)
+	writeParam(&b, "nc", c.NC, false)
+	writeParam(&b, "qop", c.QOP, false)
+	writeParam(&b, "opaque", c.Opaque, false)
+	return b.String()
+}
+
+// writeParam appends `, key=value`, quoting the value when it must be or
+// is not a token; an empty optional value is left out.
+func writeParam(b *strings.Builder, key, val string, required bool) {
+	if val == "" && !required {
+		return
+	}
+	if b.Len() > len("Digest ") {
+		b.WriteString(", ")
+	}
+	b.WriteString(key)
+	b.WriteByte('=')
+	if !required && isToken(val) && key != "cnonce" && key != "opaque" {
+		b.WriteString(val)
+		return
+	}
+	b.WriteByte('"')
+	for i := 0; i < len(val); i++ {
+		if val[i] == '"' || val[i] == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteByte(val[i])
+	}
+	b.WriteByte('"')
 }
 
 // FromRequest finds the credentials in req: Authorization (registrar) or,
@@ -117,4 +137,14 @@ func FromRequest(req *sip.Request, proxy bool, realm ...string) (cred Credential
 		return cred, true, firstErr
 	}
 	return cred, true, fmt.Errorf("%w: no credentials for realm %q", ErrRealm, realm[0])
+}
+
+// NewAttempt reads the credentials of req for realm (FromRequest) with the
+// method, Request-URI and source address Verify checks them against. ok is
+// false when req carries none: challenge it. An error means unreadable
+// credentials: challenge again too (or refuse).
+func NewAttempt(req *sip.Request, src netip.Addr, proxy bool, realm string) (a Attempt, ok bool, err error) {
+	cred, ok, err := FromRequest(req, proxy, realm)
+	a = Attempt{Credentials: cred, Method: string(req.Method), RequestURI: req.Recipient.String(), Source: src.Unmap()}
+	return a, ok, err
 }

@@ -1,6 +1,8 @@
 // Package ratelimit detects sources that send requests faster than a given
 // rate and bans them for a while — the job of Kamailio's and OpenSIPS's
-// pike module — and recognises the User-Agents of SIP scanners.
+// pike module —, recognises the User-Agents of SIP scanners, and counts
+// failed authentication attempts per source and per user with bans that
+// back off (Failures, used by modules/auth).
 //
 // It is the first step of a request route: every worker loop calls it for
 // every request, so the state is sharded and each check takes one short
