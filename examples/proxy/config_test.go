@@ -12,7 +12,7 @@ import (
 
 func TestParseConfigPrecedence(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "proxy.json")
-	require.NoError(t, os.WriteFile(file, []byte(`{"domain": "file.example", "workers": 3, "rest_timeout": 2000000000}`), 0o600))
+	require.NoError(t, os.WriteFile(file, []byte(`{"domain": "file.example", "workers": 3, "rest_timeout": "2s"}`), 0o600))
 
 	cfg, rest, err := parseConfig([]string{"-workers", "5", "user", "list"})
 	require.NoError(t, err)
@@ -25,12 +25,12 @@ func TestParseConfigPrecedence(t *testing.T) {
 	assert.Equal(t, "file.example", cfg.Domain, "from the file")
 	assert.Equal(t, 2*time.Second, cfg.RESTTimeout, "from the file")
 	assert.Equal(t, 7, cfg.Workers, "the flag wins over the file")
-	assert.Equal(t, "udp:127.0.0.1:5060", cfg.Listen, "default kept")
+	assert.Equal(t, []string{"udp:127.0.0.1:5060"}, cfg.Listen, "default kept")
 
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	require.NoError(t, os.WriteFile(bad, []byte(`{"nope": 1}`), 0o600))
 	_, _, err = parseConfig([]string{"-config", bad})
 	assert.ErrorContains(t, err, "unknown field")
-	_, _, err = parseConfig([]string{"-listen", "tcp:1.2.3.4:5"})
+	_, _, err = parseConfig([]string{"-listen", "sctp:1.2.3.4:5"})
 	assert.Error(t, err)
 }

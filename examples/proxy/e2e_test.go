@@ -152,12 +152,12 @@ func TestRegisterAndCall(t *testing.T) {
 	require.Equal(t, 200, ok.StatusCode)
 
 	// Un-register: Expires 0 removes Bob's binding, and a call to him then
-	// finds no contact and no gateway.
+	// finds him offline.
 	r = bob.register("127.0.0.1", "bobpw", 0)
 	require.Equal(t, 200, r.StatusCode)
 	assert.Empty(t, r.GetHeaders("Contact"))
 	alice.invite("sip:bob@127.0.0.1", "call-ab2")
-	assert.Equal(t, 404, alice.recvResponse().StatusCode)
+	assert.Equal(t, 480, alice.recvResponse().StatusCode)
 }
 
 func TestGatewayFailover(t *testing.T) {
@@ -204,8 +204,8 @@ func TestTwoInstancesSharePostgres(t *testing.T) {
 
 	cli(t, "-db", sdsn, "user", "add", "alice", "pw1")
 	cli(t, "-db", sdsn, "user", "add", "bob", "pw2")
-	a := startProxy(t, "-db", sdsn, "-secret", "shared")
-	b := startProxy(t, "-db", sdsn, "-secret", "shared")
+	a := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
+	b := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
 
 	bob := newUA(t, "bob", a.addr)
 	require.Equal(t, 200, bob.register("127.0.0.1", "pw2", 600).StatusCode)
