@@ -36,7 +36,7 @@ flags:
 // printUsage writes the commands and the flags.
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, commands)
-	var cfg Config
+	cfg := defaultConfig()
 	var file string
 	fs := bindFlags(&cfg, &file)
 	fs.SetOutput(w)

@@ -58,18 +58,33 @@ func cli(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// startProxy runs the proxy with flags and waits for its banner.
+// startProxy runs the proxy on a free 127.0.0.1 UDP port with flags and
+// waits for its banner.
 func startProxy(t *testing.T, flags ...string) *proxyProc {
 	t.Helper()
 	port := testenv.FreeUDPPort(t)
-	args := append([]string{"-listen", fmt.Sprintf("udp:127.0.0.1:%d", port), "-workers", "2", "-log", "warn"}, flags...)
+	listen := fmt.Sprintf("udp:127.0.0.1:%d", port)
+	p := startProxyOn(t, []string{listen}, flags...)
+	p.addr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	return p
+}
+
+// startProxyOn runs the proxy with its listeners and flags and waits for its
+// banner, which must name every listener.
+func startProxyOn(t *testing.T, listen []string, flags ...string) *proxyProc {
+	t.Helper()
+	args := []string{"-workers", "2", "-log", "warn"}
+	for _, l := range listen {
+		args = append(args, "-listen", l)
+	}
+	args = append(args, flags...)
 	cmd := exec.Command(proxyBin, args...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var errs strings.Builder
 	cmd.Stderr = &errs
 	require.NoError(t, cmd.Start())
-	p := &proxyProc{addr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, cmd: cmd, done: make(chan struct{}), out: &errs}
+	p := &proxyProc{cmd: cmd, done: make(chan struct{}), out: &errs}
 	banner := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -83,7 +98,9 @@ func startProxy(t *testing.T, flags ...string) *proxyProc {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	select {
 	case line := <-banner:
-		require.Contains(t, line, "listening on udp:127.0.0.1:")
+		for _, l := range listen {
+			require.Contains(t, line, l, "banner names each listener")
+		}
 	case <-p.done:
 		t.Fatalf("proxy exited at start: %s", errs.String())
 	case <-time.After(15 * time.Second):
