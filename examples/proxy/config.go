@@ -37,6 +37,7 @@ type Config struct {
 	DBTimeout   time.Duration `json:"db_timeout"`   // bound on each database await
 	ExpireEvery time.Duration `json:"expire_every"` // how often expired bindings are removed
 	GWTimeout   time.Duration `json:"gw_timeout"`   // how long a gateway may stay silent before the next is tried
+	Digest      []string      `json:"digest"`       // digest algorithms offered, in order: SHA-256, MD5
 }
 
 // Bounds checked by validate.
@@ -60,7 +61,7 @@ func defaultConfig() Config {
 	return Config{
 		Listen: []string{"udp:127.0.0.1:5060"}, DataDir: defaultDataDir(), Domain: "127.0.0.1",
 		LogLevel: "info", RESTTimeout: time.Second, FailOpen: true, DBTimeout: 2 * time.Second,
-		ExpireEvery: 30 * time.Second, GWTimeout: 5 * time.Second,
+		ExpireEvery: 30 * time.Second, GWTimeout: 5 * time.Second, Digest: []string{"SHA-256", "MD5"},
 	}
 }
 
@@ -255,6 +256,11 @@ func bindFlags(cfg *Config, file *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.DBTimeout, "db-timeout", cfg.DBTimeout, "bound on each database query")
 	fs.DurationVar(&cfg.ExpireEvery, "expire-every", cfg.ExpireEvery, "how often expired bindings are removed")
 	fs.DurationVar(&cfg.GWTimeout, "gw-timeout", cfg.GWTimeout, "how long a silent gateway is waited for before the next is tried")
+	fs.Func("digest", `digest algorithms offered, in order (default "SHA-256,MD5"; "MD5" for clients such as SIPp that only do MD5)`,
+		func(v string) error {
+			cfg.Digest = strings.Split(v, ",")
+			return nil
+		})
 	return fs
 }
 
@@ -300,6 +306,9 @@ func (c *Config) validate() error {
 		errs = append(errs, err)
 	}
 	if _, err := logLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkDigest(c.Digest); err != nil {
 		errs = append(errs, err)
 	}
 	if err := checkHTTPURL(c.RESTHook); err != nil {
@@ -400,6 +409,21 @@ func checkDSN(dsn string) error {
 	u, err := url.Parse(dsn)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
 		return fmt.Errorf("db %q: want postgres://user@host:port/db or a SQLite file path", redact(dsn))
+	}
+	return nil
+}
+
+// checkDigest accepts a non-empty list of SHA-256 and MD5 without repeats.
+func checkDigest(algs []string) error {
+	if len(algs) == 0 {
+		return errors.New("digest: at least one algorithm (SHA-256, MD5)")
+	}
+	seen := map[string]bool{}
+	for _, a := range algs {
+		if (a != "SHA-256" && a != "MD5") || seen[a] {
+			return fmt.Errorf("digest %q: want SHA-256 and/or MD5, each once", strings.Join(algs, ","))
+		}
+		seen[a] = true
 	}
 	return nil
 }

@@ -102,6 +102,9 @@ func TestConfigValidation(t *testing.T) {
 		{"db scheme", []string{"-db", "mysql://u:pw@h/db"}, `db "mysql://u:***@h/db"`},
 		{"gw timeout flag", []string{"-gw-timeout", "100ms"}, "gw_timeout: 100ms is out of range"},
 		{"expire flag", []string{"-expire-every", "10ns"}, "expire_every: 10ns is out of range"},
+		{"digest MD5 only", []string{"-digest", "MD5"}, ""},
+		{"digest unknown", []string{"-digest", "SHA-512"}, `digest "SHA-512"`},
+		{"digest repeated", []string{"-digest", "MD5,MD5"}, `digest "MD5,MD5"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

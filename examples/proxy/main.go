@@ -133,7 +133,12 @@ func newProxy(ctx context.Context, cfg Config) (*Proxy, error) {
 		store.Close()
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, store: store, ch: auth.NewChallenger(cfg.Domain, secret), log: slog.Default()}
+	ch := auth.NewChallenger(cfg.Domain, secret)
+	ch.Algorithms = nil
+	for _, a := range cfg.Digest {
+		ch.Algorithms = append(ch.Algorithms, auth.Algorithm(a))
+	}
+	p := &Proxy{cfg: cfg, store: store, ch: ch, log: slog.Default()}
 	if cfg.RESTHook != "" {
 		p.rest, err = rest.NewClient(rest.Config{Timeout: cfg.RESTTimeout, ConnectTimeout: cfg.RESTTimeout})
 		if err != nil {
