@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,8 +28,10 @@ type Config struct {
 	// Stream configures tcp:, tls:, ws: and wss: (limits, timeouts,
 	// certificates).
 	Stream StreamConfig
-	// Advertise is the host put in Via and Record-Route when a listener is
-	// bound to an unspecified address (0.0.0.0 or ::). Default: the bound
+	// Advertise is the host put in Via and Record-Route instead of the
+	// bound address (needed when a listener is bound to 0.0.0.0 or ::), as
+	// "host" or "host:port"; a port replaces every listener's bound port
+	// (for a NAT mapping of a single listener). Default: the bound
 	// address, or 127.0.0.1 when unspecified.
 	Advertise string
 	// Workers is the number of event loops (default runtime.GOMAXPROCS(0)).
@@ -354,10 +358,18 @@ func (t *udpTransport) Protocol() string          { return "UDP" }
 func (t *udpTransport) Advertised() (string, int) { return t.host, t.port }
 func (t *udpTransport) LocalAddr() netip.AddrPort { return t.sock.LocalAddr() }
 
+// advertised is the host and port a listener puts in Via and Record-Route:
+// Config.Advertise ("host" or "host:port", the port replacing the bound one)
+// or the bound address.
 func advertised(la netip.AddrPort, adv string) (string, int) {
 	port := int(la.Port())
 	if adv != "" {
-		return adv, port
+		if h, p, err := net.SplitHostPort(adv); err == nil {
+			if n, err := strconv.Atoi(p); err == nil && n > 0 && n <= 65535 {
+				return strings.Trim(h, "[]"), n
+			}
+		}
+		return strings.Trim(adv, "[]"), port
 	}
 	a := la.Addr()
 	if a.IsUnspecified() {

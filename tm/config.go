@@ -157,6 +157,12 @@ type Routes struct {
 	// Branch runs for each outgoing branch before it is sent; it may edit
 	// b.Req or call b.Drop().
 	Branch func(c *Context, b *Branch)
+	// End runs once per server transaction, when its final response has
+	// gone upstream (c.FinalCode) or the request was dropped (FinalCode 0):
+	// the place for one log line or metric per call (c.Elapsed,
+	// c.Branches). It runs inside the action that ended the transaction,
+	// so it must only read the Context, never act on it.
+	End func(c *Context)
 }
 
 // loopOf returns the per-loop state for l.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -107,6 +108,11 @@ type Context struct {
 	queue    []queued
 	failing  bool
 	ended    bool
+
+	start         time.Time     // arrival, on the loop clock (end.go)
+	endDone       bool          // Routes.End ran
+	endCode       int           // final status sent upstream (end.go)
+	branchTimeout time.Duration // SetBranchTimeout (end.go)
 }
 
 type queued struct {

@@ -174,7 +174,7 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 		func() { c.branchFailed(b, 408, "Request Timeout") })
 	b.tx.on2xxRetrans = c.forward2xxRetrans
 	if b.Req.Method == sip.INVITE {
-		b.timerC = c.ls.loop.AfterFunc(s.timers.TimerC, func() { c.timerC(b) })
+		b.timerC = c.ls.loop.AfterFunc(c.firstTimerC(), func() { c.timerC(b) })
 	}
 	return nil
 }

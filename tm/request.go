@@ -176,7 +176,7 @@ func (s *Server) runStateless(ls *loopState, req *sip.Request, src netip.AddrPor
 }
 
 func (s *Server) newContext(ls *loopState, t *serverTx, req *sip.Request, src netip.AddrPort, tp Transport) *Context {
-	c := &Context{Req: req, s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load()}
+	c := &Context{Req: req, s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
 	if t != nil {
 		t.ctx = c
 	}

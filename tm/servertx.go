@@ -226,5 +226,12 @@ func (t *serverTx) finalized() {
 	if !t.fin {
 		t.fin = true
 		t.s.stats.inProgress.Add(-1)
+		if t.ctx != nil {
+			code := t.code
+			if code < 200 {
+				code = 0 // absorbed or ended without a final response
+			}
+			t.ctx.runEnd(code)
+		}
 	}
 }

@@ -58,18 +58,33 @@ func cli(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// startProxy runs the proxy with flags and waits for its banner.
+// startProxy runs the proxy on a free 127.0.0.1 UDP port with flags and
+// waits for its banner.
 func startProxy(t *testing.T, flags ...string) *proxyProc {
 	t.Helper()
 	port := testenv.FreeUDPPort(t)
-	args := append([]string{"-listen", fmt.Sprintf("udp:127.0.0.1:%d", port), "-workers", "2", "-log", "warn"}, flags...)
+	listen := fmt.Sprintf("udp:127.0.0.1:%d", port)
+	p := startProxyOn(t, []string{listen}, flags...)
+	p.addr = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	return p
+}
+
+// startProxyOn runs the proxy with its listeners and flags and waits for its
+// banner, which must name every listener.
+func startProxyOn(t *testing.T, listen []string, flags ...string) *proxyProc {
+	t.Helper()
+	args := []string{"-workers", "2", "-log", "warn"}
+	for _, l := range listen {
+		args = append(args, "-listen", l)
+	}
+	args = append(args, flags...)
 	cmd := exec.Command(proxyBin, args...)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	var errs strings.Builder
 	cmd.Stderr = &errs
 	require.NoError(t, cmd.Start())
-	p := &proxyProc{addr: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}, cmd: cmd, done: make(chan struct{}), out: &errs}
+	p := &proxyProc{cmd: cmd, done: make(chan struct{}), out: &errs}
 	banner := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -83,7 +98,9 @@ func startProxy(t *testing.T, flags ...string) *proxyProc {
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	select {
 	case line := <-banner:
-		require.Contains(t, line, "listening on udp:127.0.0.1:")
+		for _, l := range listen {
+			require.Contains(t, line, l, "banner names each listener")
+		}
 	case <-p.done:
 		t.Fatalf("proxy exited at start: %s", errs.String())
 	case <-time.After(15 * time.Second):
@@ -152,12 +169,12 @@ func TestRegisterAndCall(t *testing.T) {
 	require.Equal(t, 200, ok.StatusCode)
 
 	// Un-register: Expires 0 removes Bob's binding, and a call to him then
-	// finds no contact and no gateway.
+	// finds him offline.
 	r = bob.register("127.0.0.1", "bobpw", 0)
 	require.Equal(t, 200, r.StatusCode)
 	assert.Empty(t, r.GetHeaders("Contact"))
 	alice.invite("sip:bob@127.0.0.1", "call-ab2")
-	assert.Equal(t, 404, alice.recvResponse().StatusCode)
+	assert.Equal(t, 480, alice.recvResponse().StatusCode)
 }
 
 func TestGatewayFailover(t *testing.T) {
@@ -204,8 +221,8 @@ func TestTwoInstancesSharePostgres(t *testing.T) {
 
 	cli(t, "-db", sdsn, "user", "add", "alice", "pw1")
 	cli(t, "-db", sdsn, "user", "add", "bob", "pw2")
-	a := startProxy(t, "-db", sdsn, "-secret", "shared")
-	b := startProxy(t, "-db", sdsn, "-secret", "shared")
+	a := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
+	b := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
 
 	bob := newUA(t, "bob", a.addr)
 	require.Equal(t, 200, bob.register("127.0.0.1", "pw2", 600).StatusCode)

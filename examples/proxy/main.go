@@ -6,18 +6,21 @@
 //
 //	go run ./examples/proxy                     # serve on udp:127.0.0.1:5060
 //	go run ./examples/proxy user add alice secret
-//	go run ./examples/proxy gw add 1 127.0.0.1:5080 --prefix +1
+//	go run ./examples/proxy gw add 1 127.0.0.1:5080 -prefix +1
 package main
 
 import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,6 +43,10 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	cfg, rest, err := parseConfig(args)
+	if errors.Is(err, flag.ErrHelp) {
+		printUsage(stdout)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -59,9 +66,11 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	p.log = log
 	defer p.close()
-	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{cfg.Listen}, Workers: cfg.Workers, Logger: log,
-		DrainTimeout: 5 * time.Second})
+	srv, err := asyncsip.New(asyncsip.Config{Listen: cfg.Listen, Advertise: cfg.Advertise, Workers: cfg.Workers,
+		Stream: asyncsip.StreamConfig{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey},
+		Logger: log, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -87,8 +96,8 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		dsn, _ := cfg.dsn()
 		where = "SQLite " + dsn
 	}
-	fmt.Fprintf(stdout, "asyncsip proxy listening on udp:%s (domain %s, %d workers); data in %s\n",
-		srv.Addrs()[0], cfg.Domain, srv.Group().Len(), where)
+	fmt.Fprintf(stdout, "asyncsip proxy listening on %s (domain %s, %d workers); data in %s\n",
+		listening(cfg.Listen, srv.Addrs()), cfg.Domain, srv.Group().Len(), where)
 	fmt.Fprintln(stdout, "Ctrl-C stops it gracefully.")
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "draining…")
@@ -124,7 +133,12 @@ func newProxy(ctx context.Context, cfg Config) (*Proxy, error) {
 		store.Close()
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, store: store, ch: auth.NewChallenger(cfg.Domain, secret)}
+	ch := auth.NewChallenger(cfg.Domain, secret)
+	ch.Algorithms = nil
+	for _, a := range cfg.Digest {
+		ch.Algorithms = append(ch.Algorithms, auth.Algorithm(a))
+	}
+	p := &Proxy{cfg: cfg, store: store, ch: ch, log: slog.Default()}
 	if cfg.RESTHook != "" {
 		p.rest, err = rest.NewClient(rest.Config{Timeout: cfg.RESTTimeout, ConnectTimeout: cfg.RESTTimeout})
 		if err != nil {
@@ -142,6 +156,20 @@ func (p *Proxy) close() {
 		cancel()
 	}
 	_ = p.store.Close()
+}
+
+// listening names each listener with its bound port ("udp:127.0.0.1:5060,
+// tcp:0.0.0.0:5060").
+func listening(listen []string, addrs []netip.AddrPort) string {
+	out := make([]string, 0, len(listen))
+	for i, l := range listen {
+		proto, _, _ := strings.Cut(l, ":")
+		if i < len(addrs) {
+			l = proto + ":" + addrs[i].String()
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, ", ")
 }
 
 // redact hides a password in a DSN for the banner.

@@ -137,6 +137,7 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 	callID := string(*c.Req.CallID())
 	cseq := int64(c.Req.CSeq().SeqNo)
 	s := p.store
+	var changes []bindingChange // written by the op, read after it (the await orders them)
 	save := async.Blocking(func(ctx context.Context) ([]binding, error) {
 		tx, err := s.h.DB().BeginTx(ctx, nil)
 		if err != nil {
@@ -144,6 +145,9 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 		}
 		defer tx.Rollback()
 		now := time.Now().Unix()
+		if changes, err = bindingChanges(ctx, tx, s, user, binds, wildcard, now); err != nil {
+			return nil, err
+		}
 		if wildcard {
 			if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM location WHERE username = ?`), user); err != nil {
 				return nil, err
@@ -190,6 +194,7 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 			_ = c.Reply(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 			return
 		}
+		p.logBindings(c, user, changes)
 		hdrs := make([]sip.Header, 0, len(cur))
 		for _, b := range cur {
 			hdrs = append(hdrs, sip.NewHeader("Contact", "<"+b.contact+">;expires="+strconv.Itoa(b.expires)))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -21,6 +22,7 @@ type Proxy struct {
 	store *Store
 	ch    *auth.Challenger
 	rest  *rest.Client // nil without a REST hook
+	log   *slog.Logger // one line per transaction and registration change (logging.go)
 }
 
 // Decision is what the REST hook answers for a new call:
@@ -34,7 +36,7 @@ type Decision struct {
 
 // Routes returns the proxy's routes.
 func (p *Proxy) Routes() tm.Routes {
-	return tm.Routes{Request: p.request, Failure: p.failure}
+	return tm.Routes{Request: p.request, Failure: p.failure, End: p.logEnd}
 }
 
 // request is the request route.
@@ -105,12 +107,16 @@ func (p *Proxy) restHook(c *tm.Context) {
 }
 
 // routeToUser sends the request to every registered contact of the
-// Request-URI user (parallel forking) or, when there are none, to a gateway.
+// Request-URI user (parallel forking); a subscriber with no binding is
+// offline (480); anyone else is a number for a gateway.
 func (p *Proxy) routeToUser(c *tm.Context) {
 	user := c.Req.Recipient.User
 	s := p.store
-	q := s.h.Query(s.q(`SELECT contact FROM location WHERE username = ? AND expires_at > ? ORDER BY contact`),
-		user, time.Now().Unix())
+	// One row per live binding of a subscriber, one row with an empty
+	// contact for a subscriber without any, no row for a non-subscriber.
+	q := s.h.Query(s.q(`SELECT COALESCE(l.contact, '') FROM subscriber s
+		LEFT JOIN location l ON l.username = s.username AND l.expires_at > ?
+		WHERE s.username = ? ORDER BY l.contact`), time.Now().Unix(), user)
 	async.Await(c, q, func(rows *db.Rows, err error) {
 		if err != nil {
 			c.Logger().Warn("location lookup failed", "err", err)
@@ -119,6 +125,10 @@ func (p *Proxy) routeToUser(c *tm.Context) {
 		}
 		if rows.Len() == 0 {
 			p.routeLCR(c)
+			return
+		}
+		if rows.Len() == 1 && rows.Row(0).String(0) == "" {
+			_ = c.Reply(480, "Temporarily Unavailable")
 			return
 		}
 		targets := make([]string, 0, rows.Len())
@@ -161,6 +171,7 @@ func (p *Proxy) tryGateway(c *tm.Context, gws []string) {
 		gw := gws[0]
 		gws = gws[1:]
 		c.Set("gateways", gws)
+		c.SetBranchTimeout(p.cfg.GWTimeout) // a silent gateway is left after gw_timeout
 		err := c.Relay("sip:" + c.Req.Recipient.User + "@" + gw)
 		if err == nil || errors.Is(err, tm.ErrCancelled) {
 			return // relayed, or cancelled: tm answers 487
