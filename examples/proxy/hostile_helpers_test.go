@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/asyncsip/asyncsip/modules/auth"
@@ -41,17 +43,23 @@ const wait = 5 * time.Second
 type liveProxy struct {
 	cfg  Config
 	udp  *net.UDPAddr
-	tcp  *net.TCPAddr
+	tcp  *net.TCPAddr // nil when the flags named the listeners
 	logs *logBuffer
+	stop func() // stops the proxy and waits for it (also run at cleanup)
 }
 
 // startLive serves the proxy with one worker (so that a later request from
 // any source is handled after an earlier one: the tests use that as a
 // barrier to prove a silence) after setup has added users and gateways.
+// It listens on udp: and tcp: 127.0.0.1 with ports of its own unless flags
+// name the listeners (then the first one must be udp:).
 func startLive(t *testing.T, setup func(cfg Config), flags ...string) *liveProxy {
 	t.Helper()
-	args := append([]string{"-data", t.TempDir(), "-workers", "1", "-log", "info",
-		"-listen", "udp:127.0.0.1:0", "-listen", "tcp:127.0.0.1:0"}, flags...)
+	args := []string{"-data", t.TempDir(), "-workers", "1", "-log", "info"}
+	if !slices.Contains(flags, "-listen") {
+		args = append(args, "-listen", "udp:127.0.0.1:0", "-listen", "tcp:127.0.0.1:0")
+	}
+	args = append(args, flags...)
 	cfg, rest, err := parseConfig(args)
 	require.NoError(t, err)
 	require.Empty(t, rest)
@@ -66,15 +74,19 @@ func startLive(t *testing.T, setup func(cfg Config), flags ...string) *liveProxy
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- serve(ctx, cfg, banner, lp.logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(15 * time.Second):
-			t.Error("the proxy did not stop within 15 s")
-		}
-	})
+	var once sync.Once
+	lp.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(15 * time.Second):
+				t.Error("the proxy did not stop within 15 s")
+			}
+		})
+	}
+	t.Cleanup(lp.stop)
 	var line string
 	select {
 	case line = <-banner.line:
@@ -83,12 +95,14 @@ func startLive(t *testing.T, setup func(cfg Config), flags ...string) *liveProxy
 	case <-time.After(15 * time.Second):
 		t.Fatal("no banner from the proxy")
 	}
-	m := regexp.MustCompile(`udp:127\.0\.0\.1:(\d+), tcp:127\.0\.0\.1:(\d+)`).FindStringSubmatch(line)
+	m := regexp.MustCompile(`udp:127\.0\.0\.1:(\d+)(, tcp:127\.0\.0\.1:(\d+))?`).FindStringSubmatch(line)
 	require.NotNil(t, m, "banner: %s", line)
 	up, _ := strconv.Atoi(m[1])
-	tp, _ := strconv.Atoi(m[2])
 	lp.udp = &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: up}
-	lp.tcp = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tp}
+	if m[3] != "" {
+		tp, _ := strconv.Atoi(m[3])
+		lp.tcp = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: tp}
+	}
 	return lp
 }
 
