@@ -375,8 +375,9 @@ func TestHostileRow6ContactFlood(t *testing.T) {
 
 // Row 7: brute force. Ten wrong passwords from one source are each
 // answered 403 and logged (the tenth as the ban); then 500 more guesses at
-// once and the right password from that source get nothing at all, and
-// nothing is stored, while alice registers from her own phone.
+// once, the right password and requests without credentials from that
+// source get nothing at all, and nothing is stored, while alice registers
+// from her own phone.
 func TestHostileRow7BruteForce(t *testing.T) {
 	t.Parallel()
 	lp := startLive(t, nil)
@@ -401,13 +402,23 @@ func TestHostileRow7BruteForce(t *testing.T) {
 	assert.Len(t, failed, limit-1)
 	assert.Len(t, banned, 1)
 
+	// Banned (not yet over the request rate): the right password and
+	// requests without credentials get nothing, not even a challenge.
+	guess(limit+1, "alicepw")
+	atk.send(msg{method: "REGISTER", ruri: "sip:127.0.0.1", to: "sip:alice@127.0.0.1", local: atk.addr(), from: "alice",
+		callID: "brute-fresh", contacts: []string{atk.contact()}}.String(), lp.udp)
+	atk.send(msg{method: "INVITE", ruri: lp.uri("bob"), local: atk.addr(), from: "alice", callID: "brute-call",
+		contacts: []string{atk.contact()}}.String(), lp.udp)
+	assert.Empty(t, atk.silence(lp), "a banned source gets nothing, even with the right password")
+	assert.Empty(t, lp.grep("event=rate_ban"), "the auth ban did that, not the rate limit")
+
 	start := time.Now()
 	const more = 500
-	for nc := limit + 1; nc <= limit+more; nc++ {
+	for nc := limit + 2; nc <= limit+more+1; nc++ {
 		guess(nc, fmt.Sprintf("guess%d", nc))
 	}
-	guess(limit+more+1, "alicepw")
-	assert.Empty(t, atk.silence(lp), "a banned source gets nothing, even with the right password")
+	guess(limit+more+2, "alicepw")
+	assert.Empty(t, atk.silence(lp), "nor to a burst of guesses and the right password")
 	elapsed := time.Since(start)
 	assert.Zero(t, lp.bindings(t, "alice"))
 	assert.Len(t, lp.grep(`msg="auth: failed"`, "source=127.0.0.1 "), limit-1, "refusals during the ban are not logged at warn")

@@ -93,7 +93,11 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 				log.Info("expired bindings removed", "count", r.RowsAffected)
 			}
 		})
-		async.Launch(l, async.Blocking(p.loadGateways, async.Name("gateways.trust")), func(int, error) {})
+		async.Launch(l, async.Blocking(p.loadGateways, async.Name("gateways.trust")), func(_ int, err error) {
+			if err != nil {
+				log.Warn("reloading the gateways' addresses failed; the previous ones stay trusted", "err", err)
+			}
+		})
 	}, reactor.Skip)
 	if err != nil {
 		return err
