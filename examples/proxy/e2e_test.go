@@ -222,8 +222,11 @@ func TestTwoInstancesSharePostgres(t *testing.T) {
 
 	cli(t, "-db", sdsn, "user", "add", "alice", "pw1")
 	cli(t, "-db", sdsn, "user", "add", "bob", "pw2")
-	a := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
-	b := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
+	// Instances share the nonce secret and the route key; each has its
+	// own data dir (nothing else is kept there with -db).
+	key := filepath.Join(t.TempDir(), "route.key")
+	a := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789", "-route-key", key, "-data", t.TempDir())
+	b := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789", "-route-key", key, "-data", t.TempDir())
 
 	bob := newUA(t, "bob", a.addr)
 	require.Equal(t, 200, bob.register("127.0.0.1", "pw2", 600).StatusCode)

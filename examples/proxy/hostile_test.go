@@ -194,6 +194,7 @@ func TestHostileRow13ScannerGetsNothing(t *testing.T) {
 	}
 	assert.Empty(t, sc.silence(lp), "the scanner got an answer")
 	assert.Len(t, lp.grep("msg=security", "event=scanner", "source=127.0.0.1:"), sent)
+	assert.Empty(t, lp.grep("msg=transaction", "source="+sc.hostport()), "one line per scanner request, not two")
 
 	// The same requests from a phone are answered.
 	phone := newSock(t, phoneIP, "alice", 0)
@@ -423,6 +424,7 @@ func TestHostileRow7BruteForce(t *testing.T) {
 	assert.Zero(t, lp.bindings(t, "alice"))
 	assert.Len(t, lp.grep(`msg="auth: failed"`, "source=127.0.0.1 "), limit-1, "refusals during the ban are not logged at warn")
 	assert.Len(t, lp.grep("event=rate_ban", "source=127.0.0.1"), 1, "the burst also went over the request rate: logged once")
+	assert.Empty(t, lp.grep("msg=transaction", "source="+atk.hostport(), "code=0"), "the dropped requests are not logged one by one")
 
 	phone := newSock(t, phoneIP, "alice", 0)
 	require.Equal(t, 200, phone.registerAs(lp, "alice", "alicepw", phone.contact()).StatusCode, "alice, from her phone")

@@ -63,7 +63,7 @@ func (p *Proxy) request(c *tm.Context) {
 	trusted := p.trust.has(src)
 	if !trusted {
 		if p.rl != nil && !p.rl.Allow(src.Addr()) {
-			c.Drop() // the ban was logged once when it started (rateLog)
+			quietDrop(c) // the ban was logged once when it started (rateLog)
 			return
 		}
 		if ratelimit.IsScanner(req) {
@@ -72,11 +72,11 @@ func (p *Proxy) request(c *tm.Context) {
 				ua = h.Value()
 			}
 			p.security(c, evScanner, req.From().Address.User, "scanner User-Agent "+strconv.Quote(logSafe(ua)))
-			c.Drop() // no 100, no answer: a scanner learns nothing
+			quietDrop(c) // no 100, no answer: a scanner learns nothing
 			return
 		}
 		if p.ch.Failures != nil && p.ch.Failures.Banned("", src.Addr()).Active() {
-			c.Drop() // banned for failed passwords: silence until the ban ends
+			quietDrop(c) // banned for failed passwords: silence until the ban ends
 			return
 		}
 	}

@@ -150,6 +150,18 @@ func (p *Proxy) security(c *tm.Context, event, user, reason string) {
 	)
 }
 
+// quietKey marks a request dropped for a security reason: its transaction
+// gets no log line (logEnd), so that a flood does not flood the log — the
+// event itself is logged once (a ban) or by its own line (a scanner).
+const quietKey = "log.quiet"
+
+// quietDrop drops c's request without an answer and without a
+// transaction log line.
+func quietDrop(c *tm.Context) {
+	c.Set(quietKey, true)
+	c.Drop()
+}
+
 // rateLog logs each rate-limit ban once (the requests refused during the
 // ban are not logged: a flood must not flood the log).
 type rateLog struct{ p *Proxy }
@@ -266,7 +278,7 @@ func (p *Proxy) authFailed(c *tm.Context, res auth.Result, proxy bool) {
 	case auth.Challenge, auth.ChallengeStale:
 		p.challenge(c, proxy, res.Stale())
 	case auth.Drop:
-		c.Drop()
+		quietDrop(c)
 	default:
 		_ = c.Reply(403, "Forbidden")
 	}
