@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -32,4 +33,22 @@ func TestUDPPortBound(t *testing.T) {
 func TestFDsBackTo(t *testing.T) {
 	base := CountFDs()
 	FDsBackTo(t, base, time.Second) // nothing opened: passes at once
+}
+
+func TestProcessHoldsUDPPort(t *testing.T) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer c.Close()
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	held, ok := ProcessHoldsUDPPort(os.Getpid(), port)
+	if !ok {
+		t.Skip("no /proc/net/udp on this system")
+	}
+	assert.True(t, held, "this process holds it")
+	held, ok = ProcessHoldsUDPPort(os.Getppid(), port)
+	assert.True(t, ok)
+	assert.False(t, held, "the parent does not")
+	free := FreeUDPPort(t)
+	held, _ = ProcessHoldsUDPPort(os.Getpid(), free)
+	assert.False(t, held)
 }
