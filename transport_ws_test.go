@@ -270,7 +270,7 @@ func TestWebSocketCallerReachedByFlow(t *testing.T) {
 	got, from := callee.read(wait)
 	require.Equal(t, udpAddr, from)
 	rr := hdrValues(got, "Record-Route")
-	_, tokens := withoutFlow(rr)
+	_, tokens := withoutFlow(t, rr)
 	require.Equal(t, 1, tokens, "%v", rr)
 	callee.sendTo(from, answer(got, 200, "OK"))
 	resp := ws.readSIP()
