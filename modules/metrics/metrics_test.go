@@ -168,14 +168,26 @@ func TestScrapeServerMetrics(t *testing.T) {
 	assert.Equal(t, 5.0, m.get(`asyncsip_async_ops_started_total{module="util",op="sleep"}`))
 	assert.Equal(t, 5.0, m.get(`asyncsip_async_op_duration_seconds_count{module="util",op="sleep"}`))
 	assert.Equal(t, 0.0, m.get(`asyncsip_async_op_errors_total{module="util",op="sleep",error="timeout"}`))
-	// Non-INVITE server transactions linger for Timer J (32 s): active
-	// equals what the loops' tables hold once the probe has sampled them.
-	waitFor(t, "the probes to sample the tables", func() bool {
+	// A non-INVITE server transaction completed over UDP ends at once: a
+	// tombstone absorbs its retransmissions until Timer J. Active (created
+	// - completed) equals what the loops' tables hold once the probes have
+	// sampled them again after the last 200: none.
+	lag := func(m series, loop string) float64 {
+		return m.get(`asyncsip_loop_lag_seconds_count{loop="` + loop + `"}`)
+	}
+	// A probe counts its lag before it samples the table, and the next one
+	// is posted only when it is done: two more lag samples mean one whole
+	// probe ran after the last 200.
+	lag0, lag1 := lag(m, "0"), lag(m, "1")
+	waitFor(t, "the probes to sample the tables again", func() bool {
 		m = scrape(t, r.url)
-		return m.get(`asyncsip_loop_transactions{loop="0",side="server"}`)+
-			m.get(`asyncsip_loop_transactions{loop="1",side="server"}`) == 5
+		return lag(m, "0") >= lag0+2 && lag(m, "1") >= lag1+2
 	})
-	assert.Equal(t, 5.0, m.get(`asyncsip_transactions_active{side="server"}`))
+	assert.Equal(t, 0.0, m.get(`asyncsip_loop_transactions{loop="0",side="server"}`)+
+		m.get(`asyncsip_loop_transactions{loop="1",side="server"}`))
+	assert.Equal(t, 0.0, m.get(`asyncsip_transactions_active{side="server"}`))
+	assert.Equal(t, 5.0, m.get(`asyncsip_transactions_completed_total{side="server"}`))
+	assert.EqualValues(t, 5, r.core.Stats().Tombstones, "kept as tombstones")
 	for _, loop := range []string{"0", "1"} {
 		assert.Positive(t, m.get(`asyncsip_loop_lag_seconds_count{loop="`+loop+`"}`), "loop %s probed", loop)
 		assert.True(t, m.has(`asyncsip_loop_cpu_seconds_total{loop="`+loop+`"}`))
