@@ -289,16 +289,32 @@ func start(t testing.TB, cmd *exec.Cmd, dir string, cancel context.CancelFunc, p
 	return p
 }
 
-// holdsPort reports whether the SIPp process holds its port: its own
-// socket where /proc tells, else anybody's.
+// holdsPort reports whether the SIPp process holds its port (UDP, or a
+// TCP listener for -t t1, tn, l1, ln): its own socket where /proc tells,
+// else (UDP) anybody's.
 func (p *Process) holdsPort() bool {
 	if p.port <= 0 {
 		return false
 	}
-	if held, ok := testenv.ProcessHoldsUDPPort(p.cmd.Process.Pid, p.port); ok {
+	network := "udp"
+	if t := transportArg(p.cmd.Args); strings.HasPrefix(t, "t") || strings.HasPrefix(t, "l") {
+		network = "tcp"
+	}
+	if held, ok := testenv.ProcessHoldsPort(p.cmd.Process.Pid, network, p.port); ok {
 		return held
 	}
-	return testenv.UDPPortBound(p.port)
+	return network == "udp" && testenv.UDPPortBound(p.port)
+}
+
+// transportArg returns the value of SIPp's -t option in args ("u1", "t1"…),
+// or "" when there is none (UDP).
+func transportArg(args []string) string {
+	for i := len(args) - 2; i >= 0; i-- {
+		if args[i] == "-t" {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // readyWait bounds the wait for a started SIPp to hold its port.

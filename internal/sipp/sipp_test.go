@@ -97,7 +97,7 @@ func TestStartPortTaken(t *testing.T) {
 	p := Start(t, Config{Scenario: "uas", Timeout: 30 * time.Second})
 	require.NotEqual(t, heldPort, p.Port())
 	require.Equal(t, 2, picks)
-	own, ok := testenv.ProcessHoldsUDPPort(p.cmd.Process.Pid, p.Port())
+	own, ok := testenv.ProcessHoldsPort(p.cmd.Process.Pid, "udp", p.Port())
 	require.True(t, ok && own, "SIPp holds the port it reports")
 
 	// Run retries the same way.
@@ -131,3 +131,14 @@ func (f *fatalT) Fatalf(format string, args ...any) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// A SIPp over TCP (-t t1) is ready once it listens on its port.
+func TestStartTCPListener(t *testing.T) {
+	Path(t)
+	port := testenv.FreeTCPPort(t)
+	p := Start(t, Config{Scenario: "uas", LocalPort: port, Timeout: 30 * time.Second, Args: []string{"-t", "t1"}})
+	held, ok := testenv.ProcessHoldsPort(p.cmd.Process.Pid, "tcp", port)
+	require.True(t, ok && held, "SIPp listens on TCP port %d", port)
+	require.Equal(t, "t1", transportArg(p.cmd.Args))
+	require.Equal(t, "", transportArg([]string{"-sn", "uas", "-t"}), "a trailing -t has no value")
+}

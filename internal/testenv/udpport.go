@@ -28,11 +28,18 @@ func UDPPortBound(port int) bool {
 	return false
 }
 
-// ProcessHoldsUDPPort reports whether process pid holds a socket bound to
-// UDP port on 127.0.0.1 (or on every address). ok is false when /proc
-// cannot tell (not Linux, or the process is gone).
-func ProcessHoldsUDPPort(pid, port int) (held, ok bool) {
-	inodes, ok := udpInodes(port)
+// ProcessHoldsPort reports whether process pid holds a socket bound to
+// port on 127.0.0.1 (or on every address): a UDP socket for network
+// "udp", a listening TCP socket for "tcp". ok is false when /proc cannot
+// tell (not Linux, or the process is gone).
+func ProcessHoldsPort(pid int, network string, port int) (held, ok bool) {
+	var inodes map[string]bool
+	switch network {
+	case "udp":
+		inodes, ok = sockInodes("/proc/net/udp", port, "")
+	case "tcp":
+		inodes, ok = sockInodes("/proc/net/tcp", port, tcpListen)
+	}
 	if !ok {
 		return false, false
 	}
@@ -53,10 +60,18 @@ func ProcessHoldsUDPPort(pid, port int) (held, ok bool) {
 	return false, true
 }
 
-// udpInodes returns the socket inodes of /proc/net/udp bound to port on
-// 127.0.0.1 or 0.0.0.0; ok is false when the file cannot be read.
-func udpInodes(port int) (map[string]bool, bool) {
-	f, err := os.Open("/proc/net/udp")
+// tcpListen is the LISTEN state in /proc/net/tcp.
+const tcpListen = "0A"
+
+// udpInodes returns the inodes of the UDP sockets bound to port on
+// 127.0.0.1 or 0.0.0.0; ok is false when /proc/net/udp cannot be read.
+func udpInodes(port int) (map[string]bool, bool) { return sockInodes("/proc/net/udp", port, "") }
+
+// sockInodes returns the socket inodes of a /proc/net table (udp, tcp)
+// bound to port on 127.0.0.1 or 0.0.0.0, in state when it is not empty;
+// ok is false when the file cannot be read.
+func sockInodes(table string, port int, state string) (map[string]bool, bool) {
+	f, err := os.Open(table)
 	if err != nil {
 		return nil, false
 	}
@@ -68,7 +83,7 @@ func udpInodes(port int) (map[string]bool, bool) {
 	for sc.Scan() {
 		// sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode …
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 10 {
+		if len(fields) < 10 || (state != "" && fields[3] != state) {
 			continue
 		}
 		local := fields[1]

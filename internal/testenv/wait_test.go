@@ -35,20 +35,33 @@ func TestFDsBackTo(t *testing.T) {
 	FDsBackTo(t, base, time.Second) // nothing opened: passes at once
 }
 
-func TestProcessHoldsUDPPort(t *testing.T) {
+func TestProcessHoldsPort(t *testing.T) {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer c.Close()
 	port := c.LocalAddr().(*net.UDPAddr).Port
-	held, ok := ProcessHoldsUDPPort(os.Getpid(), port)
+	held, ok := ProcessHoldsPort(os.Getpid(), "udp", port)
 	if !ok {
 		t.Skip("no /proc/net/udp on this system")
 	}
 	assert.True(t, held, "this process holds it")
-	held, ok = ProcessHoldsUDPPort(os.Getppid(), port)
+	held, ok = ProcessHoldsPort(os.Getppid(), "udp", port)
 	assert.True(t, ok)
 	assert.False(t, held, "the parent does not")
-	free := FreeUDPPort(t)
-	held, _ = ProcessHoldsUDPPort(os.Getpid(), free)
+	held, _ = ProcessHoldsPort(os.Getpid(), "tcp", port)
+	assert.False(t, held, "UDP only")
+	held, _ = ProcessHoldsPort(os.Getpid(), "udp", FreeUDPPort(t))
 	assert.False(t, held)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	tport := ln.Addr().(*net.TCPAddr).Port
+	held, ok = ProcessHoldsPort(os.Getpid(), "tcp", tport)
+	assert.True(t, ok && held, "a listening TCP socket")
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	held, _ = ProcessHoldsPort(os.Getpid(), "tcp", conn.LocalAddr().(*net.TCPAddr).Port)
+	assert.False(t, held, "a connected socket does not listen")
 }
