@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -35,9 +36,10 @@ const (
 
 // chunk is one piece of a loop's tombstone log.
 type chunk struct {
-	b      []byte
-	used   int
-	mapped bool // from mmap (else a heap fallback)
+	b       []byte
+	used    int
+	mapped  bool            // from mmap (else a heap fallback)
+	cleanup runtime.Cleanup // unmaps b if the chunk is lost without release (a Server never closed)
 }
 
 // tombLog is one loop's tombstones: the log, its index and the transports
@@ -71,11 +73,14 @@ func newChunk() *chunk {
 	if err != nil {
 		return &chunk{b: make([]byte, chunkSize)}
 	}
-	return &chunk{b: b, mapped: true}
+	c := &chunk{b: b, mapped: true}
+	c.cleanup = runtime.AddCleanup(c, func(b []byte) { _ = unix.Munmap(b) }, b)
+	return c
 }
 
 func (c *chunk) release() {
 	if c.mapped {
+		c.cleanup.Stop()
 		_ = unix.Munmap(c.b)
 	}
 	c.b = nil
