@@ -216,6 +216,12 @@ func (h *Handle) Config() Config { return h.cfg }
 // on a loop.
 func (h *Handle) DB() *sql.DB { return h.db }
 
+// Pool returns the handle's own pool of workers, which runs every op of the
+// handle, so that its saturation can be exported:
+//
+//	srv.Metrics().WatchPool("db", h.Pool())
+func (h *Handle) Pool() *async.Pool { return h.pool }
+
 // Close stops accepting ops (they fail with ErrClosed), waits for the
 // running ones (bounded by the handle's Timeout, then they are cancelled),
 // closes the cached statements and the database. It is idempotent.

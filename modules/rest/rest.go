@@ -214,6 +214,12 @@ func (c *Client) Close(ctx context.Context) error {
 	return err
 }
 
+// Pool returns the client's own pool of workers, which runs every request
+// of the client, so that its saturation can be exported:
+//
+//	srv.Metrics().WatchPool("rest", c.Pool())
+func (c *Client) Pool() *async.Pool { return c.pool }
+
 // Stats returns the client's counters and gauges.
 func (c *Client) Stats() Stats {
 	s := c.counters.snapshot()
