@@ -23,7 +23,10 @@ func TestReadmeSIPp(t *testing.T) {
 	sipp.Path(t) // skips without SIPp, fails under CI=true
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	require.NoError(t, err)
-	ports := map[int]int{5060: testenv.FreeUDPPort(t), 5080: testenv.FreeUDPPort(t), 5090: testenv.FreeUDPPort(t)}
+	// Ports below the ephemeral range: the proxy binds its port only after
+	// the build, and a port 0 bound meanwhile must not take it.
+	ps := testenv.StaticPorts(t, 3)
+	ports := map[int]int{5060: ps[0], 5080: ps[1], 5090: ps[2]}
 	work := t.TempDir() // where the user writes route.sh and runs the proxy
 
 	script := readmeHeredoc(t, "README.md", "route.sh")

@@ -25,11 +25,14 @@ func TestReadmeSIPp(t *testing.T) {
 	sipp.Path(t) // skips without SIPp, fails under CI=true
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	require.NoError(t, err)
+	// Ports below the ephemeral range: the proxy binds its port only after
+	// the build, and a port 0 bound meanwhile must not take it.
+	ps := testenv.StaticPorts(t, 3)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ports := map[int]int{
-		5060: testenv.FreeUDPPort(t), 5080: testenv.FreeUDPPort(t), 5090: testenv.FreeUDPPort(t),
-		8080: ln.Addr().(*net.TCPAddr).Port,
+		5060: ps[0], 5080: ps[1], 5090: ps[2],
+		8080: ln.Addr().(*net.TCPAddr).Port, // bound here, before the proxy starts
 	}
 
 	answer := strings.ReplaceAll(readmeJSON(t), ":5080", ":"+strconv.Itoa(ports[5080]))

@@ -20,10 +20,10 @@ func TestReadmeSIPp(t *testing.T) {
 	sipp.Path(t) // skips without SIPp, fails under CI=true
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	require.NoError(t, err)
-	ports := map[int]int{}
-	for _, p := range []int{5060, 5070, 5071, 5090} {
-		ports[p] = testenv.FreeUDPPort(t)
-	}
+	// Ports below the ephemeral range: the balancer binds its port only
+	// after the build, and a port 0 bound meanwhile must not take it.
+	ps := testenv.StaticPorts(t, 4)
+	ports := map[int]int{5060: ps[0], 5070: ps[1], 5071: ps[2], 5090: ps[3]}
 
 	run := sipp.ReadmeLines(t, "README.md", "go")
 	require.Len(t, run, 1, "the README starts the balancer once")
