@@ -5,6 +5,10 @@
 //	h, err := db.Open("sqlite", "file:routes.db")
 //	...
 //	srv.Request(func(c *tm.Context) {
+//		if c.InDialog() { // ACK, BYE: along the call's Route, no lookup
+//			c.Relay()
+//			return
+//		}
 //		async.Await(c, h.QueryRow(`SELECT target FROM routes WHERE user = ?`, c.Req.Recipient.User),
 //			func(row db.Row, err error) {
 //				switch {

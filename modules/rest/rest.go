@@ -7,6 +7,10 @@
 //
 //	client, _ := rest.NewClient(rest.Config{BaseURL: "http://127.0.0.1:8080/", Timeout: time.Second})
 //	srv.Request(func(c *tm.Context) {
+//		if c.InDialog() { // ACK, BYE: along the call's Route, no lookup
+//			c.Relay()
+//			return
+//		}
 //		async.Await(c, client.Get("route?to="+url.QueryEscape(c.Req.Recipient.User)), func(r rest.Result, err error) {
 //			if err != nil || r.Status != 200 {
 //				c.Reply(503, "Routing unavailable")
