@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -47,6 +48,31 @@ func TestReadmeHeadlineIsTheExample(t *testing.T) {
 	code := string(src[fset.Position(fn.Pos()).Offset:fset.Position(fn.End()).Offset]) + "\n"
 	assert.Equal(t, code, block, "README.md's headline must be lcrProxy of example_lcr_test.go, verbatim")
 	assert.Contains(t, string(src), "lcrProxy(ctx, \"udp:127.0.0.1:5060\"", "Example_lcrProxy runs the headline")
+}
+
+// The program of the README's "Use it in your project" builds.
+func TestReadmeUseItBuilds(t *testing.T) {
+	gotool := os.Getenv("GO")
+	if gotool == "" {
+		gotool = "go"
+	}
+	if _, err := exec.LookPath(gotool); err != nil {
+		t.Skipf("no go command to build the README's program: %v", err)
+	}
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	_, section, ok := strings.Cut(string(readme), "## Use it in your project")
+	require.True(t, ok, "README.md has a \"Use it in your project\" section")
+	_, rest, ok := strings.Cut(section, "```go\n")
+	require.True(t, ok, "the section shows a program")
+	prog, _, _ := strings.Cut(rest, "```")
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "main.go"), []byte(prog), 0o600))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, gotool, "build", "-o", filepath.Join(dir, "prog"), filepath.Join(dir, "main.go"))
+	out, err := cmd.CombinedOutput() // from this module, as a project depending on it would
+	require.NoError(t, err, "%s", out)
 }
 
 // A full call through the headline proxy: INVITE looked up (longest prefix
