@@ -11,6 +11,7 @@ package asyncsip_test
 
 import (
 	"bytes"
+	"errors"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -43,6 +44,22 @@ func (t *benchTP) Send(_ *reactor.Loop, b []byte, _ netip.AddrPort) error {
 	}
 	return nil
 }
+
+// recordRoute returns the value of the first Record-Route header of the
+// last INVITE the proxy relayed (the one it added, signed for that call's
+// dialog), or nil.
+func (t *benchTP) recordRoute() []byte {
+	const name = "\r\nRecord-Route: "
+	i := bytes.Index(t.inv, []byte(name))
+	if i < 0 {
+		return nil
+	}
+	v := t.inv[i+len(name):]
+	if end := bytes.Index(v, []byte("\r\n")); end >= 0 {
+		v = v[:end]
+	}
+	return v
+}
 func (t *benchTP) Protocol() string          { return "UDP" }
 func (t *benchTP) Advertised() (string, int) { return "127.0.0.1", 5060 }
 func (t *benchTP) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("127.0.0.1:5060") }
@@ -50,12 +67,14 @@ func (t *benchTP) LocalAddr() netip.AddrPort { return netip.MustParseAddrPort("1
 // benchProxy is a tm.Server on one manual loop, and the UAC and UAS that
 // talk to it, writing their messages into reused buffers.
 type benchProxy struct {
-	loop *reactor.Loop
-	srv  *tm.Server
-	tp   *benchTP
-	msg  []byte // the UAC's message being built
-	r1xx []byte // the UAS's responses being built
-	r2xx []byte
+	loop  *reactor.Loop
+	srv   *tm.Server
+	tp    *benchTP
+	msg   []byte // the UAC's message being built
+	r1xx  []byte // the UAS's responses being built
+	r2xx  []byte
+	route []byte // the route set of the current dialog: our signed Record-Route
+	seq   int    // makes the branches of in-dialog requests unique
 }
 
 func newBenchProxy(route func(c *tm.Context)) *benchProxy {
@@ -96,14 +115,26 @@ func (p *benchProxy) invite(n int) []byte {
 	return b
 }
 
+// setRoute takes the dialog's route set from the INVITE the proxy just
+// relayed, as the UAC does from the 200 (the UAS copies the Record-Route):
+// the proxy's Record-Route, signed for the call (Call-ID, From tag).
+func (p *benchProxy) setRoute() {
+	p.route = append(p.route[:0], p.tp.recordRoute()...)
+}
+
 // inDialog writes call n's ACK or BYE, routed by the proxy's Record-Route
-// to the UAS's Contact (RFC 3261 §24.2 F11, F13).
+// (p.route, see setRoute) to the UAS's Contact (RFC 3261 §24.2 F11, F13).
 func (p *benchProxy) inDialog(method string, cseq, n int) []byte {
+	p.seq++
 	b := append(p.msg[:0], method...)
 	b = append(b, " sip:127.0.0.1:5062 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-bench-"...)
 	b = append(b, method...)
 	b = strconv.AppendInt(b, int64(n), 36)
-	b = append(b, ";rport\r\nRoute: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 70\r\n"+
+	b = append(b, '-')
+	b = strconv.AppendInt(b, int64(p.seq), 36)
+	b = append(b, ";rport\r\nRoute: "...)
+	b = append(b, p.route...)
+	b = append(b, "\r\nMax-Forwards: 70\r\n"+
 		"From: <sip:alice@127.0.0.1:5061>;tag=a"...)
 	b = strconv.AppendInt(b, int64(n), 36)
 	b = append(b, "\r\nTo: <sip:bob@127.0.0.1:5062>;tag=b\r\nCall-ID: bench-"...)
@@ -119,8 +150,13 @@ func (p *benchProxy) inDialog(method string, cseq, n int) []byte {
 
 // respond writes the UAS's response to the request req the proxy sent:
 // Vias, Record-Route, From, Call-ID and CSeq copied, To tagged (RFC 3261
-// §8.2.6), and a Contact for an INVITE.
+// §8.2.6), and a Contact for an INVITE. When req is not a request it
+// returns nil it returns nil (the proxy did not relay what the
+// benchmark expects, see call).
 func respond(dst []byte, req []byte, status string) []byte {
+	if !bytes.Contains(req, []byte("\r\n\r\n")) {
+		return nil
+	}
 	b := append(dst[:0], "SIP/2.0 "...)
 	b = append(b, status...)
 	b = append(b, "\r\n"...)
@@ -155,19 +191,29 @@ func respond(dst []byte, req []byte, status string) []byte {
 // call runs one whole call through the proxy: INVITE, 180, 200, ACK, BYE,
 // 200 (six messages received, each forwarded; plus the proxy's 100).
 // With await the route suspends on a 1 ms Sleep before relaying the INVITE.
-func (p *benchProxy) call(n int, await bool) {
+// It returns an error when the proxy did not relay the INVITE or the BYE.
+func (p *benchProxy) call(n int, await bool) error {
+	p.tp.inv, p.tp.bye = p.tp.inv[:0], p.tp.bye[:0]
 	p.receive(p.invite(n), benchUAC)
 	if await {
 		p.loop.Advance(time.Millisecond) // the Sleep ends: resume, relay
 	}
 	p.r1xx = respond(p.r1xx, p.tp.inv, "180 Ringing")
 	p.r2xx = respond(p.r2xx, p.tp.inv, "200 OK")
+	if p.r2xx == nil {
+		return errors.New("bench: the INVITE was not relayed")
+	}
+	p.setRoute()
 	p.receive(p.r1xx, benchUAS)
 	p.receive(p.r2xx, benchUAS)
 	p.receive(p.inDialog("ACK", 1, n), benchUAC)
 	p.receive(p.inDialog("BYE", 2, n), benchUAC)
 	p.r2xx = respond(p.r2xx, p.tp.bye, "200 OK")
+	if p.r2xx == nil {
+		return errors.New("bench: the BYE was not relayed")
+	}
 	p.receive(p.r2xx, benchUAS)
+	return nil
 }
 
 func relayRoute(c *tm.Context) { _ = c.Relay() }
@@ -211,7 +257,9 @@ func BenchmarkProxyForward(b *testing.B) {
 				route = awaitRelayRoute
 			}
 			p := newBenchProxy(route)
-			p.call(-1, tc.await) // warm the buffers
+			if err := p.call(-1, tc.await); err != nil { // warm the buffers
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -220,7 +268,9 @@ func BenchmarkProxyForward(b *testing.B) {
 					p.expire()
 					b.StartTimer()
 				}
-				p.call(i, tc.await)
+				if err := p.call(i, tc.await); err != nil {
+					b.Fatal(err)
+				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(6*b.N), "ns/msg")
 		})
@@ -258,13 +308,23 @@ func BenchmarkProxyForward(b *testing.B) {
 		}
 	})
 	b.Run("ack", func(b *testing.B) {
-		p := newBenchProxy(relayRoute)
+		p := newAckBench()
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			p.receive(p.inDialog("ACK", 1, i), benchUAC)
+			p.receive(p.inDialog("ACK", 1, 0), benchUAC)
 		}
 	})
+}
+
+// newAckBench returns a proxy that relayed call 0's INVITE, and holds its
+// signed route set: the "ack" benchmark sends that call's ACK again and
+// again, each a new stateless forward.
+func newAckBench() *benchProxy {
+	p := newBenchProxy(relayRoute)
+	p.receive(p.invite(0), benchUAC)
+	p.setRoute()
+	return p
 }
 
 // The benchmark's calls take the intended path: every message is relayed
@@ -279,16 +339,34 @@ func TestBenchProxyCallPath(t *testing.T) {
 		p := newBenchProxy(route)
 		const calls = 3
 		for n := 0; n < calls; n++ {
-			p.call(n, await)
+			if err := p.call(n, await); err != nil {
+				t.Fatalf("await=%v, call %d: %v", await, n, err)
+			}
 		}
 		st := p.srv.Stats()
 		if p.tp.sent != 7*calls || st.ClientTxCreated != 2*calls || st.Stateless != calls ||
-			st.DropParse+st.DropInvalid+st.DropOther != 0 || st.InProgress != 0 {
+			st.DropParse+st.DropInvalid+st.DropOther+st.DropUnsigned != 0 || st.InProgress != 0 {
 			t.Fatalf("await=%v: sent %d, stats %+v", await, p.tp.sent, st)
 		}
 		p.expire()
 		if st := p.srv.Stats(); st.ServerTxDone != st.ServerTxCreated || st.ClientTxDone != st.ClientTxCreated {
 			t.Fatalf("await=%v: transactions left after expiry: %+v", await, st)
 		}
+	}
+}
+
+// The "ack" benchmark forwards every ACK (none refused as unsigned).
+func TestBenchProxyAckPath(t *testing.T) {
+	p := newAckBench()
+	if len(p.route) == 0 {
+		t.Fatal("the INVITE was not relayed with a Record-Route")
+	}
+	before := p.tp.sent
+	const acks = 5
+	for i := 0; i < acks; i++ {
+		p.receive(p.inDialog("ACK", 1, 0), benchUAC)
+	}
+	if st := p.srv.Stats(); p.tp.sent-before != acks || st.Stateless != acks || st.DropUnsigned != 0 {
+		t.Fatalf("sent %d of %d ACKs, stats %+v", p.tp.sent-before, acks, st)
 	}
 }

@@ -51,12 +51,12 @@ func awaitRoute(target string, d time.Duration, resumed, peak *atomic.Int64) fun
 // but suspended transactions hold no worker, so every call completes.
 func TestInteropAwaitSleepThenRelay(t *testing.T) {
 	const calls, rate = 300, 150
-	uas, uasPort := startUAS(t, "uas_rr.xml", 90*time.Second, nil)
+	uas, uasPort := startUAS(t, sipp.UAS, 90*time.Second, nil)
 	var resumed, peak atomic.Int64
 	p := startProxy(t, asyncsip.Config{Workers: 2},
 		tm.Routes{Request: awaitRoute(uri("bob", uasPort), 20*time.Millisecond, &resumed, &peak)})
 
-	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: sipp.UAC, Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: rate, Timeout: 60 * time.Second})
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas, calls)

@@ -17,10 +17,10 @@ import (
 // UAC checks the Record-Route in the 200 and routes ACK/BYE by it.
 func TestInteropCallRecordRoute(t *testing.T) {
 	const calls = 60
-	uas, uasPort := startUAS(t, "uas_rr.xml", 60*time.Second, nil)
+	uas, uasPort := startUAS(t, sipp.UAS, 60*time.Second, nil)
 	p := startProxy(t, asyncsip.Config{}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
 
-	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: sipp.UAC, Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 50, Timeout: 40 * time.Second})
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas, calls)
@@ -40,7 +40,7 @@ func TestInteropCallRecordRoute(t *testing.T) {
 func TestInteropSerialForkAfterBusy(t *testing.T) {
 	const calls = 20
 	busy, busyPort := startUAS(t, "uas_busy.xml", 60*time.Second, nil)
-	uas2, uas2Port := startUAS(t, "uas_rr.xml", 60*time.Second, nil)
+	uas2, uas2Port := startUAS(t, sipp.UAS, 60*time.Second, nil)
 	var forked atomic.Int64
 	p := startProxy(t, asyncsip.Config{}, tm.Routes{
 		Request: relayTo(uri("bob", busyPort)),
@@ -53,7 +53,7 @@ func TestInteropSerialForkAfterBusy(t *testing.T) {
 		},
 	})
 
-	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: sipp.UAC, Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 40 * time.Second})
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas2, calls)

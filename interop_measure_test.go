@@ -65,13 +65,13 @@ func TestMeasureMaxCallRate(t *testing.T) {
 		{"blocking time.Sleep(20ms)", 4, blocking, []int{50, 100, 125, 150, 175, 200, 250}},
 	} {
 		t.Run(strings.Fields(tc.name)[0], func(t *testing.T) {
-			uas, uasPort := startUAS(t, "uas_rr.xml", time.Hour, nil)
+			uas, uasPort := startUAS(t, sipp.UAS, time.Hour, nil)
 			p := startProxy(t, asyncsip.Config{Workers: tc.workers, ReadBuffer: 8 << 20, WriteBuffer: 8 << 20},
 				tm.Routes{Request: tc.route(uri("bob", uasPort))})
 			best := 0
 			for _, rate := range tc.rates {
 				calls := rate * int(step/time.Second)
-				res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+				res := runUAC(t, sipp.Config{Scenario: sipp.UAC, Remote: p.addr, Service: "bob",
 					Calls: calls, Rate: float64(rate), Timeout: step + 60*time.Second})
 				ok := res.ExitCode == 0 && res.Failed == 0 && res.Successful == calls &&
 					res.Elapsed < step*11/10+time.Second

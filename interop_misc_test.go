@@ -47,7 +47,7 @@ func TestInteropOptionsAndRegister(t *testing.T) {
 // Call-ID), and the server goes on serving: a SIPp call through it
 // succeeds afterwards.
 func TestInteropMalformedInput(t *testing.T) {
-	uas, uasPort := startUAS(t, "uas_rr.xml", 60*time.Second, nil)
+	uas, uasPort := startUAS(t, sipp.UAS, 60*time.Second, nil)
 	relay := relayTo(uri("bob", uasPort))
 	p := startProxy(t, asyncsip.Config{Limits: tm.Limits{MaxMessage: 4096, MaxVias: 8}},
 		tm.Routes{Request: func(c *tm.Context) {
@@ -128,7 +128,7 @@ func TestInteropMalformedInput(t *testing.T) {
 	require.NotZero(t, st.DropInvalid, "%+v", st)
 	require.Zero(t, st.Panics, "%+v", st)
 
-	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: sipp.UAC, Remote: p.addr, Service: "bob",
 		Calls: 5, Rate: 10, Timeout: 30 * time.Second})
 	requireAllOK(t, res, 5)
 	requireUASOK(t, uas, 5)

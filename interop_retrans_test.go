@@ -215,7 +215,7 @@ func TestInteropLossyUAC(t *testing.T) {
 	uas := startCountingUAS(t)
 	p := startProxy(t, asyncsip.Config{}, tm.Routes{Request: relayTo(uri("bob", uas.port))})
 
-	res := runUAC(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := runUAC(t, sipp.Config{Scenario: sipp.UAC, Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 25, Timeout: 60 * time.Second, Args: []string{"-lost", "10"}})
 	requireAllOK(t, res, calls)
 	requireOncePerCall(t, uas, "INVITE", calls)

@@ -24,8 +24,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// scenario returns the path of a SIPp scenario in testdata/sipp.
-func scenario(name string) string { return filepath.Join("testdata", "sipp", name) }
+// scenario returns the path of a SIPp scenario in testdata/sipp, or the
+// Record-Route-aware call scenarios shipped with internal/sipp (sipp.UAC,
+// sipp.UAS) as they are.
+func scenario(name string) string {
+	if name == sipp.UAC || name == sipp.UAS {
+		return name
+	}
+	return filepath.Join("testdata", "sipp", name)
+}
 
 // proxy is a running asyncsip server for one test.
 type proxy struct {
@@ -64,13 +71,13 @@ func startProxy(t testing.TB, cfg asyncsip.Config, routes tm.Routes) *proxy {
 }
 
 // relayTo is the request route of most tests: requests that came back
-// through our Record-Route (ACK for 2xx, BYE) follow their Route set and
-// Request-URI; any other request is relayed to target, a UAS. (An
-// in-dialog request without our Route — SIPp's BYE for a call it aborted —
-// has the proxy itself as Request-URI: relaying it as is would loop.)
+// through our signed Record-Route (ACK for 2xx, BYE) follow their Route
+// set and Request-URI; any other request is relayed to target, a UAS.
+// (tm refuses an in-dialog request without our Route before the route
+// runs.)
 func relayTo(target string) func(c *tm.Context) {
 	return func(c *tm.Context) {
-		if c.LooseRouted() {
+		if c.InDialog() {
 			_ = c.Relay()
 			return
 		}
@@ -78,24 +85,20 @@ func relayTo(target string) func(c *tm.Context) {
 	}
 }
 
-// startUAS runs a SIPp UAS scenario on a free port in the background and
-// returns the port.
+// startUAS runs a SIPp UAS scenario (see scenario) on a free port in the
+// background and returns the port it holds.
 func startUAS(t testing.TB, file string, timeout time.Duration, keys map[string]string) (*sipp.Process, int) {
 	t.Helper()
-	port := testenv.FreeUDPPort(t)
-	p := sipp.Start(t, sipp.Config{Scenario: scenario(file), LocalPort: port, Timeout: timeout, Keys: keys})
-	return p, port
+	p := sipp.Start(t, sipp.Config{Scenario: scenario(file), Timeout: timeout, Keys: keys})
+	return p, p.Port()
 }
 
-// runUAC runs a SIPp client in the foreground. Unless cfg says otherwise
-// it binds a free port: SIPp's default, 5060 or the next free one, is where
-// every other SIPp run on the machine binds too, and a late response meant
-// for a previous run's UAC on that port would land in this one.
+// runUAC runs a SIPp client in the foreground, on a free port unless cfg
+// says otherwise (sipp.Run picks one: SIPp's default, 5060 or the next
+// free one, is where every other SIPp run on the machine binds too, and a
+// late response meant for a previous run's UAC would land in this one).
 func runUAC(t testing.TB, cfg sipp.Config) sipp.Result {
 	t.Helper()
-	if cfg.LocalPort == 0 {
-		cfg.LocalPort = testenv.FreeUDPPort(t)
-	}
 	return sipp.Run(t, cfg)
 }
 

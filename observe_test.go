@@ -15,7 +15,6 @@ import (
 
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/sipp"
-	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/hep"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -129,8 +128,7 @@ func (hc *hepCollector) received() ([]hepPacket, []error) {
 func TestObservabilityDuringSIPpRun(t *testing.T) {
 	const calls = 40
 	sipp.Path(t)
-	uasPort := testenv.FreeUDPPort(t)
-	sipp.Start(t, sipp.Config{Scenario: "uas", LocalPort: uasPort, Timeout: 60 * time.Second})
+	uasPort := sipp.Start(t, sipp.Config{Scenario: sipp.UAS, Timeout: 60 * time.Second}).Port()
 	coll := startCollector(t)
 	hx, err := hep.New(hep.Config{Collector: coll.conn.LocalAddr().String(), AgentID: 42, Logger: obsQuiet})
 	require.NoError(t, err)
@@ -150,10 +148,8 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 				async.Name("test.delay"))
 			return
 		}
-		// SIPp's ACK and BYE name the proxy in their Request-URI: send them
-		// to the UAS by destination (Relay's targets do not apply to an ACK,
-		// which is forwarded statelessly to its Request-URI).
-		_ = c.SetDestination(fmt.Sprintf("127.0.0.1:%d", uasPort))
+		// ACK and BYE come along our signed Record-Route (sipp.UAC):
+		// relayed to their Request-URI, the UAS's Contact.
 		_ = c.Relay()
 	}})
 	require.NoError(t, srv.Start())
@@ -179,7 +175,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 			snaps = append(snaps, s)
 		}
 	}()
-	res := sipp.Run(t, sipp.Config{Scenario: "uac", Remote: srv.Addrs()[0].String(), Service: "bob",
+	res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: srv.Addrs()[0].String(), Service: "bob",
 		Calls: calls, Rate: 40, Timeout: 40 * time.Second})
 	close(stop)
 	<-scraped

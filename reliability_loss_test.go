@@ -107,7 +107,7 @@ func runLossCalls(t *testing.T, calls int, uasLoss float64, sippArgs []string) l
 	uas := startBranchUAS(t, uasLoss)
 	p := startProxy(t, asyncsip.Config{}, tm.Routes{Request: relayTo(uri("bob", uas.port))})
 	start := time.Now()
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: p.addr, Service: "bob",
+	res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 30, Timeout: 2 * time.Minute, Args: sippArgs})
 	requireAllOK(t, res, calls)
 	r := lossResult{calls: res.Successful, elapsed: time.Since(start)}

@@ -46,8 +46,8 @@ func TestReliabilitySoak(t *testing.T) {
 	timers := tm.Timers{T1: 50 * time.Millisecond, T2: 400 * time.Millisecond, T4: 500 * time.Millisecond}
 	margin := 2 * time.Minute
 	g0, f0 := runtime.NumGoroutine(), testenv.CountFDs()
-	uasRR, rrPort := startUAS(t, "uas_rr.xml", dur+margin, nil)
-	uasFork, forkPort := startUAS(t, "uas_rr.xml", dur+margin, nil)
+	uasRR, rrPort := startUAS(t, sipp.UAS, dur+margin, nil)
+	uasFork, forkPort := startUAS(t, sipp.UAS, dur+margin, nil)
 	uasBusy, busyPort := startUAS(t, "uas_busy.xml", dur+margin, nil)
 	uasCancel, cancelPort := startUAS(t, "uas_cancel.xml", dur+margin, nil)
 	uasSilent, silentPort := startUAS(t, "uas_silent.xml", dur+margin, nil)
@@ -99,8 +99,8 @@ func TestReliabilitySoak(t *testing.T) {
 		name, scenario, user string
 		rate                 float64
 	}{
-		{"calls", "uac_rr.xml", "bob", 20},
-		{"failures", "uac_rr.xml", "busy", 5},
+		{"calls", sipp.UAC, "bob", 20},
+		{"failures", sipp.UAC, "busy", 5},
 		{"cancels", "uac_cancel.xml", "cancel", 5},
 		{"awaits", "uac_503.xml", "await", 5},
 		{"timeouts", "uac_408.xml", "silent", 2},

@@ -328,18 +328,27 @@ func tcpListening(port int) bool {
 	return true
 }
 
-var flowToken = regexp.MustCompile(`sip:ft-[0-9a-f]+-[0-9a-f]+@`)
+var (
+	flowToken   = regexp.MustCompile(`sip:ft-[0-9a-f]+-[0-9a-f]+@`)
+	rrSignature = regexp.MustCompile(`;sig=[0-9a-f]{16}`)
+)
 
-// withoutFlow removes the flow tokens from Record-Route values and reports
-// how many there were.
-func withoutFlow(rr []string) ([]string, int) {
+// withoutFlow removes the flow tokens and the dialog signatures (tm signs
+// every Record-Route value it adds) from Record-Route values and reports
+// how many tokens there were. It fails the test when a value is not
+// signed.
+func withoutFlow(t testing.TB, rr []string) ([]string, int) {
+	t.Helper()
 	out := make([]string, len(rr))
 	n := 0
 	for i, v := range rr {
 		if flowToken.MatchString(v) {
 			n++
 		}
-		out[i] = flowToken.ReplaceAllString(v, "sip:")
+		if !rrSignature.MatchString(v) {
+			t.Errorf("Record-Route %s is not signed", v)
+		}
+		out[i] = rrSignature.ReplaceAllString(flowToken.ReplaceAllString(v, "sip:"), "")
 	}
 	return out, n
 }

@@ -33,7 +33,7 @@ func TestTCPToUDPConversion(t *testing.T) {
 	require.Equal(t, udpAddr, from)
 	require.Contains(t, hdrValue(inv, "Via"), "SIP/2.0/UDP 127.0.0.1:"+strconv.Itoa(int(udpAddr.Port())))
 	rr := hdrValues(inv, "Record-Route")
-	plain, tokens := withoutFlow(rr)
+	plain, tokens := withoutFlow(t, rr)
 	require.Equal(t, 1, tokens, "the caller's connection is named by a flow token")
 	require.Equal(t, []string{
 		"<sip:127.0.0.1:" + strconv.Itoa(int(udpAddr.Port())) + ";lr>",

@@ -55,7 +55,7 @@ func TestUDPToTLSConversion(t *testing.T) {
 	uas := &streamPeer{t: t, nc: nc, br: bufio.NewReader(nc)}
 	inv := uas.read(wait)
 	require.Contains(t, hdrValue(inv, "Via"), "SIP/2.0/TLS 127.0.0.1:"+strconv.Itoa(int(tlsAddr.Port())))
-	plain, tokens := withoutFlow(hdrValues(inv, "Record-Route"))
+	plain, tokens := withoutFlow(t, hdrValues(inv, "Record-Route"))
 	require.Equal(t, 1, tokens, "the callee's connection is named by a flow token")
 	require.Equal(t, []string{
 		"<sip:127.0.0.1:" + strconv.Itoa(int(tlsAddr.Port())) + ";transport=tls;lr>",

@@ -31,14 +31,27 @@ func AssertReplied(t assert.TestingT, res *Result, code int, msgAndArgs ...any) 
 	return fail(t, res, fmt.Sprintf("expected the proxy to reply %d, it replied %s", code, codes(res)), msgAndArgs)
 }
 
-// AssertReplies asserts that the proxy sent exactly these responses
-// upstream, in order (100 Trying included).
+// AssertReplies asserts that the proxy sent exactly these distinct
+// responses upstream, in order (100 Trying included): retransmissions of a
+// response — fired by Clock.Advance (Timer G) or by a retransmitted
+// request — are not counted. AssertRepliesOnWire counts them.
 func AssertReplies(t assert.TestingT, res *Result, want []int, msgAndArgs ...any) bool {
 	helper(t)
 	if slices.Equal(res.Codes(), want) {
 		return true
 	}
 	return fail(t, res, fmt.Sprintf("expected the replies %v, got %s", want, codes(res)), msgAndArgs)
+}
+
+// AssertRepliesOnWire asserts that the proxy sent exactly these responses
+// upstream, in order, every copy as it went on the wire: retransmissions
+// included.
+func AssertRepliesOnWire(t assert.TestingT, res *Result, want []int, msgAndArgs ...any) bool {
+	helper(t)
+	if slices.Equal(statusCodes(res.replies), want) {
+		return true
+	}
+	return fail(t, res, fmt.Sprintf("expected the replies on the wire %v, got %s", want, wireCodes(res)), msgAndArgs)
 }
 
 // AssertRelayedTo asserts that a stateful branch was relayed to target: a
@@ -140,13 +153,23 @@ func targets(sent []*Relayed) string {
 	return "[" + strings.Join(s, ", ") + "]"
 }
 
-func codes(res *Result) string {
-	if len(res.replies) == 0 {
+// codes lists the distinct replies of res (see Result.Replies).
+func codes(res *Result) string { return replyList(res.Replies()) }
+
+// wireCodes lists every reply of res, retransmissions marked.
+func wireCodes(res *Result) string { return replyList(res.replies) }
+
+func replyList(replies []*Reply) string {
+	if len(replies) == 0 {
 		return "nothing"
 	}
 	var s []string
-	for _, r := range res.replies {
-		s = append(s, fmt.Sprintf("%d %s", r.StatusCode, r.Reason))
+	for _, r := range replies {
+		note := ""
+		if r.retransmission {
+			note = " (retransmission)"
+		}
+		s = append(s, fmt.Sprintf("%d %s%s", r.StatusCode, r.Reason, note))
 	}
 	return "[" + strings.Join(s, ", ") + "]"
 }

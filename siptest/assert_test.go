@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
@@ -57,18 +58,21 @@ func TestAssertions(t *testing.T) {
 	}{
 		{"replied", func(e *errorsT) bool { return siptest.AssertReplied(e, reply, 404) }, true, nil},
 		{"replied other", func(e *errorsT) bool { return siptest.AssertReplied(e, reply, 200, "user %s", "nobody") }, false,
-			[]string{"expected the proxy to reply 200, it replied [100 Trying, 404 Not Found]", "user nobody",
+			[]string{"expected the proxy to reply 200, it replied [404 Not Found]", "user nobody",
 				"INVITE sip:nobody@10.0.0.9 SIP/2.0", "SIP/2.0 404 Not Found", "X-Why: unknown"}},
 		{"replied provisional only", func(e *errorsT) bool { return siptest.AssertReplied(e, relay, 100) }, true, nil},
-		{"replied nothing", func(e *errorsT) bool { return siptest.AssertReplied(e, drop, 200) }, false, []string{"it replied [100 Trying]"}},
-		{"replies", func(e *errorsT) bool { return siptest.AssertReplies(e, reply, []int{100, 404}) }, true, nil},
-		{"replies differ", func(e *errorsT) bool { return siptest.AssertReplies(e, reply, []int{404}) }, false,
-			[]string{"expected the replies [404], got [100 Trying, 404 Not Found]"}},
+		{"replied nothing", func(e *errorsT) bool { return siptest.AssertReplied(e, drop, 200) }, false, []string{"it replied nothing"}},
+		{"replies", func(e *errorsT) bool { return siptest.AssertReplies(e, reply, []int{404}) }, true, nil},
+		{"replies differ", func(e *errorsT) bool { return siptest.AssertReplies(e, reply, []int{100, 404}) }, false,
+			[]string{"expected the replies [100 404], got [404 Not Found]"}},
+		{"replies on the wire", func(e *errorsT) bool { return siptest.AssertRepliesOnWire(e, reply, []int{404}) }, true, nil},
+		{"replies on the wire differ", func(e *errorsT) bool { return siptest.AssertRepliesOnWire(e, relay, []int{100, 100}) }, false,
+			[]string{"expected the replies on the wire [100 100], got [100 Trying]"}},
 		{"relayed", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "sip:bob@10.0.0.2") }, true, nil},
 		{"relayed by address", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "10.0.0.2:5060") }, true, nil},
 		{"relayed elsewhere", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "sip:carol@10.0.0.3") }, false,
 			[]string{"expected the request relayed to sip:carol@10.0.0.3, it was relayed to [INVITE sip:bob@10.0.0.2 (next hop 10.0.0.2:5060)]",
-				"proxy -> 10.0.0.2:5060", "Record-Route: <sip:127.0.0.1:5060;lr>"}},
+				"proxy -> 10.0.0.2:5060", "Record-Route: <sip:127.0.0.1:5060;lr;sig="}},
 		{"relayed nowhere", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, reply, "sip:bob@10.0.0.2") }, false,
 			[]string{"it was relayed to nowhere"}},
 		{"relayed bad target", func(e *errorsT) bool { return siptest.AssertRelayedTo(e, relay, "::") }, false, nil},
@@ -102,4 +106,30 @@ func TestAssertions(t *testing.T) {
 			assert.True(t, strings.Contains(e.last(), "siptest: ") || strings.Contains(e.last(), "expected"))
 		})
 	}
+}
+
+// Retransmissions of a final response fired by Clock.Advance (Timer G) are
+// on the wire but not among the distinct replies AssertReplies checks.
+func TestAssertRepliesIgnoresRetransmissions(t *testing.T) {
+	t.Parallel()
+	h := siptest.NewHarness(t, func(c *tm.Context) {
+		async.Await(c, query[string]("SELECT gw"), func(gw string, err error) {
+			_ = c.Reply(504, "Lookup Timeout")
+		}, async.Timeout(2*time.Second))
+	})
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	h.Clock.Advance(2 * time.Second) // the await times out: 504
+	h.Clock.Advance(2 * time.Second) // Timer G: the 504 again at +0.5 s and +1.5 s
+	assert.True(t, siptest.AssertReplies(t, res, []int{100, 504}))
+	assert.True(t, siptest.AssertRepliesOnWire(t, res, []int{100, 504, 504, 504}))
+	assert.Equal(t, []int{100, 504}, res.Codes())
+	assert.Len(t, res.Replies(), 2)
+	assert.Equal(t, 504, res.LastReply().StatusCode)
+
+	e := &errorsT{}
+	assert.False(t, siptest.AssertReplies(e, res, []int{100, 504, 504}))
+	assert.Contains(t, e.last(), "expected the replies [100 504 504], got [100 Trying, 504 Lookup Timeout]")
+	assert.Contains(t, e.last(), "(retransmission)", "the exchange marks them")
+	assert.False(t, siptest.AssertRepliesOnWire(e, res, []int{100, 504}))
+	assert.Contains(t, e.last(), "got [100 Trying, 504 Lookup Timeout, 504 Lookup Timeout (retransmission), 504 Lookup Timeout (retransmission)]")
 }

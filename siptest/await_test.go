@@ -74,7 +74,8 @@ func TestAwaitHeldAndCompleted(t *testing.T) {
 	assert.EqualValues(t, 1, h.Server.Stats().Suspended)
 
 	h.Send(inv) // a retransmission while suspended is absorbed
-	siptest.AssertReplies(t, res, []int{100, 100})
+	siptest.AssertRepliesOnWire(t, res, []int{100, 100}, "the 100 Trying is sent again")
+	siptest.AssertReplies(t, res, []int{100})
 
 	require.NoError(t, w.Complete("sip:gw1@10.0.0.1", nil))
 	assert.Equal(t, siptest.AwaitCompleted, w.State())

@@ -1,6 +1,11 @@
 package siptest
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/netip"
+
 	"github.com/emiago/sipgo/sip"
 )
 
@@ -116,4 +121,56 @@ func NewAck(inv *sip.Request, resp *sip.Response) *sip.Request {
 		opts = append(opts, WithSource(src))
 	}
 	return NewRequest("ACK", inv.Recipient.String(), opts...)
+}
+
+// InDialog returns req with the Route a UA puts on a request of a dialog
+// this proxy record-routed: the proxy's Record-Route for the transport req
+// arrives on, signed for req's dialog (its Call-ID and From tag), on top
+// of any Route req already has. The proxy follows such a request
+// (tm.Context.InDialog is true); an in-dialog request without it is
+// refused 403 before any route runs (an ACK is dropped), as tm refuses one
+// that did not come along its signed Record-Route.
+//
+//	bye := h.Send(h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060")))
+//
+// NewDialog builds the same Route from the Record-Route of a call set up
+// through the harness.
+func (h *Harness) InDialog(req *sip.Request) *sip.Request {
+	h.t.Helper()
+	tp := h.tp4
+	if src, err := netip.ParseAddrPort(req.MessageData.Source()); err == nil && !src.Addr().Unmap().Is4() {
+		tp = h.tp6
+	}
+	callID, fromTag := "", ""
+	if id := req.CallID(); id != nil {
+		callID = id.Value()
+	}
+	if f := req.From(); f != nil {
+		fromTag, _ = f.Params.Get("tag")
+	}
+	if callID == "" || fromTag == "" {
+		h.t.Fatalf("siptest: InDialog: the request has no Call-ID or no From tag to sign for\n%s", req)
+	}
+	host, port := tp.Advertised()
+	u := sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.HeaderParams{
+		{K: "lr", V: ""}, {K: "sig", V: routeMAC(h.routeKey, callID, fromTag, "")},
+	}}
+	req.PrependHeader(&sip.RouteHeader{Address: u})
+	return req
+}
+
+// routeMAC is the signature tm puts in its Record-Route values
+// (tm/recordroute.go): HMAC-SHA256 over the dialog's Call-ID, the caller's
+// From tag and the value's user part, with a key derived from
+// Security.RouteKey. TestInDialogMatchesRecordRoute checks that it equals
+// what the proxy signs.
+func routeMAC(routeKey []byte, callID, fromTag, user string) string {
+	k := hmac.New(sha256.New, routeKey)
+	k.Write([]byte("asyncsip record-route v1"))
+	m := hmac.New(sha256.New, k.Sum(nil))
+	for _, p := range [...]string{callID, fromTag, user} {
+		m.Write([]byte(p))
+		m.Write([]byte{0})
+	}
+	return hex.EncodeToString(m.Sum(nil)[:8])
 }

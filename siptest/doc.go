@@ -41,4 +41,26 @@
 //
 // Requests are built with NewRequest, NewRegister, NewBye, NewCancel,
 // NewAck and Dialog, which fill every mandatory header.
+//
+// # In-dialog requests
+//
+// tm follows an in-dialog request (To tag) only along the Record-Route it
+// signed for the dialog, and refuses any other 403 before a route runs. A
+// test sends one as a UA would after a call through the proxy: build it
+// with Dialog from the INVITE and its 2xx, or add the proxy's signed Route
+// with Harness.InDialog:
+//
+//	bye := h.Send(h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060")))
+//	siptest.AssertRelayedTo(t, bye, "sip:bob@10.0.0.2:5060")
+//
+// # Replies
+//
+// AssertReplies and Result.Replies and Codes see the distinct responses
+// sent upstream: a response sent again — for a retransmitted request, or
+// by Timer G as Clock.Advance fires it — counts once. AssertRepliesOnWire
+// sees every copy. 100 Trying goes out only when a route relays or
+// suspends an INVITE, so a route that replies at once sends none:
+//
+//	siptest.AssertReplies(t, res, []int{486})            // the route's answer
+//	siptest.AssertRepliesOnWire(t, res, []int{486, 486}) // and its retransmission
 package siptest

@@ -36,7 +36,7 @@ var lookupGateway = func(ctx context.Context, number string) (string, error) {
 }
 
 func routeCall(c *tm.Context) {
-	if c.InDialog() || c.LooseRouted() {
+	if c.InDialog() {
 		_ = c.Relay()
 		return
 	}
@@ -72,13 +72,14 @@ func failover(c *tm.Context) {
 func TestLCRRoutes(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		name    string
-		req     *sip.Request
-		lookup  func(r *siptest.Rule) // how the lookup answers (nil: no lookup expected)
-		advance time.Duration         // clock movement after the request
-		answers []int                 // responses of the latest branch, in order
-		relays  []string              // where the call went, in order
-		replies []int                 // what the caller got
+		name     string
+		req      *sip.Request
+		inDialog bool                  // sent along the proxy's signed Record-Route (Harness.InDialog)
+		lookup   func(r *siptest.Rule) // how the lookup answers (nil: no lookup expected)
+		advance  time.Duration         // clock movement after the request
+		answers  []int                 // responses of the latest branch, in order
+		relays   []string              // where the call went, in order
+		replies  []int                 // what the caller got
 	}{
 		{
 			name:    "routed call",
@@ -129,12 +130,12 @@ func TestLCRRoutes(t *testing.T) {
 			replies: []int{403},
 		},
 		{
-			name: "in-dialog BYE follows its route",
-			req: siptest.NewBye("sip:+15551234@10.0.0.2:5060",
-				siptest.WithRoute("sip:"+siptest.DefaultProxy+";lr")),
-			answers: []int{200},
-			relays:  []string{"sip:+15551234@10.0.0.2:5060"},
-			replies: []int{200},
+			name:     "in-dialog BYE follows its route",
+			req:      siptest.NewBye("sip:+15551234@10.0.0.2:5060"),
+			inDialog: true,
+			answers:  []int{200},
+			relays:   []string{"sip:+15551234@10.0.0.2:5060"},
+			replies:  []int{200},
 		},
 		{
 			name:    "loop protection",
@@ -149,6 +150,9 @@ func TestLCRRoutes(t *testing.T) {
 				tc.lookup(fakes.On("lcr"))
 			}
 			h := siptest.NewHarness(t, lcr, siptest.WithFakes(fakes))
+			if tc.inDialog {
+				h.InDialog(tc.req)
+			}
 
 			res := h.Send(tc.req)
 			h.Clock.Advance(tc.advance)

@@ -31,8 +31,8 @@ func TestReplyFromRoute(t *testing.T) {
 	})
 	res := h.Send(siptest.NewRequest("INVITE", "sip:+15551234@example.com"))
 	siptest.AssertReplied(t, res, 404)
-	siptest.AssertReplies(t, res, []int{100, 404})
-	assert.Equal(t, []int{100, 404}, res.Codes())
+	siptest.AssertReplies(t, res, []int{404}, "a route that replies at once gets no 100 Trying")
+	assert.Equal(t, []int{404}, res.Codes())
 	final := res.Final()
 	require.NotNil(t, final)
 	assert.Equal(t, "Not Found", final.Reason)
@@ -76,7 +76,7 @@ func TestRelayRecordsForwardedRequest(t *testing.T) {
 	assert.Equal(t, "127.0.0.1", br.Via().Host)
 	assert.Equal(t, 5060, br.Via().Port)
 	assert.Equal(t, "69", hdr(br, "Max-Forwards"))
-	assert.Equal(t, "<sip:127.0.0.1:5060;lr>", hdr(br, "Record-Route"))
+	assert.Regexp(t, `^<sip:127\.0\.0\.1:5060;lr;sig=[0-9a-f]{16}>$`, hdr(br, "Record-Route"), "signed for the dialog")
 	assert.Same(t, res, br.Result())
 	assert.True(t, res.Suspended() == false && !res.Dropped())
 
@@ -134,10 +134,12 @@ func TestDropAndRetransmission(t *testing.T) {
 	inv := siptest.NewRequest("INVITE", "sip:bob@example.com")
 	res2 := h2.Send(inv)
 	h2.Send(inv)
-	siptest.AssertReplies(t, res2, []int{100, 486, 486}, "the final response is retransmitted")
+	siptest.AssertRepliesOnWire(t, res2, []int{486, 486}, "the final response is retransmitted")
+	siptest.AssertReplies(t, res2, []int{486}, "one distinct reply (no 100 Trying: the route replied at once)")
 	h2.Send(siptest.NewAck(inv, res2.Final().Response))
 	h2.Clock.Advance(time.Minute)
-	assert.Equal(t, []int{100, 486, 486}, res2.Codes(), "the ACK stopped the retransmissions")
+	siptest.AssertRepliesOnWire(t, res2, []int{486, 486}, "the ACK stopped the retransmissions")
+	assert.Equal(t, []int{486}, res2.Codes())
 }
 
 func TestFailureRouteSerialForking(t *testing.T) {
@@ -293,4 +295,83 @@ func TestAccessorsFailWithTheExchange(t *testing.T) {
 	assert.Contains(t, rt.failures(), "no await 0 (0 awaited)")
 	assert.Contains(t, rt.failures(), "SIP/2.0 403 Forbidden", "with the messages")
 	assert.Empty(t, h.Stray())
+}
+
+// A request sent with Harness.InDialog comes along the proxy's signed
+// Record-Route: the route sees it in-dialog and relays it. Without it,
+// tm refuses it before any route runs.
+func TestInDialog(t *testing.T) {
+	t.Parallel()
+	inDialogOnly := func(c *tm.Context) {
+		if c.InDialog() {
+			_ = c.Relay()
+			return
+		}
+		_ = c.Reply(488, "Not in dialog")
+	}
+	for _, tc := range []struct {
+		name string
+		opts []siptest.HarnessOption
+		src  string
+	}{
+		{"harness key", nil, siptest.DefaultUAC},
+		{"configured key", []siptest.HarnessOption{siptest.WithConfig(tm.Config{
+			Security: tm.Security{RouteKey: []byte("0123456789abcdef0123")}})}, siptest.DefaultUAC},
+		{"other proxy address", []siptest.HarnessOption{siptest.WithProxyAddr("10.0.0.1:5070")}, siptest.DefaultUAC},
+		{"IPv6 caller", nil, "[::1]:5099"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := siptest.NewHarness(t, inDialogOnly, tc.opts...)
+			bye := h.Send(h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithSource(tc.src))))
+			siptest.AssertRelayedTo(t, bye, "sip:bob@10.0.0.2:5060")
+			assert.True(t, bye.Context().InDialog())
+			assert.Nil(t, bye.Branch(0).GetHeader("Route"), "our Route is consumed")
+			bye.Branch(0).Respond(200)
+			siptest.AssertReplies(t, bye, []int{200}, "no 100 Trying for a non-INVITE")
+
+			ack := h.Send(h.InDialog(siptest.NewRequest("ACK", "sip:bob@10.0.0.2:5060", siptest.WithToTag("b1"),
+				siptest.WithSource(tc.src))))
+			siptest.AssertForwardedTo(t, ack, "sip:bob@10.0.0.2:5060")
+		})
+	}
+
+	h := siptest.NewHarness(t, inDialogOnly)
+	unsigned := h.Send(siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithRoute("sip:"+siptest.DefaultProxy+";lr")))
+	siptest.AssertReplied(t, unsigned, 403, "an in-dialog request without our signed Route")
+	siptest.AssertNotRelayed(t, unsigned)
+	assert.Nil(t, unsigned.Context(), "refused before the route ran")
+
+	// Signed for another dialog: refused too.
+	other := h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithCallID("call-a")))
+	moved := siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithCallID("call-b"),
+		siptest.WithRoute(other.Route().Value()))
+	siptest.AssertReplied(t, h.Send(moved), 403, "a signature is bound to its dialog")
+
+	ack := h.Send(siptest.NewRequest("ACK", "sip:bob@10.0.0.2:5060", siptest.WithToTag("b1")))
+	assert.Empty(t, ack.Forwarded(), "an unsigned ACK is dropped")
+	assert.Empty(t, ack.Replies())
+	assert.EqualValues(t, 3, h.Server.Stats().DropUnsigned)
+
+	rt := &recordingT{TB: t}
+	h2 := siptest.NewHarness(rt, inDialogOnly)
+	noTag := siptest.NewBye("sip:bob@10.0.0.2:5060")
+	noTag.From().Params.Remove("tag")
+	assert.True(t, catch(func() { h2.InDialog(noTag) }))
+	assert.Contains(t, rt.failures(), "no Call-ID or no From tag")
+}
+
+// The Route InDialog adds is the Record-Route the proxy itself put on a
+// call of the same dialog (Call-ID and From tag), signature included.
+func TestInDialogMatchesRecordRoute(t *testing.T) {
+	t.Parallel()
+	for _, proxy := range []string{siptest.DefaultProxy, "10.0.0.1:5070"} {
+		h := siptest.NewHarness(t, relayTo("sip:bob@10.0.0.2"), siptest.WithProxyAddr(proxy))
+		inv := siptest.NewRequest("INVITE", "sip:bob@example.com", siptest.WithCallID("rr-1"), siptest.WithFromTag("f1"))
+		res := h.Send(inv)
+		rr := res.Branch(0).GetHeader("Record-Route")
+		require.NotNil(t, rr)
+		bye := h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithCallID("rr-1"), siptest.WithFromTag("f1")))
+		assert.Equal(t, rr.Value(), bye.Route().Value(), "proxy %s", proxy)
+	}
 }

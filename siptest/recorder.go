@@ -35,6 +35,8 @@ type Reply struct {
 	*sip.Response
 	// Addr is where it was sent.
 	Addr netip.AddrPort
+
+	retransmission bool // the same bytes were sent upstream before
 }
 
 // Relayed is a request the proxy sent downstream: a stateful branch (see
@@ -64,9 +66,19 @@ type Relayed struct {
 // for a non-2xx).
 func (r *Result) Context() *tm.Context { return r.ctx }
 
-// Replies returns the responses sent upstream, in order, 100 Trying
-// included.
-func (r *Result) Replies() []*Reply { return r.replies }
+// Replies returns the distinct responses sent upstream, in order, 100
+// Trying included: a retransmission of a response (the same message sent
+// again, by a timer or for a retransmitted request) is left out. Harness.Sent
+// and AssertRepliesOnWire see every copy.
+func (r *Result) Replies() []*Reply {
+	out := make([]*Reply, 0, len(r.replies))
+	for _, rp := range r.replies {
+		if !rp.retransmission {
+			out = append(out, rp)
+		}
+	}
+	return out
+}
 
 // LastReply returns the last response sent upstream, or nil.
 func (r *Result) LastReply() *Reply {
@@ -86,10 +98,13 @@ func (r *Result) Final() *Reply {
 	return nil
 }
 
-// Codes returns the status codes of the responses sent upstream, in order.
-func (r *Result) Codes() []int {
-	out := make([]int, 0, len(r.replies))
-	for _, rp := range r.replies {
+// Codes returns the status codes of the distinct responses sent upstream
+// (see Replies), in order.
+func (r *Result) Codes() []int { return statusCodes(r.Replies()) }
+
+func statusCodes(replies []*Reply) []int {
+	out := make([]int, 0, len(replies))
+	for _, rp := range replies {
 		out = append(out, rp.StatusCode)
 	}
 	return out
@@ -278,9 +293,25 @@ func (h *Harness) sentResponse(resp *sip.Response, e event) {
 		return
 	}
 	if e.note == "" {
-		res.replies = append(res.replies, &Reply{Response: resp, Addr: e.addr})
+		rp := &Reply{Response: resp, Addr: e.addr, retransmission: res.sentBefore(resp, e.addr)}
+		if rp.retransmission {
+			e.note = "retransmission"
+		}
+		res.replies = append(res.replies, rp)
 	}
 	res.add(e)
+}
+
+// sentBefore reports whether resp, as serialized, was already sent to addr
+// for this request: tm retransmits the bytes it sent.
+func (r *Result) sentBefore(resp *sip.Response, addr netip.AddrPort) bool {
+	s := resp.String()
+	for _, rp := range r.replies {
+		if rp.Addr == addr && rp.StatusCode == resp.StatusCode && rp.String() == s {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *Harness) sentRequest(req *sip.Request, e event) {

@@ -48,6 +48,14 @@ func TestInDialogFollowsRoute(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { client.Close(t.Context()) })
 	h := siptest.NewHarness(t, Routes(client, "http://api.invalid/route", time.Second))
-	res := h.Send(siptest.NewBye("sip:bob@10.0.0.9:5060", siptest.WithToTag("b1")))
+	// The BYE comes along the proxy's signed Record-Route, as after a call
+	// through it: relayed to its Request-URI, without a REST lookup.
+	res := h.Send(h.InDialog(siptest.NewBye("sip:bob@10.0.0.9:5060", siptest.WithToTag("b1"))))
 	siptest.AssertRelayedTo(t, res, "sip:bob@10.0.0.9:5060")
+	require.Empty(t, res.Awaits(), "no lookup for an in-dialog request")
+
+	// Without that Route tm refuses it before the route runs.
+	forged := h.Send(siptest.NewBye("sip:bob@10.0.0.9:5060", siptest.WithToTag("b1")))
+	siptest.AssertNotRelayed(t, forged)
+	siptest.AssertReplied(t, forged, 403)
 }

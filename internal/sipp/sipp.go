@@ -1,10 +1,16 @@
 // Package sipp runs SIPp (Debian package sip-tester) from Go tests, on
 // 127.0.0.1 only, bounded in time, and reads its statistics.
 //
-//	uas := sipp.Start(t, sipp.Config{Scenario: "uas", LocalPort: 5090})
-//	res := sipp.Run(t, sipp.Config{Scenario: "uac", Remote: proxy, Service: "bob",
+//	uas := sipp.Start(t, sipp.Config{Scenario: sipp.UAS})
+//	// … the proxy relays to 127.0.0.1:uas.Port() …
+//	res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: proxy, Service: "bob",
 //		Calls: 100, Rate: 50, Timeout: 30 * time.Second})
 //	require.Zero(t, res.Failed)
+//
+// UAC and UAS are Record-Route-aware scenarios shipped with this package
+// (scenarios/): SIPp's built-in "uac" and "uas" ignore Record-Route, so
+// their ACK and BYE do not follow an asyncsip proxy's signed route and are
+// refused.
 //
 // README tests (readme.go) run the `sipp …` lines a README shows, verbatim
 // except for ports: ReadmeCommands, MapPorts, RunCommand, StartCommand, and
@@ -15,6 +21,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"embed"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,15 +35,38 @@ import (
 	"github.com/asyncsip/asyncsip/internal/testenv"
 )
 
+// Scenarios shipped with this package, for Config.Scenario.
+const (
+	// UAC places calls through a record-routing proxy (the remote):
+	// INVITE, 200 with the proxy's signed Record-Route (checked), then ACK
+	// and BYE to the callee's Contact with the route set in Route headers,
+	// sent to the proxy. Service is the callee's user part.
+	UAC = embeddedPrefix + "uac_call.xml"
+	// UAS answers calls relayed by a record-routing proxy: 180 and 200 with
+	// the INVITE's Record-Route copied verbatim (signature included), then
+	// takes the ACK and answers the BYE; it checks that the INVITE carries
+	// a signed Record-Route and that ACK and BYE came through the proxy.
+	UAS = embeddedPrefix + "uas_call.xml"
+)
+
+// embeddedPrefix marks a Config.Scenario naming a file of scenarios/.
+const embeddedPrefix = "internal/sipp:"
+
+//go:embed scenarios/*.xml
+var embedded embed.FS
+
 // Config describes one SIPp instance.
 type Config struct {
-	// Scenario is a built-in scenario name ("uac", "uas", "regexp", …) or
-	// the path of an XML scenario file.
+	// Scenario is a built-in scenario name ("uac", "uas", "regexp", …),
+	// one of this package's (UAC, UAS), or the path of an XML scenario
+	// file.
 	Scenario string
 	// Remote is the target "host:port" (UAC side); empty for a UAS.
 	Remote string
 	// LocalPort is SIPp's own port (-p); 0 picks a free port (SIPp's own
-	// default, 5060 and up, would cross-talk with other tests' peers).
+	// default, 5060 and up, would cross-talk with other tests' peers),
+	// and another one if SIPp cannot bind it (taken meanwhile by another
+	// process): Process.Port tells which.
 	LocalPort int
 	// Service is the user part of the Request-URI (-s).
 	Service string
@@ -72,16 +102,34 @@ type Process struct {
 	cmd    *exec.Cmd
 	out    *bytes.Buffer
 	dir    string
+	port   int
 	done   chan struct{}
 	result Result
 	cancel context.CancelFunc
 }
 
+// Port returns the UDP port SIPp holds on 127.0.0.1.
+func (p *Process) Port() int { return p.port }
+
+// pickPort picks the port of a Config without one (a variable for
+// TestStartPortTaken).
+var pickPort = testenv.FreeUDPPort
+
 func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string, int) {
 	bin := Path(t)
 	dir := t.TempDir()
 	args := []string{}
-	if strings.HasSuffix(cfg.Scenario, ".xml") {
+	if name, ok := strings.CutPrefix(cfg.Scenario, embeddedPrefix); ok {
+		b, err := embedded.ReadFile("scenarios/" + name)
+		if err != nil {
+			t.Fatalf("sipp: scenario %s: %v", cfg.Scenario, err)
+		}
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatalf("sipp: writing scenario %s: %v", name, err)
+		}
+		args = append(args, "-sf", path)
+	} else if strings.HasSuffix(cfg.Scenario, ".xml") {
 		abs, err := filepath.Abs(cfg.Scenario)
 		if err != nil {
 			t.Fatalf("sipp: scenario path: %v", err)
@@ -93,7 +141,7 @@ func command(t testing.TB, ctx context.Context, cfg Config) (*exec.Cmd, string, 
 	args = append(args, "-i", "127.0.0.1", "-nostdin", "-trace_stat", "-stf", filepath.Join(dir, "stat.csv"),
 		"-fd", "1", "-trace_err", "-error_file", filepath.Join(dir, "errors.log"), "-max_socket", "1024")
 	if cfg.LocalPort <= 0 {
-		cfg.LocalPort = testenv.FreeUDPPort(t)
+		cfg.LocalPort = pickPort(t)
 	}
 	args = append(args, "-p", strconv.Itoa(cfg.LocalPort))
 	if cfg.Service != "" {
@@ -137,13 +185,30 @@ func timeoutOf(cfg Config) time.Duration {
 	return cfg.Timeout
 }
 
+// bindAttempts bounds the ports tried for a Config without LocalPort.
+const bindAttempts = 3
+
 // Run runs SIPp in the foreground until it exits or cfg.Timeout passes.
+// Without cfg.LocalPort, a run that could not bind the free port picked
+// for it (taken meanwhile) is retried on another one.
 func Run(t testing.TB, cfg Config) Result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
-	defer cancel()
-	cmd, dir, _ := command(t, ctx, cfg)
-	return run(t, ctx, cmd, dir, timeoutOf(cfg))
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
+		cmd, dir, port := command(t, ctx, cfg)
+		res := run(t, ctx, cmd, dir, timeoutOf(cfg))
+		cancel()
+		if !bindFailed(res) || cfg.LocalPort > 0 || attempt == bindAttempts {
+			return res
+		}
+		t.Logf("sipp: port %d was taken by another process, trying another one", port)
+	}
+}
+
+// bindFailed reports whether SIPp exited because it could not bind its
+// port.
+func bindFailed(res Result) bool {
+	return res.ExitCode != 0 && strings.Contains(res.Output, "Unable to bind main socket")
 }
 
 // run runs cmd to its end and collects its result from dir.
@@ -161,20 +226,45 @@ func run(t testing.TB, ctx context.Context, cmd *exec.Cmd, dir string, timeout t
 	return res
 }
 
-// Start runs SIPp in the background; it is stopped (SIGUSR1, then killed)
-// at the end of the test, or by Stop.
+// Start runs SIPp in the background and returns once it holds its UDP
+// port (Process.Port) — checked to be SIPp's own socket, not another
+// process's. Without cfg.LocalPort, a SIPp that could not bind the free
+// port picked for it (taken meanwhile) is started again on another one;
+// with cfg.LocalPort taken by another process the test fails. A SIPp that
+// exits at once for another reason is returned, its Result tells why. It
+// is stopped (SIGUSR1, then killed) at the end of the test, or by Stop.
 func Start(t testing.TB, cfg Config) *Process {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
-	cmd, dir, port := command(t, ctx, cfg)
-	return start(t, cmd, dir, cancel, port)
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), timeoutOf(cfg))
+		cmd, dir, port := command(t, ctx, cfg)
+		p := start(t, cmd, dir, cancel, port)
+		select {
+		case <-p.done:
+		default:
+			if !p.holdsPort() {
+				t.Fatalf("sipp: running but not holding port %d after %v\n%s", port, readyWait, p.Stop())
+			}
+			return p
+		}
+		res := p.Stop()
+		switch {
+		case !bindFailed(res):
+			return p
+		case cfg.LocalPort > 0:
+			t.Fatalf("sipp: port %d is held by another process, SIPp could not bind it\n%s", port, res)
+		case attempt == bindAttempts:
+			t.Fatalf("sipp: %d free ports picked were taken before SIPp bound them\n%s", attempt, res)
+		}
+		t.Logf("sipp: port %d was taken by another process, trying another one", port)
+	}
 }
 
 // start starts cmd in the background and waits (bounded) until it holds
 // UDP port on 127.0.0.1 or has exited.
 func start(t testing.TB, cmd *exec.Cmd, dir string, cancel context.CancelFunc, port int) *Process {
 	t.Helper()
-	p := &Process{t: t, cmd: cmd, out: &bytes.Buffer{}, dir: dir, done: make(chan struct{}), cancel: cancel}
+	p := &Process{t: t, cmd: cmd, out: &bytes.Buffer{}, dir: dir, port: port, done: make(chan struct{}), cancel: cancel}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -188,16 +278,47 @@ func start(t testing.TB, cmd *exec.Cmd, dir string, cancel context.CancelFunc, p
 	t.Cleanup(func() { p.Stop() })
 	// Ready once it holds its port (bounded; a SIPp that exits at once is
 	// reported by its result).
-	testenv.Poll(5*time.Second, func() bool {
+	testenv.Poll(readyWait, func() bool {
 		select {
 		case <-p.done:
 			return true
 		default:
-			return port > 0 && testenv.UDPPortBound(port)
+			return p.holdsPort()
 		}
 	})
 	return p
 }
+
+// holdsPort reports whether the SIPp process holds its port (UDP, or a
+// TCP listener for -t t1, tn, l1, ln): its own socket where /proc tells,
+// else (UDP) anybody's.
+func (p *Process) holdsPort() bool {
+	if p.port <= 0 {
+		return false
+	}
+	network := "udp"
+	if t := transportArg(p.cmd.Args); strings.HasPrefix(t, "t") || strings.HasPrefix(t, "l") {
+		network = "tcp"
+	}
+	if held, ok := testenv.ProcessHoldsPort(p.cmd.Process.Pid, network, p.port); ok {
+		return held
+	}
+	return network == "udp" && testenv.UDPPortBound(p.port)
+}
+
+// transportArg returns the value of SIPp's -t option in args ("u1", "t1"…),
+// or "" when there is none (UDP).
+func transportArg(args []string) string {
+	for i := len(args) - 2; i >= 0; i-- {
+		if args[i] == "-t" {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// readyWait bounds the wait for a started SIPp to hold its port.
+const readyWait = 10 * time.Second
 
 // Stop ends a background SIPp and returns its result.
 func (p *Process) Stop() Result {

@@ -1,8 +1,6 @@
 package testenv
 
 import (
-	"net"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -43,17 +41,6 @@ func FDsBackTo(t testing.TB, base int, within time.Duration) {
 	if !Poll(within, func() bool { return CountFDs() <= base }) {
 		t.Errorf("file descriptors: %d open after the test, %d before", CountFDs(), base)
 	}
-}
-
-// UDPPortBound reports whether something on this machine holds UDP port on
-// 127.0.0.1 (so a test can wait for a peer process to be ready).
-func UDPPortBound(port int) bool {
-	c, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return true
-	}
-	c.Close()
-	return false
 }
 
 // Wait returns the next value from ch (or its zero value when ch is

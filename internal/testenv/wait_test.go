@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -32,4 +33,35 @@ func TestUDPPortBound(t *testing.T) {
 func TestFDsBackTo(t *testing.T) {
 	base := CountFDs()
 	FDsBackTo(t, base, time.Second) // nothing opened: passes at once
+}
+
+func TestProcessHoldsPort(t *testing.T) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer c.Close()
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	held, ok := ProcessHoldsPort(os.Getpid(), "udp", port)
+	if !ok {
+		t.Skip("no /proc/net/udp on this system")
+	}
+	assert.True(t, held, "this process holds it")
+	held, ok = ProcessHoldsPort(os.Getppid(), "udp", port)
+	assert.True(t, ok)
+	assert.False(t, held, "the parent does not")
+	held, _ = ProcessHoldsPort(os.Getpid(), "tcp", port)
+	assert.False(t, held, "UDP only")
+	held, _ = ProcessHoldsPort(os.Getpid(), "udp", FreeUDPPort(t))
+	assert.False(t, held)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	tport := ln.Addr().(*net.TCPAddr).Port
+	held, ok = ProcessHoldsPort(os.Getpid(), "tcp", tport)
+	assert.True(t, ok && held, "a listening TCP socket")
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	held, _ = ProcessHoldsPort(os.Getpid(), "tcp", conn.LocalAddr().(*net.TCPAddr).Port)
+	assert.False(t, held, "a connected socket does not listen")
 }

@@ -173,7 +173,7 @@ func TestMeasureThroughput(t *testing.T) {
 			var bestRes sipp.Result
 			for _, rate := range rates {
 				calls := int(rate * 3)
-				res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: proxy, Service: "bob",
+				res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: proxy, Service: "bob",
 					LocalPort: testenv.FreeUDPPort(t), Calls: calls, Rate: rate, Limit: 1000, Timeout: time.Minute})
 				cps := float64(res.Successful) / res.Elapsed.Seconds()
 				t.Logf("%s %s rate %v: %d ok, %d failed, %.0f calls/s", be.name, mode, rate, res.Successful, res.Failed, cps)

@@ -46,7 +46,7 @@ func lookupRoute(h *db.Handle, query string, blocking bool) func(c *tm.Context) 
 		}
 	}
 	return func(c *tm.Context) {
-		if c.InDialog() || c.LooseRouted() {
+		if c.InDialog() { // ACK and BYE along our signed Record-Route
 			_ = c.Relay()
 			return
 		}
@@ -96,12 +96,12 @@ func startProxy(t testing.TB, workers int, route func(*tm.Context)) string {
 
 func scenario(name string) string { return filepath.Join("testdata", name) }
 
-// startUAS runs the record-route-echoing SIPp UAS on a free port.
+// startUAS runs the record-route-echoing SIPp UAS (sipp.UAS) on a free
+// port.
 func startUAS(t testing.TB) (*sipp.Process, int) {
 	t.Helper()
-	port := testenv.FreeUDPPort(t)
-	p := sipp.Start(t, sipp.Config{Scenario: scenario("uas_rr.xml"), LocalPort: port, Timeout: 3 * time.Minute})
-	return p, port
+	p := sipp.Start(t, sipp.Config{Scenario: sipp.UAS, Timeout: 3 * time.Minute})
+	return p, p.Port()
 }
 
 // routesTable creates the lookup table with user -> "127.0.0.1:uasPort".
@@ -117,14 +117,15 @@ func routesTable(t testing.TB, h *db.Handle, schema, insert string, uasPort int)
 	}
 }
 
-// callsOK runs calls through the proxy and requires every one to succeed.
-// SIPp gets a free port of its own: its default (5060 and up) is shared
-// with every other SIPp on the machine, and a late retransmission from
-// another test's proxy would land in this run.
+// callsOK runs calls through the proxy (sipp.UAC, which follows the
+// proxy's signed Record-Route) and requires every one to succeed. SIPp
+// gets a free port of its own (sipp.Run picks one): its default (5060 and
+// up) is shared with every other SIPp on the machine, and a late
+// retransmission from another test's proxy would land in this run.
 func callsOK(t testing.TB, proxy, user string, calls int, rate float64) sipp.Result {
 	t.Helper()
-	res := sipp.Run(t, sipp.Config{Scenario: scenario("uac_rr.xml"), Remote: proxy, Service: user,
-		LocalPort: testenv.FreeUDPPort(t), Calls: calls, Rate: rate, Limit: 100, Timeout: 2 * time.Minute})
+	res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: proxy, Service: user,
+		Calls: calls, Rate: rate, Limit: 100, Timeout: 2 * time.Minute})
 	require.Equal(t, 0, res.ExitCode, res.String())
 	require.Equal(t, calls, res.Successful, res.String())
 	require.Zero(t, res.Failed, res.String())

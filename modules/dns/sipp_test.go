@@ -28,8 +28,7 @@ func TestSIPpFailoverAcrossSRVTargets(t *testing.T) {
 	const calls = 10
 	testenv.CheckFDs(t)
 	down := startUAS(t, 0)
-	upPort := testenv.FreeUDPPort(t)
-	sipp.Start(t, sipp.Config{Scenario: "uas", LocalPort: upPort, Timeout: 90 * time.Second})
+	upPort := sipp.Start(t, sipp.Config{Scenario: sipp.UAS, Timeout: 90 * time.Second}).Port()
 	z := newZone(t,
 		fmt.Sprintf("_sip._udp.example.test. 60 IN SRV 10 1 %d down.example.test.", down.port()),
 		fmt.Sprintf("_sip._udp.example.test. 60 IN SRV 20 1 %d up.example.test.", upPort),
@@ -73,7 +72,7 @@ func TestSIPpFailoverAcrossSRVTargets(t *testing.T) {
 		require.NoError(t, srv.Shutdown(ctx))
 	})
 
-	res := sipp.Run(t, sipp.Config{Scenario: "testdata/uac_call.xml", Remote: srv.Addrs()[0].String(),
+	res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: srv.Addrs()[0].String(),
 		Service: "bob", Calls: calls, Rate: 10, Timeout: 60 * time.Second})
 	require.Equal(t, 0, res.ExitCode, res.String())
 	require.Equal(t, calls, res.Successful, res.String())

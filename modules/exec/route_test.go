@@ -15,7 +15,6 @@ import (
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/sipp"
-	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/exec"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -48,14 +47,14 @@ func TestRouteScriptWithSIPp(t *testing.T) {
 	sipp.Path(t)
 	checkClean(t)
 	const calls = 100
-	uasPort := testenv.FreeUDPPort(t)
-	uas := sipp.Start(t, sipp.Config{Scenario: "uas", LocalPort: uasPort, Timeout: 90 * time.Second})
+	uas := sipp.Start(t, sipp.Config{Scenario: sipp.UAS, Timeout: 90 * time.Second})
+	uasPort := uas.Port()
 
 	script, err := filepath.Abs(filepath.Join("testdata", "route.sh"))
 	require.NoError(t, err)
 	r := exec.NewRunner(exec.Config{Logger: quiet})
 	addr := startServer(t, tm.Timers{}, func(c *tm.Context) {
-		if c.InDialog() || c.LooseRouted() { // ACK and BYE follow the dialog
+		if c.InDialog() { // ACK and BYE follow the dialog's signed route
 			_ = c.Relay()
 			return
 		}
@@ -76,7 +75,7 @@ func TestRouteScriptWithSIPp(t *testing.T) {
 	// -abortunexp off: a 180 that tm relays after the 200 (see
 	// lateProvisionals) must not abort the call; any other unexpected
 	// message fails the test below.
-	res := sipp.Run(t, sipp.Config{Scenario: filepath.Join("testdata", "uac.xml"), Remote: addr,
+	res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: addr,
 		Service: "bob", Calls: calls, Rate: 50, Limit: 50, Timeout: 60 * time.Second,
 		Args: []string{"-default_behaviors", "all,-abortunexp"}})
 	require.Equal(t, 0, res.ExitCode, res.String())
@@ -85,7 +84,7 @@ func TestRouteScriptWithSIPp(t *testing.T) {
 	if n := lateProvisionals(t, res.Errors); n > 0 {
 		t.Logf("%d calls got a 180 after their 200 (relayed late by the proxy core)", n)
 	}
-	ur := uas.Stop() // the built-in UAS counts a call only after its 4 s timewait
+	ur := uas.Stop() // the UAS counts a call only after its 1 s timewait
 	require.Zero(t, ur.Failed, "UAS: %s", ur.String())
 
 	st := r.Stats()

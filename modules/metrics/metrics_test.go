@@ -147,6 +147,11 @@ func scrape(t *testing.T, url string) series {
 
 func TestScrapeServerMetrics(t *testing.T) {
 	r := newRig(t, tm.Routes{Request: func(c *tm.Context) {
+		if string(*c.Req.CallID()) == "held" { // stays suspended until the end of the test
+			async.Await(c, async.Sleep(time.Hour), func(struct{}, error) { _ = c.Reply(200, "") },
+				async.Name("util.hold"))
+			return
+		}
 		async.Await(c, async.Sleep(time.Millisecond), func(struct{}, error) { _ = c.Reply(200, "") },
 			async.Name("util.sleep"))
 	}})
@@ -168,14 +173,21 @@ func TestScrapeServerMetrics(t *testing.T) {
 	assert.Equal(t, 5.0, m.get(`asyncsip_async_ops_started_total{module="util",op="sleep"}`))
 	assert.Equal(t, 5.0, m.get(`asyncsip_async_op_duration_seconds_count{module="util",op="sleep"}`))
 	assert.Equal(t, 0.0, m.get(`asyncsip_async_op_errors_total{module="util",op="sleep",error="timeout"}`))
-	// Non-INVITE server transactions linger for Timer J (32 s): active
-	// equals what the loops' tables hold once the probe has sampled them.
-	waitFor(t, "the probes to sample the tables", func() bool {
+	// Completed non-INVITE server transactions are kept for Timer J only
+	// as tombstones, out of the loops' tables.
+	assert.Equal(t, 5.0, m.get(`asyncsip_transaction_tombstones`))
+	assert.Positive(t, m.get(`asyncsip_transaction_bytes`))
+	assert.Equal(t, 0.0, m.get(`asyncsip_transactions_active{side="server"}`))
+	// A transaction still suspended is in its loop's table: active equals
+	// what the tables hold once the probe has sampled them.
+	r.receive(t, options("held"))
+	waitFor(t, "the probes to sample the held transaction", func() bool {
 		m = scrape(t, r.url)
 		return m.get(`asyncsip_loop_transactions{loop="0",side="server"}`)+
-			m.get(`asyncsip_loop_transactions{loop="1",side="server"}`) == 5
+			m.get(`asyncsip_loop_transactions{loop="1",side="server"}`) == 1
 	})
-	assert.Equal(t, 5.0, m.get(`asyncsip_transactions_active{side="server"}`))
+	assert.Equal(t, 1.0, m.get(`asyncsip_transactions_active{side="server"}`))
+	assert.Equal(t, 1.0, m.get(`asyncsip_transactions_suspended`))
 	for _, loop := range []string{"0", "1"} {
 		assert.Positive(t, m.get(`asyncsip_loop_lag_seconds_count{loop="`+loop+`"}`), "loop %s probed", loop)
 		assert.True(t, m.has(`asyncsip_loop_cpu_seconds_total{loop="`+loop+`"}`))

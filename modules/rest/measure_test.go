@@ -143,7 +143,7 @@ func cpuTime() time.Duration {
 func runStep(t *testing.T, srv *asyncsip.Server, rate int, seconds float64) step {
 	calls := int(float64(rate) * seconds)
 	cpu0 := cpuTime()
-	res := sipp.Run(t, sipp.Config{Scenario: "testdata/uac_call.xml", Remote: srv.Addrs()[0].String(),
+	res := sipp.Run(t, sipp.Config{Scenario: sipp.UAC, Remote: srv.Addrs()[0].String(),
 		Service: "bob", Calls: calls, Rate: float64(rate), Timeout: time.Duration(seconds*3+30) * time.Second,
 		Args: []string{"-recv_timeout", "5000"}})
 	s := step{rate: rate, calls: calls, ok: res.Successful, failed: res.Failed, elapsed: res.Elapsed,
@@ -198,8 +198,7 @@ func TestMeasureLookupRate(t *testing.T) {
 	}
 	testenv.SIPp(t)
 	const workers, delay, seconds = 4, 20 * time.Millisecond, 5.0
-	uasPort := testenv.FreeUDPPort(t)
-	sipp.Start(t, sipp.Config{Scenario: "uas", LocalPort: uasPort, Timeout: 30 * time.Minute})
+	uasPort := sipp.Start(t, sipp.Config{Scenario: sipp.UAS, Timeout: 30 * time.Minute}).Port()
 	base := startDelayServer(t, delay, "127.0.0.1:"+strconv.Itoa(uasPort))
 	t.Logf("HTTP lookup server %s (separate process) answers after %v; proxy: %d workers, GOMAXPROCS %d",
 		base, delay, workers, runtimeProcs())
@@ -214,7 +213,7 @@ func TestMeasureLookupRate(t *testing.T) {
 		// The ceiling: the same calls relayed with no lookup at all.
 		t.Run("relay", func(t *testing.T) {
 			srv := runProxy(t, workers, func(c *tm.Context) {
-				if c.InDialog() || c.LooseRouted() {
+				if c.InDialog() {
 					_ = c.Relay()
 					return
 				}
