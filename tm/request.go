@@ -24,6 +24,9 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 			s.stats.retransAbsorbed.Add(1)
 			return
 		}
+		if s.screened(req, src) {
+			return
+		}
 		s.runStateless(ls, req, src, tp) // ACK for 2xx: end to end
 		return
 	case sip.CANCEL:
@@ -36,6 +39,9 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		return
 	}
 	if s.absorbTomb(ls, key) {
+		return
+	}
+	if s.screened(req, src) {
 		return
 	}
 	if s.overCap(ls) {
@@ -82,6 +88,19 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		return
 	}
 	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+}
+
+// screened reports whether Routes.Screen drops req, and counts the drop.
+// It runs before anything is sent for a request that no transaction or
+// tombstone absorbed; nothing is allocated when there is no screen or it
+// lets the request pass.
+func (s *Server) screened(req *sip.Request, src netip.AddrPort) bool {
+	f := s.routes.Load().Screen
+	if f == nil || !f(req, src) {
+		return false
+	}
+	s.stats.drops[dropScreened].Add(1)
+	return true
 }
 
 // refuseUnsigned reports whether c is an in-dialog request that does not
@@ -139,6 +158,9 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 		return
 	}
 	if s.absorbTomb(ls, ckey) {
+		return
+	}
+	if s.screened(req, src) {
 		return
 	}
 	inv := ls.stx[serverKey(req, sip.INVITE)]
