@@ -155,7 +155,8 @@ type Routes struct {
 	// it cannot reply, and it runs on whichever loop handles the request
 	// (also for a request that failed validation, before its 400), so it
 	// must be cheap, must not block, and must be safe for concurrent use.
-	// The place for scanners, banned and over-rate sources.
+	// A screen that panics drops the request (counted in Panics too). The
+	// place for scanners, banned and over-rate sources.
 	Screen func(req *sip.Request, src netip.AddrPort) (drop bool)
 	// Request runs for every new request (including ACK for 2xx and other
 	// in-dialog requests; CANCELs that match a transaction are handled by

@@ -1,7 +1,9 @@
 package tm
 
 import (
+	"fmt"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -93,14 +95,26 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 // screened reports whether Routes.Screen drops req, and counts the drop.
 // It runs before anything is sent for a request that no transaction or
 // tombstone absorbed; nothing is allocated when there is no screen or it
-// lets the request pass.
-func (s *Server) screened(req *sip.Request, src netip.AddrPort) bool {
+// lets the request pass. A screen that panics drops the request (counted
+// as a panic and as screened): it was there to keep something out.
+func (s *Server) screened(req *sip.Request, src netip.AddrPort) (drop bool) {
 	f := s.routes.Load().Screen
-	if f == nil || !f(req, src) {
+	if f == nil {
 		return false
 	}
-	s.stats.drops[dropScreened].Add(1)
-	return true
+	defer func() {
+		if r := recover(); r != nil {
+			s.stats.panics.Add(1)
+			buf := make([]byte, 4096)
+			buf = buf[:runtime.Stack(buf, false)]
+			s.log.Error("tm: panic in screen", "panic", fmt.Sprint(r), "source", src, "stack", string(buf))
+			drop = true
+		}
+		if drop {
+			s.stats.drops[dropScreened].Add(1)
+		}
+	}()
+	return f(req, src)
 }
 
 // refuseUnsigned reports whether c is an in-dialog request that does not

@@ -161,3 +161,24 @@ func TestScreenAllocatesNothing(t *testing.T) {
 	r.s.SetRoutes(Routes{})
 	assert.False(t, r.s.screened(req, attackerAddr), "no screen: every request passes")
 }
+
+// A screen that panics drops the request it was asked about (it was there
+// to keep something out), counts the panic, and the server goes on.
+func TestScreenPanicDrops(t *testing.T) {
+	r := newRig(t, Config{}, Routes{
+		Screen: func(req *sip.Request, _ netip.AddrPort) bool {
+			if req.GetHeader("User-Agent") != nil {
+				panic("screen bug")
+			}
+			return false
+		},
+		Request: relayAll,
+	})
+	r.recv(uacAddr, request("INVITE", "sip:bob@127.0.0.1:5062", "scr-p1", "z9hG4bK-scrp1", 1, "User-Agent: x\n"))
+	r.expect()
+	st := r.s.Stats()
+	assert.EqualValues(t, 1, st.Panics)
+	assert.EqualValues(t, 1, st.DropScreened)
+	r.recv(uacAddr, invite("scr-p2", "z9hG4bK-scrp2"))
+	r.expect("127.0.0.1:5061 100", "127.0.0.1:5062 INVITE")
+}
