@@ -66,13 +66,24 @@ func (p *Proxy) screen(req *sip.Request, src netip.AddrPort) (drop bool) {
 			return true
 		}
 	}
-	if ratelimit.IsScanner(req) {
-		ua := req.GetHeader("User-Agent").Value()
+	if ua, ok := userAgent(req); ok && ratelimit.IsScannerAgent(ua) {
 		p.securityReq(src, req, evScanner, req.From().Address.User, "scanner User-Agent "+strconv.Quote(logSafe(ua)))
 		return true // a scanner learns nothing
 	}
 	// Banned for failed passwords: silence until the ban ends.
 	return p.ch.Failures != nil && p.ch.Failures.Banned("", ip).Active()
+}
+
+// userAgent returns req's User-Agent. It compares header names itself:
+// sip.Request.GetHeader lower-cases every name it meets, an allocation per
+// header on the screen's path.
+func userAgent(req *sip.Request) (string, bool) {
+	for _, h := range req.Headers() {
+		if strings.EqualFold(h.Name(), "User-Agent") {
+			return h.Value(), true
+		}
+	}
+	return "", false
 }
 
 // initial reports whether req is counted by the rate limit: a request that
