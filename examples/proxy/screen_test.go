@@ -41,7 +41,9 @@ func TestScreenDecides(t *testing.T) {
 	p := newTestProxy(t, Config{Trusted: []string{"198.51.100.7"}})
 	p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	p.rl = ratelimit.New(ratelimit.Config{Rate: 1, Burst: 2, BanFor: time.Hour})
-	src := func(i int) netip.AddrPort { return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 5060) }
+	src := func(i int) netip.AddrPort {
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 5060)
+	}
 	invite := screenReq(t, "INVITE", "", "")
 	bye := screenReq(t, "BYE", "b1", "")
 
