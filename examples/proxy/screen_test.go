@@ -40,7 +40,7 @@ func screenReq(t *testing.T, method, tag, ua string) *sip.Request {
 func TestScreenDecides(t *testing.T) {
 	p := newTestProxy(t, Config{Trusted: []string{"198.51.100.7"}})
 	p.log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	p.rl = ratelimit.New(ratelimit.Config{Rate: 0.001, Burst: 2, BanFor: time.Hour} // no refill during the test)
+	p.rl = ratelimit.New(ratelimit.Config{Rate: 0.001, Burst: 2, BanFor: time.Hour}) // no refill during the test
 	src := func(i int) netip.AddrPort {
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 5060)
 	}
