@@ -56,9 +56,13 @@ func (o *observability) close(ctx context.Context) {
 	}
 }
 
-// Metrics returns the Prometheus exporter when Config.MetricsAddr is set,
-// else nil: WatchPool adds a module's pool, Registry takes your own
-// collectors (hep.Exporter.Collector, for one), Addr is the bound address.
+// Metrics returns the Prometheus exporter when Config.MetricsAddr is set:
+// WatchPool adds a module's pool (db.Handle.Pool, rest.Client.Pool),
+// Registry takes your own collectors (hep.Exporter.Collector, for one),
+// Addr is the bound address. Without MetricsAddr it returns a nil
+// *metrics.Exporter, which is safe to call: WatchPool returns
+// metrics.ErrDisabled, Registry a registry nothing serves (see
+// metrics.Exporter); Enabled tells which.
 func (s *Server) Metrics() *metrics.Exporter { return s.obs.exp }
 
 // ErrStopped is returned by ServeSignals when a second signal, or the end of

@@ -111,8 +111,8 @@ type Config struct {
 }
 
 // DefaultMaxTransactionBytes is the default of Config.MaxTransactionBytes.
-// (256 MiB: about 85,000 live transactions, or 500,000 tombstones of a
-// REGISTER flood answered 401).
+// (256 MiB: about 85,000 live transactions, or 390,000 tombstones of a
+// REGISTER flood answered 401 with two digest challenges, ~690 bytes each).
 const DefaultMaxTransactionBytes = 256 << 20
 
 // Security holds the switches of tm's trust boundaries. The zero value is

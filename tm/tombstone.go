@@ -1,7 +1,6 @@
 package tm
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/asyncsip/asyncsip/reactor"
@@ -14,9 +13,10 @@ import (
 // requests/s that is 160,000 transactions waiting. A full serverTx keeps
 // its parsed request and Context (several KB each); all Timer J needs is
 // the key, the serialized final response and where it went. So a completed
-// transaction becomes a tombstone: a map entry and a slot in a FIFO queue
-// (every tombstone of a loop lives for the same Timer J, so the queue is in
-// expiry order and one loop timer sweeps it — no timer per tombstone).
+// transaction becomes a tombstone: a record in a FIFO log outside the Go
+// heap and an entry in a pointer-free index (arena.go). Every tombstone of
+// a loop lives for the same Timer J, so the log is in expiry order and one
+// loop timer sweeps it — no timer per tombstone.
 //
 // Memory held by live transactions (an estimate per transaction) and by
 // tombstones (their bytes) is accounted in one atomic counter across loops;
@@ -29,83 +29,62 @@ import (
 // bodies).
 const liveTxBytes = 3 << 10
 
-// tombOverhead is a tombstone's fixed cost beyond its key and response:
-// the map entry, the queue slot and the struct.
-const tombOverhead = 160
+// tombOverhead is what a tombstone costs beyond its record in the log
+// (arena.go): its index entry.
+const tombOverhead = 32
 
-// tombstone is a completed transaction that only absorbs retransmissions.
-type tombstone struct {
-	last []byte // the final response; nil when the request was dropped
-	dst  netip.AddrPort
-	tp   Transport
-	size int64
-}
-
-type tombEntry struct {
-	key string
-	at  time.Time
-}
-
-// tombTable is one loop's tombstones.
+// tombTable is one loop's tombstones: records in an off-heap log
+// (arena.go) swept by one timer.
 type tombTable struct {
-	m     map[string]tombstone
-	q     []tombEntry
-	head  int
+	log   tombLog
 	sweep *reactor.Timer
 }
 
 // entomb replaces t, a completed non-INVITE transaction over UDP, by a
 // tombstone that lives until Timer J. It reports false (t stays as it is)
-// when its Context still has work: a pending branch or a suspension.
+// when its Context still has work (a pending branch or a suspension) or
+// the record cannot be stored.
 func (t *serverTx) entomb() bool {
 	if c := t.ctx; c != nil && (c.suspended || c.pendingBranches() > 0) {
 		return false
 	}
 	s, ls := t.s, t.ls
-	tb := tombstone{last: t.last, dst: t.dst, tp: t.tp}
-	tb.size = int64(len(t.key)+len(t.last)) + tombOverhead
+	tt := &ls.tombs
+	expiry := ls.loop.Now().Add(64 * s.timers.T1)
+	n := tt.log.add(t.key, t.last, t.dst, t.tp, expiry.UnixNano())
+	if n == 0 {
+		return false
+	}
+	size := int64(n + tombOverhead)
 	t.last = nil
 	t.terminate()
-	tt := &ls.tombs
-	if tt.m == nil {
-		tt.m = make(map[string]tombstone)
-	}
-	tt.m[t.key] = tb
-	s.txBytes.Add(tb.size)
+	tt.log.bytes += size
+	s.txBytes.Add(size)
 	s.stats.tombstones.Add(1)
-	tt.q = append(tt.q, tombEntry{key: t.key, at: ls.loop.Now().Add(64 * s.timers.T1)})
 	if !tt.sweep.Pending() {
 		tt.sweep = ls.loop.AfterFunc(64*s.timers.T1, func() { s.sweepTombs(ls) })
 	}
 	return true
 }
 
-// sweepTombs removes the expired tombstones of ls and re-arms the sweep.
+// sweepTombs removes the expired tombstones of ls (the oldest first: they
+// all live for the same Timer J) and re-arms the sweep.
 func (s *Server) sweepTombs(ls *loopState) {
-	tt := &ls.tombs
-	now := ls.loop.Now()
-	for tt.head < len(tt.q) && !tt.q[tt.head].at.After(now) {
-		s.dropTomb(ls, tt.q[tt.head].key)
-		tt.q[tt.head] = tombEntry{}
-		tt.head++
-	}
-	if tt.head == len(tt.q) {
-		tt.q, tt.head = tt.q[:0], 0
-		return
-	}
-	if tt.head > len(tt.q)/2 {
-		// Compact so the queue does not keep its high-water mark forever.
-		n := copy(tt.q, tt.q[tt.head:])
-		clear(tt.q[n:])
-		tt.q, tt.head = tt.q[:n], 0
-	}
-	tt.sweep = ls.loop.AfterFunc(tt.q[tt.head].at.Sub(now), func() { s.sweepTombs(ls) })
-}
-
-func (s *Server) dropTomb(ls *loopState, key string) {
-	if tb, ok := ls.tombs.m[key]; ok {
-		delete(ls.tombs.m, key)
-		s.txBytes.Add(-tb.size)
+	lg := &ls.tombs.log
+	now := ls.loop.Now().UnixNano()
+	for {
+		r, pos, ok := lg.oldest()
+		if !ok {
+			return
+		}
+		if r.expiry > now {
+			ls.tombs.sweep = ls.loop.AfterFunc(time.Duration(r.expiry-now), func() { s.sweepTombs(ls) })
+			return
+		}
+		size := int64(r.size + tombOverhead)
+		lg.popOldest(r, pos)
+		lg.bytes -= size
+		s.txBytes.Add(-size)
 		s.stats.tombstones.Add(-1)
 	}
 }
@@ -114,25 +93,26 @@ func (s *Server) dropTomb(ls *loopState, key string) {
 // tombstone: the final response goes out again. It reports whether key was
 // one.
 func (s *Server) absorbTomb(ls *loopState, key string) bool {
-	tb, ok := ls.tombs.m[key]
+	r, ok := ls.tombs.log.find(key)
 	if !ok {
 		return false
 	}
 	s.stats.retransAbsorbed.Add(1)
-	if tb.last != nil {
+	if r.resp != nil {
 		s.stats.sent.Add(1)
-		_ = tb.tp.Send(ls.loop, tb.last, tb.dst)
+		// A copy: the log's memory is reused once the record expires.
+		_ = r.tp.Send(ls.loop, append([]byte(nil), r.resp...), r.dst)
 	}
 	return true
 }
 
-// clearTombs drops every tombstone of ls (Close).
+// clearTombs drops every tombstone of ls and unmaps its log (Close).
 func (s *Server) clearTombs(ls *loopState) {
-	ls.tombs.sweep.Stop()
-	for k := range ls.tombs.m {
-		s.dropTomb(ls, k)
-	}
-	ls.tombs.q, ls.tombs.head = nil, 0
+	tt := &ls.tombs
+	tt.sweep.Stop()
+	s.txBytes.Add(-tt.log.bytes)
+	s.stats.tombstones.Add(-tt.log.count)
+	tt.log.reset()
 }
 
 // overCap reports whether a new transaction would exceed a bound: the

@@ -12,7 +12,7 @@ import (
 )
 
 func TestOfflineSubscriberGets480(t *testing.T) {
-	p := newTestProxy(t, Config{})
+	p := newTestProxy(t, Config{Trusted: []string{harnessPeer}})
 	require.NoError(t, p.store.AddGateway(context.Background(), 1, "10.1.0.1:5060", "+1", 0))
 	h := newHarness(t, p)
 	cases := []struct {
@@ -36,7 +36,7 @@ func TestOfflineSubscriberGets480(t *testing.T) {
 }
 
 func TestSilentGatewayFailsOverAfterGWTimeout(t *testing.T) {
-	p := newTestProxy(t, Config{GWTimeout: 5 * time.Second})
+	p := newTestProxy(t, Config{GWTimeout: 5 * time.Second, Trusted: []string{harnessPeer}})
 	ctx := context.Background()
 	require.NoError(t, p.store.AddGateway(ctx, 1, "10.1.0.1:5060", "+1", 1))
 	require.NoError(t, p.store.AddGateway(ctx, 2, "10.1.0.2:5060", "+1", 2))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -33,11 +34,25 @@ type Config struct {
 	LogLevel    string        `json:"log_level"`    // debug, info, warn, error
 	RESTHook    string        `json:"rest_hook"`    // URL asked about each new call (optional)
 	RESTTimeout time.Duration `json:"rest_timeout"` // bound on the hook call
-	FailOpen    bool          `json:"fail_open"`    // on hook error/timeout, route by the database
+	FailOpen    bool          `json:"fail_open"`    // on hook error/timeout (not overload), route by the database
 	DBTimeout   time.Duration `json:"db_timeout"`   // bound on each database await
 	ExpireEvery time.Duration `json:"expire_every"` // how often expired bindings are removed
 	GWTimeout   time.Duration `json:"gw_timeout"`   // how long a gateway may stay silent before the next is tried
 	Digest      []string      `json:"digest"`       // digest algorithms offered, in order: SHA-256, MD5
+
+	// Security (see the README's "Security" section and docs/SECURITY.md).
+	Trusted         []string      `json:"trusted"`          // peers never challenged: IP, CIDR or IP:port (gateways are trusted by their IP:port)
+	RouteKey        string        `json:"route_key"`        // file with the Record-Route signing key (default route.key in the data dir)
+	MaxContacts     int           `json:"max_contacts"`     // bindings per user
+	MaxFork         int           `json:"max_fork"`         // parallel branches of one call
+	RESTConcurrency int           `json:"rest_concurrency"` // REST hook calls at once
+	RESTQueue       int           `json:"rest_queue"`       // REST hook calls waiting beyond those; more are refused 503
+	Rate            int           `json:"rate"`             // initial requests per second per untrusted source IP (0 = no limit)
+	RateBurst       int           `json:"rate_burst"`       // requests at once above rate
+	RateBan         time.Duration `json:"rate_ban"`         // how long a source over the rate is ignored
+	AuthFailures    int           `json:"auth_failures"`    // failed digest attempts per source within a minute before a ban
+	AuthBan         time.Duration `json:"auth_ban"`         // the first auth ban; each further one doubles, up to 1 h
+	BindNonce       bool          `json:"bind_nonce"`       // a nonce is good only from the address it was sent to
 }
 
 // Bounds checked by validate.
@@ -55,13 +70,31 @@ var durationBounds = []struct {
 	{"db_timeout", func(c *Config) time.Duration { return c.DBTimeout }, 10 * time.Millisecond, time.Minute},
 	{"expire_every", func(c *Config) time.Duration { return c.ExpireEvery }, time.Second, 24 * time.Hour},
 	{"gw_timeout", func(c *Config) time.Duration { return c.GWTimeout }, 500 * time.Millisecond, 3 * time.Minute},
+	{"rate_ban", func(c *Config) time.Duration { return c.RateBan }, time.Second, 24 * time.Hour},
+	{"auth_ban", func(c *Config) time.Duration { return c.AuthBan }, time.Second, 24 * time.Hour},
+}
+
+var intBounds = []struct {
+	name     string
+	get      func(*Config) int
+	min, max int
+}{
+	{"max_contacts", func(c *Config) int { return c.MaxContacts }, 1, 1000},
+	{"max_fork", func(c *Config) int { return c.MaxFork }, 1, 60},
+	{"rest_concurrency", func(c *Config) int { return c.RESTConcurrency }, 1, 4096},
+	{"rest_queue", func(c *Config) int { return c.RESTQueue }, 0, 100000},
+	{"rate", func(c *Config) int { return c.Rate }, 0, 100000},
+	{"rate_burst", func(c *Config) int { return c.RateBurst }, 1, 1000000},
+	{"auth_failures", func(c *Config) int { return c.AuthFailures }, 1, 10000},
 }
 
 func defaultConfig() Config {
 	return Config{
 		Listen: []string{"udp:127.0.0.1:5060"}, DataDir: defaultDataDir(), Domain: "127.0.0.1",
-		LogLevel: "info", RESTTimeout: time.Second, FailOpen: true, DBTimeout: 2 * time.Second,
+		LogLevel: "info", RESTTimeout: time.Second, FailOpen: false, DBTimeout: 2 * time.Second,
 		ExpireEvery: 30 * time.Second, GWTimeout: 5 * time.Second, Digest: []string{"SHA-256", "MD5"},
+		MaxContacts: 10, MaxFork: 10, RESTConcurrency: 32, RESTQueue: 64,
+		Rate: 20, RateBurst: 40, RateBan: time.Minute, AuthFailures: 10, AuthBan: time.Minute, BindNonce: true,
 	}
 }
 
@@ -85,6 +118,8 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		DBTimeout   json.RawMessage `json:"db_timeout"`
 		ExpireEvery json.RawMessage `json:"expire_every"`
 		GWTimeout   json.RawMessage `json:"gw_timeout"`
+		RateBan     json.RawMessage `json:"rate_ban"`
+		AuthBan     json.RawMessage `json:"auth_ban"`
 	}{plain: (*plain)(c)}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -96,7 +131,8 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		raw  json.RawMessage
 		dst  *time.Duration
 	}{{"rest_timeout", aux.RESTTimeout, &c.RESTTimeout}, {"db_timeout", aux.DBTimeout, &c.DBTimeout},
-		{"expire_every", aux.ExpireEvery, &c.ExpireEvery}, {"gw_timeout", aux.GWTimeout, &c.GWTimeout}} {
+		{"expire_every", aux.ExpireEvery, &c.ExpireEvery}, {"gw_timeout", aux.GWTimeout, &c.GWTimeout},
+		{"rate_ban", aux.RateBan, &c.RateBan}, {"auth_ban", aux.AuthBan, &c.AuthBan}} {
 		if err := jsonDuration(d.name, d.raw, d.dst); err != nil {
 			return err
 		}
@@ -252,10 +288,30 @@ func bindFlags(cfg *Config, file *string) *flag.FlagSet {
 	fs.StringVar(&cfg.LogLevel, "log", cfg.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&cfg.RESTHook, "rest-hook", cfg.RESTHook, "HTTP URL asked to allow/deny/route each new call")
 	fs.DurationVar(&cfg.RESTTimeout, "rest-timeout", cfg.RESTTimeout, "bound on the REST hook call")
-	fs.BoolVar(&cfg.FailOpen, "fail-open", cfg.FailOpen, "route by the database when the REST hook fails")
+	fs.BoolVar(&cfg.FailOpen, "fail-open", cfg.FailOpen, "route by the database when the REST hook fails or times out (never when it is overloaded)")
 	fs.DurationVar(&cfg.DBTimeout, "db-timeout", cfg.DBTimeout, "bound on each database query")
 	fs.DurationVar(&cfg.ExpireEvery, "expire-every", cfg.ExpireEvery, "how often expired bindings are removed")
 	fs.DurationVar(&cfg.GWTimeout, "gw-timeout", cfg.GWTimeout, "how long a silent gateway is waited for before the next is tried")
+	fs.Func("trusted", "peers never challenged: IP, CIDR or IP:port, comma-separated; repeat for more",
+		func(v string) error {
+			for _, t := range strings.Split(v, ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					cfg.Trusted = append(cfg.Trusted, t)
+				}
+			}
+			return nil
+		})
+	fs.StringVar(&cfg.RouteKey, "route-key", cfg.RouteKey, "file holding the Record-Route signing key, created if missing (default route.key in -data); share it between instances")
+	fs.IntVar(&cfg.MaxContacts, "max-contacts", cfg.MaxContacts, "bindings per user; a REGISTER beyond it gets 403 (1..1000)")
+	fs.IntVar(&cfg.MaxFork, "max-fork", cfg.MaxFork, "parallel branches of one call (1..60)")
+	fs.IntVar(&cfg.RESTConcurrency, "rest-concurrency", cfg.RESTConcurrency, "REST hook calls at once")
+	fs.IntVar(&cfg.RESTQueue, "rest-queue", cfg.RESTQueue, "REST hook calls queued beyond -rest-concurrency; more get 503")
+	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "initial requests per second per untrusted source IP (0 = no limit)")
+	fs.IntVar(&cfg.RateBurst, "rate-burst", cfg.RateBurst, "requests at once above -rate")
+	fs.DurationVar(&cfg.RateBan, "rate-ban", cfg.RateBan, "how long a source over -rate is ignored")
+	fs.IntVar(&cfg.AuthFailures, "auth-failures", cfg.AuthFailures, "failed digest attempts per source within a minute before a ban")
+	fs.DurationVar(&cfg.AuthBan, "auth-ban", cfg.AuthBan, "first ban after -auth-failures (doubles at each further ban, up to 1h)")
+	fs.BoolVar(&cfg.BindNonce, "bind-nonce", cfg.BindNonce, "accept a nonce only from the address it was sent to")
 	fs.Func("digest", `digest algorithms offered, in order (default "SHA-256,MD5"; "MD5" for clients such as SIPp that only do MD5)`,
 		func(v string) error {
 			cfg.Digest = strings.Split(v, ",")
@@ -318,6 +374,14 @@ func (c *Config) validate() error {
 		if d := b.get(c); d < b.min || d > b.max {
 			errs = append(errs, fmt.Errorf("%s: %v is out of range %v..%v", b.name, d, b.min, b.max))
 		}
+	}
+	for _, b := range intBounds {
+		if n := b.get(c); n < b.min || n > b.max {
+			errs = append(errs, fmt.Errorf("%s: %d is out of range %d..%d", b.name, n, b.min, b.max))
+		}
+	}
+	if _, _, err := parseTrusted(c.Trusted); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -447,15 +511,45 @@ func logLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// dsn returns the database DSN: -db, or the SQLite file in the data dir.
+// dsn returns the database DSN: -db, or the SQLite file in the data dir,
+// created readable by its owner only (it holds the users' HA1 values).
 func (c *Config) dsn() (string, error) {
 	if c.DB != "" {
 		return c.DB, nil
 	}
-	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
-		return "", fmt.Errorf("data dir: %w", err)
+	if err := c.makeDataDir(); err != nil {
+		return "", err
 	}
-	return filepath.Join(c.DataDir, "proxy.db"), nil
+	p := filepath.Join(c.DataDir, "proxy.db")
+	f, err := os.OpenFile(p, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		f.Close()
+	case !errors.Is(err, fs.ErrExist):
+		return "", fmt.Errorf("database file: %w", err)
+	}
+	return p, nil
+}
+
+// makeDataDir creates the data directory, accessible by its owner only (a
+// directory that exists keeps its mode: the operator chose it).
+func (c *Config) makeDataDir() error {
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	return nil
+}
+
+// routeKeyFile is where the Record-Route signing key lives: -route-key, or
+// route.key in the data dir.
+func (c *Config) routeKeyFile() (string, error) {
+	if c.RouteKey != "" {
+		return c.RouteKey, nil
+	}
+	if err := c.makeDataDir(); err != nil {
+		return "", err
+	}
+	return filepath.Join(c.DataDir, "route.key"), nil
 }
 
 // secretBytes returns the nonce secret: -secret, or one kept in the data dir
@@ -468,6 +562,9 @@ func (c *Config) secretBytes() ([]byte, error) {
 		// Instances sharing a server database should share -secret; a
 		// per-process random one still works, within one instance.
 		return nil, nil
+	}
+	if err := c.makeDataDir(); err != nil {
+		return nil, err
 	}
 	p := filepath.Join(c.DataDir, "nonce.secret")
 	if b, err := os.ReadFile(p); err == nil && len(b) >= 16 {

@@ -156,8 +156,8 @@ func TestRegisterAndCall(t *testing.T) {
 	require.NoError(t, db.QueryRow(`SELECT count(*) FROM location WHERE username IN ('alice','bob')`).Scan(&n))
 	assert.Equal(t, 2, n)
 
-	// Alice calls Bob through the proxy.
-	alice.invite("sip:bob@127.0.0.1", "call-ab")
+	// Alice calls Bob through the proxy, answering its challenge.
+	alice.call("sip:bob@127.0.0.1", "call-ab", "alicepw")
 	inv, from := bob.recvRequest()
 	require.Equal(t, "INVITE", string(inv.Method))
 	assert.Equal(t, bob.contact(), inv.Recipient.String())
@@ -173,13 +173,14 @@ func TestRegisterAndCall(t *testing.T) {
 	r = bob.register("127.0.0.1", "bobpw", 0)
 	require.Equal(t, 200, r.StatusCode)
 	assert.Empty(t, r.GetHeaders("Contact"))
-	alice.invite("sip:bob@127.0.0.1", "call-ab2")
+	alice.call("sip:bob@127.0.0.1", "call-ab2", "alicepw")
 	assert.Equal(t, 480, alice.recvResponse().StatusCode)
 }
 
 func TestGatewayFailover(t *testing.T) {
 	data := t.TempDir()
-	p0 := startProxy(t, "-data", data) // migrates the schema; the CLI works on the same file
+	cli(t, "-data", data, "user", "add", "carol", "carolpw")
+	p0 := startProxy(t, "-data", data) // the CLI works on the same file
 	gw1 := newUA(t, "gw1", p0.addr)
 	gw2 := newUA(t, "gw2", p0.addr)
 	cli(t, "-data", data, "gw", "add", "1", fmt.Sprintf("127.0.0.1:%d", gw1.port()), "--prefix", "+1", "--priority", "1")
@@ -187,7 +188,7 @@ func TestGatewayFailover(t *testing.T) {
 	cli(t, "-data", data, "gw", "add", "3", "127.0.0.1:9", "--prefix", "+44")
 
 	caller := newUA(t, "carol", p0.addr)
-	caller.invite("sip:+15551234@127.0.0.1", "call-lcr")
+	caller.call("sip:+15551234@127.0.0.1", "call-lcr", "carolpw")
 	inv, from := gw1.recvRequest()
 	assert.Equal(t, "+15551234", inv.Recipient.User)
 	gw1.answer(inv, from, 503, "Service Unavailable")
@@ -198,7 +199,7 @@ func TestGatewayFailover(t *testing.T) {
 	gw2.answer(inv2, from2, 200, "OK")
 	assert.Equal(t, 200, caller.recvResponse().StatusCode)
 
-	caller.invite("sip:+3312345@127.0.0.1", "call-nogw")
+	caller.call("sip:+3312345@127.0.0.1", "call-nogw", "carolpw")
 	assert.Equal(t, 404, caller.recvResponse().StatusCode)
 }
 
@@ -221,13 +222,16 @@ func TestTwoInstancesSharePostgres(t *testing.T) {
 
 	cli(t, "-db", sdsn, "user", "add", "alice", "pw1")
 	cli(t, "-db", sdsn, "user", "add", "bob", "pw2")
-	a := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
-	b := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789")
+	// Instances share the nonce secret and the route key; each has its
+	// own data dir (nothing else is kept there with -db).
+	key := filepath.Join(t.TempDir(), "route.key")
+	a := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789", "-route-key", key, "-data", t.TempDir())
+	b := startProxy(t, "-db", sdsn, "-secret", "shared-secret-0123456789", "-route-key", key, "-data", t.TempDir())
 
 	bob := newUA(t, "bob", a.addr)
 	require.Equal(t, 200, bob.register("127.0.0.1", "pw2", 600).StatusCode)
 	alice := newUA(t, "alice", b.addr)
-	alice.invite("sip:bob@127.0.0.1", "call-2inst")
+	alice.call("sip:bob@127.0.0.1", "call-2inst", "pw1")
 	inv, from := bob.recvRequest()
 	require.Equal(t, "INVITE", string(inv.Method))
 	bob.answer(inv, from, 200, "OK")

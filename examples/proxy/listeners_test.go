@@ -23,6 +23,7 @@ import (
 func TestAdvertisedAddressOnWildcardListener(t *testing.T) {
 	data := t.TempDir()
 	cli(t, "-data", data, "user", "add", "bob", "bobpw")
+	cli(t, "-data", data, "user", "add", "alice", "alicepw")
 	port := testenv.FreeUDPPort(t)
 	startProxyOn(t, []string{fmt.Sprintf("udp:0.0.0.0:%d", port)}, "-data", data, "-advertise", "192.0.2.99")
 	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
@@ -30,7 +31,7 @@ func TestAdvertisedAddressOnWildcardListener(t *testing.T) {
 	bob := newUA(t, "bob", addr)
 	require.Equal(t, 200, bob.register("127.0.0.1", "bobpw", 600).StatusCode)
 	alice := newUA(t, "alice", addr)
-	alice.invite("sip:bob@127.0.0.1", "call-adv")
+	alice.call("sip:bob@127.0.0.1", "call-adv", "alicepw")
 	inv, from := bob.recvRequest()
 	require.Equal(t, "INVITE", string(inv.Method))
 	rr := inv.RecordRoute()
@@ -44,12 +45,14 @@ func TestAdvertisedAddressOnWildcardListener(t *testing.T) {
 }
 
 // A caller on TCP reaches a gateway on UDP through a proxy with both
-// listeners, and gets its answers back on its connection.
+// listeners, and gets its answers back on its connection. The caller is a
+// trusted peer (a PBX on TCP, -trusted): authentication over TCP is in
+// hostile_test.go.
 func TestTCPListenerEndToEnd(t *testing.T) {
 	data := t.TempDir()
 	udpPort, tcpPort := testenv.FreeUDPPort(t), testenv.FreeTCPPort(t)
 	startProxyOn(t, []string{fmt.Sprintf("udp:127.0.0.1:%d", udpPort), fmt.Sprintf("tcp:127.0.0.1:%d", tcpPort)},
-		"-data", data)
+		"-data", data, "-trusted", "127.0.0.1")
 	gw := newUA(t, "gw", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: udpPort})
 	cli(t, "-data", data, "gw", "add", "1", fmt.Sprintf("127.0.0.1:%d", gw.port()), "-prefix", "+1")
 

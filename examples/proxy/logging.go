@@ -11,8 +11,12 @@ import (
 )
 
 // logEnd is the End route: one info line per transaction, once its final
-// response has gone upstream (or the request was dropped, code 0).
+// response has gone upstream (or the request was dropped, code 0) —
+// except for requests dropped for a security reason (quietDrop).
 func (p *Proxy) logEnd(c *tm.Context) {
+	if quiet, _ := tm.Value[bool](c, quietKey); quiet {
+		return
+	}
 	req := c.Req
 	targets := make([]string, 0, len(c.Branches()))
 	for _, b := range c.Branches() {

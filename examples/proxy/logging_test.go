@@ -42,11 +42,12 @@ func (b *logBuffer) lines(msg string) []string {
 func captureLogs(p *Proxy) *logBuffer {
 	b := &logBuffer{}
 	p.log = slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	p.ch.Logger = p.log
 	return b
 }
 
 func TestOneLogLinePerTransaction(t *testing.T) {
-	p := newTestProxy(t, Config{})
+	p := newTestProxy(t, Config{Trusted: []string{harnessPeer}})
 	logs := captureLogs(p)
 	require.NoError(t, p.store.AddGateway(context.Background(), 1, "10.1.0.1:5060", "+1", 0))
 	h := newHarness(t, p)

@@ -28,6 +28,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/ratelimit"
 	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/reactor"
 )
@@ -62,14 +63,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	level, _ := logLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	p, err := newProxy(ctx, cfg)
+	p, err := newProxy(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	p.log = log
 	defer p.close()
+	keyFile, err := cfg.routeKeyFile()
+	if err != nil {
+		return err
+	}
 	srv, err := asyncsip.New(asyncsip.Config{Listen: cfg.Listen, Advertise: cfg.Advertise, Workers: cfg.Workers,
 		Stream: asyncsip.StreamConfig{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey},
+		// The key that signs our Record-Route persists, so calls set up
+		// before a restart can still be ended after it.
+		RouteKeyFile: keyFile, MaxBreadth: cfg.MaxFork,
 		Logger: log, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		return err
@@ -86,11 +93,23 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 				log.Info("expired bindings removed", "count", r.RowsAffected)
 			}
 		})
+		async.Launch(l, async.Blocking(p.loadGateways, async.Name("gateways.trust")), func(_ int, err error) {
+			if err != nil {
+				log.Warn("reloading the gateways' addresses failed; the previous ones stay trusted", "err", err)
+			}
+		})
 	}, reactor.Skip)
 	if err != nil {
 		return err
 	}
 	defer job.Stop()
+	if p.rl != nil {
+		rlJob, err := p.rl.Start(srv.Group())
+		if err != nil {
+			return err
+		}
+		defer rlJob.Stop()
+	}
 	where := "database " + redact(cfg.DB)
 	if cfg.DB == "" {
 		dsn, _ := cfg.dsn()
@@ -119,7 +138,14 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	return err
 }
 
-func newProxy(ctx context.Context, cfg Config) (*Proxy, error) {
+// newProxy opens the database and sets up the trust boundary: trusted
+// peers, digest with failure bans, the rate limit and the bounded REST
+// client.
+func newProxy(ctx context.Context, cfg Config, log *slog.Logger) (*Proxy, error) {
+	trust, err := newTrustSet(cfg.Trusted)
+	if err != nil {
+		return nil, err
+	}
 	dsn, err := cfg.dsn()
 	if err != nil {
 		return nil, err
@@ -133,20 +159,40 @@ func newProxy(ctx context.Context, cfg Config) (*Proxy, error) {
 		store.Close()
 		return nil, err
 	}
-	ch := auth.NewChallenger(cfg.Domain, secret)
-	ch.Algorithms = nil
-	for _, a := range cfg.Digest {
-		ch.Algorithms = append(ch.Algorithms, auth.Algorithm(a))
+	p := &Proxy{cfg: cfg, store: store, ch: newChallenger(cfg, secret, trust, log), log: log, trust: trust}
+	if cfg.Rate > 0 {
+		p.rl = ratelimit.New(ratelimit.Config{Rate: float64(cfg.Rate), Burst: cfg.RateBurst, BanFor: cfg.RateBan,
+			Exempt: trust.prefixes, Observer: rateLog{p}})
 	}
-	p := &Proxy{cfg: cfg, store: store, ch: ch, log: slog.Default()}
+	if _, err := p.loadGateways(ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("database: %w", err)
+	}
 	if cfg.RESTHook != "" {
-		p.rest, err = rest.NewClient(rest.Config{Timeout: cfg.RESTTimeout, ConnectTimeout: cfg.RESTTimeout})
+		p.rest, err = rest.NewClient(rest.Config{Timeout: cfg.RESTTimeout, ConnectTimeout: cfg.RESTTimeout,
+			MaxConcurrent: cfg.RESTConcurrency, Queue: cfg.RESTQueue})
 		if err != nil {
 			store.Close()
 			return nil, fmt.Errorf("rest hook: %w", err)
 		}
 	}
 	return p, nil
+}
+
+// newChallenger is digest authentication as configured: the algorithms
+// offered, nonces bound to the source (bind_nonce), and bans after
+// auth_failures failures of a source (trusted peers are never counted).
+func newChallenger(cfg Config, secret []byte, trust *trustSet, log *slog.Logger) *auth.Challenger {
+	ch := auth.NewChallenger(cfg.Domain, secret)
+	ch.Algorithms = nil
+	for _, a := range cfg.Digest {
+		ch.Algorithms = append(ch.Algorithms, auth.Algorithm(a))
+	}
+	ch.BindSource = cfg.BindNonce
+	ch.Failures = ratelimit.NewFailures(ratelimit.FailureConfig{SourceLimit: cfg.AuthFailures,
+		UserLimit: 3 * cfg.AuthFailures, BanFor: cfg.AuthBan, Exempt: trust.prefixes})
+	ch.Logger = log
+	return ch
 }
 
 func (p *Proxy) close() {

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/asyncsip/asyncsip/async"
-	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/db"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -29,11 +29,10 @@ type binding struct {
 
 // register authenticates a REGISTER (digest, RFC 3261 §22 / RFC 8760) with
 // an async credential lookup, then saves its bindings with a second await.
+// Every REGISTER is challenged, from trusted peers too.
 func (p *Proxy) register(c *tm.Context) {
-	src := c.Source().Addr()
-	a, ok, err := auth.NewAttempt(c.Req, src, false, p.ch.Realm)
-	if !ok || err != nil {
-		_ = c.Reply(401, "Unauthorized", p.ch.Challenge(src, false, false)...)
+	a, ok := p.credentials(c, false)
+	if !ok {
 		return
 	}
 	user := c.Req.To().Address.User
@@ -50,45 +49,37 @@ func (p *Proxy) register(c *tm.Context) {
 		_ = c.Reply(code, reason, hdrs...)
 		return
 	}
-	if res, err := p.ch.Check(a); err != nil { // banned, stale, forged…: no lookup
-		p.authFailed(c, res)
-		return
-	}
-	col := "ha1_md5"
-	if a.Algorithm == auth.SHA256 {
-		col = "ha1_sha256"
-	}
-	lookup := p.store.h.QueryRow(p.store.q(`SELECT `+col+` FROM subscriber WHERE username = ?`), a.Username)
-	async.Await(c, lookup, func(row db.Row, err error) {
-		ha1 := ""
-		switch {
-		case errors.Is(err, db.ErrNoRows): // Verify counts an unknown user as a failure
-		case err != nil:
-			c.Logger().Warn("registrar: credential lookup failed", "err", err)
-			_ = c.Reply(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
-			return
-		default:
-			ha1 = row.String(0)
-		}
-		if res, err := p.ch.Verify(a, ha1); err != nil {
-			p.authFailed(c, res)
+	p.verify(c, a, false, func(user string) {
+		if n := liveContacts(binds); n > p.cfg.MaxContacts {
+			p.contactCap(c, user, n)
 			return
 		}
 		p.saveBindings(c, user, binds, wildcard)
-	}, async.Timeout(p.cfg.DBTimeout), async.Name("registrar.auth"))
+	})
 }
 
-// authFailed gives the response auth asks for: a stale challenge, 403, or
-// nothing to a banned source or user.
-func (p *Proxy) authFailed(c *tm.Context, res auth.Result) {
-	switch res.Action {
-	case auth.Challenge, auth.ChallengeStale:
-		_ = c.Reply(401, "Unauthorized", p.ch.Challenge(c.Source().Addr(), false, res.Stale())...)
-	case auth.Drop:
-		c.Drop()
-	default:
-		_ = c.Reply(403, "Forbidden")
+// liveContacts counts the distinct contacts a REGISTER adds or refreshes.
+func liveContacts(binds []binding) int {
+	seen := make(map[string]bool, len(binds))
+	for _, b := range binds {
+		if b.expires > 0 {
+			seen[b.contact] = true
+		}
 	}
+	return len(seen)
+}
+
+// contactCapError: the REGISTER would leave the user with live bindings
+// more than max_contacts; nothing of it was stored.
+type contactCapError struct{ live int }
+
+func (e contactCapError) Error() string { return fmt.Sprintf("%d contacts", e.live) }
+
+// contactCap refuses a REGISTER that would exceed max_contacts.
+func (p *Proxy) contactCap(c *tm.Context, user string, n int) {
+	reason := fmt.Sprintf("Forbidden (more than %d contacts for this user)", p.cfg.MaxContacts)
+	p.security(c, evContactCap, user, fmt.Sprintf("%d contacts, max_contacts %d", n, p.cfg.MaxContacts))
+	_ = c.Reply(403, reason)
 }
 
 // parseBindings reads the Contacts and their expiry. A non-zero code is the
@@ -137,6 +128,7 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 	callID := string(*c.Req.CallID())
 	cseq := int64(c.Req.CSeq().SeqNo)
 	s := p.store
+	maxContacts := p.cfg.MaxContacts
 	var changes []bindingChange // written by the op, read after it (the await orders them)
 	save := async.Blocking(func(ctx context.Context) ([]binding, error) {
 		tx, err := s.h.DB().BeginTx(ctx, nil)
@@ -153,6 +145,13 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 				return nil, err
 			}
 		}
+		if s.pg {
+			// Serialise the REGISTERs of one user, so that two at once
+			// cannot both pass the contact cap (SQLite has one writer).
+			if _, err := tx.ExecContext(ctx, s.q(`SELECT username FROM subscriber WHERE username = ? FOR UPDATE`), user); err != nil {
+				return nil, err
+			}
+		}
 		for _, b := range binds {
 			var err error
 			if b.expires == 0 {
@@ -166,6 +165,14 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 			if err != nil {
 				return nil, err
 			}
+		}
+		var live int
+		if err := tx.QueryRowContext(ctx, s.q(`SELECT count(*) FROM location WHERE username = ? AND expires_at > ?`),
+			user, now).Scan(&live); err != nil {
+			return nil, err
+		}
+		if live > maxContacts {
+			return nil, contactCapError{live} // rolled back: nothing stored
 		}
 		rows, err := tx.QueryContext(ctx, s.q(`SELECT contact, expires_at FROM location
 			WHERE username = ? AND expires_at > ? ORDER BY contact`), user, now)
@@ -189,6 +196,11 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 		return cur, tx.Commit()
 	}, async.Name("registrar.save"))
 	async.Await(c, save, func(cur []binding, err error) {
+		var capErr contactCapError
+		if errors.As(err, &capErr) {
+			p.contactCap(c, user, capErr.live)
+			return
+		}
 		if err != nil {
 			c.Logger().Warn("registrar: saving bindings failed", "err", err)
 			_ = c.Reply(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))

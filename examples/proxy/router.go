@@ -4,6 +4,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -11,6 +13,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/ratelimit"
 	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -21,8 +24,10 @@ type Proxy struct {
 	cfg   Config
 	store *Store
 	ch    *auth.Challenger
-	rest  *rest.Client // nil without a REST hook
-	log   *slog.Logger // one line per transaction and registration change (logging.go)
+	rest  *rest.Client       // nil without a REST hook
+	log   *slog.Logger       // one line per transaction, registration change and security event
+	trust *trustSet          // peers never challenged (security.go)
+	rl    *ratelimit.Limiter // initial requests per untrusted source; nil when rate is 0
 }
 
 // Decision is what the REST hook answers for a new call:
@@ -39,16 +44,41 @@ func (p *Proxy) Routes() tm.Routes {
 	return tm.Routes{Request: p.request, Failure: p.failure, End: p.logEnd}
 }
 
-// request is the request route.
+// request is the request route. In order: in-dialog requests along our
+// signed Record-Route go on (tm refused forged ones with 403 before this
+// route ran); an untrusted source over its request rate, with a scanner's
+// User-Agent or banned for failed passwords gets nothing; REGISTER is
+// authenticated by the registrar; anything else from an untrusted source
+// must authenticate (407) as the user in its From before it is routed.
 func (p *Proxy) request(c *tm.Context) {
 	req := c.Req
 	if c.InDialog() {
 		// In-dialog requests follow their Route set (tm already removed
-		// our own Route entry); an ACK is forwarded statelessly.
-		// A failure is answered by tm (481 for a request addressed to us
-		// without a Route, 503 for no route).
+		// our own Route entry); an ACK is forwarded statelessly. Not
+		// counted by the rate limit: established calls are not throttled.
 		_ = c.Relay()
 		return
+	}
+	src := c.Source()
+	trusted := p.trust.has(src)
+	if !trusted {
+		if p.rl != nil && !p.rl.Allow(src.Addr()) {
+			quietDrop(c) // the ban was logged once when it started (rateLog)
+			return
+		}
+		if ratelimit.IsScanner(req) {
+			ua := ""
+			if h := req.GetHeader("User-Agent"); h != nil {
+				ua = h.Value()
+			}
+			p.security(c, evScanner, req.From().Address.User, "scanner User-Agent "+strconv.Quote(logSafe(ua)))
+			quietDrop(c) // no 100, no answer: a scanner learns nothing
+			return
+		}
+		if p.ch.Failures != nil && p.ch.Failures.Banned("", src.Addr()).Active() {
+			quietDrop(c) // banned for failed passwords: silence until the ban ends
+			return
+		}
 	}
 	switch req.Method {
 	case sip.REGISTER:
@@ -59,11 +89,39 @@ func (p *Proxy) request(c *tm.Context) {
 		return
 	case sip.OPTIONS:
 		if req.Recipient.User == "" {
+			// A keep-alive to the proxy itself: answered, never relayed.
 			_ = c.Reply(200, "OK", sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE"))
 			return
 		}
 	}
-	if p.rest != nil && req.Method == sip.INVITE {
+	if c.ForeignRoute() {
+		p.security(c, evRefused, req.From().Address.User, "Route header chosen by the sender")
+		_ = c.Reply(403, "Forbidden (Route not allowed)")
+		return
+	}
+	if trusted {
+		p.routeCall(c) // a trusted peer's identity headers are kept
+		return
+	}
+	a, ok := p.credentials(c, true)
+	if !ok {
+		return
+	}
+	p.verify(c, a, true, func(user string) {
+		if from := c.Req.From().Address.User; from != user {
+			p.security(c, evRefused, user, "From user "+strconv.Quote(logSafe(from))+" is not the authenticated user")
+			_ = c.Reply(403, "Forbidden (From user does not match the authenticated user)")
+			return
+		}
+		p.assertIdentity(c.Req, user)
+		p.routeCall(c)
+	})
+}
+
+// routeCall routes a request that passed the trust boundary: the REST hook
+// for a new call when there is one, else the database.
+func (p *Proxy) routeCall(c *tm.Context) {
+	if p.rest != nil && c.Req.Method == sip.INVITE {
 		p.restHook(c)
 		return
 	}
@@ -71,21 +129,27 @@ func (p *Proxy) request(c *tm.Context) {
 }
 
 // restHook asks the HTTP API about a new call: allow (go on), deny (reply
-// its code), or route to its target. On error or timeout the call goes on
-// by the database route when FailOpen is set, else gets 503.
+// its code), or route to its target. When the hook's client is full
+// (rest_concurrency busy and rest_queue waiting) the call is refused 503;
+// on another error or timeout it goes on by the database route when
+// FailOpen is set, else gets 503.
 func (p *Proxy) restHook(c *tm.Context) {
 	q := url.Values{}
 	q.Set("from", c.Req.From().Address.User)
 	q.Set("to", c.Req.Recipient.User)
 	q.Set("call_id", string(*c.Req.CallID()))
+	q.Set("user", authenticatedUser(c)) // "" for a trusted peer
+	q.Set("source", c.Source().Addr().String())
 	op := rest.JSON[Decision](p.rest.Get(p.cfg.RESTHook + "?" + q.Encode()))
 	async.Await(c, op, func(d Decision, err error) {
 		if err != nil {
-			c.Logger().Warn("rest hook failed", "err", err, "fail_open", p.cfg.FailOpen)
-			if p.cfg.FailOpen {
+			open := p.cfg.FailOpen && !errors.Is(err, async.ErrOverloaded)
+			if open {
+				c.Logger().Warn("rest hook failed; routing by the database (fail_open)", "err", err)
 				p.routeToUser(c)
 				return
 			}
+			p.security(c, evRefused, authenticatedUser(c), "rest hook: "+err.Error())
 			_ = c.Reply(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 			return
 		}
@@ -95,6 +159,7 @@ func (p *Proxy) restHook(c *tm.Context) {
 			if code < 400 || code > 699 {
 				code = 403
 			}
+			p.security(c, evRefused, authenticatedUser(c), "rest hook denied: "+strconv.Quote(logSafe(d.Reason)))
 			_ = c.Reply(code, d.Reason)
 		case "route":
 			if err := c.Relay(d.Target); err != nil {
@@ -114,9 +179,11 @@ func (p *Proxy) routeToUser(c *tm.Context) {
 	s := p.store
 	// One row per live binding of a subscriber, one row with an empty
 	// contact for a subscriber without any, no row for a non-subscriber.
+	// The most recently refreshed bindings first; at most max_contacts
+	// exist, and max_fork of them are rung.
 	q := s.h.Query(s.q(`SELECT COALESCE(l.contact, '') FROM subscriber s
 		LEFT JOIN location l ON l.username = s.username AND l.expires_at > ?
-		WHERE s.username = ? ORDER BY l.contact`), time.Now().Unix(), user)
+		WHERE s.username = ? ORDER BY l.expires_at DESC, l.contact LIMIT ?`), time.Now().Unix(), user, p.cfg.MaxFork)
 	async.Await(c, q, func(rows *db.Rows, err error) {
 		if err != nil {
 			c.Logger().Warn("location lookup failed", "err", err)
@@ -131,19 +198,47 @@ func (p *Proxy) routeToUser(c *tm.Context) {
 			_ = c.Reply(480, "Temporarily Unavailable")
 			return
 		}
-		targets := make([]string, 0, rows.Len())
+		contacts := make([]string, 0, rows.Len())
 		for _, r := range rows.All() {
-			targets = append(targets, r.String(0))
+			contacts = append(contacts, r.String(0))
 		}
-		if err := c.Relay(targets...); err != nil {
+		if err := c.Relay(oneBranchPerHop(contacts)...); err != nil {
 			_ = c.Reply(480, "Temporarily Unavailable")
 		}
 	}, async.Timeout(p.cfg.DBTimeout), async.Name("location.lookup"))
 }
 
+// oneBranchPerHop keeps the first contact of each next hop (host, port and
+// transport): bindings that differ only in their user part would ring the
+// same device again — and multiply what one INVITE sends to one address.
+func oneBranchPerHop(contacts []string) []string {
+	seen := make(map[string]bool, len(contacts))
+	out := contacts[:0:0]
+	for _, ct := range contacts {
+		var u sip.Uri
+		key := ct
+		if sip.ParseUri(ct, &u) == nil {
+			tp, _ := u.UriParams.Get("transport")
+			key = strings.ToLower(u.Host) + ":" + strconv.Itoa(u.Port) + ";" + strings.ToLower(tp)
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, ct)
+		}
+	}
+	return out
+}
+
 // routeLCR picks gateways by longest matching prefix, then priority, and
-// relays to the first; the failure route tries the others.
+// relays to the first; the failure route tries the others. Only trusted
+// peers and authenticated users get here (request); the check below keeps
+// it so if the route changes.
 func (p *Proxy) routeLCR(c *tm.Context) {
+	if authenticatedUser(c) == "" && !p.trust.has(c.Source()) {
+		p.security(c, evRefused, "", "call to a gateway without authentication")
+		_ = c.Reply(403, "Forbidden")
+		return
+	}
 	user := c.Req.Recipient.User
 	s := p.store
 	q := s.h.Query(s.q(`SELECT address FROM gateway WHERE ? LIKE prefix || '%'

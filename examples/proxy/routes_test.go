@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"testing"
 	"time"
@@ -11,25 +13,40 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/siptest"
 )
 
 // dbOps are the awaits that run for real against the test's SQLite file.
-var dbOps = []string{"registrar.auth", "registrar.save", "location.lookup", "lcr.lookup"}
+var dbOps = []string{"auth.lookup", "registrar.save", "location.lookup", "lcr.lookup"}
 
+// harnessPeer is the address siptest sends from by default
+// (siptest.DefaultUAC). The routing tests trust it, as a proxy trusts a
+// PBX or carrier in front of it; security_test.go sends from untrusted
+// addresses (and hostile_test.go attacks the real server).
+const harnessPeer = "127.0.0.1:5061"
+
+// newTestProxy returns a proxy on a fresh SQLite file with users alice and
+// bob, cfg's zero fields taking the defaults of defaultConfig.
 func newTestProxy(t *testing.T, cfg Config) *Proxy {
 	t.Helper()
-	if cfg.Domain == "" {
-		cfg.Domain = "example.com"
-	}
+	d := defaultConfig()
+	cfg.Domain = cmp.Or(cfg.Domain, "example.com")
+	cfg.MaxContacts = cmp.Or(cfg.MaxContacts, d.MaxContacts)
+	cfg.MaxFork = cmp.Or(cfg.MaxFork, d.MaxFork)
+	cfg.AuthFailures = cmp.Or(cfg.AuthFailures, d.AuthFailures)
+	cfg.AuthBan = cmp.Or(cfg.AuthBan, d.AuthBan)
 	cfg.DBTimeout, cfg.RESTTimeout = 2*time.Second, time.Second
 	ctx := context.Background()
 	store, err := OpenStore(ctx, filepath.Join(t.TempDir(), "proxy.db"), cfg.Domain)
 	require.NoError(t, err)
 	t.Cleanup(func() { store.Close() })
-	p := &Proxy{cfg: cfg, store: store, ch: auth.NewChallenger(cfg.Domain, []byte("test secret"))}
+	trust, err := newTrustSet(cfg.Trusted)
+	require.NoError(t, err)
+	p := &Proxy{cfg: cfg, store: store, trust: trust, log: slog.Default(),
+		ch: newChallenger(cfg, []byte("test secret 0123456789"), trust, slog.Default())}
 	if cfg.RESTHook != "" {
 		p.rest, err = rest.NewClient(rest.Config{Timeout: time.Second})
 		require.NoError(t, err)
@@ -114,7 +131,7 @@ func TestRegisterBadRequests(t *testing.T) {
 }
 
 func TestCallForksToEveryContact(t *testing.T) {
-	p := newTestProxy(t, Config{})
+	p := newTestProxy(t, Config{Trusted: []string{harnessPeer}})
 	h := newHarness(t, p)
 	siptest.AssertReplied(t, registerAs(t, h, "bob", "bobpw", "sip:bob@10.0.0.5:5060", 600), 200)
 	siptest.AssertReplied(t, registerAs(t, h, "bob", "bobpw", "sip:bob@10.0.0.6:5062", 600), 200)
@@ -130,7 +147,7 @@ func TestCallForksToEveryContact(t *testing.T) {
 }
 
 func TestLeastCostRoutingWithFailover(t *testing.T) {
-	p := newTestProxy(t, Config{})
+	p := newTestProxy(t, Config{Trusted: []string{harnessPeer}})
 	ctx := context.Background()
 	require.NoError(t, p.store.AddGateway(ctx, 1, "10.1.0.1:5060", "+1", 1))
 	require.NoError(t, p.store.AddGateway(ctx, 2, "10.1.0.2:5060", "+1", 2))
@@ -185,10 +202,13 @@ func TestRESTHook(t *testing.T) {
 		{"timeout fails open to the database", true, func(r *siptest.Rule) { r.Never() }, 0, "sip:+15551234@10.1.0.1:5060"},
 		{"timeout fails closed", false, func(r *siptest.Rule) { r.Never() }, 503, ""},
 		{"error fails closed", false, func(r *siptest.Rule) { r.Fail(rest.ErrConnRefused) }, 503, ""},
+		// A full client (rest_concurrency busy, rest_queue waiting) refuses
+		// the call even with fail_open: an overload must not open the door.
+		{"overload refused even when failing open", true, func(r *siptest.Rule) { r.Fail(async.ErrOverloaded) }, 503, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newTestProxy(t, Config{RESTHook: "http://127.0.0.1:1/hook", FailOpen: tc.failOpen})
+			p := newTestProxy(t, Config{RESTHook: "http://127.0.0.1:1/hook", FailOpen: tc.failOpen, Trusted: []string{harnessPeer}})
 			require.NoError(t, p.store.AddGateway(context.Background(), 1, "10.1.0.1:5060", "+1", 0))
 			ops := siptest.NewFakeOps()
 			tc.answer(ops.On("rest.hook"))

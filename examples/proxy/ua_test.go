@@ -88,20 +88,7 @@ Contact: <%s>;expires=%d
 	if r.StatusCode != 401 {
 		return r
 	}
-	ch := r.GetHeaders("WWW-Authenticate")
-	require.NotEmpty(u.t, ch)
-	nonce := param(ch[0].Value(), "nonce")
-	realm := param(ch[0].Value(), "realm")
-	alg := auth.Algorithm(param(ch[0].Value(), "algorithm"))
-	ha1, err := auth.HA1(alg, u.user, realm, password)
-	require.NoError(u.t, err)
-	cred := auth.Credentials{Username: u.user, Realm: realm, Nonce: nonce, URI: "sip:" + domain,
-		Algorithm: alg, QOP: "auth", NC: "00000001", CNonce: "c0ffee"}
-	cred.Response, err = auth.Response(cred, "REGISTER", ha1)
-	require.NoError(u.t, err)
-	authz := fmt.Sprintf("Authorization: Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=%s, qop=auth, nc=%s, cnonce=\"%s\"\n",
-		cred.Username, cred.Realm, cred.Nonce, cred.URI, cred.Response, cred.Algorithm, cred.NC, cred.CNonce)
-	u.send(build(authz), u.proxy)
+	u.send(build(u.digest(r.GetHeaders("WWW-Authenticate"), "Authorization", "REGISTER", "sip:"+domain, password, "00000001")), u.proxy)
 	return u.recvResponse()
 }
 
@@ -123,18 +110,67 @@ func param(v, name string) string {
 }
 
 func (u *ua) invite(ruri, callID string) {
-	u.seq++
-	u.send(fmt.Sprintf(`INVITE %s SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bK-inv-%s;rport
+	u.send(u.inviteMsg(ruri, callID, "z9hG4bK-inv-"+callID, 1, ""), u.proxy)
+}
+
+// inviteMsg builds an INVITE from u; extra holds header lines.
+func (u *ua) inviteMsg(ruri, callID, branch string, cseq int, extra string) string {
+	return fmt.Sprintf(`INVITE %s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%d;branch=%s;rport
 Max-Forwards: 70
 From: <sip:%s@127.0.0.1>;tag=a-%s
 To: <%s>
 Call-ID: %s
-CSeq: 1 INVITE
+CSeq: %d INVITE
 Contact: <%s>
+%sContent-Length: 0
+
+`, ruri, u.port(), branch, u.user, callID, ruri, callID, cseq, u.contact(), extra)
+}
+
+// call sends an INVITE and answers the proxy's 407 challenge with
+// password: ACK for the 407, then the INVITE again with
+// Proxy-Authorization (CSeq 2), as a phone does. The responses to the
+// second INVITE are left for recvResponse.
+func (u *ua) call(ruri, callID, password string) {
+	u.t.Helper()
+	u.invite(ruri, callID)
+	r := u.recvResponse()
+	require.Equal(u.t, 407, r.StatusCode, "the proxy challenges the call: %s", r.String())
+	u.ack407(r, ruri, "z9hG4bK-inv-"+callID)
+	authz := u.digest(r.GetHeaders("Proxy-Authenticate"), "Proxy-Authorization", "INVITE", ruri, password, "00000001")
+	u.send(u.inviteMsg(ruri, callID, "z9hG4bK-inv2-"+callID, 2, authz), u.proxy)
+}
+
+// ack407 acknowledges a non-2xx final response (same branch, RFC 3261 §17.1.1.3).
+func (u *ua) ack407(r *sip.Response, ruri, branch string) {
+	u.send(fmt.Sprintf(`ACK %s SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:%d;branch=%s;rport
+Max-Forwards: 70
+%s
+%s
+Call-ID: %s
+CSeq: 1 ACK
 Content-Length: 0
 
-`, ruri, u.port(), callID, u.user, callID, ruri, callID, u.contact()), u.proxy)
+`, ruri, u.port(), branch, r.From().String(), r.To().String(), string(*r.CallID())), u.proxy)
+}
+
+// digest answers the first challenge of chs as a header line "name: Digest …\n".
+func (u *ua) digest(chs []sip.Header, name, method, uri, password, nc string) string {
+	u.t.Helper()
+	require.NotEmpty(u.t, chs, "a challenge")
+	v := chs[0].Value()
+	alg := auth.Algorithm(param(v, "algorithm"))
+	realm, nonce := param(v, "realm"), param(v, "nonce")
+	ha1, err := auth.HA1(alg, u.user, realm, password)
+	require.NoError(u.t, err)
+	cred := auth.Credentials{Username: u.user, Realm: realm, Nonce: nonce, URI: uri,
+		Algorithm: alg, QOP: "auth", NC: nc, CNonce: "c0ffee"}
+	cred.Response, err = auth.Response(cred, method, ha1)
+	require.NoError(u.t, err)
+	return fmt.Sprintf("%s: Digest username=\"%s\", realm=\"%s\", nonce=\"%s\", uri=\"%s\", response=\"%s\", algorithm=%s, qop=auth, nc=%s, cnonce=\"%s\"\n",
+		name, cred.Username, cred.Realm, cred.Nonce, cred.URI, cred.Response, cred.Algorithm, cred.NC, cred.CNonce)
 }
 
 // answer responds to req (received from `from`) with code.

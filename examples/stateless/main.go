@@ -47,7 +47,16 @@ func main() {
 	listen := flag.String("listen", "udp:127.0.0.1:5060", "listen address")
 	flag.Parse()
 	backends := strings.Split(*list, ",")
-	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{*listen}, NoRecordRoute: true})
+	srv, err := asyncsip.New(asyncsip.Config{
+		Listen: []string{*listen},
+		// Nothing is kept per call, so no Record-Route either: a caller
+		// that sends its ACK and BYE through the balancer (its outbound
+		// proxy) sends them without our signed Route. They are forwarded
+		// by Call-ID like the INVITE, to the backend that decides about
+		// them, instead of being refused 403 (tm's default).
+		NoRecordRoute: true,
+		Security:      tm.Security{AllowUnsignedInDialog: true},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -5,6 +5,10 @@
 //	h, err := db.Open("sqlite", "file:routes.db")
 //	...
 //	srv.Request(func(c *tm.Context) {
+//		if c.InDialog() { // ACK, BYE: along the call's Route, no lookup
+//			c.Relay()
+//			return
+//		}
 //		async.Await(c, h.QueryRow(`SELECT target FROM routes WHERE user = ?`, c.Req.Recipient.User),
 //			func(row db.Row, err error) {
 //				switch {
@@ -215,6 +219,12 @@ func (h *Handle) Config() Config { return h.cfg }
 // not cover (transactions at start-up, driver-specific calls). Never use it
 // on a loop.
 func (h *Handle) DB() *sql.DB { return h.db }
+
+// Pool returns the handle's own pool of workers, which runs every op of the
+// handle, so that its saturation can be exported:
+//
+//	srv.Metrics().WatchPool("db", h.Pool())
+func (h *Handle) Pool() *async.Pool { return h.pool }
 
 // Close stops accepting ops (they fail with ErrClosed), waits for the
 // running ones (bounded by the handle's Timeout, then they are cancelled),

@@ -26,7 +26,12 @@ var (
 	dSendErrors = desc("sip_send_errors_total", "Messages the transport failed to send.")
 	dHandoffs   = desc("sip_handoffs_total", "Messages received on one loop and handed to the owner loop of their Call-ID.")
 	dDrops      = desc("sip_dropped_total",
-		"Received messages dropped, by reason (parse, size, headers, invalid, closed, other).", "reason")
+		"Received messages dropped, by reason: parse, size, headers, invalid, closed, other; stray, route, queue, "+
+			"amplification, unanswerable; source, via, unsigned, routeset (see tm.StatsSnapshot).", "reason")
+	dTombstones = desc("transaction_tombstones",
+		"Completed transactions kept only to absorb retransmissions (a final response and the keys to match).")
+	dTxBytes = desc("transaction_bytes",
+		"Memory accounted to transactions and tombstones, against tm.Config.MaxTransactionBytes.")
 	dOverload = desc("overload_rejections_total",
 		"Requests answered 503 or suspensions refused (ErrOverloaded) because a transaction bound was reached.")
 	dTxCreated = desc("transactions_created_total",
@@ -90,6 +95,7 @@ type namedPool struct {
 func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		dRequests, dResponses, dSendErrors, dHandoffs, dDrops, dOverload, dTxCreated, dTxDone, dTxActive,
+		dTombstones, dTxBytes,
 		dInProgress, dSuspended, dSuspendTimeouts, dAbandoned, dPanics, dRetrans, dStateless,
 		dPosted, dPending, dWakeups, dPolls, dFDEvents, dTStarted, dTFired, dTimers, dTables, dWatchers, dLPanics,
 		dLag, dCPU, dUtil,
@@ -130,6 +136,9 @@ func (c *serverCollector) collectSIP(ch chan<- prometheus.Metric) {
 	for reason, n := range map[string]uint64{
 		"parse": st.DropParse, "size": st.DropSize, "headers": st.DropHeaders,
 		"invalid": st.DropInvalid, "closed": st.DropClosed, "other": st.DropOther,
+		"stray": st.DropStray, "route": st.DropRoute, "queue": st.DropQueue,
+		"amplification": st.DropAmplification, "unanswerable": st.DropUnanswerable,
+		"source": st.DropSource, "via": st.DropVia, "unsigned": st.DropUnsigned, "routeset": st.DropRouteSet,
 	} {
 		counter(ch, dDrops, n, reason)
 	}
@@ -143,6 +152,8 @@ func (c *serverCollector) collectSIP(ch chan<- prometheus.Metric) {
 	gauge(ch, dTxActive, max(0, float64(st.ServerTxCreated)-float64(st.ServerTxDone)), "server")
 	gauge(ch, dTxActive, max(0, float64(st.ClientTxCreated)-float64(st.ClientTxDone)), "client")
 	gauge(ch, dInProgress, float64(st.InProgress))
+	gauge(ch, dTombstones, float64(st.Tombstones))
+	gauge(ch, dTxBytes, float64(st.TransactionBytes))
 	gauge(ch, dSuspended, float64(st.Suspended))
 	counter(ch, dSuspendTimeouts, st.SuspendTimeouts)
 	counter(ch, dAbandoned, st.Abandoned)

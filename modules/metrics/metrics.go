@@ -26,6 +26,10 @@ var (
 	// ErrStarted is returned by Start when the exporter runs already (or
 	// was closed).
 	ErrStarted = errors.New("metrics: exporter already started or closed")
+	// ErrDisabled is returned by Watch, WatchPool and Start of a nil
+	// *Exporter: what asyncsip.Server.Metrics returns when
+	// Config.MetricsAddr is not set.
+	ErrDisabled = errors.New("metrics: disabled (no exporter; set asyncsip.Config.MetricsAddr)")
 )
 
 // Config configures an Exporter. The zero value serves nothing by itself:
@@ -48,6 +52,11 @@ type Config struct {
 // servers in one process do not mix) and serves them. It is also the
 // async.Observer to give tm (tm.Config.Observer), which measures every
 // Await by module and op name.
+//
+// A nil *Exporter (metrics disabled) is safe to use: Watch, WatchPool and
+// Start return ErrDisabled, Close, OpStarted and OpFinished do nothing,
+// Addr is nil, Registry returns a registry nothing serves and Handler
+// answers 404. Enabled tells the two apart.
 type Exporter struct {
 	cfg  Config
 	log  *slog.Logger
@@ -96,12 +105,21 @@ func New(cfg Config) *Exporter {
 	return e
 }
 
+// Enabled reports whether e exports anything (false for a nil *Exporter).
+func (e *Exporter) Enabled() bool { return e != nil }
+
 // OpStarted implements async.Observer.
-func (e *Exporter) OpStarted(name string) { e.ops.OpStarted(name) }
+func (e *Exporter) OpStarted(name string) {
+	if e != nil {
+		e.ops.OpStarted(name)
+	}
+}
 
 // OpFinished implements async.Observer.
 func (e *Exporter) OpFinished(name string, latency time.Duration, err error) {
-	e.ops.OpFinished(name, latency, err)
+	if e != nil {
+		e.ops.OpFinished(name, latency, err)
+	}
 }
 
 var _ async.Observer = (*Exporter)(nil)
@@ -109,6 +127,9 @@ var _ async.Observer = (*Exporter)(nil)
 // Watch exports the counters of core and of the loops of g, and probes
 // each loop's lag once Start runs. Call it once.
 func (e *Exporter) Watch(core *tm.Server, g *reactor.Group) error {
+	if e == nil {
+		return ErrDisabled
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.coll != nil {
@@ -128,8 +149,15 @@ func (e *Exporter) Watch(core *tm.Server, g *reactor.Group) error {
 
 // WatchPool exports the stats of a blocking-call pool under the label
 // pool=name (async.DefaultPool as "default", a module's own pool by its
-// module name). Call Watch first.
+// module name): db.Handle.Pool, rest.Client.Pool. Call Watch first (the
+// exporter of asyncsip.Server.Metrics is watching already).
 func (e *Exporter) WatchPool(name string, p *async.Pool) error {
+	if e == nil {
+		return ErrDisabled
+	}
+	if p == nil {
+		return fmt.Errorf("metrics: WatchPool %q: nil pool", name)
+	}
 	e.mu.Lock()
 	c := e.coll
 	e.mu.Unlock()
@@ -147,15 +175,33 @@ func (e *Exporter) WatchPool(name string, p *async.Pool) error {
 	return nil
 }
 
-// Registry returns the exporter's registry, to add your own collectors.
-func (e *Exporter) Registry() *prometheus.Registry { return e.reg }
+// Registry returns the exporter's registry, to add your own collectors. For
+// a nil *Exporter it returns a new registry that nothing serves, so that
+// registering collectors works and exports nothing.
+func (e *Exporter) Registry() *prometheus.Registry {
+	if e == nil {
+		return prometheus.NewRegistry()
+	}
+	return e.reg
+}
 
-// Handler serves /metrics and, unless NoPprof, /debug/pprof/.
-func (e *Exporter) Handler() http.Handler { return e.mux }
+// Handler serves /metrics and, unless NoPprof, /debug/pprof/. For a nil
+// *Exporter it answers every request 404 "metrics disabled".
+func (e *Exporter) Handler() http.Handler {
+	if e == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "metrics disabled", http.StatusNotFound)
+		})
+	}
+	return e.mux
+}
 
 // Start starts the lag probes and, when Config.Addr is set, the HTTP
 // listener. It does not block.
 func (e *Exporter) Start() error {
+	if e == nil {
+		return ErrDisabled
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.state != 0 {
@@ -184,8 +230,11 @@ func (e *Exporter) Start() error {
 }
 
 // Addr returns the bound HTTP address once started with Config.Addr, else
-// nil.
+// nil (always nil for a nil *Exporter).
 func (e *Exporter) Addr() net.Addr {
+	if e == nil {
+		return nil
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.ln == nil {
@@ -217,6 +266,9 @@ func (e *Exporter) probeLoop(probes []*loopProbe) {
 // flight until ctx ends, then closes the connections. Timed profiles end
 // early. Close is idempotent.
 func (e *Exporter) Close(ctx context.Context) error {
+	if e == nil {
+		return nil
+	}
 	e.mu.Lock()
 	if e.state == 2 {
 		e.mu.Unlock()

@@ -7,6 +7,10 @@
 //
 //	client, _ := rest.NewClient(rest.Config{BaseURL: "http://127.0.0.1:8080/", Timeout: time.Second})
 //	srv.Request(func(c *tm.Context) {
+//		if c.InDialog() { // ACK, BYE: along the call's Route, no lookup
+//			c.Relay()
+//			return
+//		}
 //		async.Await(c, client.Get("route?to="+url.QueryEscape(c.Req.Recipient.User)), func(r rest.Result, err error) {
 //			if err != nil || r.Status != 200 {
 //				c.Reply(503, "Routing unavailable")
@@ -213,6 +217,12 @@ func (c *Client) Close(ctx context.Context) error {
 	c.tr.CloseIdleConnections()
 	return err
 }
+
+// Pool returns the client's own pool of workers, which runs every request
+// of the client, so that its saturation can be exported:
+//
+//	srv.Metrics().WatchPool("rest", c.Pool())
+func (c *Client) Pool() *async.Pool { return c.pool }
 
 // Stats returns the client's counters and gauges.
 func (c *Client) Stats() Stats {

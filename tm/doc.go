@@ -1,0 +1,67 @@
+// Package tm is the SIP transaction layer and proxy core of asyncsip: RFC
+// 3261 transactions (§17, with RFC 6026's Accepted state) and a stateful
+// proxy (§16) whose decisions are made by routes the user writes.
+//
+// A Server runs on the event loops of a reactor.Group. Every message is
+// parsed by the loop that reads it and handled on the loop that owns its
+// Call-ID, so a transaction, its Context and its timers are touched by one
+// goroutine and need no lock. The root package asyncsip builds a Server
+// with its sockets; NewServer, AddTransport and Receive are for building
+// one from parts.
+//
+// # Routes
+//
+// Routes holds the user's functions: Request for each new request, Reply
+// for each branch response, Failure when every branch failed, Branch before
+// each branch is sent, End once per transaction. A route gets a *Context
+// and ends the request in one of these ways:
+//
+//	srv := tm.NewServer(group.Loops(), tm.Config{}, tm.Routes{
+//		Request: func(c *tm.Context) {
+//			switch {
+//			case c.InDialog():
+//				_ = c.Relay() // along our signed Record-Route
+//			case c.Req.Method == sip.REGISTER:
+//				_ = c.Reply(403, "Forbidden")
+//			default:
+//				_ = c.Relay("sip:bob@192.0.2.10") // a target of the route's choice
+//			}
+//		},
+//	})
+//
+// Reply answers, Relay forwards statefully (parallel targets fork; in the
+// failure route, serial forking), Forward forwards without a transaction,
+// Drop ends the request silently. A route that does none of them gets
+// Config.AbandonCode. When Relay fails nothing was sent: the route decides,
+// else the failure is answered with the fitting code (403, 404, 481, 482,
+// 503…).
+//
+// # Suspension
+//
+// A route may wait for I/O without blocking its loop: async.Await(c, op,
+// resume) suspends the Context (Suspend), runs op (a database query, a REST
+// call, a DNS lookup…) off the loop, and runs resume back on the owner loop,
+// where the route goes on with Reply or Relay. Every suspension is bounded
+// by Timers.SuspendBound; responses arriving meanwhile wait their turn, so a
+// route never runs twice at once for a transaction.
+//
+// # Security defaults
+//
+// The zero Config is the secure one (see Security and docs/ARCHITECTURE.md,
+// "Trust boundaries (tm)"): branches and To tags carry 64 bits from
+// crypto/rand and branches a MAC of the hop they answer; a response counts
+// only from where its branch was sent, and is never forwarded along a Via
+// we did not receive; our Record-Route is signed for its dialog, and a
+// request with a To tag that does not come back along it is refused 403
+// before any route runs (Context.InDialog reports the ones that do); a Route
+// chosen by the sender of an initial request is refused unless the route
+// calls Context.FollowRoute; 100 Trying goes out only when the route relays
+// or suspends, so Drop leaves a scanner with nothing; and the memory of
+// transactions and of the tombstones that absorb retransmissions is bounded
+// across loops by Config.MaxTransactionBytes (over it, 503 without a
+// transaction).
+//
+// Tests of routes run on a fake loop and clock with package siptest.
+// Stats returns the counters (drops by reason, transactions, tombstones,
+// overload) that modules/metrics exports.
+package tm
