@@ -120,11 +120,11 @@ func (u *uacState) snapshot() OriginatedStats {
 // async.ErrOverloaded beyond Config.MaxOriginated in flight.
 //
 // req must carry From (with a tag), To, Call-ID and a CSeq naming its
-// method; NewRequest and DialogState.Request build such requests. Send adds
-// our Via on top (replacing any Via the request has) and Max-Forwards 70
-// when missing; the request is not modified otherwise and must not be
-// changed until the op completes. Start the op on a loop of the server's
-// group:
+// method; NewRequest and DialogState.Request build such requests. What
+// goes out is a copy of req taken when the op starts, with our Via on top
+// (in place of any Via req has) and Max-Forwards 70 when missing. Start
+// the op on a loop of the server's group (a route awaits it on its
+// Context: c.Server().Send):
 //
 //	async.Launch(l, srv.Send(req, tm.SendOptions{}), func(resp *sip.Response, err error) { … })
 //
@@ -172,7 +172,7 @@ func (op *sendOp) Start(l *reactor.Loop, done func(*sip.Response, error)) func()
 		done(nil, fmt.Errorf("tm: %d originated requests in flight: %w", s.maxOriginated(), async.ErrOverloaded))
 		return nil
 	}
-	o := &originated{s: s, req: op.req, opts: op.opts, caller: l, done: done}
+	o := &originated{s: s, req: op.req.Clone(), opts: op.opts, caller: l, done: done}
 	o.owner = s.owner(string(*op.req.CallID()))
 	if o.owner.loop == l {
 		o.start()
@@ -188,6 +188,10 @@ func (op *sendOp) Start(l *reactor.Loop, done func(*sip.Response, error)) func()
 	}
 	return o.cancel
 }
+
+// Server returns the server the Context's transaction runs on, for what a
+// route starts beyond its own transaction (Send).
+func (c *Context) Server() *Server { return c.s }
 
 func (s *Server) maxOriginated() int {
 	if s.cfg.MaxOriginated > 0 {

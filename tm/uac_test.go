@@ -44,7 +44,9 @@ func (r *rig) options() *sip.Request {
 }
 
 func TestOriginatedOptionsAnswered(t *testing.T) {
-	r := newRig(t, Config{}, Routes{})
+	var captured []string // what the capture hook (HEP) saw
+	capture := func(ev CaptureEvent) { captured = append(captured, ev.Dir.String()+" "+string(ev.Data[:11])) }
+	r := newRig(t, Config{Capture: capture}, Routes{})
 	o := r.originate(0, r.options(), SendOptions{})
 	out := r.expect("127.0.0.1:5062 OPTIONS")
 	req := out[0].msg.(*sip.Request)
@@ -77,6 +79,8 @@ func TestOriginatedOptionsAnswered(t *testing.T) {
 	assert.Empty(t, r.s.loops[0].ctx)
 	m := r.s.Messages()
 	assert.EqualValues(t, 1, m.RequestsOut["OPTIONS"], "counted like relayed requests")
+	assert.EqualValues(t, [6]uint64{2, 2}, m.ResponsesIn)
+	assert.Equal(t, []string{"out OPTIONS sip", "in SIP/2.0 100", "in SIP/2.0 183", "in SIP/2.0 200", "in SIP/2.0 200"}, captured)
 }
 
 func TestOriginatedRetransmitsThenTimesOut(t *testing.T) {
