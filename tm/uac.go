@@ -336,6 +336,14 @@ func (o *originated) start() {
 		o.s.uac.timedOut.Add(1)
 		o.finish(nil, ErrOriginatedTimeout)
 	})
+	if flow, proto := o.s.stripOwnRoutes(o.req); flow.IsValid() && o.opts.Destination == "" {
+		if tp, err := o.s.transportFor(flow, proto); err == nil {
+			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(flow) {
+				o.sendTo(flow, tp, true)
+				return
+			}
+		}
+	}
 	u, err := o.hopURI()
 	if err != nil {
 		o.refuse(err)
@@ -407,10 +415,10 @@ func (o *originated) hopURI() (sip.Uri, error) {
 	return *o.req.Recipient.Clone(), nil
 }
 
-// send picks the address and transport of the next hop, adds our Via and
-// starts the client transaction.
+// send picks the address and transport of the next hop from u (or the
+// looked-up hop) and sends.
 func (o *originated) send(u sip.Uri, looked *NextHop) {
-	s, ls, req := o.s, o.owner, o.req
+	s, req := o.s, o.req
 	proto := uriTransport(&u)
 	var dst netip.AddrPort
 	if looked != nil {
@@ -441,11 +449,18 @@ func (o *originated) send(u sip.Uri, looked *NextHop) {
 	if o.opts.Destination == "" && req.Route() != nil {
 		strictRoute(req) // RFC 3261 §12.2.1.1: a strict first hop
 	}
+	o.sendTo(dst, tp, proto != "")
+}
+
+// sendTo adds Max-Forwards when missing and our Via, and starts the client
+// transaction to dst over tp (forced: the target named the transport).
+func (o *originated) sendTo(dst netip.AddrPort, tp Transport, forced bool) {
+	s, ls, req := o.s, o.owner, o.req
 	if req.MaxForwards() == nil {
 		mf := sip.MaxForwardsHeader(70)
 		req.AppendHeader(&mf)
 	}
-	if proto == "" {
+	if !forced {
 		tp = s.largeRequest(ls, req, dst, tp)
 	}
 	req.RemoveHeader("Via")
@@ -455,6 +470,20 @@ func (o *originated) send(u sip.Uri, looked *NextHop) {
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}})
 	s.uac.started.Add(1)
 	o.tx = s.startClientTx(ls, req, branch, dst, tp, o.onResponse, o.onTimeout)
+}
+
+// stripOwnRoutes removes the Route values on top of req that name this
+// proxy (a route set that starts with our own Record-Route, as a dialog
+// store may keep it) and returns the connection named by the flow token of
+// the last one removed, if any: a side reached over a connection (a
+// WebSocket client) is reached on it while it is open, as relayed
+// in-dialog requests are.
+func (s *Server) stripOwnRoutes(req *sip.Request) (flow netip.AddrPort, proto string) {
+	for r := req.Route(); r != nil && s.isLocal(r.Address.Host, r.Address.Port); r = req.Route() {
+		flow, proto = s.parseFlow(&r.Address)
+		req.RemoveHeader("Route")
+	}
+	return flow, proto
 }
 
 // largeRequest is Context.largeSwitch for an originated request: over

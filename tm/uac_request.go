@@ -160,7 +160,9 @@ func (d *DialogState) Request(method sip.RequestMethod, hdrs ...sip.Header) (*si
 // the caller (its From, tag and CSeq; Request-URI the callee's Contact;
 // Route the Record-Route values between us and the callee), toCaller for
 // the callee (Request-URI the caller's Contact; Route the values between
-// us and the caller). inv is the dialog-creating request as the proxy
+// us and the caller; first our own value facing that side when it names
+// the connection the side is reached on, which Send follows while it is
+// open). inv is the dialog-creating request as the proxy
 // received it (Context.Req) and resp a response with a To tag that
 // passed through the proxy (Context.Resp in a reply route), carrying the
 // whole Record-Route. A BYE built from each ends the call on both sides:
@@ -209,6 +211,11 @@ func (s *Server) CallDialogs(inv *sip.Request, resp *sip.Response) (toCallee, to
 		RemoteURI: resp.To().Address.String(), RemoteTag: toTag,
 		RemoteTarget: calleeContact.Address.String(), LocalCSeq: inv.CSeq().SeqNo,
 	}
+	// Our value facing a side that is reached over a connection carries a
+	// flow token: kept first, Send takes it off and uses the connection.
+	if flow, _ := s.parseFlow(&rr[first]); flow.IsValid() {
+		toCallee.RouteSet = append(toCallee.RouteSet, rr[first].String())
+	}
 	for i := first - 1; i >= 0; i-- { // added after us: reversed, nearest first
 		toCallee.RouteSet = append(toCallee.RouteSet, rr[i].String())
 	}
@@ -216,6 +223,9 @@ func (s *Server) CallDialogs(inv *sip.Request, resp *sip.Response) (toCallee, to
 		CallID: callID, LocalURI: resp.To().Address.String(), LocalTag: toTag,
 		RemoteURI: inv.From().Address.String(), RemoteTag: fromTag,
 		RemoteTarget: callerContact.Address.String(),
+	}
+	if flow, _ := s.parseFlow(&rr[last]); flow.IsValid() {
+		toCaller.RouteSet = append(toCaller.RouteSet, rr[last].String())
 	}
 	for _, u := range rr[last+1:] { // added before us: in order, nearest first
 		toCaller.RouteSet = append(toCaller.RouteSet, u.String())

@@ -341,3 +341,40 @@ func TestDialogStateStrictRouter(t *testing.T) {
 }
 
 func tagOf(p sip.HeaderParams) string { v, _ := p.Get("tag"); return v }
+
+// A caller reached over a connection: the proxy's BYE goes back on that
+// connection (the flow token of our Record-Route facing it) while it is
+// open, else to the caller's Contact.
+func TestCallDialogsFlowToken(t *testing.T) {
+	r, tcp := streamRig(t)
+	inv := request("INVITE", "sip:bob@127.0.0.1:5062", "call-f", "z9hG4bK-f1", 1, "")
+	inv = replaceOnce(inv, "SIP/2.0/UDP", "SIP/2.0/TCP")
+	r.s.Receive(r.g.Loop(0), []byte(inv), uacAddr, tcp)
+	r.run()
+	out := r.expect("127.0.0.1:5062 INVITE")
+	ok := respond(out[0].msg, 200, "b9")
+	ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: 5062}})
+	m, err := sip.ParseMessage([]byte(inv))
+	require.NoError(t, err)
+	callee, caller, err := r.s.CallDialogs(m.(*sip.Request), ok)
+	require.NoError(t, err)
+	assert.Empty(t, callee.RouteSet, "the callee side is plain UDP")
+	require.Len(t, caller.RouteSet, 1, "our value facing the caller, with its flow token")
+
+	tcp.open[uacAddr] = true
+	bye, err := caller.Request(sip.BYE)
+	require.NoError(t, err)
+	n := len(tcp.out)
+	r.originate(0, bye, SendOptions{})
+	require.Len(t, tcp.out, n+1, "sent on the caller's connection")
+	sent := tcp.out[n]
+	assert.Equal(t, uacAddr, sent.to)
+	assert.Nil(t, sent.msg.(*sip.Request).Route(), "our own Route taken off")
+	assert.Equal(t, "TCP", sent.msg.Via().Transport)
+
+	tcp.open[uacAddr] = false
+	bye, err = caller.Request(sip.BYE)
+	require.NoError(t, err)
+	r.originate(0, bye, SendOptions{})
+	r.expect("127.0.0.1:5061 BYE") // the connection is gone: the Contact, over UDP
+}
