@@ -48,15 +48,15 @@
 // # Originated requests
 //
 // The proxy sends requests of its own — OPTIONS probes, a BYE that ends a
-// call, NOTIFY, MESSAGE — with Server.Send, an async.Op that a timer job
-// or a launch starts with async.Launch and a route awaits on its Context
-// (c.Server().Send):
+// call, NOTIFY, MESSAGE — with Server.Send, an async.Op that a route
+// awaits on its Context (c.Server().Send) and other code launches;
+// Server.Originate launches it from a timer job, bounded and observed:
 //
 //	req, _ := srv.NewRequest(tm.OutOfDialog{Method: sip.OPTIONS, Target: "sip:gw1@192.0.2.10"})
-//	async.Launch(l, srv.Send(req, tm.SendOptions{}), func(resp *sip.Response, err error) {
+//	srv.Originate(l, req, tm.SendOptions{}, func(resp *sip.Response, err error) {
 //		// on l: resp is the final response (any code), or err is
 //		// ErrOriginatedTimeout (no answer: Timer F), ErrOriginatedUnreachable…
-//	}, async.Timeout(40*time.Second))
+//	})
 //
 // The client transaction is a relayed branch's (Timer E over UDP, Timer F,
 // our Via with an unpredictable branch, responses only from where the

@@ -137,6 +137,19 @@ func (s *Server) Send(req *sip.Request, opts SendOptions) async.Op[*sip.Response
 	return &sendOp{s: s, req: req, opts: opts}
 }
 
+// Originate launches Send(req, opts) on l — from a timer job or any code
+// running on a loop of the server — and runs report on l with its outcome.
+// It is async.Launch with what an originated request needs: a bound just
+// above the send's own (Timer F or opts.Timeout, so a missing answer is
+// reported as ErrOriginatedTimeout), the name "tm.send" and
+// Config.Observer, so metrics see it like the awaits of routes. Call it on
+// l.
+func (s *Server) Originate(l *reactor.Loop, req *sip.Request, opts SendOptions, report func(*sip.Response, error)) {
+	op := &originated{s: s, opts: opts}
+	async.Launch(l, s.Send(req, opts), report, async.Name("tm.send"),
+		async.Timeout(op.timeout()+s.timers.T1), async.Observe(s.cfg.Observer))
+}
+
 // sendOp is the op Send returns.
 type sendOp struct {
 	s    *Server

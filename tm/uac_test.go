@@ -378,3 +378,32 @@ func TestCallDialogsFlowToken(t *testing.T) {
 	r.originate(0, bye, SendOptions{})
 	r.expect("127.0.0.1:5061 BYE") // the connection is gone: the Contact, over UDP
 }
+
+// opLog is an async.Observer that records what it is told.
+type opLog struct{ started, finished []string }
+
+func (o *opLog) OpStarted(name string) { o.started = append(o.started, name) }
+func (o *opLog) OpFinished(name string, _ time.Duration, err error) {
+	o.finished = append(o.finished, name+" "+errString(err))
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+func TestOriginateObservedAndBoundedByTimerF(t *testing.T) {
+	obs := &opLog{}
+	r := newRig(t, Config{Observer: obs}, Routes{})
+	var got []error
+	r.s.Originate(r.g.Loop(0), r.options(), SendOptions{}, func(_ *sip.Response, err error) { got = append(got, err) })
+	r.run()
+	r.expect("127.0.0.1:5062 OPTIONS")
+	assert.Equal(t, []string{"tm.send"}, obs.started)
+	r.advance(32 * time.Second)
+	require.Len(t, got, 1)
+	assert.ErrorIs(t, got[0], ErrOriginatedTimeout, "Timer F, not the launch's own bound")
+	assert.Equal(t, []string{"tm.send " + ErrOriginatedTimeout.Error()}, obs.finished)
+}
