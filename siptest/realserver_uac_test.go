@@ -7,6 +7,7 @@ package siptest_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -22,6 +23,8 @@ import (
 
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/sipp"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -191,4 +194,87 @@ func TestRealServerOriginatedByeRetransmitted(t *testing.T) {
 	for _, g := range got {
 		assert.True(t, strings.HasPrefix(g, "BYE sip:bob@127.0.0.1:"), g)
 	}
+}
+
+// The proxy ends a call between two SIPp peers: a BYE to each side, built
+// with tm.CallDialogs from the INVITE and the 200 it relayed; both SIPp
+// scenarios check the BYE came through the proxy and answer it 200.
+func TestRealServerOriginatedByeToSIPp(t *testing.T) {
+	uasPort := testenv.FreeUDPPort(t)
+	uas := sipp.Start(t, sipp.Config{Scenario: sipp.UAS, LocalPort: uasPort, Calls: 1, Timeout: 30 * time.Second})
+	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 2,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	codes := make(chan string, 2)
+	// The dialogs of the call, kept by the reply route on the 200; the
+	// request route and the reply route of one call run on its owner loop.
+	var mu sync.Mutex
+	var dialogs map[string]tm.DialogState
+	endCall := func(c *tm.Context) {
+		mu.Lock()
+		ds := dialogs
+		dialogs = nil
+		mu.Unlock()
+		for side, d := range ds {
+			bye, err := d.Request(sip.BYE)
+			if err != nil {
+				codes <- side + " " + err.Error()
+				continue
+			}
+			c.Server().Originate(c.Loop(), bye, tm.SendOptions{}, func(resp *sip.Response, err error) {
+				if err != nil {
+					codes <- side + " " + err.Error()
+					return
+				}
+				codes <- fmt.Sprintf("%s %d", side, resp.StatusCode)
+			})
+		}
+	}
+	srv.SetRoutes(tm.Routes{
+		Request: func(c *tm.Context) {
+			if !c.InDialog() {
+				_ = c.Relay(fmt.Sprintf("sip:bob@127.0.0.1:%d", uasPort))
+				return
+			}
+			_ = c.Relay()
+			if c.Req.Method == sip.ACK {
+				endCall(c) // once the callee has its ACK, the proxy ends the call
+			}
+		},
+		Reply: func(c *tm.Context) {
+			if c.Resp.StatusCode != 200 || c.Req.Method != sip.INVITE {
+				return
+			}
+			callee, caller, err := c.Server().CallDialogs(c.Req, c.Resp)
+			if err != nil {
+				codes <- err.Error()
+				return
+			}
+			mu.Lock()
+			dialogs = map[string]tm.DialogState{"callee": callee, "caller": caller}
+			mu.Unlock()
+		},
+	})
+	require.NoError(t, srv.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+
+	res := sipp.Run(t, sipp.Config{Scenario: scenarioFile("uac_bye_wait.xml"), Remote: srv.Addrs()[0].String(),
+		Service: "bob", Calls: 1, Timeout: 30 * time.Second})
+	require.Equal(t, 1, res.Successful, "UAC: %s", res)
+	r := uas.Wait(10 * time.Second)
+	require.Equal(t, 1, r.Successful, "UAS: %s", r)
+	var got []string
+	for len(got) < 2 {
+		select {
+		case c := <-codes:
+			got = append(got, c)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("BYE outcomes: %v, want two", got)
+		}
+	}
+	assert.ElementsMatch(t, []string{"callee 200", "caller 200"}, got)
 }
