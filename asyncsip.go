@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -173,6 +175,12 @@ func (s *Server) Reply(fn func(c *tm.Context)) { s.setRoute(func(r *tm.Routes) {
 
 // Failure sets the failure route (after every branch failed).
 func (s *Server) Failure(fn func(c *tm.Context)) { s.setRoute(func(r *tm.Routes) { r.Failure = fn }) }
+
+// Screen sets the screen that runs first for every request and may only
+// drop it silently (see tm.Routes.Screen): scanners, banned sources.
+func (s *Server) Screen(fn func(req *sip.Request, src netip.AddrPort) (drop bool)) {
+	s.setRoute(func(r *tm.Routes) { r.Screen = fn })
+}
 
 // Branch sets the branch route (per outgoing branch).
 func (s *Server) Branch(fn func(c *tm.Context, b *tm.Branch)) {

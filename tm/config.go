@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/reactor"
 )
@@ -146,6 +148,20 @@ type Security struct {
 // Routes are the user's routing functions. Every one runs on the owner loop
 // of its transaction; a route never runs twice at once for a transaction.
 type Routes struct {
+	// Screen, when set, runs first for every request that is not a
+	// retransmission of a transaction in progress or just completed (those
+	// are absorbed as usual), before tm sends anything for it: before the
+	// 403 to an unsigned in-dialog request, the 503 over a cap, the 481 to
+	// a stray CANCEL, 100 Trying and the request route. Returning true
+	// drops the request without any answer (counted as DropScreened); a
+	// screened request leaves no transaction, so its retransmissions meet
+	// the screen again. It gets the request and its source address only:
+	// it cannot reply, and it runs on whichever loop handles the request
+	// (also for a request that failed validation, before its 400), so it
+	// must be cheap, must not block, and must be safe for concurrent use.
+	// A screen that panics drops the request (counted in Panics too). The
+	// place for scanners, banned and over-rate sources.
+	Screen func(req *sip.Request, src netip.AddrPort) (drop bool)
 	// Request runs for every new request (including ACK for 2xx and other
 	// in-dialog requests; CANCELs that match a transaction are handled by
 	// tm). It must reply, relay, forward, drop or suspend.

@@ -11,10 +11,11 @@
 //
 // # Routes
 //
-// Routes holds the user's functions: Request for each new request, Reply
-// for each branch response, Failure when every branch failed, Branch before
-// each branch is sent, End once per transaction. A route gets a *Context
-// and ends the request in one of these ways:
+// Routes holds the user's functions: Screen first for each new request,
+// Request for each new request it lets through, Reply for each branch
+// response, Failure when every branch failed, Branch before each branch is
+// sent, End once per transaction. A route gets a *Context and ends the
+// request in one of these ways:
 //
 //	srv := tm.NewServer(group.Loops(), tm.Config{}, tm.Routes{
 //		Request: func(c *tm.Context) {
@@ -35,6 +36,19 @@
 // Config.AbandonCode. When Relay fails nothing was sent: the route decides,
 // else the failure is answered with the fitting code (403, 404, 481, 482,
 // 503…).
+//
+// # Screening
+//
+// Routes.Screen sees each new request with its source address before tm
+// sends anything for it — before the 403 to an unsigned in-dialog request,
+// a 503 over a cap, a 481 to a stray CANCEL, 100 Trying — and can only drop
+// it, silently (counted as DropScreened). It is the place for sources that
+// must learn nothing, not even from tm's own answers: scanners, banned or
+// over-rate sources. It costs one call and no allocation per request:
+//
+//	Screen: func(req *sip.Request, src netip.AddrPort) bool {
+//		return banned(src.Addr()) || ratelimit.IsScanner(req)
+//	},
 //
 // # Suspension
 //
@@ -81,7 +95,8 @@
 // before any route runs (Context.InDialog reports the ones that do); a Route
 // chosen by the sender of an initial request is refused unless the route
 // calls Context.FollowRoute; 100 Trying goes out only when the route relays
-// or suspends, so Drop leaves a scanner with nothing; and the memory of
+// or suspends, so Drop leaves a scanner with nothing, and Routes.Screen
+// drops a source before tm answers anything; and the memory of
 // transactions and of the tombstones that absorb retransmissions is bounded
 // across loops by Config.MaxTransactionBytes (over it, 503 without a
 // transaction).

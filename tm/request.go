@@ -1,7 +1,9 @@
 package tm
 
 import (
+	"fmt"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"strings"
 
@@ -24,6 +26,9 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 			s.stats.retransAbsorbed.Add(1)
 			return
 		}
+		if s.screened(req, src) {
+			return
+		}
 		s.runStateless(ls, req, src, tp) // ACK for 2xx: end to end
 		return
 	case sip.CANCEL:
@@ -36,6 +41,9 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		return
 	}
 	if s.absorbTomb(ls, key) {
+		return
+	}
+	if s.screened(req, src) {
 		return
 	}
 	if s.overCap(ls) {
@@ -82,6 +90,31 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		return
 	}
 	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+}
+
+// screened reports whether Routes.Screen drops req, and counts the drop.
+// It runs before anything is sent for a request that no transaction or
+// tombstone absorbed; nothing is allocated when there is no screen or it
+// lets the request pass. A screen that panics drops the request (counted
+// as a panic and as screened): it was there to keep something out.
+func (s *Server) screened(req *sip.Request, src netip.AddrPort) (drop bool) {
+	f := s.routes.Load().Screen
+	if f == nil {
+		return false
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.stats.panics.Add(1)
+			buf := make([]byte, 4096)
+			buf = buf[:runtime.Stack(buf, false)]
+			s.log.Error("tm: panic in screen", "panic", fmt.Sprint(r), "source", src, "stack", string(buf))
+			drop = true
+		}
+		if drop {
+			s.stats.drops[dropScreened].Add(1)
+		}
+	}()
+	return f(req, src)
 }
 
 // refuseUnsigned reports whether c is an in-dialog request that does not
@@ -139,6 +172,9 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 		return
 	}
 	if s.absorbTomb(ls, ckey) {
+		return
+	}
+	if s.screened(req, src) {
 		return
 	}
 	inv := ls.stx[serverKey(req, sip.INVITE)]

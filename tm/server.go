@@ -220,9 +220,15 @@ func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, t
 		return
 	}
 	if err := Validate(msg, s.lim); err != nil {
-		// Counted once as an invalid drop, answered 400 when answerable.
+		// Counted once as an invalid drop, answered 400 when answerable
+		// (unless the screen drops it, counted as screened instead).
+		req, ok := msg.(*sip.Request)
+		ok = ok && canAnswer(req)
+		if ok && s.screened(req, from) {
+			return
+		}
 		s.dropped("invalid", from, err)
-		if req, ok := msg.(*sip.Request); ok && canAnswer(req) {
+		if ok {
 			code, reason := statusFor(err)
 			s.replyRaw(ls, data, string(req.Method), from, tp, code, reason)
 		}

@@ -31,8 +31,9 @@ type StatsSnapshot struct {
 	// is not the one the request came with (or whose branch fails its
 	// MAC). DropUnsigned: in-dialog requests without our signed
 	// Record-Route (refused 403, an ACK dropped). DropRouteSet: initial
-	// requests refused for a Route chosen by their sender.
-	DropSource, DropVia, DropUnsigned, DropRouteSet uint64
+	// requests refused for a Route chosen by their sender. DropScreened:
+	// requests Routes.Screen dropped.
+	DropSource, DropVia, DropUnsigned, DropRouteSet, DropScreened uint64
 	// Tombstones is the number of completed transactions kept only to
 	// absorb retransmissions; TransactionBytes the memory accounted to
 	// transactions and tombstones against Config.MaxTransactionBytes.
@@ -79,12 +80,13 @@ const (
 	dropVia
 	dropUnsigned
 	dropRouteSet
+	dropScreened
 	numDropReasons
 )
 
 // dropNames are the reasons callers pass to countDrop.
 var dropNames = [numDropReasons]string{"other", "parse", "size", "headers", "invalid", "closed",
-	"stray", "route", "queue", "amplification", "unanswerable", "source", "via", "unsigned", "routeset"}
+	"stray", "route", "queue", "amplification", "unanswerable", "source", "via", "unsigned", "routeset", "screened"}
 
 // countDrop counts a dropped message by reason; an unknown reason counts as
 // "other". Drops are rare, so a scan of the names is cheap enough.
@@ -107,6 +109,7 @@ func (s *Stats) snapshot() StatsSnapshot {
 		DropAmplification: s.drops[dropAmplify].Load(), DropUnanswerable: s.drops[dropUnanswerable].Load(),
 		DropSource: s.drops[dropSource].Load(), DropVia: s.drops[dropVia].Load(),
 		DropUnsigned: s.drops[dropUnsigned].Load(), DropRouteSet: s.drops[dropRouteSet].Load(),
+		DropScreened:    s.drops[dropScreened].Load(),
 		Tombstones:      s.tombstones.Load(),
 		ServerTxCreated: s.stxCreated.Load(), ServerTxDone: s.stxDone.Load(),
 		ClientTxCreated: s.ctxCreated.Load(), ClientTxDone: s.ctxDone.Load(),

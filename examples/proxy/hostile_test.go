@@ -172,8 +172,10 @@ func TestHostileRow3SpoofedIdentity(t *testing.T) {
 }
 
 // Row 13: scanners (friendly-scanner, sipvicious, sipcli, VaxSIPUserAgent,
-// …) get nothing at all — no 100 Trying, no 407, no 401 — whatever they
-// send, and each is logged once; the proxy answers everyone else.
+// …) get nothing at all — no 100 Trying, no 407, no 401, not even tm's 403
+// to a tagged request without our signed Record-Route (the proxy's screen
+// runs before tm answers) — whatever they send, and each is logged once;
+// the proxy answers everyone else.
 func TestHostileRow13ScannerGetsNothing(t *testing.T) {
 	t.Parallel()
 	lp := startLive(t, nil)
@@ -192,6 +194,14 @@ func TestHostileRow13ScannerGetsNothing(t *testing.T) {
 			sent++
 		}
 	}
+	// Tagged requests, which tm would refuse 403 before any route runs.
+	tagged := []string{"BYE", "INVITE", "OPTIONS"}
+	for _, method := range tagged {
+		sc.send(msg{method: method, ruri: "sip:x@" + victimIP, local: sc.addr(), from: "100", toTag: "stolen",
+			callID: "scan-tagged-" + method, contacts: []string{sc.contact()},
+			headers: []string{"User-Agent: friendly-scanner"}}.String(), lp.udp)
+		sent++
+	}
 	assert.Empty(t, sc.silence(lp), "the scanner got an answer")
 	assert.Len(t, lp.grep("msg=security", "event=scanner", "source=127.0.0.1:"), sent)
 	assert.Empty(t, lp.grep("msg=transaction", "source="+sc.hostport()), "one line per scanner request, not two")
@@ -201,6 +211,12 @@ func TestHostileRow13ScannerGetsNothing(t *testing.T) {
 	phone.send(msg{method: "INVITE", ruri: lp.uri("bob"), local: phone.addr(), from: "alice", callID: "phone-1",
 		contacts: []string{phone.contact()}, headers: []string{"User-Agent: Linphone/5.2"}}.String(), lp.udp)
 	assert.Equal(t, 407, phone.final("phone-1").StatusCode)
+	for _, method := range tagged {
+		phone.send(msg{method: method, ruri: "sip:x@" + victimIP, local: phone.addr(), from: "alice", toTag: "stolen",
+			callID: "phone-tagged-" + method, contacts: []string{phone.contact()},
+			headers: []string{"User-Agent: Linphone/5.2"}}.String(), lp.udp)
+		assert.Equal(t, 403, phone.final("phone-tagged-"+method).StatusCode, "tagged %s from a phone", method)
+	}
 }
 
 // Row 4: a trusted peer sends 400 INVITEs in a burst while the REST hook is
@@ -410,6 +426,12 @@ func TestHostileRow7BruteForce(t *testing.T) {
 		callID: "brute-fresh", contacts: []string{atk.contact()}}.String(), lp.udp)
 	atk.send(msg{method: "INVITE", ruri: lp.uri("bob"), local: atk.addr(), from: "alice", callID: "brute-call",
 		contacts: []string{atk.contact()}}.String(), lp.udp)
+	// Nor to tagged requests, which tm would refuse 403 before any route:
+	// the proxy's screen runs first.
+	for _, method := range []string{"BYE", "INVITE"} {
+		atk.send(msg{method: method, ruri: "sip:x@" + victimIP, local: atk.addr(), from: "alice", toTag: "stolen",
+			callID: "brute-tagged-" + method, contacts: []string{atk.contact()}}.String(), lp.udp)
+	}
 	assert.Empty(t, atk.silence(lp), "a banned source gets nothing, even with the right password")
 	assert.Empty(t, lp.grep("event=rate_ban"), "the auth ban did that, not the rate limit")
 

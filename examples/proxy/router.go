@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -41,15 +42,66 @@ type Decision struct {
 
 // Routes returns the proxy's routes.
 func (p *Proxy) Routes() tm.Routes {
-	return tm.Routes{Request: p.request, Failure: p.failure, End: p.logEnd}
+	return tm.Routes{Screen: p.screen, Request: p.request, Failure: p.failure, End: p.logEnd}
 }
 
-// request is the request route. In order: in-dialog requests along our
-// signed Record-Route go on (tm refused forged ones with 403 before this
-// route ran); an untrusted source over its request rate, with a scanner's
-// User-Agent or banned for failed passwords gets nothing; REGISTER is
-// authenticated by the registrar; anything else from an untrusted source
-// must authenticate (407) as the user in its From before it is routed.
+// screen runs for every new request before tm answers anything
+// (tm.Routes.Screen): an untrusted source over its request rate, with a
+// scanner's User-Agent or banned for failed passwords gets nothing at all —
+// no 100 Trying, no challenge, not even tm's 403 to a tagged request
+// without our signed Record-Route. Only initial requests count against the
+// rate (calls in progress are not throttled), but while a source is banned
+// all its requests are dropped.
+func (p *Proxy) screen(req *sip.Request, src netip.AddrPort) (drop bool) {
+	if p.trust.has(src) {
+		return false
+	}
+	ip := src.Addr()
+	if p.rl != nil {
+		if initial(req) {
+			if !p.rl.Allow(ip) {
+				return true // the ban was logged once when it started (rateLog)
+			}
+		} else if p.rl.Banned(ip) {
+			return true
+		}
+	}
+	if ua, ok := userAgent(req); ok && ratelimit.IsScannerAgent(ua) {
+		p.securityReq(src, req, evScanner, req.From().Address.User, "scanner User-Agent "+strconv.Quote(logSafe(ua)))
+		return true // a scanner learns nothing
+	}
+	// Banned for failed passwords: silence until the ban ends.
+	return p.ch.Failures != nil && p.ch.Failures.Banned("", ip).Active()
+}
+
+// userAgent returns req's User-Agent. It compares header names itself:
+// sip.Request.GetHeader lower-cases every name it meets, an allocation per
+// header on the screen's path.
+func userAgent(req *sip.Request) (string, bool) {
+	for _, h := range req.Headers() {
+		if strings.EqualFold(h.Name(), "User-Agent") {
+			return h.Value(), true
+		}
+	}
+	return "", false
+}
+
+// initial reports whether req is counted by the rate limit: a request that
+// starts something (no To tag), not a CANCEL or ACK of one.
+func initial(req *sip.Request) bool {
+	if req.Method == sip.ACK || req.Method == sip.CANCEL {
+		return false
+	}
+	_, tagged := req.To().Params.Get("tag")
+	return !tagged
+}
+
+// request is the request route; the screen has already dropped what an
+// untrusted source must get no answer for. In order: in-dialog requests
+// along our signed Record-Route go on (tm refused forged ones with 403
+// before this route ran); REGISTER is authenticated by the registrar;
+// anything else from an untrusted source must authenticate (407) as the
+// user in its From before it is routed.
 func (p *Proxy) request(c *tm.Context) {
 	req := c.Req
 	if c.InDialog() {
@@ -59,27 +111,7 @@ func (p *Proxy) request(c *tm.Context) {
 		_ = c.Relay()
 		return
 	}
-	src := c.Source()
-	trusted := p.trust.has(src)
-	if !trusted {
-		if p.rl != nil && !p.rl.Allow(src.Addr()) {
-			quietDrop(c) // the ban was logged once when it started (rateLog)
-			return
-		}
-		if ratelimit.IsScanner(req) {
-			ua := ""
-			if h := req.GetHeader("User-Agent"); h != nil {
-				ua = h.Value()
-			}
-			p.security(c, evScanner, req.From().Address.User, "scanner User-Agent "+strconv.Quote(logSafe(ua)))
-			quietDrop(c) // no 100, no answer: a scanner learns nothing
-			return
-		}
-		if p.ch.Failures != nil && p.ch.Failures.Banned("", src.Addr()).Active() {
-			quietDrop(c) // banned for failed passwords: silence until the ban ends
-			return
-		}
-	}
+	trusted := p.trust.has(c.Source())
 	switch req.Method {
 	case sip.REGISTER:
 		p.register(c)

@@ -140,19 +140,26 @@ const (
 
 // security writes one warn line for a security event about c's request.
 func (p *Proxy) security(c *tm.Context, event, user, reason string) {
+	p.securityReq(c.Source(), c.Req, event, user, reason)
+}
+
+// securityReq is security for a request from src that has no Context (the
+// screen).
+func (p *Proxy) securityReq(src netip.AddrPort, req *sip.Request, event, user, reason string) {
 	p.logger().LogAttrs(context.Background(), slog.LevelWarn, "security",
 		slog.String("event", event),
-		slog.String("source", c.Source().String()),
+		slog.String("source", src.String()),
 		slog.String("user", logSafe(user)),
 		slog.String("reason", reason),
-		slog.String("method", logSafe(string(c.Req.Method))),
-		slog.String("call_id", logSafe(string(*c.Req.CallID()))),
+		slog.String("method", logSafe(string(req.Method))),
+		slog.String("call_id", logSafe(string(*req.CallID()))),
 	)
 }
 
-// quietKey marks a request dropped for a security reason: its transaction
-// gets no log line (logEnd), so that a flood does not flood the log — the
-// event itself is logged once (a ban) or by its own line (a scanner).
+// quietKey marks a request dropped for a security reason after the screen
+// let it through (a user banned for failed passwords): its transaction gets
+// no log line (logEnd), so that a flood does not flood the log — the ban is
+// logged once. (What the screen drops has no transaction, hence no line.)
 const quietKey = "log.quiet"
 
 // quietDrop drops c's request without an answer and without a

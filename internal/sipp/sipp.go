@@ -301,7 +301,11 @@ func (p *Process) holdsPort() bool {
 		network = "tcp"
 	}
 	if held, ok := testenv.ProcessHoldsPort(p.cmd.Process.Pid, network, p.port); ok {
-		return held
+		// Right after the fork, until execve closes them, the child has
+		// copies of this process's descriptors: a socket this process
+		// holds is not SIPp's.
+		mine, _ := testenv.ProcessHoldsPort(os.Getpid(), network, p.port)
+		return held && !mine
 	}
 	return network == "udp" && testenv.UDPPortBound(p.port)
 }

@@ -30,8 +30,8 @@ func UDPPortBound(port int) bool {
 
 // ProcessHoldsPort reports whether process pid holds a socket bound to
 // port on 127.0.0.1 (or on every address): a UDP socket for network
-// "udp", a listening TCP socket for "tcp". ok is false when /proc cannot
-// tell (not Linux, or the process is gone).
+// "udp", a listening TCP socket for "tcp". A process that is gone (or a
+// zombie) holds nothing. ok is false when /proc cannot tell (not Linux).
 func ProcessHoldsPort(pid int, network string, port int) (held, ok bool) {
 	var inodes map[string]bool
 	switch network {
@@ -46,7 +46,7 @@ func ProcessHoldsPort(pid int, network string, port int) (held, ok bool) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(dir)
 	if err != nil {
-		return false, false
+		return false, true
 	}
 	for _, fd := range fds {
 		link, err := os.Readlink(dir + "/" + fd.Name())

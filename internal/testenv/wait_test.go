@@ -52,6 +52,9 @@ func TestProcessHoldsPort(t *testing.T) {
 	assert.False(t, held, "UDP only")
 	held, _ = ProcessHoldsPort(os.Getpid(), "udp", FreeUDPPort(t))
 	assert.False(t, held)
+	held, ok = ProcessHoldsPort(1<<22+7, "udp", port) // no such process
+	assert.True(t, ok)
+	assert.False(t, held, "a process that is gone holds nothing")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -5,6 +5,10 @@
 // continues on the same loop with what the command printed.
 //
 //	srv.Request(func(c *tm.Context) {
+//		if c.InDialog() { // ACK, BYE, re-INVITE of a call we record-routed: no script
+//			c.Relay() // follows the call's signed Route
+//			return
+//		}
 //		cmd := exec.Command("/etc/asyncsip/route.sh", c.Req.Recipient.User)
 //		cmd.Timeout = time.Second // SIGTERM to its process group, SIGKILL after Grace
 //		async.Await(c, cmd, func(r exec.Result, err error) {

@@ -69,7 +69,9 @@ func TestGraceThenSIGKILL(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, 1, mk())
 			cmd := e.sh(`trap '' TERM; sleep 100 & echo ready; sleep 100`)
-			cmd.Timeout = 100 * time.Millisecond
+			// Long enough for the shell to set its trap first: SIGTERM at
+			// 100 ms came before it under a loaded -race run (signal 15).
+			cmd.Timeout = time.Second
 			cmd.Grace = 200 * time.Millisecond
 			res, err := e.run(t, cmd)
 			require.ErrorIs(t, err, exec.ErrTimeout)

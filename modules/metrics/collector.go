@@ -27,7 +27,7 @@ var (
 	dHandoffs   = desc("sip_handoffs_total", "Messages received on one loop and handed to the owner loop of their Call-ID.")
 	dDrops      = desc("sip_dropped_total",
 		"Received messages dropped, by reason: parse, size, headers, invalid, closed, other; stray, route, queue, "+
-			"amplification, unanswerable; source, via, unsigned, routeset (see tm.StatsSnapshot).", "reason")
+			"amplification, unanswerable; source, via, unsigned, routeset, screened (see tm.StatsSnapshot).", "reason")
 	dTombstones = desc("transaction_tombstones",
 		"Completed transactions kept only to absorb retransmissions (a final response and the keys to match).")
 	dTxBytes = desc("transaction_bytes",
@@ -139,6 +139,7 @@ func (c *serverCollector) collectSIP(ch chan<- prometheus.Metric) {
 		"stray": st.DropStray, "route": st.DropRoute, "queue": st.DropQueue,
 		"amplification": st.DropAmplification, "unanswerable": st.DropUnanswerable,
 		"source": st.DropSource, "via": st.DropVia, "unsigned": st.DropUnsigned, "routeset": st.DropRouteSet,
+		"screened": st.DropScreened,
 	} {
 		counter(ch, dDrops, n, reason)
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -146,7 +147,9 @@ func scrape(t *testing.T, url string) series {
 }
 
 func TestScrapeServerMetrics(t *testing.T) {
-	r := newRig(t, tm.Routes{Request: func(c *tm.Context) {
+	r := newRig(t, tm.Routes{Screen: func(req *sip.Request, _ netip.AddrPort) bool {
+		return string(*req.CallID()) == "screened"
+	}, Request: func(c *tm.Context) {
 		if string(*c.Req.CallID()) == "held" { // stays suspended until the end of the test
 			async.Await(c, async.Sleep(time.Hour), func(struct{}, error) { _ = c.Reply(200, "") },
 				async.Name("util.hold"))
@@ -159,12 +162,14 @@ func TestScrapeServerMetrics(t *testing.T) {
 		r.receive(t, options(fmt.Sprint("m-", i)))
 	}
 	r.receive(t, "NOT SIP AT ALL\r\n\r\n")
+	r.receive(t, options("screened"))
 	var m series
-	waitFor(t, "five 200s", func() bool {
+	waitFor(t, "five 200s and a screened request", func() bool {
 		m = scrape(t, r.url)
-		return m.get(`asyncsip_sip_responses_total{direction="out",class="2xx"}`) == 5
+		return m.get(`asyncsip_sip_responses_total{direction="out",class="2xx"}`) == 5 &&
+			m.get(`asyncsip_sip_dropped_total{reason="screened"}`) == 1
 	})
-	assert.Equal(t, 5.0, m.get(`asyncsip_sip_requests_total{direction="in",method="OPTIONS"}`))
+	assert.Equal(t, 6.0, m.get(`asyncsip_sip_requests_total{direction="in",method="OPTIONS"}`))
 	assert.Equal(t, 1.0, m.get(`asyncsip_sip_requests_total{direction="in",method="other"}`))
 	assert.Equal(t, 1.0, m.get(`asyncsip_sip_dropped_total{reason="parse"}`))
 	assert.Equal(t, 5.0, m.get(`asyncsip_transactions_created_total{side="server"}`))
