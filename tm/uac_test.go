@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/reactor"
 )
 
 // outcome is what an originated request's report received.
@@ -406,4 +407,36 @@ func TestOriginateObservedAndBoundedByTimerF(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.ErrorIs(t, got[0], ErrOriginatedTimeout, "Timer F, not the launch's own bound")
 	assert.Equal(t, []string{"tm.send " + ErrOriginatedTimeout.Error()}, obs.finished)
+}
+
+// A lookup that does not complete is bounded by the send's timeout, and
+// cancelled by it; one that completes later sends then.
+func TestOriginatedLookupPending(t *testing.T) {
+	var cancelled int
+	var pending []func(NextHop, error)
+	lookup := func(uri string) async.Op[NextHop] {
+		return async.OpFunc[NextHop](func(_ *reactor.Loop, done func(NextHop, error)) func() {
+			pending = append(pending, done)
+			return func() { cancelled++ }
+		})
+	}
+	r := newRig(t, Config{Lookup: lookup}, Routes{})
+	mk := func() *sip.Request {
+		req, err := r.s.NewRequest(OutOfDialog{Method: sip.OPTIONS, Target: "sip:gw.example.com"})
+		require.NoError(t, err)
+		return req
+	}
+	stuck := r.originate(0, mk(), SendOptions{Timeout: 3 * time.Second})
+	late := r.originate(0, mk(), SendOptions{Timeout: 3 * time.Second})
+	r.expect()
+	require.Len(t, pending, 2)
+	pending[1](NextHop{Addr: uasAddr}, nil)
+	r.run()
+	r.expect("127.0.0.1:5062 OPTIONS")
+	r.advance(3 * time.Second)
+	r.take()
+	assert.ErrorIs(t, stuck.err, ErrOriginatedTimeout)
+	assert.ErrorIs(t, late.err, ErrOriginatedTimeout)
+	assert.Equal(t, 1, cancelled, "the stuck lookup was cancelled")
+	assert.EqualValues(t, 0, r.s.Stats().Originated.InFlight)
 }

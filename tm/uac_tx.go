@@ -16,8 +16,8 @@ import (
 // transaction on the Call-ID's owner loop, the result posted back to the
 // caller's loop, the bound, and the end that releases its slot.
 
-// originated is one originated request. The fields above the line are set
-// before start and read-only after; caller-side fields are touched on the
+// originated is one originated request. The first fields are set before
+// start and read-only after; caller-side fields are touched on the
 // caller's loop only, owner-side ones on the owner loop only.
 type originated struct {
 	s      *Server
