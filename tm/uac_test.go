@@ -440,3 +440,27 @@ func TestOriginatedLookupPending(t *testing.T) {
 	assert.Equal(t, 1, cancelled, "the stuck lookup was cancelled")
 	assert.EqualValues(t, 0, r.s.Stats().Originated.InFlight)
 }
+
+// The caller gives up on another loop than the transaction's: the
+// transaction ends on its owner loop.
+func TestOriginatedCancelAcrossLoops(t *testing.T) {
+	r := newRigN(t, 2, Config{}, Routes{})
+	req := r.options()
+	owner := r.s.owner(req.CallID().Value()).loop.ID()
+	caller := 1 - owner
+	var err error
+	async.Launch(r.g.Loop(caller), r.s.Send(req, SendOptions{}), func(_ *sip.Response, e error) { err = e },
+		async.Timeout(time.Second))
+	r.run()
+	r.expect("127.0.0.1:5062 OPTIONS")
+	r.g.Loop(caller).Advance(time.Second)
+	r.run()
+	r.take() // the loops share the clock: Timer E may have fired on the owner meanwhile
+	assert.ErrorIs(t, err, async.ErrTimeout)
+	assert.Empty(t, r.s.loops[owner].ctx, "the transaction ended on its owner loop")
+	r.g.Loop(owner).Advance(time.Minute)
+	r.run()
+	r.expect() // and retransmits nothing
+	assert.EqualValues(t, 1, r.s.Stats().Originated.Cancelled)
+	assert.EqualValues(t, 0, r.s.Stats().Originated.InFlight)
+}
