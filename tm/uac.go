@@ -131,6 +131,9 @@ func (u *uacState) snapshot() OriginatedStats {
 // timeout (async.DefaultTimeout, 10 s, unless async.Timeout says otherwise)
 // cancels the op, which ends the transaction: give the await at least
 // SendOptions.Timeout (Timer F, 32 s, by default) to see ErrOriginatedTimeout.
+// A route's suspension is also bounded by Timers.SuspendBound (32 s by
+// default), so a route that awaits a send gives it a shorter
+// SendOptions.Timeout (a few seconds) and the await a little more.
 func (s *Server) Send(req *sip.Request, opts SendOptions) async.Op[*sip.Response] {
 	return &sendOp{s: s, req: req, opts: opts}
 }
