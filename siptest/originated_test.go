@@ -88,13 +88,13 @@ func TestOriginatedFromRoute(t *testing.T) {
 			_ = c.Reply(500, "")
 			return
 		}
-		async.Await(c, c.Server().Send(req, tm.SendOptions{}), func(resp *sip.Response, err error) {
+		async.Await(c, c.Server().Send(req, tm.SendOptions{Timeout: 5 * time.Second}), func(resp *sip.Response, err error) {
 			if err != nil || resp.StatusCode >= 300 {
 				_ = c.Reply(503, "Presence unavailable")
 				return
 			}
 			_ = c.Relay("sip:bob@10.0.0.2")
-		}, async.Timeout(40*time.Second))
+		}, async.Timeout(6*time.Second))
 	}
 	h := siptest.NewHarness(t, route)
 	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
@@ -108,6 +108,12 @@ func TestOriginatedFromRoute(t *testing.T) {
 	res = h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
 	h.Originated()[1].Respond(481)
 	siptest.AssertReplied(t, res, 503)
+
+	// Unanswered: the send's own timeout ends the NOTIFY, the route answers.
+	res = h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	h.Clock.Advance(5 * time.Second)
+	siptest.AssertReplied(t, res, 503)
+	assert.Equal(t, 3, h.Originated()[2].Retransmissions(), "Timer E at 0.5, 1.5 and 3.5 s")
 }
 
 // The proxy ends a call it record-routed: a BYE to each side, built from
