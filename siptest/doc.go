@@ -53,6 +53,17 @@
 //	bye := h.Send(h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060")))
 //	siptest.AssertRelayedTo(t, bye, "sip:bob@10.0.0.2:5060")
 //
+// # Originated requests
+//
+// Requests the proxy sends on its own (tm.Server.Send: a probe from a timer
+// job, a BYE, a NOTIFY awaited by a route) go out as in production and are
+// listed by Harness.Originated; the test answers them as the next hop:
+//
+//	h.Run(func(l *reactor.Loop) { async.Launch(l, h.Server.Send(req, tm.SendOptions{}), report) })
+//	h.Originated()[0].Respond(200)
+//
+// Timer jobs run on Harness.Group as the clock advances.
+//
 // # Replies
 //
 // AssertReplies and Result.Replies and Codes see the distinct responses

@@ -37,6 +37,7 @@ type Harness struct {
 
 	t        testing.TB
 	loop     *reactor.Loop
+	group    *reactor.Group
 	tp4, tp6 *transport
 	uac      netip.AddrPort
 	routeKey []byte // tm's Security.RouteKey, for InDialog
@@ -47,6 +48,9 @@ type Harness struct {
 	awaits   []*Await
 	wire     []Sent  // everything sent, in order
 	stray    []event // sent messages no Result owns
+
+	originated   []*Originated          // requests the proxy sent on its own (originated.go)
+	originatedBy map[string]*Originated // by top Via branch + method
 
 	fakes       []Fake
 	passThrough []string
@@ -84,8 +88,9 @@ func WithFakes(f ...Fake) HarnessOption {
 // synchronous ops). A name matches an await whose async.Name is it, whose
 // description starts with it ("db.query"), or whose description's detail
 // is it ("lcr" for async.Blocking(fn, async.Name("lcr")), described as
-// "async.blocking: lcr"). "async.sleep" and "async.done" always pass
-// through.
+// "async.blocking: lcr"). "async.sleep", "async.done" and "tm.send" (a
+// request the proxy originates, answered through Harness.Originated)
+// always pass through.
 func WithPassThrough(ops ...string) HarnessOption {
 	return func(c *harnessConfig) { c.passThrough = append(c.passThrough, ops...) }
 }
@@ -144,9 +149,9 @@ func NewHarness[R Routing](t testing.TB, routes R, opts ...HarnessOption) *Harne
 	fc := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
 	g := reactor.NewManualGroup(1, fc)
 	h := &Harness{
-		t: t, loop: g.Loop(0), uac: uac,
+		t: t, loop: g.Loop(0), group: g, uac: uac, originatedBy: map[string]*Originated{},
 		results: map[string]*Result{}, byCtx: map[*tm.Context]*Result{}, outgoing: map[string]*Relayed{},
-		fakes: cfg.fakes, passThrough: append([]string{"async.sleep", "async.done"}, cfg.passThrough...),
+		fakes: cfg.fakes, passThrough: append([]string{"async.sleep", "async.done", "tm.send"}, cfg.passThrough...),
 		realOps: cfg.realOps, realWait: cfg.realWait, unreachable: map[netip.AddrPort]bool{},
 	}
 	h.Clock = &Clock{h: h, fc: fc}

@@ -211,8 +211,20 @@ func (x *Relayed) Responses() []*sip.Response { return x.responses }
 // WithToTag, WithContact). It returns the transaction's Result.
 func (x *Relayed) Respond(code int, opts ...MessageOption) *Result {
 	x.h.t.Helper()
+	resp := x.h.response("Respond", x.Request, x.Addr, &x.toTag, code, opts)
+	x.responses = append(x.responses, resp)
+	x.res.add(event{dir: dirIn, msg: resp, addr: x.Addr})
+	x.h.receive([]byte(resp.String()), x.Addr)
+	return x.res
+}
+
+// response builds the answer of the next hop at addr to req, as a UAS
+// would send it (see Relayed.Respond); *toTag is the tag of the answering
+// side, chosen once and kept there. fn names the caller in failures.
+func (h *Harness) response(fn string, req *sip.Request, addr netip.AddrPort, toTag *string, code int, opts []MessageOption) *sip.Response {
+	h.t.Helper()
 	if code < 100 || code > 699 {
-		x.h.t.Fatalf("siptest: Respond(%d): not a status code", code)
+		h.t.Fatalf("siptest: %s(%d): not a status code", fn, code)
 	}
 	m := &message{}
 	for _, o := range opts {
@@ -224,30 +236,30 @@ func (x *Relayed) Respond(code int, opts ...MessageOption) *Result {
 	}
 	resp := sip.NewResponse(code, reason)
 	for _, name := range []string{"Via", "Record-Route"} {
-		for _, hd := range x.GetHeaders(name) {
+		for _, hd := range req.GetHeaders(name) {
 			resp.AppendHeader(sip.HeaderClone(hd))
 		}
 	}
-	resp.AppendHeader(sip.HeaderClone(x.From()))
-	to := sip.HeaderClone(x.To()).(*sip.ToHeader)
+	resp.AppendHeader(sip.HeaderClone(req.From()))
+	to := sip.HeaderClone(req.To()).(*sip.ToHeader)
 	if m.toTag != "" {
-		x.toTag = m.toTag
+		*toTag = m.toTag
 	}
 	if code > 100 && !to.Params.Has("tag") {
-		if x.toTag == "" {
-			x.toTag = randomTag()
+		if *toTag == "" {
+			*toTag = randomTag()
 		}
-		to.Params.Add("tag", x.toTag)
+		to.Params.Add("tag", *toTag)
 	}
 	resp.AppendHeader(to)
-	resp.AppendHeader(sip.HeaderClone(x.CallID()))
-	resp.AppendHeader(sip.HeaderClone(x.CSeq()))
-	if m.contact != "" || (x.Method == sip.INVITE && code > 100 && code < 300) {
-		resp.AppendHeader(sip.NewHeader("Contact", addrSpec(m.contact, "sip:"+x.Addr.String())))
+	resp.AppendHeader(sip.HeaderClone(req.CallID()))
+	resp.AppendHeader(sip.HeaderClone(req.CSeq()))
+	if m.contact != "" || (req.Method == sip.INVITE && code > 100 && code < 300) {
+		resp.AppendHeader(sip.NewHeader("Contact", addrSpec(m.contact, "sip:"+addr.String())))
 	}
 	for _, hd := range m.headers {
 		if strings.ContainsAny(hd[0]+hd[1], "\r\n") || strings.ContainsAny(hd[0], ": ") {
-			x.h.t.Fatalf("siptest: Respond: WithHeader(%q, %q): a header name or value with CR, LF, colon or space", hd[0], hd[1])
+			h.t.Fatalf("siptest: "+fn+": WithHeader(%q, %q): a header name or value with CR, LF, colon or space", hd[0], hd[1])
 		}
 		resp.AppendHeader(sip.NewHeader(hd[0], hd[1]))
 	}
@@ -256,10 +268,7 @@ func (x *Relayed) Respond(code int, opts ...MessageOption) *Result {
 	}
 	resp.SetBody([]byte(m.body))
 	removeHeaders(resp, m.without)
-	x.responses = append(x.responses, resp)
-	x.res.add(event{dir: dirIn, msg: resp, addr: x.Addr})
-	x.h.receive([]byte(resp.String()), x.Addr)
-	return x.res
+	return resp
 }
 
 // sent records a message the server handed to the transport.
@@ -335,6 +344,9 @@ func (h *Harness) sentRequest(req *sip.Request, e event) {
 			x.res.add(e)
 			return
 		}
+	}
+	if h.sentOriginated(req, e) {
+		return
 	}
 	var res *Result
 	if len(vias) > 1 {

@@ -85,6 +85,10 @@ type Config struct {
 	// 50000); beyond it Suspend fails with ErrOverloaded, so an Await
 	// resumes at once with that error (the route usually answers 503).
 	MaxSuspended int
+	// MaxOriginated bounds the requests the proxy originates (Server.Send)
+	// that are in flight at once, across loops (default
+	// DefaultMaxOriginated); beyond it Send fails with async.ErrOverloaded.
+	MaxOriginated int
 	// Resolver turns a next-hop host into an address synchronously. The
 	// default accepts IP literals and "localhost"; anything else goes to
 	// Lookup, or without one gives ErrNoRoute (503).

@@ -59,6 +59,31 @@
 // by Timers.SuspendBound; responses arriving meanwhile wait their turn, so a
 // route never runs twice at once for a transaction.
 //
+// # Originated requests
+//
+// The proxy sends requests of its own — OPTIONS probes, a BYE that ends a
+// call, NOTIFY, MESSAGE — with Server.Send, an async.Op that a route
+// awaits on its Context (c.Server().Send) and other code launches;
+// Server.Originate launches it from a timer job, bounded and observed:
+//
+//	req, _ := srv.NewRequest(tm.OutOfDialog{Method: sip.OPTIONS, Target: "sip:gw1@192.0.2.10"})
+//	srv.Originate(l, req, tm.SendOptions{}, func(resp *sip.Response, err error) {
+//		// on l: resp is the final response (any code), or err is
+//		// ErrOriginatedTimeout (no answer: Timer F), ErrOriginatedUnreachable…
+//	})
+//
+// The client transaction is a relayed branch's (Timer E over UDP, Timer F,
+// our Via with an unpredictable branch, responses only from where the
+// request went, next hop through Config.Resolver and Config.Lookup) and
+// runs on the loop that owns the Call-ID; the result comes back to the
+// loop the op was started on. Config.MaxOriginated caps those in flight
+// (async.ErrOverloaded beyond); StatsSnapshot.Originated counts them, and
+// Capture and Messages see them like every message. NewRequest builds
+// out-of-dialog requests (random Call-ID and From tag), DialogState.Request
+// in-dialog ones, and CallDialogs the dialog state of both sides of a call
+// the proxy record-routed (a BYE to each). Only non-INVITE methods are
+// originated: INVITE, ACK and CANCEL are refused with ErrNotOriginable.
+//
 // # Security defaults
 //
 // The zero Config is the secure one (see Security and docs/ARCHITECTURE.md,

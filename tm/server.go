@@ -58,6 +58,7 @@ type Server struct {
 	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
 	rrKey    []byte       // signs our Record-Route values (recordroute.go)
 	txBytes  atomic.Int64 // memory held by transactions and tombstones, all loops (tombstone.go)
+	uac      uacState     // originated requests (uac.go)
 }
 
 // loopState is everything one loop owns. No locks: only that loop touches it.
@@ -119,6 +120,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 	r := routes
 	s.routes.Store(&r)
 	s.obs.init(len(loops), cfg.Capture)
+	s.uac.init(len(loops))
 	for i, l := range loops {
 		if l.ID() != i {
 			panic(fmt.Sprintf("tm: loop %d has ID %d; loop IDs must be their indexes", i, l.ID()))
@@ -149,6 +151,7 @@ func (s *Server) Drain() { s.draining.Store(true) }
 func (s *Server) Stats() StatsSnapshot {
 	st := s.stats.snapshot()
 	st.TransactionBytes = s.txBytes.Load()
+	st.Originated = s.uac.snapshot()
 	return st
 }
 
@@ -436,6 +439,7 @@ func (s *Server) closeLoop(ls *loopState) {
 	for _, t := range ls.ctx {
 		t.terminate()
 	}
+	s.closeOriginated(ls)
 	s.clearTombs(ls)
 }
 

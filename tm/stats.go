@@ -59,6 +59,8 @@ type StatsSnapshot struct {
 	// Overload counts requests refused (503) or suspensions refused
 	// (ErrOverloaded) because a bound was reached.
 	Overload uint64
+	// Originated counts the requests the proxy sent on its own (uac.go).
+	Originated OriginatedStats
 }
 
 // Drop reasons, in the order of dropNames.
