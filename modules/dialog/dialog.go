@@ -411,6 +411,8 @@ func (t *Tracker) Routes(r tm.Routes) tm.Routes {
 	r.Reply = func(c *tm.Context) {
 		if cl := tracked(c); cl != nil {
 			cl.reply(c)
+		} else if c.InDialog() {
+			t.refresh(c)
 		}
 		if reply != nil {
 			reply(c)
@@ -436,23 +438,10 @@ func tracked(c *tm.Context) *call {
 // each side (for the requests the tracker sends itself) and BYE.
 func (t *Tracker) inDialog(c *tm.Context) {
 	req := c.Req
-	from, to, cid, cs := req.From(), req.To(), req.CallID(), req.CSeq()
-	if from == nil || to == nil || cid == nil || cs == nil {
+	cs := req.CSeq()
+	cl, fromCaller := t.match(req)
+	if cl == nil || cs == nil {
 		return
-	}
-	fromTag, _ := from.Params.Get("tag")
-	toTag, _ := to.Params.Get("tag")
-	fromCaller := true
-	cl := t.lookup(ID{CallID: string(*cid), CallerTag: fromTag})
-	if cl == nil {
-		fromCaller = false
-		cl = t.lookup(ID{CallID: string(*cid), CallerTag: toTag})
-	}
-	if cl == nil || cl.done || cl.rec.State != Confirmed {
-		return // not ours, or not (yet) a confirmed dialog: early-dialog requests end with the INVITE
-	}
-	if (fromCaller && toTag != cl.rec.CalleeTag) || (!fromCaller && fromTag != cl.rec.CalleeTag) {
-		return // another dialog of the call (a second 2xx of a fork)
 	}
 	if req.Method != sip.ACK && req.Method != sip.CANCEL {
 		side := &cl.rec.ToCaller // requests from the callee use its CSeq space
@@ -472,6 +461,60 @@ func (t *Tracker) inDialog(c *tm.Context) {
 		return
 	}
 	t.store.Put(cl.rec)
+}
+
+// refresh applies a target refresh (RFC 3261 §12.2.1.2, §12.2.2): the
+// 2xx to a re-INVITE or UPDATE of a confirmed call replaces the remote
+// target of each side with the Contact it sent, so that the tracker's
+// BYE and OPTIONS reach where the side now is.
+func (t *Tracker) refresh(c *tm.Context) {
+	req, resp := c.Req, c.Resp
+	if resp == nil || resp.StatusCode < 200 || resp.StatusCode >= 300 ||
+		(req.Method != sip.INVITE && req.Method != sip.UPDATE) {
+		return
+	}
+	cl, fromCaller := t.match(req)
+	if cl == nil {
+		return
+	}
+	reqSide, respSide := &cl.rec.ToCallee, &cl.rec.ToCaller // request from the callee
+	if fromCaller {
+		reqSide, respSide = &cl.rec.ToCaller, &cl.rec.ToCallee
+	}
+	changed := false
+	if ct := req.Contact(); ct != nil {
+		reqSide.RemoteTarget, changed = ct.Address.String(), true
+	}
+	if ct := resp.Contact(); ct != nil {
+		respSide.RemoteTarget, changed = ct.Address.String(), true
+	}
+	if changed {
+		t.store.Put(cl.rec)
+	}
+}
+
+// match finds the confirmed call of an in-dialog request and tells which
+// side sent it. It runs on the owner loop of the request's Call-ID.
+func (t *Tracker) match(req *sip.Request) (cl *call, fromCaller bool) {
+	from, to, cid := req.From(), req.To(), req.CallID()
+	if from == nil || to == nil || cid == nil {
+		return nil, false
+	}
+	fromTag, _ := from.Params.Get("tag")
+	toTag, _ := to.Params.Get("tag")
+	fromCaller = true
+	cl = t.lookup(ID{CallID: string(*cid), CallerTag: fromTag})
+	if cl == nil {
+		fromCaller = false
+		cl = t.lookup(ID{CallID: string(*cid), CallerTag: toTag})
+	}
+	if cl == nil || cl.done || cl.rec.State != Confirmed {
+		return nil, false // not ours, or not (yet) a confirmed dialog: early-dialog requests end with the INVITE
+	}
+	if (fromCaller && toTag != cl.rec.CalleeTag) || (!fromCaller && fromTag != cl.rec.CalleeTag) {
+		return nil, false // another dialog of the call (a second 2xx of a fork)
+	}
+	return cl, fromCaller
 }
 
 // call is the tracker's state of one call. Everything but the fields set

@@ -465,3 +465,29 @@ func TestRoutesHotSwapKeepsCalls(t *testing.T) {
 	assert.Equal(t, 0, r.tr.Active())
 	assert.Equal(t, 0, r.tr.Profile("trunk").Count("gw1"))
 }
+
+// A re-INVITE answered 2xx refreshes both remote targets: the tracker's
+// BYEs go where the sides now are.
+func TestReinviteRefreshesTargets(t *testing.T) {
+	r := newRig(t, dialog.Config{}, dialog.Options{MaxDuration: time.Minute})
+	inv, ok := r.call(t)
+	d := siptest.NewDialog(inv, ok)
+	reinv := d.Request("INVITE", siptest.WithContact("sip:alice@192.0.2.77:5070"))
+	res := r.h.Send(reinv)
+	res.Branch(0).Respond(200, siptest.WithContact("sip:bob@192.0.2.88:5080"))
+	siptest.AssertReplied(t, res, 200)
+	r.h.Send(d.Ack())
+	// A re-INVITE that fails changes nothing.
+	res = r.h.Send(d.Request("INVITE", siptest.WithContact("sip:alice@192.0.2.99:5070")))
+	res.Branch(0).Respond(488)
+
+	r.h.Clock.Advance(time.Minute)
+	var targets []string
+	for _, o := range r.h.Originated() {
+		targets = append(targets, o.Method.String()+" "+o.Recipient.String())
+		if o.Method == sip.BYE && o.Recipient.Host == "192.0.2.88" {
+			assert.Greater(t, o.CSeq().SeqNo, reinv.CSeq().SeqNo, "the caller's CSeq space is past the re-INVITE")
+		}
+	}
+	assert.ElementsMatch(t, []string{"BYE sip:bob@192.0.2.88:5080", "BYE sip:alice@192.0.2.77:5070"}, targets)
+}
