@@ -491,3 +491,23 @@ func TestReinviteRefreshesTargets(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"BYE sip:bob@192.0.2.88:5080", "BYE sip:alice@192.0.2.77:5070"}, targets)
 }
+
+// A call neither confirmed nor ended within SetupBound of its last
+// provisional answer is dropped, even while its transaction goes on.
+func TestSetupBoundDropsUnconfirmedCall(t *testing.T) {
+	r := newRig(t, dialog.Config{SetupBound: time.Minute}, trunk)
+	res := r.h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	res.Branch(0).Respond(180)
+	r.h.Clock.Advance(59 * time.Second)
+	res.Branch(0).Respond(180) // a provisional answer restarts the bound
+	r.h.Clock.Advance(59 * time.Second)
+	assert.Equal(t, 1, r.tr.Active())
+	r.h.Clock.Advance(time.Second)
+	assert.Equal(t, 0, r.tr.Active())
+	assert.Equal(t, 0, r.tr.Profile("trunk").Count("gw1"))
+	assert.Equal(t, []string{"created", "terminated:not-confirmed"}, r.ev.kinds())
+	// The transaction's end later changes nothing.
+	res.Branch(0).Respond(486)
+	assert.Len(t, *r.ev, 2)
+	assert.Equal(t, uint64(1), r.tr.Stats().Terminated)
+}
