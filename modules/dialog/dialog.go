@@ -26,6 +26,10 @@ const (
 	DefaultPingTimeout = 5 * time.Second
 	// DefaultPingFailures is the default of Options.PingFailures.
 	DefaultPingFailures = 3
+	// ackWait is how long after the 2xx the tracker waits for its ACK
+	// before sending BYE (64*T1 with the RFC 3261 T1: the callee's Timer H
+	// equivalent for 2xx retransmissions, §13.3.1.4).
+	ackWait = 32 * time.Second
 	// maxEarly bounds the early dialogs (forks) remembered per call.
 	maxEarly = 16
 )
@@ -443,7 +447,18 @@ func (t *Tracker) inDialog(c *tm.Context) {
 	if cl == nil || cs == nil {
 		return
 	}
-	if req.Method != sip.ACK && req.Method != sip.CANCEL {
+	if req.Method == sip.ACK {
+		if fromCaller && !cl.acked {
+			cl.acked = true
+			if r := cl.pending; r != "" {
+				// End after this route relayed the ACK: the callee gets
+				// the ACK before our BYE.
+				_ = cl.loop.Post(func() { cl.end(r) })
+			}
+		}
+		return
+	}
+	if req.Method != sip.CANCEL {
 		side := &cl.rec.ToCaller // requests from the callee use its CSeq space
 		if fromCaller {
 			side = &cl.rec.ToCallee
@@ -532,6 +547,9 @@ type call struct {
 	timeout  *reactor.Timer
 	pingT    *reactor.Timer
 	canBye   bool
+	acked    bool   // the caller's ACK for the 2xx was seen
+	pending  Reason // an end waiting for that ACK
+	ackWait  *reactor.Timer
 	pingBusy [2]bool
 	pingFail [2]int
 }
@@ -616,6 +634,18 @@ func (cl *call) end(r Reason) {
 	if cl.done {
 		return
 	}
+	if cl.rec.State == Confirmed && cl.canBye && !cl.acked {
+		// RFC 3261 §15: no BYE before the 2xx is acknowledged, or until
+		// the callee would give up retransmitting it (64*T1). A callee
+		// that gets our BYE before its ACK may take the call for failed.
+		if wait := ackWait - cl.loop.Now().Sub(cl.rec.Confirmed); wait > 0 {
+			if cl.pending == "" {
+				cl.pending = r
+				cl.ackWait = cl.loop.AfterFunc(wait, func() { cl.acked = true; cl.end(cl.pending) })
+			}
+			return
+		}
+	}
 	if cl.rec.State == Confirmed && cl.canBye {
 		cl.t.log.Info("dialog: ending call with BYE to both sides", "call_id", cl.rec.CallID, "reason", string(r))
 		cl.bye("callee", &cl.rec.ToCallee)
@@ -694,6 +724,7 @@ func (cl *call) terminate(r Reason, code int) {
 	cl.setup.Stop()
 	cl.timeout.Stop()
 	cl.pingT.Stop()
+	cl.ackWait.Stop()
 	t := cl.t
 	sh := t.shard(cl.rec.CallID)
 	sh.mu.Lock()

@@ -511,3 +511,42 @@ func TestSetupBoundDropsUnconfirmedCall(t *testing.T) {
 	assert.Len(t, *r.ev, 2)
 	assert.Equal(t, uint64(1), r.tr.Stats().Terminated)
 }
+
+// The maximum duration passes before the caller acknowledged the 2xx: the
+// BYEs wait for the ACK and go out after it was relayed (RFC 3261 §15).
+func TestTimeoutBeforeAckWaitsForAck(t *testing.T) {
+	r := newRig(t, dialog.Config{}, dialog.Options{MaxDuration: time.Second})
+	inv := siptest.NewRequest("INVITE", "sip:bob@example.com")
+	res := r.h.Send(inv)
+	res.Branch(0).Respond(200)
+	r.h.Clock.Advance(2 * time.Second)
+	assert.Empty(t, r.h.Originated(), "no BYE before the ACK")
+	assert.Equal(t, 1, r.tr.Active())
+
+	ok := res.LastReply().Response
+	ack := r.h.Send(siptest.NewDialog(inv, ok).Ack())
+	require.Len(t, ack.Forwarded(), 1)
+	require.Len(t, r.h.Originated(), 2)
+	// On the wire: the ACK to the callee, then the BYEs.
+	var order []string
+	for _, s := range r.h.Sent() {
+		if req, isReq := s.Msg.(*sip.Request); isReq && (req.Method == sip.ACK || req.Method == sip.BYE) {
+			order = append(order, req.Method.String()+" "+s.To.String())
+		}
+	}
+	require.NotEmpty(t, order)
+	assert.Equal(t, "ACK "+calleeAddr, order[0], "%v", order)
+	assert.Equal(t, dialog.Timeout, r.ev.last().Reason)
+}
+
+// Without an ACK at all, the BYEs go out 64*T1 after the 2xx.
+func TestTimeoutWithoutAckByesAfterAckWait(t *testing.T) {
+	r := newRig(t, dialog.Config{}, dialog.Options{MaxDuration: time.Second})
+	res := r.h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	res.Branch(0).Respond(200)
+	r.h.Clock.Advance(31 * time.Second)
+	assert.Empty(t, r.h.Originated())
+	r.h.Clock.Advance(time.Second)
+	assert.Len(t, r.h.Originated(), 2)
+	assert.Equal(t, 0, r.tr.Active())
+}
