@@ -376,6 +376,7 @@ func (t *Tracker) Track(c *tm.Context, o Options) error {
 			for _, q := range o.Profiles[:i] {
 				t.store.Leave(q.Profile, q.Value)
 			}
+			cl.done = true // an End posted meanwhile finds nothing to do
 			sh.mu.Lock()
 			delete(sh.m, id)
 			sh.mu.Unlock()

@@ -46,7 +46,9 @@
 // or Tracker.End is called, the tracker sends a BYE to each side with
 // tm.Server.Originate — through our Via, along each side's route set, with
 // a CSeq above any that side sent — and the call ends at once; the BYEs'
-// outcomes are counted in Stats and logged.
+// outcomes are counted in Stats and logged. Before the caller acknowledged
+// the 2xx, the BYEs wait for its ACK (RFC 3261 §15), at most 64*T1 (32 s)
+// after the 2xx.
 //
 // # Profiles
 //
