@@ -1,0 +1,187 @@
+package dispatcher
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Algorithm chooses a target of a set for each call.
+type Algorithm int
+
+const (
+	// RoundRobin spreads calls evenly over the live targets, in turn.
+	RoundRobin Algorithm = iota
+	// Weighted gives each live target a share of the calls proportional to
+	// its Weight, interleaved: over every run of W calls (W the sum of the
+	// live weights) each target gets exactly its weight.
+	Weighted
+	// HashCallID sends every request of a Call-ID to the same target
+	// (rendezvous hashing: adding or removing a target moves only the
+	// calls of that target).
+	HashCallID
+	// HashFromUser is HashCallID over the From user (the Call-ID when the
+	// From URI has no user): a caller sticks to one target.
+	HashFromUser
+	// HashRURIUser is HashCallID over the Request-URI user (the Call-ID
+	// when there is none): a called number sticks to one target.
+	HashRURIUser
+	// Priority sends calls to the live targets of the lowest Priority value,
+	// in turn among equals; the others are failover targets, tried in
+	// priority order.
+	Priority
+)
+
+var algorithmNames = []string{"round-robin", "weighted", "hash-callid", "hash-from-user", "hash-ruri-user", "priority"}
+
+func (a Algorithm) valid() bool { return a >= 0 && int(a) < len(algorithmNames) }
+
+// String returns the algorithm's name ("round-robin", "weighted",
+// "hash-callid", "hash-from-user", "hash-ruri-user", "priority").
+func (a Algorithm) String() string {
+	if !a.valid() {
+		return fmt.Sprintf("Algorithm(%d)", int(a))
+	}
+	return algorithmNames[a]
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (a Algorithm) MarshalText() ([]byte, error) {
+	if !a.valid() {
+		return nil, fmt.Errorf("dispatcher: algorithm %d", int(a))
+	}
+	return []byte(a.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler: one of the names
+// String returns.
+func (a *Algorithm) UnmarshalText(b []byte) error {
+	name := strings.ToLower(strings.TrimSpace(string(b)))
+	for i, n := range algorithmNames {
+		if n == name {
+			*a = Algorithm(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("dispatcher: unknown algorithm %q (want one of %s)", b, strings.Join(algorithmNames, ", "))
+}
+
+// pick chooses among the entries of s that ok accepts, for the call
+// numbered n with hash key key. It returns -1 when ok accepts none. Every
+// algorithm costs one or two passes over the set: sets are small (tens of
+// targets), and a pass over a few cache lines costs less than keeping a
+// live list in step with probe results.
+func (s *set) pick(n, key uint64, ok func(*entry) bool) int {
+	switch s.alg {
+	case Weighted:
+		return s.pickWeighted(n, ok)
+	case HashCallID, HashFromUser, HashRURIUser:
+		return s.pickHash(key, ok)
+	case Priority:
+		// Entries are sorted by priority: the first accepted has the best.
+		for i := range s.entries {
+			if ok(&s.entries[i]) {
+				best := s.entries[i].t.Priority
+				return s.pickNth(n, func(e *entry) bool { return e.t.Priority == best && ok(e) })
+			}
+		}
+		return -1
+	default:
+		return s.pickNth(n, ok)
+	}
+}
+
+// pickNth returns the (n mod live)th accepted entry.
+func (s *set) pickNth(n uint64, ok func(*entry) bool) int {
+	live := uint64(0)
+	for i := range s.entries {
+		if ok(&s.entries[i]) {
+			live++
+		}
+	}
+	if live == 0 {
+		return -1
+	}
+	k := n % live
+	for i := range s.entries {
+		if ok(&s.entries[i]) {
+			if k == 0 {
+				return i
+			}
+			k--
+		}
+	}
+	return -1
+}
+
+// pickWeighted maps call n to a point of [0, W) through a stride coprime
+// with W — a permutation of [0, W) over every W consecutive calls, so the
+// shares are exact per cycle and the targets interleave — and returns the
+// entry whose weight interval holds the point.
+func (s *set) pickWeighted(n uint64, ok func(*entry) bool) int {
+	var total uint64
+	for i := range s.entries {
+		if ok(&s.entries[i]) {
+			total += uint64(s.entries[i].t.Weight)
+		}
+	}
+	if total == 0 {
+		return -1
+	}
+	p := (n % total) * stride(total) % total
+	for i := range s.entries {
+		if !ok(&s.entries[i]) {
+			continue
+		}
+		w := uint64(s.entries[i].t.Weight)
+		if p < w {
+			return i
+		}
+		p -= w
+	}
+	return -1
+}
+
+// stride returns a step near total×0.618 that is coprime with total.
+func stride(total uint64) uint64 {
+	if total <= 2 {
+		return 1
+	}
+	st := total*618/1000 + 1
+	for gcd(st, total) != 1 {
+		st++
+	}
+	return st
+}
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// pickHash is rendezvous (highest random weight) hashing: the accepted
+// entry whose mix of key and URI hash scores highest.
+func (s *set) pickHash(key uint64, ok func(*entry) bool) int {
+	best, score := -1, uint64(0)
+	for i := range s.entries {
+		e := &s.entries[i]
+		if !ok(e) {
+			continue
+		}
+		if v := mix(key ^ e.hash); best < 0 || v > score {
+			best, score = i, v
+		}
+	}
+	return best
+}
+
+// mix is splitmix64's finalizer.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
