@@ -84,8 +84,8 @@ type Dispatcher struct {
 	key  string // Context value key, unique to this dispatcher
 	snap atomic.Pointer[snapshot]
 
-	mu      sync.Mutex             // serializes changes
-	configs map[string]SetConfig   // set id → its config, the source of snap
+	mu      sync.Mutex                // serializes changes
+	configs map[string]SetConfig      // set id → its config, the source of snap
 	rr      map[string]*atomic.Uint64 // set id → selection counter, kept across changes
 
 	count counters
