@@ -12,8 +12,9 @@ const (
 	// RoundRobin spreads calls evenly over the live targets, in turn.
 	RoundRobin Algorithm = iota
 	// Weighted gives each live target a share of the calls proportional to
-	// its Weight, interleaved: over every run of W calls (W the sum of the
-	// live weights) each target gets exactly its weight.
+	// its Weight, interleaved (smooth weighted round-robin): over every run
+	// of W calls (W the sum of the live weights) each target gets exactly
+	// its weight.
 	Weighted
 	// HashCallID sends every request of a Call-ID to the same target
 	// (rendezvous hashing: adding or removing a target moves only the
@@ -73,7 +74,7 @@ func (a *Algorithm) UnmarshalText(b []byte) error {
 func (s *set) pick(n, key uint64, ok func(*entry) bool) int {
 	switch s.alg {
 	case Weighted:
-		return s.pickWeighted(n, ok)
+		return s.pickWeighted(ok)
 	case HashCallID, HashFromUser, HashRURIUser:
 		return s.pickHash(key, ok)
 	case Priority:
@@ -113,51 +114,31 @@ func (s *set) pickNth(n uint64, ok func(*entry) bool) int {
 	return -1
 }
 
-// pickWeighted maps call n to a point of [0, W) through a stride coprime
-// with W — a permutation of [0, W) over every W consecutive calls, so the
-// shares are exact per cycle and the targets interleave — and returns the
-// entry whose weight interval holds the point.
-func (s *set) pickWeighted(n uint64, ok func(*entry) bool) int {
-	var total uint64
-	for i := range s.entries {
-		if ok(&s.entries[i]) {
-			total += uint64(s.entries[i].t.Weight)
-		}
-	}
-	if total == 0 {
-		return -1
-	}
-	p := (n % total) * stride(total) % total
+// pickWeighted is smooth weighted round-robin (the one nginx uses): each
+// accepted entry gains its weight, the richest is chosen and pays the total.
+// Over every W calls (W the sum of the live weights) each entry gets
+// exactly its weight, spread out rather than in blocks. The state is the
+// set's, under its lock (a few nanoseconds per call), and starts afresh
+// with each change of the sets.
+func (s *set) pickWeighted(ok func(*entry) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	best, total := -1, int64(0)
 	for i := range s.entries {
 		if !ok(&s.entries[i]) {
 			continue
 		}
-		w := uint64(s.entries[i].t.Weight)
-		if p < w {
-			return i
+		w := int64(s.entries[i].t.Weight)
+		s.cw[i] += w
+		total += w
+		if best < 0 || s.cw[i] > s.cw[best] {
+			best = i
 		}
-		p -= w
 	}
-	return -1
-}
-
-// stride returns a step near total×0.618 that is coprime with total.
-func stride(total uint64) uint64 {
-	if total <= 2 {
-		return 1
+	if best >= 0 {
+		s.cw[best] -= total
 	}
-	st := total*618/1000 + 1
-	for gcd(st, total) != 1 {
-		st++
-	}
-	return st
-}
-
-func gcd(a, b uint64) uint64 {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
+	return best
 }
 
 // pickHash is rendezvous (highest random weight) hashing: the accepted

@@ -102,6 +102,9 @@ type set struct {
 	alg     Algorithm
 	entries []entry // configured order; by priority for Priority
 	n       *atomic.Uint64
+
+	mu sync.Mutex // Weighted: cw
+	cw []int64
 }
 
 type entry struct {
@@ -292,6 +295,7 @@ func (d *Dispatcher) build(configs map[string]SetConfig) (*snapshot, error) {
 		if s.alg == Priority {
 			slices.SortStableFunc(s.entries, func(a, b entry) int { return a.t.Priority - b.t.Priority })
 		}
+		s.cw = make([]int64, len(s.entries))
 		snap.sets[id] = s
 	}
 	slices.SortFunc(snap.health, func(a, b *health) int { return strings.Compare(a.uri, b.uri) })
