@@ -169,4 +169,3 @@ func TestRealServerMovesCallsOffDeadTarget(t *testing.T) {
 	assert.NotZero(t, st.ProbesFailed)
 	assert.NotZero(t, srv.Core().Stats().Originated.Started, "probes are tm originated requests")
 }
-
