@@ -1,6 +1,7 @@
 package dispatcher
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/asyncsip/asyncsip/tm"
@@ -56,8 +57,10 @@ func (d *Dispatcher) Next(c *tm.Context) (Target, error) {
 
 // Relay selects a target of set (Select) and relays the request there. When
 // no target is up it answers 503 and returns ErrNoTarget; when the relay
-// to a target fails at once (its host does not resolve, no transport), the
-// next target is tried.
+// to a target fails at once for the target's sake (its host does not
+// resolve, no transport, it is this proxy), the next target is tried. Any
+// other Relay error (the call was cancelled, its sender chose a Route) is
+// returned as it is, for tm to answer.
 func (d *Dispatcher) Relay(c *tm.Context, set string) error {
 	if _, err := d.Select(c, set); err != nil {
 		return d.unavailable(c, err)
@@ -87,8 +90,8 @@ func (d *Dispatcher) Selected(c *tm.Context) (Target, int) {
 func (d *Dispatcher) relay(c *tm.Context) error {
 	for {
 		err := c.Relay()
-		if err == nil {
-			return nil
+		if err == nil || !targetFault(err) {
+			return err // sent, or refused for the call's sake: tm answers it
 		}
 		cur, _ := d.Selected(c)
 		c.Logger().Info("dispatcher: relay to target failed", "target", cur.URI, "err", err)
@@ -96,6 +99,14 @@ func (d *Dispatcher) relay(c *tm.Context) error {
 			return d.unavailable(c, fmt.Errorf("%w (last relay: %w)", nerr, err))
 		}
 	}
+}
+
+// targetFault reports whether a Relay error is the target's (another
+// target may do), not the call's (cancelled, a final response sent, a
+// Route the sender chose).
+func targetFault(err error) bool {
+	return errors.Is(err, tm.ErrNoRoute) || errors.Is(err, tm.ErrNoTransport) || errors.Is(err, tm.ErrUnresolvable) ||
+		errors.Is(err, tm.ErrLoop) || errors.Is(err, tm.ErrBadTarget)
 }
 
 func (d *Dispatcher) unavailable(c *tm.Context, err error) error {

@@ -249,3 +249,21 @@ func TestBadConfigRefused(t *testing.T) {
 	assert.ErrorIs(t, d.DeleteSet("nope"), dispatcher.ErrUnknownSet)
 	assert.Len(t, d.Targets(), 1, "a refused change changes nothing")
 }
+
+// A target the relay refuses at once (it is this proxy; a host name with
+// no resolver) is skipped for the next; with none left the caller gets 503.
+func TestRelaySkipsTargetsThatCannotBeReached(t *testing.T) {
+	ts := []dispatcher.Target{{URI: "sip:" + siptest.DefaultProxy, Priority: 1}, {URI: "sip:gw.example.invalid", Priority: 2}, {URI: "sip:10.0.0.3:5060", Priority: 3}}
+	d := newDispatcher(t, dispatcher.SetConfig{ID: "gw", Algorithm: dispatcher.Priority, Targets: ts})
+	h := siptest.NewHarness(t, relayRoutes(d))
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	require.Len(t, res.Relayed(), 1, "%s", res)
+	assert.Equal(t, "10.0.0.3:5060", res.Branch(0).Addr.String())
+	_, tried := d.Selected(res.Context())
+	assert.Equal(t, 3, tried)
+
+	require.NoError(t, d.RemoveTarget("gw", "sip:10.0.0.3:5060"))
+	res = h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	siptest.AssertNotRelayed(t, res)
+	siptest.AssertReplied(t, res, 503)
+}
