@@ -87,7 +87,7 @@ func TestWeightedShares(t *testing.T) {
 }
 
 func TestHashAffinity(t *testing.T) {
-	for _, alg := range []dispatcher.Algorithm{dispatcher.HashCallID, dispatcher.HashFromUser} {
+	for _, alg := range []dispatcher.Algorithm{dispatcher.HashCallID, dispatcher.HashFromUser, dispatcher.HashRURIUser} {
 		t.Run(alg.String(), func(t *testing.T) {
 			d := newDispatcher(t, dispatcher.SetConfig{ID: "gw", Algorithm: alg, Targets: targets(1, 1, 1)})
 			h := siptest.NewHarness(t, relayRoutes(d))
@@ -96,10 +96,14 @@ func TestHashAffinity(t *testing.T) {
 			spread := map[string]int{}
 			for i := 0; i < 300; i++ {
 				callID, user := fmt.Sprintf("call-%d", i%users), fmt.Sprintf("user-%d", i%users)
-				if alg == dispatcher.HashFromUser {
-					callID = fmt.Sprintf("call-%d", i) // a new call each time, same caller
+				if alg != dispatcher.HashCallID {
+					callID = fmt.Sprintf("call-%d", i) // a new call each time, same caller and callee
 				}
-				res := h.Send(siptest.NewRequest("MESSAGE", "sip:svc@example.com",
+				ruri := "sip:svc@example.com"
+				if alg == dispatcher.HashRURIUser {
+					ruri = "sip:" + user + "@example.com"
+				}
+				res := h.Send(siptest.NewRequest("MESSAGE", ruri,
 					siptest.WithCallID(callID), siptest.WithFrom("sip:"+user+"@example.com")))
 				require.Len(t, res.Relayed(), 1)
 				to := res.Branch(0).Addr.String()
@@ -117,7 +121,7 @@ func TestHashAffinity(t *testing.T) {
 			require.NoError(t, d.RemoveTarget("gw", "sip:10.0.0.2:5060"))
 			for u := 0; u < users; u++ {
 				user := fmt.Sprintf("user-%d", u)
-				res := h.Send(siptest.NewRequest("MESSAGE", "sip:svc@example.com",
+				res := h.Send(siptest.NewRequest("MESSAGE", "sip:"+user+"@example.com",
 					siptest.WithCallID(fmt.Sprintf("call-%d", u)), siptest.WithFrom("sip:"+user+"@example.com")))
 				to := res.Branch(0).Addr.String()
 				res.Branch(0).Respond(200)
