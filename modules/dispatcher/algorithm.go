@@ -30,9 +30,13 @@ const (
 	// in turn among equals; the others are failover targets, tried in
 	// priority order.
 	Priority
+	// LeastLoaded sends calls to the live target with the least load as
+	// Config.Load reports it (the active calls of a dialog profile, say), in
+	// turn among equals.
+	LeastLoaded
 )
 
-var algorithmNames = []string{"round-robin", "weighted", "hash-callid", "hash-from-user", "hash-ruri-user", "priority"}
+var algorithmNames = []string{"round-robin", "weighted", "hash-callid", "hash-from-user", "hash-ruri-user", "priority", "least-loaded"}
 
 func (a Algorithm) valid() bool { return a >= 0 && int(a) < len(algorithmNames) }
 
@@ -77,6 +81,8 @@ func (s *set) pick(n, key uint64, ok func(*entry) bool) int {
 		return s.pickWeighted(ok)
 	case HashCallID, HashFromUser, HashRURIUser:
 		return s.pickHash(key, ok)
+	case LeastLoaded:
+		return s.pickLeast(n, ok)
 	case Priority:
 		// Entries are sorted by priority: the first accepted has the best.
 		for i := range s.entries {
@@ -89,6 +95,31 @@ func (s *set) pick(n, key uint64, ok func(*entry) bool) int {
 	default:
 		return s.pickNth(n, ok)
 	}
+}
+
+// pickLeast returns, in turn among equals, an accepted entry of the least
+// load. Loads are read once per call: they move under our feet.
+func (s *set) pickLeast(n uint64, ok func(*entry) bool) int {
+	var buf [32]int
+	loads := buf[:0]
+	if len(s.entries) > len(buf) {
+		loads = make([]int, 0, len(s.entries))
+	}
+	least, found := 0, false
+	for i := range s.entries {
+		l := 0
+		if ok(&s.entries[i]) {
+			l = s.load(s.entries[i].t)
+			if !found || l < least {
+				least, found = l, true
+			}
+		}
+		loads = append(loads, l)
+	}
+	if !found {
+		return -1
+	}
+	return s.pickNth(n, func(e *entry) bool { return loads[e.idx] == least && ok(e) })
 }
 
 // pickNth returns the (n mod live)th accepted entry.

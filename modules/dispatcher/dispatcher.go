@@ -66,6 +66,11 @@ type Config struct {
 	Sets []SetConfig
 	// Probe configures health probing (Start).
 	Probe ProbeConfig
+	// Load reports a target's load for LeastLoaded sets (its active calls:
+	// dialog.Profile("trunk").Count(t.URI), say); it is called on the
+	// loops, once per target per selection, and must be cheap and safe
+	// for concurrent use. Required by LeastLoaded sets.
+	Load func(t Target) int
 	// Observer, when set, is told of state changes and probes.
 	Observer Observer
 	// Logger receives state changes (default slog.Default()).
@@ -102,12 +107,14 @@ type set struct {
 	alg     Algorithm
 	entries []entry // configured order; by priority for Priority
 	n       *atomic.Uint64
+	load    func(Target) int // LeastLoaded
 
 	mu sync.Mutex // Weighted: cw
 	cw []int64
 }
 
 type entry struct {
+	idx  int // in set.entries
 	t    Target
 	h    *health
 	hash uint64 // of the URI, for rendezvous hashing
@@ -260,7 +267,10 @@ func (d *Dispatcher) build(configs map[string]SetConfig) (*snapshot, error) {
 		if !sc.Algorithm.valid() {
 			return nil, fmt.Errorf("%w: set %q: algorithm %d", ErrBadTarget, id, sc.Algorithm)
 		}
-		s := &set{id: id, alg: sc.Algorithm, n: d.rr[id]}
+		if sc.Algorithm == LeastLoaded && d.cfg.Load == nil {
+			return nil, fmt.Errorf("%w: set %q: least-loaded needs Config.Load", ErrBadTarget, id)
+		}
+		s := &set{id: id, alg: sc.Algorithm, n: d.rr[id], load: d.cfg.Load}
 		if s.n == nil {
 			s.n = new(atomic.Uint64)
 			d.rr[id] = s.n
@@ -294,6 +304,9 @@ func (d *Dispatcher) build(configs map[string]SetConfig) (*snapshot, error) {
 		}
 		if s.alg == Priority {
 			slices.SortStableFunc(s.entries, func(a, b entry) int { return a.t.Priority - b.t.Priority })
+		}
+		for i := range s.entries {
+			s.entries[i].idx = i
 		}
 		s.cw = make([]int64, len(s.entries))
 		snap.sets[id] = s

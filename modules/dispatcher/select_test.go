@@ -3,6 +3,7 @@ package dispatcher_test
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -270,4 +271,40 @@ func TestRelaySkipsTargetsThatCannotBeReached(t *testing.T) {
 	res = h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
 	siptest.AssertNotRelayed(t, res)
 	siptest.AssertReplied(t, res, 503)
+}
+
+// LeastLoaded follows Config.Load (a dialog profile's counts, here a map):
+// the least loaded live target, in turn among equals.
+func TestLeastLoaded(t *testing.T) {
+	var mu sync.Mutex
+	load := map[string]int{"sip:10.0.0.1:5060": 5, "sip:10.0.0.2:5060": 2, "sip:10.0.0.3:5060": 2}
+	set := func(uri string, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		load[uri] = n
+	}
+	d, err := dispatcher.New(dispatcher.Config{
+		Sets: []dispatcher.SetConfig{{ID: "gw", Algorithm: dispatcher.LeastLoaded, Targets: targets(1, 1, 1)}},
+		Load: func(t dispatcher.Target) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return load[t.URI]
+		},
+	})
+	require.NoError(t, err)
+	h := siptest.NewHarness(t, relayRoutes(d))
+	assert.Equal(t, map[string]int{"10.0.0.2:5060": 5, "10.0.0.3:5060": 5}, route(t, h, 10, 0), "in turn among the least loaded")
+	set("sip:10.0.0.3:5060", 9)
+	assert.Equal(t, map[string]int{"10.0.0.2:5060": 4}, route(t, h, 4, 0))
+	require.NoError(t, d.MarkDown("10.0.0.2:5060"))
+	assert.Equal(t, map[string]int{"10.0.0.1:5060": 4}, route(t, h, 4, 0), "the least loaded of the live ones")
+
+	// Failover goes to the next least loaded.
+	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+	res.Branch(0).Respond(503)
+	require.Len(t, res.Relayed(), 2)
+	assert.Equal(t, "10.0.0.3:5060", res.Branch(1).Addr.String())
+
+	_, err = dispatcher.New(dispatcher.Config{Sets: []dispatcher.SetConfig{{ID: "gw", Algorithm: dispatcher.LeastLoaded, Targets: targets(1)}}})
+	assert.ErrorIs(t, err, dispatcher.ErrBadTarget, "least-loaded without Load")
 }
