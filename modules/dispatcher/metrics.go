@@ -34,6 +34,8 @@ type Stats struct {
 	// ProbesSkipped the turns skipped (a probe of the target still out,
 	// MaxInFlight reached, or our own side overloaded or closing).
 	ProbesSent, ProbesFailed, ProbesSkipped uint64
+	// CallFailures counts the failures reported with Failed.
+	CallFailures uint64
 	// Downs and Ups count state changes.
 	Downs, Ups uint64
 	// Targets, TargetsDown are the distinct targets now, and those down.
@@ -41,7 +43,7 @@ type Stats struct {
 }
 
 type counters struct {
-	selected, noTarget, sent, failed, skipped, downs, ups atomic.Uint64
+	selected, noTarget, sent, failed, skipped, downs, ups, callFailures atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -49,7 +51,7 @@ func (d *Dispatcher) Stats() Stats {
 	st := Stats{
 		Selected: d.count.selected.Load(), NoTarget: d.count.noTarget.Load(),
 		ProbesSent: d.count.sent.Load(), ProbesFailed: d.count.failed.Load(), ProbesSkipped: d.count.skipped.Load(),
-		Downs: d.count.downs.Load(), Ups: d.count.ups.Load(),
+		Downs: d.count.downs.Load(), Ups: d.count.ups.Load(), CallFailures: d.count.callFailures.Load(),
 	}
 	for _, h := range d.snap.Load().health {
 		st.Targets++

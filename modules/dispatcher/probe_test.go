@@ -13,6 +13,7 @@ import (
 
 	"github.com/asyncsip/asyncsip/modules/dispatcher"
 	"github.com/asyncsip/asyncsip/siptest"
+	"github.com/asyncsip/asyncsip/tm"
 )
 
 // observer records what the dispatcher reports.
@@ -231,4 +232,51 @@ func TestProbeConfigDefaults(t *testing.T) {
 	require.NoError(t, err)
 	_, err = bad.Start(h.Server, h.Group())
 	assert.Error(t, err, fmt.Sprint("a From that does not parse"))
+}
+
+// Failed in the failure route counts failed calls like failed probes:
+// FailAfter of them in a row take the target down before its next probe;
+// probing brings it back.
+func TestFailedCallsTakeTargetDown(t *testing.T) {
+	obs := &observer{}
+	d, err := dispatcher.New(dispatcher.Config{
+		Sets:     []dispatcher.SetConfig{{ID: "gw", Targets: targets(1, 1)}},
+		Probe:    dispatcher.ProbeConfig{Interval: interval, Timeout: 2 * time.Second, FailAfter: 2, RecoverAfter: 1, Slices: 1},
+		Observer: obs,
+	})
+	require.NoError(t, err)
+	h := siptest.NewHarness(t, tm.Routes{
+		Request: func(c *tm.Context) { _ = d.Relay(c, "gw") },
+		Failure: func(c *tm.Context) {
+			if code := c.Resp.StatusCode; code == 408 || code >= 500 {
+				d.Failed(c)
+				_ = d.RelayNext(c)
+			}
+		},
+	})
+	p, err := d.Start(h.Server, h.Group())
+	require.NoError(t, err)
+	defer p.Stop()
+
+	for i := 0; i < 4; i++ { // calls alternate; 10.0.0.2 fails its two
+		res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
+		if res.Branch(0).Addr.String() == "10.0.0.2:5060" {
+			res.Branch(0).Respond(503)
+			require.Len(t, res.Relayed(), 2)
+			assert.Equal(t, "10.0.0.1:5060", res.Branch(1).Addr.String(), "failed over")
+			res.Branch(1).Respond(200)
+		} else {
+			res.Branch(0).Respond(200)
+		}
+	}
+	assert.False(t, d.Up("10.0.0.2:5060"))
+	require.Len(t, obs.Changes(), 1)
+	assert.Contains(t, obs.Changes()[0].Reason, "2 failures in a row, last: a call answered 503")
+	assert.Equal(t, uint64(2), d.Stats().CallFailures)
+	assert.Equal(t, map[string]int{"10.0.0.1:5060": 6}, route(t, h, 6, 0))
+
+	for _, o := range tick(t, h, interval) {
+		o.Respond(200)
+	}
+	assert.True(t, d.Up("10.0.0.2:5060"), "an answered probe brings it back")
 }

@@ -172,3 +172,48 @@ func (d *Dispatcher) hashKey(c *tm.Context, alg Algorithm) uint64 {
 	}
 	return hashString(k)
 }
+
+// Failed counts a failure of the target chosen last for c — in the failure
+// route, a branch that timed out (408) or answered what the route takes
+// for a dead gateway — as a failed probe would count: ProbeConfig.FailAfter
+// failures in a row, with no answered probe between, take the target down
+// until probing brings it back. This is passive health checking
+// (Kamailio's ds_mark_dst): a gateway failing calls is taken out before
+// its next probes. It does nothing when Select did not run on c or the
+// target is no longer in any set.
+//
+//	Failure: func(c *tm.Context) {
+//		if code := c.Resp.StatusCode; code == 408 || code >= 500 {
+//			d.Failed(c)
+//			_ = d.RelayNext(c)
+//		}
+//	},
+func (d *Dispatcher) Failed(c *tm.Context) {
+	ch, ok := tm.Value[*choice](c, d.key)
+	if !ok || ch.cur.URI == "" {
+		return
+	}
+	h := d.health(ch.cur.URI)
+	if h == nil {
+		return
+	}
+	code := 0
+	if c.Resp != nil {
+		code = c.Resp.StatusCode
+	}
+	failAfter := d.cfg.Probe.FailAfter
+	if failAfter <= 0 {
+		failAfter = DefaultFailAfter
+	}
+	h.mu.Lock()
+	h.oks, h.fails = 0, h.fails+1
+	var change *Change
+	if h.up.Load() && h.fails >= failAfter {
+		change = d.setState(h, c.Loop().Now(), false, fmt.Sprintf("%d failures in a row, last: a call answered %d", h.fails, code))
+	}
+	h.mu.Unlock()
+	d.count.callFailures.Add(1)
+	if change != nil {
+		d.changed(*change)
+	}
+}
