@@ -7,6 +7,7 @@ import (
 
 	"github.com/asyncsip/asyncsip/modules/dispatcher"
 	"github.com/asyncsip/asyncsip/reactor"
+	"github.com/asyncsip/asyncsip/siptest"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -48,4 +49,28 @@ func BenchmarkProbeRound(b *testing.B) {
 		b.Fatalf("stats %+v after %d rounds", st, b.N)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n*b.N), "ns/probe")
+}
+
+// BenchmarkRelay is one MESSAGE relayed and answered 200 through the siptest
+// harness (the real tm on one manual loop, in-memory transport), plainly
+// and through the dispatcher: the difference is what Select costs in a
+// real transaction.
+func BenchmarkRelay(b *testing.B) {
+	d, err := dispatcher.New(dispatcher.Config{Sets: []dispatcher.SetConfig{{ID: "gw", Targets: targets(1, 1, 1, 1)}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, route := range map[string]func(c *tm.Context){
+		"plain":      func(c *tm.Context) { _ = c.Relay("sip:svc@10.0.0.1:5060") },
+		"dispatcher": func(c *tm.Context) { _ = d.Relay(c, "gw") },
+	} {
+		b.Run(name, func(b *testing.B) {
+			h := siptest.NewHarness(b, route)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				res := h.Send(siptest.NewRequest("MESSAGE", "sip:svc@example.com"))
+				res.Branch(0).Respond(200)
+			}
+		})
+	}
 }
