@@ -302,3 +302,15 @@ func TestDNSDisabledAndUserLookup(t *testing.T) {
 		require.Equal(t, int64(1), got.Load())
 	})
 }
+
+// TestDNSBadServers: a DNS server that is not "ip:port" fails New (rather
+// than a server that cannot resolve).
+func TestDNSBadServers(t *testing.T) {
+	srv, err := asyncsip.New(asyncsip.Config{
+		Listen: []string{"udp:127.0.0.1:0"},
+		DNS:    asyncsip.DNSConfig{Servers: []string{"dns.test.invalid"}},
+	})
+	require.Nil(t, srv)
+	require.ErrorIs(t, err, dns.ErrBadConfig)
+	require.ErrorContains(t, err, "dns.test.invalid")
+}
