@@ -224,7 +224,7 @@ func (s *Server) newResolver() (func(string) (netip.Addr, error), func(string) a
 		Transports: dnsTransports(cfg.Listen), IPv4Only: d.IPv4Only || ipv4Only(cfg.Listen),
 	})
 	if err != nil {
-		if len(d.Servers) == 0 && !d.CacheOnly {
+		if len(d.Servers) == 0 {
 			// No usable /etc/resolv.conf: serve without DNS rather than not at all.
 			s.log.Warn("asyncsip: next-hop host names will not resolve (set Config.DNS.Servers)", "err", err)
 			return cfg.Resolver, nil, nil
