@@ -40,7 +40,8 @@ type ProbeConfig struct {
 	// Interval is the time between two probes of a target (default 10 s).
 	Interval time.Duration
 	// Timeout bounds one probe: no final response by then is a failure
-	// (default the smaller of Interval and 5 s; at most Interval).
+	// (default the smaller of Interval/2 and 5 s; at most 90 % of
+	// Interval, so that a probe ends before the target's next turn).
 	Timeout time.Duration
 	// FailAfter is the number of failed probes in a row that take an up
 	// target down (default 3).
@@ -67,10 +68,13 @@ func (p ProbeConfig) withDefaults(loops int) ProbeConfig {
 	if p.Interval <= 0 {
 		p.Interval = DefaultInterval
 	}
+	// A probe must end before the target's next turn, else that turn is
+	// skipped (its probe still out) and a dead target is found twice as
+	// late.
 	if p.Timeout <= 0 {
-		p.Timeout = min(p.Interval, DefaultProbeTimeout)
+		p.Timeout = min(p.Interval/2, DefaultProbeTimeout)
 	}
-	p.Timeout = min(p.Timeout, p.Interval)
+	p.Timeout = min(p.Timeout, p.Interval*9/10)
 	if p.FailAfter <= 0 {
 		p.FailAfter = DefaultFailAfter
 	}

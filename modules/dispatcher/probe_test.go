@@ -223,10 +223,17 @@ func TestProbeConfigDefaults(t *testing.T) {
 	require.NoError(t, err)
 	defer p.Stop()
 	c := p.Config()
-	assert.Equal(t, time.Second, c.Timeout, "at most the interval")
+	assert.Equal(t, 500*time.Millisecond, c.Timeout, "half the interval")
 	assert.Equal(t, dispatcher.DefaultFailAfter, c.FailAfter)
 	assert.Equal(t, dispatcher.DefaultRecoverAfter, c.RecoverAfter)
 	assert.Equal(t, 1, c.Slices, "one per loop")
+
+	d2, err := dispatcher.New(dispatcher.Config{Probe: dispatcher.ProbeConfig{Interval: time.Second, Timeout: time.Hour}})
+	require.NoError(t, err)
+	p2, err := d2.Start(h.Server, h.Group())
+	require.NoError(t, err)
+	defer p2.Stop()
+	assert.Equal(t, 900*time.Millisecond, p2.Config().Timeout, "ends before the next turn")
 
 	bad, err := dispatcher.New(dispatcher.Config{Probe: dispatcher.ProbeConfig{From: "sip:\r\nx"}})
 	require.NoError(t, err)

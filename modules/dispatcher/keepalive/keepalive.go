@@ -59,7 +59,8 @@ type Config struct {
 	// Interval is the time between two pings of a binding (default 20 s,
 	// below the 30 s many NATs keep a UDP binding).
 	Interval time.Duration
-	// Timeout bounds one ping (default the smaller of Interval and 5 s).
+	// Timeout bounds one ping (default the smaller of Interval/2 and 5 s;
+	// at most 90 % of Interval, so that a ping ends before the next turn).
 	Timeout time.Duration
 	// FailAfter is the number of failed pings in a row that remove a
 	// binding (default 3).
@@ -130,9 +131,9 @@ func New(cfg Config) *Pinger {
 		cfg.Interval = DefaultInterval
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = min(cfg.Interval, 5*time.Second)
+		cfg.Timeout = min(cfg.Interval/2, 5*time.Second)
 	}
-	cfg.Timeout = min(cfg.Timeout, cfg.Interval)
+	cfg.Timeout = min(cfg.Timeout, cfg.Interval*9/10)
 	if cfg.FailAfter <= 0 {
 		cfg.FailAfter = DefaultFailAfter
 	}

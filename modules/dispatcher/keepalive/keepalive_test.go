@@ -220,7 +220,7 @@ func TestRealServerPingsAndDropsSilentUA(t *testing.T) {
 	defer func() { _ = conn.Close(); <-done }()
 
 	gone := &goneList{}
-	p := keepalive.New(keepalive.Config{Interval: 200 * time.Millisecond, FailAfter: 2, OnGone: gone.add})
+	p := keepalive.New(keepalive.Config{Interval: 200 * time.Millisecond, Timeout: 180 * time.Millisecond, FailAfter: 2, OnGone: gone.add})
 	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 2})
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
