@@ -287,3 +287,19 @@ func TestFailedCallsTakeTargetDown(t *testing.T) {
 	}
 	assert.True(t, d.Up("10.0.0.2:5060"), "an answered probe brings it back")
 }
+
+// A probe that cannot be sent (the transport refuses the address) is a
+// failure at once.
+func TestProbeUnreachableTarget(t *testing.T) {
+	d, h, obs := probing(t, 2, dispatcher.ProbeConfig{FailAfter: 2})
+	h.Unreachable("10.0.0.2:5060")
+	for i := 0; i < 2; i++ {
+		p := tick(t, h, interval)
+		require.Len(t, p, 1, "the unreachable one is not listed: it never left")
+		p["10.0.0.1"].Respond(200)
+	}
+	assert.False(t, d.Up("10.0.0.2:5060"))
+	require.Len(t, obs.Changes(), 1)
+	assert.Contains(t, obs.Changes()[0].Reason, "could not be sent")
+	assert.Equal(t, uint64(4), d.Stats().ProbesSent)
+}
