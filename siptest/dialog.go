@@ -1,9 +1,6 @@
 package siptest
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
@@ -129,7 +126,9 @@ func NewAck(inv *sip.Request, resp *sip.Response) *sip.Request {
 // of any Route req already has. The proxy follows such a request
 // (tm.Context.InDialog is true); an in-dialog request without it is
 // refused 403 before any route runs (an ACK is dropped), as tm refuses one
-// that did not come along its signed Record-Route.
+// that did not come along its signed Record-Route. The value is
+// tm.Server.SignedRoute's for the harness's transport of req's address
+// family.
 //
 //	bye := h.Send(h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060")))
 //
@@ -141,36 +140,14 @@ func (h *Harness) InDialog(req *sip.Request) *sip.Request {
 	if src, err := netip.ParseAddrPort(req.MessageData.Source()); err == nil && !src.Addr().Unmap().Is4() {
 		tp = h.tp6
 	}
-	callID, fromTag := "", ""
-	if id := req.CallID(); id != nil {
-		callID = id.Value()
-	}
-	if f := req.From(); f != nil {
-		fromTag, _ = f.Params.Get("tag")
-	}
-	if callID == "" || fromTag == "" {
+	v := h.Server.SignedRoute(req, tp, netip.AddrPort{})
+	if v == "" {
 		h.t.Fatalf("siptest: InDialog: the request has no Call-ID or no From tag to sign for\n%s", req)
 	}
-	host, port := tp.Advertised()
-	u := sip.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sip.HeaderParams{
-		{K: "lr", V: ""}, {K: "sig", V: routeMAC(h.routeKey, callID, fromTag, "")},
-	}}
+	var u sip.Uri
+	if _, err := sip.ParseAddressValue(v, &u, nil); err != nil {
+		h.t.Fatalf("siptest: InDialog: tm's signed route %q: %v", v, err)
+	}
 	req.PrependHeader(&sip.RouteHeader{Address: u})
 	return req
-}
-
-// routeMAC is the signature tm puts in its Record-Route values
-// (tm/recordroute.go): HMAC-SHA256 over the dialog's Call-ID, the caller's
-// From tag and the value's user part, with a key derived from
-// Security.RouteKey. TestInDialogMatchesRecordRoute checks that it equals
-// what the proxy signs.
-func routeMAC(routeKey []byte, callID, fromTag, user string) string {
-	k := hmac.New(sha256.New, routeKey)
-	k.Write([]byte("asyncsip record-route v1"))
-	m := hmac.New(sha256.New, k.Sum(nil))
-	for _, p := range [...]string{callID, fromTag, user} {
-		m.Write([]byte(p))
-		m.Write([]byte{0})
-	}
-	return hex.EncodeToString(m.Sum(nil)[:8])
 }

@@ -1,7 +1,6 @@
 package siptest
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,7 +39,6 @@ type Harness struct {
 	group    *reactor.Group
 	tp4, tp6 *transport
 	uac      netip.AddrPort
-	routeKey []byte // tm's Security.RouteKey, for InDialog
 
 	results  map[string]*Result
 	byCtx    map[*tm.Context]*Result
@@ -159,13 +157,6 @@ func NewHarness[R Routing](t testing.TB, routes R, opts ...HarnessOption) *Harne
 	h.tp6 = &transport{h: h, local: netip.AddrPortFrom(netip.IPv6Loopback(), proxy.Port())}
 	tc := cfg.tm
 	tc.Intercept = h.intercept
-	if len(tc.Security.RouteKey) == 0 {
-		// tm would pick a random key itself; the harness picks it so that
-		// InDialog can sign routes with it.
-		tc.Security.RouteKey = make([]byte, 32)
-		_, _ = rand.Read(tc.Security.RouteKey)
-	}
-	h.routeKey = tc.Security.RouteKey
 	if tc.Logger == nil {
 		tc.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}

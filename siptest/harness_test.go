@@ -314,7 +314,7 @@ func TestInDialog(t *testing.T) {
 		opts []siptest.HarnessOption
 		src  string
 	}{
-		{"harness key", nil, siptest.DefaultUAC},
+		{"random key", nil, siptest.DefaultUAC},
 		{"configured key", []siptest.HarnessOption{siptest.WithConfig(tm.Config{
 			Security: tm.Security{RouteKey: []byte("0123456789abcdef0123")}})}, siptest.DefaultUAC},
 		{"other proxy address", []siptest.HarnessOption{siptest.WithProxyAddr("10.0.0.1:5070")}, siptest.DefaultUAC},
@@ -362,16 +362,31 @@ func TestInDialog(t *testing.T) {
 }
 
 // The Route InDialog adds is the Record-Route the proxy itself put on a
-// call of the same dialog (Call-ID and From tag), signature included.
+// call of the same dialog (Call-ID and From tag), signature included: the
+// value facing the caller, for an IPv4 and an IPv6 caller (whose call gets
+// two values, RFC 5658), and the first of the route set NewDialog takes
+// from the 200.
 func TestInDialogMatchesRecordRoute(t *testing.T) {
 	t.Parallel()
-	for _, proxy := range []string{siptest.DefaultProxy, "10.0.0.1:5070"} {
-		h := siptest.NewHarness(t, relayTo("sip:bob@10.0.0.2"), siptest.WithProxyAddr(proxy))
-		inv := siptest.NewRequest("INVITE", "sip:bob@example.com", siptest.WithCallID("rr-1"), siptest.WithFromTag("f1"))
+	for _, tc := range []struct{ proxy, src string }{
+		{siptest.DefaultProxy, siptest.DefaultUAC},
+		{"10.0.0.1:5070", siptest.DefaultUAC},
+		{siptest.DefaultProxy, "[::1]:5099"},
+	} {
+		h := siptest.NewHarness(t, relayTo("sip:bob@10.0.0.2"), siptest.WithProxyAddr(tc.proxy))
+		inv := siptest.NewRequest("INVITE", "sip:bob@example.com", siptest.WithCallID("rr-1"), siptest.WithFromTag("f1"),
+			siptest.WithSource(tc.src))
 		res := h.Send(inv)
-		rr := res.Branch(0).GetHeader("Record-Route")
-		require.NotNil(t, rr)
-		bye := h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithCallID("rr-1"), siptest.WithFromTag("f1")))
-		assert.Equal(t, rr.Value(), bye.Route().Value(), "proxy %s", proxy)
+		rr := res.Branch(0).GetHeaders("Record-Route")
+		require.NotEmpty(t, rr)
+		facingCaller := rr[len(rr)-1].Value()
+		bye := h.InDialog(siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithCallID("rr-1"), siptest.WithFromTag("f1"),
+			siptest.WithSource(tc.src)))
+		assert.Equal(t, facingCaller, bye.Route().Value(), "proxy %s, caller %s", tc.proxy, tc.src)
+
+		res.Branch(0).Respond(200, siptest.WithToTag("b1"))
+		d := siptest.NewDialog(inv, res.LastReply().Response)
+		require.Len(t, d.Routes(), len(rr))
+		assert.Equal(t, bye.Route().Value(), d.Routes()[0], "proxy %s, caller %s", tc.proxy, tc.src)
 	}
 }

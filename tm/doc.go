@@ -92,9 +92,10 @@
 // only from where its branch was sent, and is never forwarded along a Via
 // we did not receive; our Record-Route is signed for its dialog, and a
 // request with a To tag that does not come back along it is refused 403
-// before any route runs (Context.InDialog reports the ones that do); a Route
-// chosen by the sender of an initial request is refused unless the route
-// calls Context.FollowRoute; 100 Trying goes out only when the route relays
+// before any route runs (Context.InDialog reports the ones that do;
+// Server.SignedRoute returns the signed value for a dialog, to build such
+// requests in tests and tools); a Route chosen by the sender of an initial
+// request is refused unless the route calls Context.FollowRoute; 100 Trying goes out only when the route relays
 // or suspends, so Drop leaves a scanner with nothing, and Routes.Screen
 // drops a source before tm answers anything; and the memory of
 // transactions and of the tombstones that absorb retransmissions is bounded

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -56,6 +57,34 @@ func (s *Server) routeMAC(callID, fromTag, user string) string {
 func (s *Server) signRecordRoute(rr *sip.RecordRouteHeader, req *sip.Request) {
 	callID, fromTag := dialogIDs(req)
 	rr.Address.UriParams.Add(sigParam, s.routeMAC(callID, fromTag, rr.Address.User))
+}
+
+// SignedRoute returns the Record-Route value this server adds, naming tp,
+// to a request of req's dialog: "<sip:host:port;lr;sig=…>", with
+// ";transport=" for anything but UDP and, when flow is valid, the flow
+// token of that connection as user part (what tm puts in the value facing
+// a side reached over a connection). The signature binds req's Call-ID and
+// From tag (the caller's) and the token, keyed by Config.Security.RouteKey.
+//
+// A UA puts the value in the Route of its in-dialog requests; a request
+// carrying it on top is loose-routed with Context.InDialog true, from the
+// caller (From tag signed) or the callee (the same tag as To tag). Tests
+// and tools use it to build such requests without setting up the call
+// first (siptest.Harness.InDialog does); a server sharing RouteKey returns
+// the same value. It returns "" when req has no Call-ID or no From tag:
+// such a dialog cannot be signed for.
+func (s *Server) SignedRoute(req *sip.Request, tp Transport, flow netip.AddrPort) string {
+	callID, fromTag := dialogIDs(req)
+	if callID == "" || fromTag == "" {
+		return ""
+	}
+	var tok string
+	if flow.IsValid() {
+		tok = s.flowToken(flow)
+	}
+	rr := rrHeader(tp, tok)
+	s.signRecordRoute(rr, req)
+	return rr.Value()
 }
 
 // dialogIDs returns the Call-ID and From tag of req.

@@ -49,6 +49,14 @@ var (
 	dRetrans         = desc("retransmissions_absorbed_total", "Request retransmissions absorbed by a transaction.")
 	dStateless       = desc("stateless_forwards_total", "Messages forwarded without a transaction.")
 
+	dOrigStarted = desc("originated_started_total",
+		"Requests the proxy originated (tm.Server.Send, Originate) and sent as a client transaction.")
+	dOrigEnded = desc("originated_requests_total",
+		"Originated requests by outcome: completed (a final response), timeout, failed (could not be sent, "+
+			"or ended by Close), cancelled (the caller stopped waiting); refused and overloaded before anything "+
+			"was sent (see tm.OriginatedStats).", "outcome")
+	dOrigInFlight = desc("originated_in_flight", "Originated requests in flight now.")
+
 	dPosted   = desc("loop_tasks_posted_total", "Tasks posted to the loop.", "loop")
 	dPending  = desc("loop_tasks_pending", "Tasks queued on the loop now.", "loop")
 	dWakeups  = desc("loop_wakeups_total", "Eventfd wake-ups of the loop.", "loop")
@@ -97,6 +105,7 @@ func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
 		dRequests, dResponses, dSendErrors, dHandoffs, dDrops, dOverload, dTxCreated, dTxDone, dTxActive,
 		dTombstones, dTxBytes,
 		dInProgress, dSuspended, dSuspendTimeouts, dAbandoned, dPanics, dRetrans, dStateless,
+		dOrigStarted, dOrigEnded, dOrigInFlight,
 		dPosted, dPending, dWakeups, dPolls, dFDEvents, dTStarted, dTFired, dTimers, dTables, dWatchers, dLPanics,
 		dLag, dCPU, dUtil,
 		dPoolWorkers, dPoolBusy, dPoolQueued, dPoolRejected, dPoolCompleted, dPoolDropped,
@@ -161,6 +170,15 @@ func (c *serverCollector) collectSIP(ch chan<- prometheus.Metric) {
 	counter(ch, dPanics, st.Panics)
 	counter(ch, dRetrans, st.RetransAbsorbed)
 	counter(ch, dStateless, st.Stateless)
+	o := st.Originated
+	counter(ch, dOrigStarted, o.Started)
+	for outcome, n := range map[string]uint64{
+		"completed": o.Completed, "timeout": o.TimedOut, "failed": o.Failed, "cancelled": o.Cancelled,
+		"refused": o.Refused, "overloaded": o.Overloaded,
+	} {
+		counter(ch, dOrigEnded, n, outcome)
+	}
+	gauge(ch, dOrigInFlight, float64(o.InFlight))
 }
 
 func (c *serverCollector) collectLoops(ch chan<- prometheus.Metric) {

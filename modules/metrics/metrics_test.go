@@ -37,16 +37,34 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // nullTP is a transport that sends nowhere; the tests feed tm directly.
+// It keeps the last message sent to each address, and fails the sends to
+// fail.
 type nullTP struct {
 	mu   sync.Mutex
 	sent int
+	last map[netip.AddrPort][]byte
+	fail netip.AddrPort
 }
 
-func (n *nullTP) Send(*reactor.Loop, []byte, netip.AddrPort) error {
+func (n *nullTP) Send(_ *reactor.Loop, b []byte, to netip.AddrPort) error {
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	if to == n.fail {
+		return fmt.Errorf("nullTP: send to %s fails", to)
+	}
 	n.sent++
-	n.mu.Unlock()
+	if n.last == nil {
+		n.last = map[netip.AddrPort][]byte{}
+	}
+	n.last[to] = append([]byte(nil), b...)
 	return nil
+}
+
+// lastTo returns the last message sent to addr, nil if none.
+func (n *nullTP) lastTo(addr netip.AddrPort) []byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.last[addr]
 }
 func (n *nullTP) Protocol() string          { return "UDP" }
 func (n *nullTP) Advertised() (string, int) { return "127.0.0.1", 5060 }
@@ -64,11 +82,18 @@ type rig struct {
 
 func newRig(t *testing.T, routes tm.Routes) *rig {
 	t.Helper()
+	return newRigConfig(t, tm.Config{}, routes)
+}
+
+// newRigConfig is newRig with cfg (its Logger and Observer are set here).
+func newRigConfig(t *testing.T, cfg tm.Config, routes tm.Routes) *rig {
+	t.Helper()
 	fds := testenv.CountFDs()
 	g, err := reactor.NewGroup(2, reactor.Config{Logger: quiet})
 	require.NoError(t, err)
 	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:0", ProbeInterval: 20 * time.Millisecond, Logger: quiet})
-	core := tm.NewServer(g.Loops(), tm.Config{Logger: quiet, Observer: exp}, routes)
+	cfg.Logger, cfg.Observer = quiet, exp
+	core := tm.NewServer(g.Loops(), cfg, routes)
 	tp := &nullTP{}
 	core.AddTransport(tp)
 	require.NoError(t, exp.Watch(core, g))
@@ -85,12 +110,16 @@ func newRig(t *testing.T, routes tm.Routes) *rig {
 	return &rig{g: g, core: core, tp: tp, exp: exp, url: "http://" + exp.Addr().String()}
 }
 
-// receive hands a datagram to tm on loop 0, as a socket would.
+// receive hands a datagram from 127.0.0.1:5061 to tm on loop 0, as a
+// socket would.
 func (r *rig) receive(t *testing.T, raw string) {
+	r.receiveFrom(t, netip.MustParseAddrPort("127.0.0.1:5061"), raw)
+}
+
+// receiveFrom hands a datagram from src to tm on loop 0.
+func (r *rig) receiveFrom(t *testing.T, src netip.AddrPort, raw string) {
 	l := r.g.Loop(0)
-	require.NoError(t, l.Post(func() {
-		r.core.Receive(l, []byte(raw), netip.MustParseAddrPort("127.0.0.1:5061"), r.tp)
-	}))
+	require.NoError(t, l.Post(func() { r.core.Receive(l, []byte(raw), src, r.tp) }))
 }
 
 func options(callID string) string {
@@ -354,4 +383,102 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// outgoing is a request for tm.Server.Send to uri (the proxy replaces its
+// Via).
+func outgoing(t *testing.T, method, uri, callID string) *sip.Request {
+	t.Helper()
+	raw := strings.ReplaceAll(method+" "+uri+" SIP/2.0\n"+
+		"Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-x\nMax-Forwards: 70\n"+
+		"From: <sip:proxy@127.0.0.1>;tag=p1\nTo: <"+uri+">\nCall-ID: "+callID+"\nCSeq: 1 "+method+"\n"+
+		"Content-Length: 0\n\n", "\n", "\r\n")
+	m, err := sip.ParseMessage([]byte(raw))
+	require.NoError(t, err)
+	return m.(*sip.Request)
+}
+
+// TestOriginatedMetrics originates requests that end in each outcome and
+// checks tm's originated counters in the scrape.
+func TestOriginatedMetrics(t *testing.T) {
+	r := newRigConfig(t, tm.Config{MaxOriginated: 2}, tm.Routes{})
+	uas, dead := netip.MustParseAddrPort("127.0.0.1:5062"), netip.MustParseAddrPort("127.0.0.1:5063")
+	r.tp.mu.Lock()
+	r.tp.fail = dead
+	r.tp.mu.Unlock()
+	l := r.g.Loop(1)
+	// send originates req on l and returns where its outcome goes: the
+	// status code or the error. Extra options make it a plain Launch with
+	// them (an await bound shorter than the send's: a cancellation).
+	send := func(req *sip.Request, opts tm.SendOptions, launch ...async.Option) <-chan string {
+		out := make(chan string, 1)
+		report := func(resp *sip.Response, err error) {
+			if err != nil {
+				out <- err.Error()
+				return
+			}
+			out <- strconv.Itoa(resp.StatusCode)
+		}
+		require.NoError(t, l.Post(func() {
+			if len(launch) > 0 {
+				async.Launch(l, r.core.Send(req, opts), report, launch...)
+				return
+			}
+			r.core.Originate(l, req, opts, report)
+		}))
+		return out
+	}
+	wait := func(what string, ch <-chan string) string {
+		t.Helper()
+		select {
+		case v := <-ch:
+			return v
+		case <-time.After(5 * time.Second):
+			t.Fatalf("timed out waiting for the outcome of %s", what)
+			return ""
+		}
+	}
+	inFlight := func(n float64) {
+		t.Helper()
+		waitFor(t, fmt.Sprintf("%v originated requests in flight", n), func() bool {
+			return scrape(t, r.url).get(`asyncsip_originated_in_flight`) == n
+		})
+	}
+
+	// Completed: the UAS answers 200.
+	ok := send(outgoing(t, "OPTIONS", "sip:bob@127.0.0.1:5062", "o-ok"), tm.SendOptions{})
+	waitFor(t, "the OPTIONS to be sent", func() bool { return r.tp.lastTo(uas) != nil })
+	m, err := sip.ParseMessage(r.tp.lastTo(uas))
+	require.NoError(t, err)
+	r.receiveFrom(t, uas, sip.NewResponseFromRequest(m.(*sip.Request), 200, "OK", nil).String())
+	assert.Equal(t, "200", wait("o-ok", ok))
+
+	timeout := send(outgoing(t, "OPTIONS", "sip:bob@127.0.0.1:5062", "o-slow"), tm.SendOptions{Timeout: 20 * time.Millisecond})
+	assert.Equal(t, tm.ErrOriginatedTimeout.Error(), wait("o-slow", timeout))
+	failed := send(outgoing(t, "OPTIONS", "sip:bob@127.0.0.1:5063", "o-dead"), tm.SendOptions{})
+	assert.Contains(t, wait("o-dead", failed), tm.ErrOriginatedUnreachable.Error())
+	refused := send(outgoing(t, "INVITE", "sip:bob@127.0.0.1:5062", "o-invite"), tm.SendOptions{})
+	assert.Contains(t, wait("o-invite", refused), tm.ErrNotOriginable.Error())
+	cancelled := send(outgoing(t, "OPTIONS", "sip:bob@127.0.0.1:5062", "o-gone"), tm.SendOptions{},
+		async.Timeout(20*time.Millisecond))
+	assert.Contains(t, wait("o-gone", cancelled), async.ErrTimeout.Error())
+	inFlight(0) // the cancelled transaction ends on its owner loop after the report
+
+	// Two held (no answer, Timer F) fill MaxOriginated; a third is refused.
+	send(outgoing(t, "OPTIONS", "sip:bob@127.0.0.1:5062", "o-held-1"), tm.SendOptions{})
+	send(outgoing(t, "OPTIONS", "sip:bob@127.0.0.1:5062", "o-held-2"), tm.SendOptions{})
+	inFlight(2)
+	over := send(outgoing(t, "OPTIONS", "sip:bob@127.0.0.1:5062", "o-over"), tm.SendOptions{})
+	assert.Contains(t, wait("o-over", over), async.ErrOverloaded.Error())
+
+	s := scrape(t, r.url)
+	assert.Equal(t, 6.0, s.get(`asyncsip_originated_started_total`), "all but the INVITE and the overloaded one")
+	for outcome, n := range map[string]float64{
+		"completed": 1, "timeout": 1, "failed": 1, "refused": 1, "cancelled": 1, "overloaded": 1,
+	} {
+		assert.Equal(t, n, s.get(`asyncsip_originated_requests_total{outcome="`+outcome+`"}`), outcome)
+	}
+	assert.Equal(t, 2.0, s.get(`asyncsip_originated_in_flight`))
+	assert.Equal(t, 1.0, s.get(`asyncsip_overload_rejections_total`), "an overloaded send counts there too")
+	assert.Equal(t, 7.0, s.get(`asyncsip_async_ops_started_total{module="tm",op="send"}`), "Originate is observed")
 }
