@@ -220,6 +220,20 @@ type Stats struct {
 	// ByeSent counts BYEs the tracker sent, ByeFailed those without a 2xx
 	// or with no answer; PingSent and PingFailed the in-dialog OPTIONS.
 	ByeSent, ByeFailed, PingSent, PingFailed uint64
+	// ByReason counts the terminated calls per Reason.
+	ByReason map[Reason]uint64
+}
+
+// reasons lists every Reason, for the per-reason counters.
+var reasons = [...]Reason{ByeCaller, ByeCallee, Rejected, Cancelled, NotConfirmed, Timeout, PingFailure, Ended}
+
+func reasonIndex(r Reason) int {
+	for i, x := range reasons {
+		if x == r {
+			return i
+		}
+	}
+	return -1
 }
 
 // Tracker tracks the calls that routes hand it (Track): their state, their
@@ -239,6 +253,7 @@ type Tracker struct {
 	overloaded, limited            atomic.Uint64
 	byeSent, byeFailed             atomic.Uint64
 	pingSent, pingFailed           atomic.Uint64
+	byReason                       [len(reasons)]atomic.Uint64
 }
 
 type callShard struct {
@@ -291,12 +306,17 @@ func (t *Tracker) Get(id ID) (Record, bool) { return t.store.Get(id) }
 
 // Stats returns the tracker's counters.
 func (t *Tracker) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Active: t.active.Load(), Created: t.created.Load(), Confirmed: t.confirmed.Load(),
 		Terminated: t.terminated.Load(), Overloaded: t.overloaded.Load(), Limited: t.limited.Load(),
 		ByeSent: t.byeSent.Load(), ByeFailed: t.byeFailed.Load(),
 		PingSent: t.pingSent.Load(), PingFailed: t.pingFailed.Load(),
+		ByReason: make(map[Reason]uint64, len(reasons)),
 	}
+	for i, r := range reasons {
+		st.ByReason[r] = t.byReason[i].Load()
+	}
+	return st
 }
 
 // Profile returns the profile name: the count of calls per value.
@@ -740,6 +760,9 @@ func (cl *call) terminate(r Reason, code int) {
 	}
 	t.active.Add(-1)
 	t.terminated.Add(1)
+	if i := reasonIndex(r); i >= 0 {
+		t.byReason[i].Add(1)
+	}
 	now := cl.loop.Now()
 	var dur time.Duration
 	if cl.rec.State == Confirmed {
