@@ -73,7 +73,7 @@ func (o options) config(log *slog.Logger) (Config, error) {
 	cfg := Config{
 		Set: o.set, Limit: o.limit, MaxDuration: o.maxDuration, PingInterval: o.ping, BranchTimeout: o.branchTimeout,
 		Probe: dispatcher.ProbeConfig{Interval: o.probeInterval, Timeout: o.probeTimeout,
-			FailAfter: o.failAfter, RecoverAfter: o.recoverAfter},
+			FailAfter: o.failAfter, RecoverAfter: o.recoverAfter, FailureCodes: []int{5}},
 		Logger: log,
 	}
 	for _, s := range strings.Split(o.trusted, ",") {
