@@ -43,7 +43,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.listen, "listen", "udp:127.0.0.1:5060", "listen address, transport:host:port")
 	fs.StringVar(&o.dst, "dst", "sip:127.0.0.1:5070,sip:127.0.0.1:5071", "comma-separated destination URIs")
-	fs.StringVar(&o.setsFile, "sets", "", "JSON file of destination sets (replaces -dst and -algorithm)")
+	fs.StringVar(&o.setsFile, "sets", "", "JSON file of destination sets (replaces -dst and -algorithm); SIGHUP reloads it")
 	fs.StringVar(&o.set, "set", "", "the set of the -sets file calls go to (default the first)")
 	fs.StringVar(&o.algorithm, "algorithm", "least-loaded", "round-robin, weighted, hash-callid, hash-from-user, hash-ruri-user, priority or least-loaded")
 	fs.IntVar(&o.limit, "limit", 100, "calls in progress per destination (0: no limit); 503 when every destination is full")
@@ -91,15 +91,9 @@ func (o options) config(log *slog.Logger) (Config, error) {
 		cfg.Trusted = append(cfg.Trusted, p.Masked())
 	}
 	if o.setsFile != "" {
-		f, err := os.Open(o.setsFile)
-		if err != nil {
-			return cfg, err
-		}
-		defer f.Close()
-		if cfg.Sets, err = dispatcher.LoadSets(f); err != nil {
-			return cfg, fmt.Errorf("%s: %w", o.setsFile, err)
-		}
-		return cfg, nil
+		var err error
+		cfg.Sets, err = loadSets(o.setsFile)
+		return cfg, err
 	}
 	var alg dispatcher.Algorithm
 	if err := alg.UnmarshalText([]byte(o.algorithm)); err != nil {
@@ -113,6 +107,39 @@ func (o options) config(log *slog.Logger) (Config, error) {
 	}
 	cfg.Sets = []dispatcher.SetConfig{set}
 	return cfg, nil
+}
+
+// loadSets reads a JSON file of destination sets.
+func loadSets(path string) ([]dispatcher.SetConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sets, err := dispatcher.LoadSets(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return sets, nil
+}
+
+// Reload replaces the destination sets with those of the JSON file at
+// path, while calls are routed: destinations kept keep their state and
+// calls, removed ones get no new call, added ones start up. A file that
+// does not load, or lacks the set calls go to, changes nothing.
+func (b *Balancer) Reload(path string) error {
+	sets, err := loadSets(path)
+	if err != nil {
+		return err
+	}
+	found := false
+	for _, s := range sets {
+		found = found || s.ID == b.cfg.Set
+	}
+	if !found {
+		return fmt.Errorf("%s: %w: %q", path, dispatcher.ErrUnknownSet, b.cfg.Set)
+	}
+	return b.d.Replace(sets...)
 }
 
 func main() {
@@ -172,7 +199,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				srv.Addrs()[0], s.Algorithm, strings.Join(uris, " "), b.cfg.Limit)
 		}
 	}
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			if o.setsFile == "" {
+				log.Warn("loadbalancer: SIGHUP ignored: destinations come from -dst, not a -sets file")
+			} else if err := b.Reload(o.setsFile); err != nil {
+				log.Error("loadbalancer: reload failed; the sets in use stay", "file", o.setsFile, "err", err)
+			} else {
+				log.Info("loadbalancer: destination sets reloaded", "file", o.setsFile)
+			}
+		}
+	}
 	prober.Stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()

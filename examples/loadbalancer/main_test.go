@@ -474,3 +474,40 @@ func TestSetsFromJSONFile(t *testing.T) {
 	assert.ErrorIs(t, err, dispatcher.ErrUnknownSet)
 	assert.True(t, strings.Contains(err.Error(), "nope"))
 }
+
+// Reload swaps the sets while calls are in progress: a removed
+// destination gets no new call, a kept one keeps its calls' count, a bad
+// file changes nothing.
+func TestReloadSets(t *testing.T) {
+	f := t.TempDir() + "/sets.json"
+	require.NoError(t, writeFile(f, `[{"id": "dst", "targets": [{"uri": "sip:10.0.0.1:5060"}, {"uri": "sip:10.0.0.2:5060"}]}]`))
+	o, err := parseFlags([]string{"-sets", f}, io.Discard)
+	require.NoError(t, err)
+	cfg, err := o.config(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	cfg.Trusted = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	b, err := New(cfg)
+	require.NoError(t, err)
+	h := siptest.NewHarness(t, b.Routes())
+	c1 := invite(h)
+	c1.answer(t)
+	kept := c1.hop(t)
+
+	require.NoError(t, writeFile(f, `[{"id": "dst", "targets": [{"uri": "sip:`+kept+`"}, {"uri": "sip:10.0.0.3:5060"}]}]`))
+	require.NoError(t, b.Reload(f))
+	got := map[string]int{}
+	for i := 0; i < 4; i++ {
+		c := invite(h)
+		got[c.hop(t)]++
+		c.res.Branch(0).Respond(486)
+	}
+	assert.Equal(t, map[string]int{kept: 2, "10.0.0.3:5060": 2}, got)
+	assert.Equal(t, 1, b.Tracker().Profile(Profile).Count("sip:"+kept), "the call in progress still counts")
+	c1.bye(t)
+
+	require.NoError(t, writeFile(f, `[{"id": "other", "targets": [{"uri": "sip:10.0.0.9:5060"}]}]`))
+	assert.ErrorIs(t, b.Reload(f), dispatcher.ErrUnknownSet)
+	require.NoError(t, writeFile(f, `[{"id": "dst", "targets": [{"uri": "not a uri ::"}]}]`))
+	assert.Error(t, b.Reload(f))
+	assert.Len(t, b.Dispatcher().Sets()[0].Targets, 2, "a bad file changes nothing")
+}
