@@ -15,6 +15,7 @@ import (
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/modules/dialog"
 	"github.com/asyncsip/asyncsip/modules/dispatcher"
 )
 
@@ -87,6 +88,32 @@ func TestSIPpKilledUASCallsKeepSucceeding(t *testing.T) {
 	assert.Equal(t, [2]int{0, 0}, [2]int{b.Tracker().Profile(Profile).Count(uriA), b.Tracker().Profile(Profile).Count(uriB)},
 		"every count released")
 	assert.Zero(t, b.Tracker().Active())
+}
+
+// Calls the caller never hangs up are ended by the balancer after
+// -max-duration: a BYE to each SIPp side, both answered 200; both sides
+// count a successful call, and every count is released.
+func TestSIPpMaxDurationEndsCalls(t *testing.T) {
+	sipp.Path(t) // skips without SIPp (fails under CI=true)
+	uasA := sipp.Start(t, sipp.Config{Scenario: "sipp/uas.xml", Args: []string{"-aa"}, Timeout: 60 * time.Second})
+	uasB := sipp.Start(t, sipp.Config{Scenario: "sipp/uas.xml", Args: []string{"-aa"}, Timeout: 60 * time.Second})
+	uriA, uriB := fmt.Sprintf("sip:127.0.0.1:%d", uasA.Port()), fmt.Sprintf("sip:127.0.0.1:%d", uasB.Port())
+	b, proxy := startLB(t, Config{MaxDuration: time.Second, BranchTimeout: 2 * time.Second}, uriA, uriB)
+
+	const calls = 6
+	res := sipp.Run(t, sipp.Config{Scenario: "sipp/uac_held.xml", Remote: proxy, Service: "bob",
+		Calls: calls, Rate: 10, Timeout: 30 * time.Second})
+	require.Equal(t, calls, res.Successful, "every caller got the balancer's BYE: %s", res)
+	testenv.Eventually(t, 5*time.Second, "both BYEs of every call answered", func() bool {
+		return b.Tracker().Stats().ByeSent == 2*calls && b.Tracker().Active() == 0
+	})
+	st := b.Tracker().Stats()
+	assert.Zero(t, st.ByeFailed, "the proxy sees a 200 for every BYE")
+	assert.Equal(t, uint64(calls), st.ByReason[dialog.Timeout])
+	ra, rb := uasA.Stop(), uasB.Stop()
+	assert.Equal(t, calls, ra.Successful+rb.Successful, "every callee got its BYE: A %s\nB %s", ra, rb)
+	assert.Zero(t, ra.Failed+rb.Failed)
+	assert.Equal(t, [2]int{0, 0}, [2]int{b.Tracker().Profile(Profile).Count(uriA), b.Tracker().Profile(Profile).Count(uriB)})
 }
 
 func selected(d *dispatcher.Dispatcher, uri string) uint64 {
