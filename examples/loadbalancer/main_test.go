@@ -308,7 +308,7 @@ func TestMaxDurationByesBothSides(t *testing.T) {
 // Only trusted sources place calls; in-dialog requests along our signed
 // Record-Route pass from anywhere; a forged one is refused by tm.
 func TestUntrustedSource403(t *testing.T) {
-	_, h := newLB(t, nil)
+	b, h := newLB(t, nil)
 	c := invite(h, siptest.WithSource("192.0.2.7:5060"))
 	siptest.AssertNotRelayed(t, c.res)
 	siptest.AssertReplied(t, c.res, 403)
@@ -324,6 +324,13 @@ func TestUntrustedSource403(t *testing.T) {
 		siptest.WithRoute("<sip:127.0.0.1:5060;lr>")))
 	siptest.AssertNotRelayed(t, forged)
 	siptest.AssertReplied(t, forged, 403)
+
+	// A trusted caller's preloaded Route does not choose the next hop.
+	pre := invite(h, siptest.WithRoute("<sip:192.0.2.99;lr>"))
+	siptest.AssertNotRelayed(t, pre.res)
+	siptest.AssertReplied(t, pre.res, 403)
+	assert.Zero(t, b.Tracker().Active(), "the refused call counts nowhere")
+	assert.Equal(t, [2]int{0, 0}, counts(b))
 }
 
 // Other requests are balanced but not counted; OPTIONS to the balancer
