@@ -1,4 +1,4 @@
-package keepalive_test
+package nat_test
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/asyncsip/asyncsip"
-	"github.com/asyncsip/asyncsip/modules/dispatcher/keepalive"
+	"github.com/asyncsip/asyncsip/modules/nat"
 	"github.com/asyncsip/asyncsip/siptest"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -30,7 +30,7 @@ type goneList struct {
 	keys []string
 }
 
-func (g *goneList) add(b keepalive.Binding) {
+func (g *goneList) add(b nat.Binding) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.keys = append(g.keys, b.Key)
@@ -42,14 +42,14 @@ func (g *goneList) list() []string {
 	return append([]string(nil), g.keys...)
 }
 
-func pinger(t *testing.T, cfg keepalive.Config) (*keepalive.Pinger, *siptest.Harness, *goneList) {
+func pinger(t *testing.T, cfg nat.Config) (*nat.Pinger, *siptest.Harness, *goneList) {
 	t.Helper()
 	gone := &goneList{}
 	cfg.Interval, cfg.Timeout, cfg.OnGone = interval, 2*time.Second, gone.add
 	if cfg.Slices == 0 {
 		cfg.Slices = 1
 	}
-	p := keepalive.New(cfg)
+	p := nat.New(cfg)
 	h := siptest.NewHarness(t, func(c *tm.Context) { _ = c.Reply(404, "Not Found") })
 	job, err := p.Start(h.Server, h.Group())
 	require.NoError(t, err)
@@ -63,14 +63,14 @@ func tick(h *siptest.Harness, d time.Duration) []*siptest.Originated {
 	return h.Originated()[before:]
 }
 
-var alice = keepalive.Binding{
+var alice = nat.Binding{
 	Key: "alice", Contact: "sip:alice@192.168.1.10:5060", Addr: netip.MustParseAddrPort("203.0.113.5:40000"),
 }
 
 // The ping is an OPTIONS to the registered Contact, sent to the NAT's
 // public address; answered, it keeps the binding.
 func TestPingGoesToTheNATAddress(t *testing.T) {
-	p, h, gone := pinger(t, keepalive.Config{FailAfter: 1})
+	p, h, gone := pinger(t, nat.Config{FailAfter: 1})
 	require.NoError(t, p.Add(alice))
 	for i := 0; i < 3; i++ {
 		pings := tick(h, interval)
@@ -81,13 +81,13 @@ func TestPingGoesToTheNATAddress(t *testing.T) {
 		pings[0].Respond(405) // any answer proves the UA there
 	}
 	assert.Empty(t, gone.list())
-	assert.Equal(t, keepalive.Stats{Sent: 3, Bindings: 1}, p.Stats())
+	assert.Equal(t, nat.Stats{Sent: 3, Bindings: 1}, p.Stats())
 }
 
 // FailAfter unanswered pings in a row remove the binding and report it; an
 // answer in between starts the count again.
 func TestUnansweredBindingIsRemoved(t *testing.T) {
-	p, h, gone := pinger(t, keepalive.Config{FailAfter: 2})
+	p, h, gone := pinger(t, nat.Config{FailAfter: 2})
 	require.NoError(t, p.Add(alice))
 	require.Len(t, tick(h, interval), 1) // unanswered: failure 1
 	tick(h, interval)[0].Respond(200)    // failure 1 timed out meanwhile; reset
@@ -106,7 +106,7 @@ func TestUnansweredBindingIsRemoved(t *testing.T) {
 // A binding past its Expires is dropped without a ping; a refresh (a
 // re-REGISTER) moves Expires on.
 func TestExpiredBindingIsDropped(t *testing.T) {
-	p, h, gone := pinger(t, keepalive.Config{})
+	p, h, gone := pinger(t, nat.Config{})
 	b := alice
 	b.Expires = h.Clock.Now().Add(15 * time.Second)
 	require.NoError(t, p.Add(b))
@@ -125,7 +125,7 @@ func TestExpiredBindingIsDropped(t *testing.T) {
 }
 
 func TestBindingsCapped(t *testing.T) {
-	p := keepalive.New(keepalive.Config{MaxBindings: 2})
+	p := nat.New(nat.Config{MaxBindings: 2})
 	for i := 0; i < 2; i++ {
 		b := alice
 		b.Key = fmt.Sprint(i)
@@ -133,20 +133,20 @@ func TestBindingsCapped(t *testing.T) {
 	}
 	b := alice
 	b.Key = "x"
-	assert.ErrorIs(t, p.Add(b), keepalive.ErrFull)
+	assert.ErrorIs(t, p.Add(b), nat.ErrFull)
 	b.Key = "1"
 	assert.NoError(t, p.Add(b), "a refresh is not a new binding")
 	assert.True(t, p.Remove("0"))
 	assert.False(t, p.Remove("0"))
 	b.Key = "x"
 	assert.NoError(t, p.Add(b))
-	assert.Error(t, p.Add(keepalive.Binding{Key: "y", Contact: "sip:a@b"}), "no address")
-	assert.Error(t, p.Add(keepalive.Binding{Key: "y", Contact: "nonsense", Addr: alice.Addr}))
+	assert.Error(t, p.Add(nat.Binding{Key: "y", Contact: "sip:a@b"}), "no address")
+	assert.Error(t, p.Add(nat.Binding{Key: "y", Contact: "nonsense", Addr: alice.Addr}))
 }
 
 // Bindings spread over slices: each pinged once per interval.
 func TestPingsSpreadOverSlices(t *testing.T) {
-	p, h, _ := pinger(t, keepalive.Config{Slices: 4})
+	p, h, _ := pinger(t, nat.Config{Slices: 4})
 	for i := 0; i < 40; i++ {
 		b := alice
 		b.Key = fmt.Sprint(i)
@@ -182,7 +182,7 @@ func TestBehind(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			req := siptest.NewRequest("REGISTER", "sip:example.com", siptest.WithHeader("Contact", "<"+c.contact+">"))
-			assert.Equal(t, c.want, keepalive.Behind(req, src))
+			assert.Equal(t, c.want, nat.Behind(req, src))
 		})
 	}
 }
@@ -220,7 +220,7 @@ func TestRealServerPingsAndDropsSilentUA(t *testing.T) {
 	defer func() { _ = conn.Close(); <-done }()
 
 	gone := &goneList{}
-	p := keepalive.New(keepalive.Config{Interval: 200 * time.Millisecond, Timeout: 180 * time.Millisecond, FailAfter: 2, OnGone: gone.add})
+	p := nat.New(nat.Config{Interval: 200 * time.Millisecond, Timeout: 180 * time.Millisecond, FailAfter: 2, OnGone: gone.add})
 	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 2})
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
@@ -232,7 +232,7 @@ func TestRealServerPingsAndDropsSilentUA(t *testing.T) {
 		defer cancel()
 		require.NoError(t, srv.Shutdown(ctx))
 	}()
-	require.NoError(t, p.Add(keepalive.Binding{Key: "ua", Contact: "sip:ua@192.168.1.10:5060",
+	require.NoError(t, p.Add(nat.Binding{Key: "ua", Contact: "sip:ua@192.168.1.10:5060",
 		Addr: netip.MustParseAddrPort(conn.LocalAddr().String())}))
 
 	eventually(t, 5*time.Second, func() bool { return pings.Load() >= 3 }, "pings reach the UA")

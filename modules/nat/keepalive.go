@@ -1,29 +1,31 @@
-// Package keepalive pings NATed contacts with OPTIONS from timer jobs
-// spread over the loops, to keep their NAT bindings open and to find the
-// ones that are gone — what Kamailio's nathelper does with its "sipping".
+// Package nat serves UAs behind NATs: it tells a NATed request from its
+// source address (Behind), rewrites its Contact to the NAT's public side for
+// storage (FixContact), and pings NATed contacts with OPTIONS from timer
+// jobs spread over the loops, to keep their NAT bindings open and to find
+// the ones that are gone — what Kamailio's nathelper does with
+// fix_nated_register and its "sipping".
 //
-// A registrar adds a binding when a UA behind a NAT registers (Behind tells
-// from the request and its source address), and removes it when the
-// registration ends; the pinger sends an OPTIONS to each binding once per
-// interval, to the address the REGISTER came from, and after FailAfter
-// unanswered pings in a row removes the binding and reports it (OnGone) so
-// that the registrar drops the contact:
+// A registrar adds a binding when a UA behind a NAT registers, and removes
+// it when the registration ends; the Pinger sends an OPTIONS to each
+// binding once per interval, to the address the REGISTER came from, and
+// after FailAfter unanswered pings in a row removes the binding and reports
+// it (OnGone) so that the registrar drops the contact:
 //
-//	ka := keepalive.New(keepalive.Config{Interval: 20 * time.Second, OnGone: func(b keepalive.Binding) {
+//	ka := nat.New(nat.Config{Interval: 20 * time.Second, OnGone: func(b nat.Binding) {
 //		location.Remove(b.Key)
 //	}})
 //	job, _ := ka.Start(srv.Core(), srv.Group())
 //	defer job.Stop()
 //	// in the REGISTER route:
-//	if keepalive.Behind(c.Req, c.Source()) {
-//		_ = ka.Add(keepalive.Binding{Key: aor + contact, Contact: contact, Addr: c.Source(), Expires: exp})
+//	if nat.Behind(c.Req, c.Source()) {
+//		_ = ka.Add(nat.Binding{Key: aor + contact, Contact: contact, Addr: c.Source(), Expires: exp})
 //	}
 //
 // Any response proves the UA there (most answer OPTIONS 200, some 404 or
 // 405); only silence and unreachable next hops count as failures. A binding
 // past its Expires is dropped without a ping. CRLF keep-alives (RFC 5626
 // §4.4.1) are not sent: tm has no raw write to a transport yet.
-package keepalive
+package nat
 
 import (
 	"errors"
@@ -42,7 +44,7 @@ import (
 )
 
 // ErrFull: Add was refused because MaxBindings are held.
-var ErrFull = errors.New("keepalive: too many bindings")
+var ErrFull = errors.New("nat: too many bindings")
 
 // Defaults of Config.
 const (
@@ -158,11 +160,11 @@ func New(cfg Config) *Pinger {
 // Addr, and clears its failures).
 func (p *Pinger) Add(b Binding) error {
 	if b.Key == "" || !b.Addr.IsValid() {
-		return fmt.Errorf("keepalive: binding needs a key and an address")
+		return fmt.Errorf("nat: binding needs a key and an address")
 	}
 	var u sip.Uri
 	if err := sip.ParseUri(b.Contact, &u); err != nil || u.Host == "" {
-		return fmt.Errorf("keepalive: contact %q: %v", b.Contact, err)
+		return fmt.Errorf("nat: contact %q: %v", b.Contact, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -220,7 +222,7 @@ func (p *Pinger) slice(key string) int {
 func (p *Pinger) Start(srv *tm.Server, g *reactor.Group) (*reactor.Job, error) {
 	if p.cfg.From != "" {
 		if _, err := srv.NewRequest(tm.OutOfDialog{Method: sip.OPTIONS, Target: "sip:check.invalid", From: p.cfg.From}); err != nil {
-			return nil, fmt.Errorf("keepalive: From: %w", err)
+			return nil, fmt.Errorf("nat: From: %w", err)
 		}
 	}
 	return g.Every(p.cfg.Interval/time.Duration(p.cfg.Slices), func(l *reactor.Loop) { p.run(srv, l) }, reactor.Skip)
@@ -303,27 +305,21 @@ func (p *Pinger) report(b *binding, err error) {
 
 // Behind reports whether the UA that sent req from src is behind a NAT:
 // its first Contact (or, without one, its top Via's sent-by) does not
-// name src — a private address, another address or another port than the
-// one the request came from. A registrar then stores src with the contact
-// and adds it to the Pinger.
+// name src — another address or another port than the one the request
+// came from (see FixContact for the rule). A registrar then stores the
+// fixed contact and adds it to the Pinger.
 func Behind(req *sip.Request, src netip.AddrPort) bool {
-	var host string
-	var port int
 	if c := req.Contact(); c != nil {
-		host, port = c.Address.Host, c.Address.Port
-	} else if v := req.Via(); v != nil {
-		host, port = v.Host, v.Port
-	} else {
-		return false
+		return !c.Address.Wildcard && differs(c.Address.Host, uriPort(&c.Address), src)
 	}
-	if port == 0 {
-		port = 5060
+	if v := req.Via(); v != nil {
+		port := v.Port
+		if port == 0 {
+			port = 5060
+		}
+		return differs(v.Host, port, src)
 	}
-	addr, err := netip.ParseAddr(trimBrackets(host))
-	if err != nil {
-		return false // a host name: nothing to compare
-	}
-	return addr.Unmap() != src.Addr().Unmap() || uint16(port) != src.Port()
+	return false
 }
 
 func trimBrackets(h string) string {
