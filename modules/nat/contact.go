@@ -48,21 +48,32 @@ func FixContact(req *sip.Request, src netip.AddrPort) (fixed string, behind bool
 	if (u.Scheme != "sip" && u.Scheme != "sips") || u.Host == "" {
 		return "", false, fmt.Errorf("nat: contact %q: not a SIP URI", h.Value())
 	}
-	if !src.IsValid() || !differs(u.Host, uriPort(&u), src) {
-		return u.String(), false, nil
+	transport := ""
+	if v := req.Via(); v != nil {
+		transport = v.Transport
+	}
+	f, behind := FixURI(&u, src, transport)
+	return f.String(), behind, nil
+}
+
+// FixURI is FixContact for one Contact URI u of a request that came from
+// src over transport (its top Via's, "UDP", "TCP"…): a registrar fixes each
+// Contact of a REGISTER with it. It returns u itself when not behind a NAT,
+// else a fixed copy.
+func FixURI(u *sip.Uri, src netip.AddrPort, transport string) (*sip.Uri, bool) {
+	if u.Wildcard || !src.IsValid() || !differs(u.Host, uriPort(u), src) {
+		return u, false
 	}
 	f := u.Clone()
 	f.Host = src.Addr().Unmap().String()
 	f.Port = int(src.Port())
-	if _, ok := f.UriParams.Get("transport"); !ok {
-		if v := req.Via(); v != nil && !strings.EqualFold(v.Transport, "UDP") && v.Transport != "" {
-			if f.UriParams == nil {
-				f.UriParams = sip.NewParams()
-			}
-			f.UriParams.Add("transport", strings.ToLower(v.Transport))
+	if _, ok := f.UriParams.Get("transport"); !ok && transport != "" && !strings.EqualFold(transport, "UDP") {
+		if f.UriParams == nil {
+			f.UriParams = sip.NewParams()
 		}
+		f.UriParams.Add("transport", strings.ToLower(transport))
 	}
-	return f.String(), true, nil
+	return f, true
 }
 
 // firstContact returns the first contact of a Contact header value that

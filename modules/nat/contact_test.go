@@ -106,3 +106,18 @@ func TestFixContactOfParsedRequest(t *testing.T) {
 	assert.Equal(t, "sip:alice@127.0.0.5:33000;ob", got)
 	assert.True(t, nat.Behind(req, src))
 }
+
+// FixURI fixes one URI (a registrar's loop over the Contacts): a copy when
+// behind, u itself when not.
+func TestFixURI(t *testing.T) {
+	var u sip.Uri
+	require.NoError(t, sip.ParseUri("sip:alice@10.0.0.5:5060;ob", &u))
+	src := netip.MustParseAddrPort("198.51.100.7:6000")
+	f, behind := nat.FixURI(&u, src, "WS")
+	assert.True(t, behind)
+	assert.Equal(t, "sip:alice@198.51.100.7:6000;ob;transport=ws", f.String())
+	assert.Equal(t, "sip:alice@10.0.0.5:5060;ob", u.String(), "u untouched")
+	same, behind := nat.FixURI(&u, netip.MustParseAddrPort("10.0.0.5:5060"), "UDP")
+	assert.False(t, behind)
+	assert.Same(t, &u, same)
+}
