@@ -53,6 +53,11 @@ type Config struct {
 	AuthFailures    int           `json:"auth_failures"`    // failed digest attempts per source within a minute before a ban
 	AuthBan         time.Duration `json:"auth_ban"`         // the first auth ban; each further one doubles, up to 1 h
 	BindNonce       bool          `json:"bind_nonce"`       // a nonce is good only from the address it was sent to
+
+	// NATFix stores the Contact of a REGISTER from behind a NAT (its Contact
+	// does not name the source address and port) rewritten to that source,
+	// so that calls reach the UA through its NAT binding (modules/nat).
+	NATFix bool `json:"nat_fix"`
 }
 
 // Bounds checked by validate.
@@ -312,6 +317,7 @@ func bindFlags(cfg *Config, file *string) *flag.FlagSet {
 	fs.IntVar(&cfg.AuthFailures, "auth-failures", cfg.AuthFailures, "failed digest attempts per source within a minute before a ban")
 	fs.DurationVar(&cfg.AuthBan, "auth-ban", cfg.AuthBan, "first ban after -auth-failures (doubles at each further ban, up to 1h)")
 	fs.BoolVar(&cfg.BindNonce, "bind-nonce", cfg.BindNonce, "accept a nonce only from the address it was sent to")
+	fs.BoolVar(&cfg.NATFix, "nat-fix", cfg.NATFix, "store the Contact of a UA behind a NAT (Contact is not the source address:port) rewritten to the source")
 	fs.Func("digest", `digest algorithms offered, in order (default "SHA-256,MD5"; "MD5" for clients such as SIPp that only do MD5)`,
 		func(v string) error {
 			cfg.Digest = strings.Split(v, ",")

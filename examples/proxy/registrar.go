@@ -11,6 +11,7 @@ import (
 
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/nat"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -40,7 +41,7 @@ func (p *Proxy) register(c *tm.Context) {
 		_ = c.Reply(403, "Forbidden (username does not match the To user)")
 		return
 	}
-	binds, wildcard, code, reason := parseBindings(c.Req)
+	binds, wildcard, code, reason := p.parseBindings(c)
 	if code != 0 {
 		hdrs := []sip.Header{}
 		if code == 423 {
@@ -83,8 +84,17 @@ func (p *Proxy) contactCap(c *tm.Context, user string, n int) {
 }
 
 // parseBindings reads the Contacts and their expiry. A non-zero code is the
-// error response to send.
-func parseBindings(req *sip.Request) (out []binding, wildcard bool, code int, reason string) {
+// error response to send. With nat_fix, the Contact of a UA behind a NAT is
+// stored rewritten to the source address and port (nat.FixURI): a call then
+// reaches the UA through its NAT binding, and the UA's de-registration from
+// the same binding removes the same contact. The 200 lists the stored
+// (fixed) contacts.
+func (p *Proxy) parseBindings(c *tm.Context) (out []binding, wildcard bool, code int, reason string) {
+	req := c.Req
+	var transport string
+	if v := req.Via(); v != nil {
+		transport = v.Transport
+	}
 	def := defaultExpires
 	if h := req.GetHeader("Expires"); h != nil {
 		n, err := strconv.Atoi(h.Value())
@@ -113,7 +123,11 @@ func parseBindings(req *sip.Request) (out []binding, wildcard bool, code int, re
 		if exp > 0 && exp < minExpires {
 			return nil, false, 423, "Interval Too Brief"
 		}
-		out = append(out, binding{contact: ch.Address.String(), expires: min(exp, maxExpires)})
+		u := &ch.Address
+		if p.cfg.NATFix {
+			u, _ = nat.FixURI(u, c.Source(), transport)
+		}
+		out = append(out, binding{contact: u.String(), expires: min(exp, maxExpires)})
 	}
 	// RFC 3261 §10.3 step 6: "*" only alone and with Expires: 0.
 	if wildcard && (len(out) > 0 || def != 0) {
