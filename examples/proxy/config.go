@@ -58,6 +58,10 @@ type Config struct {
 	// does not name the source address and port) rewritten to that source,
 	// so that calls reach the UA through its NAT binding (modules/nat).
 	NATFix bool `json:"nat_fix"`
+	// NATPing, when not 0, is the interval of the OPTIONS keep-alives sent
+	// to the bindings of UAs behind a NAT (to the address their REGISTER
+	// came from); a binding silent for 3 pings in a row is removed.
+	NATPing time.Duration `json:"nat_ping"`
 }
 
 // Bounds checked by validate.
@@ -125,6 +129,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		GWTimeout   json.RawMessage `json:"gw_timeout"`
 		RateBan     json.RawMessage `json:"rate_ban"`
 		AuthBan     json.RawMessage `json:"auth_ban"`
+		NATPing     json.RawMessage `json:"nat_ping"`
 	}{plain: (*plain)(c)}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -137,7 +142,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 		dst  *time.Duration
 	}{{"rest_timeout", aux.RESTTimeout, &c.RESTTimeout}, {"db_timeout", aux.DBTimeout, &c.DBTimeout},
 		{"expire_every", aux.ExpireEvery, &c.ExpireEvery}, {"gw_timeout", aux.GWTimeout, &c.GWTimeout},
-		{"rate_ban", aux.RateBan, &c.RateBan}, {"auth_ban", aux.AuthBan, &c.AuthBan}} {
+		{"rate_ban", aux.RateBan, &c.RateBan}, {"auth_ban", aux.AuthBan, &c.AuthBan}, {"nat_ping", aux.NATPing, &c.NATPing}} {
 		if err := jsonDuration(d.name, d.raw, d.dst); err != nil {
 			return err
 		}
@@ -317,6 +322,7 @@ func bindFlags(cfg *Config, file *string) *flag.FlagSet {
 	fs.IntVar(&cfg.AuthFailures, "auth-failures", cfg.AuthFailures, "failed digest attempts per source within a minute before a ban")
 	fs.DurationVar(&cfg.AuthBan, "auth-ban", cfg.AuthBan, "first ban after -auth-failures (doubles at each further ban, up to 1h)")
 	fs.BoolVar(&cfg.BindNonce, "bind-nonce", cfg.BindNonce, "accept a nonce only from the address it was sent to")
+	fs.DurationVar(&cfg.NATPing, "nat-ping", cfg.NATPing, "interval of OPTIONS keep-alives to bindings of UAs behind a NAT; 3 unanswered in a row remove the binding (0 = off, else 1s..10m)")
 	fs.BoolVar(&cfg.NATFix, "nat-fix", cfg.NATFix, "store the Contact of a UA behind a NAT (Contact is not the source address:port) rewritten to the source")
 	fs.Func("digest", `digest algorithms offered, in order (default "SHA-256,MD5"; "MD5" for clients such as SIPp that only do MD5)`,
 		func(v string) error {
@@ -380,6 +386,9 @@ func (c *Config) validate() error {
 		if d := b.get(c); d < b.min || d > b.max {
 			errs = append(errs, fmt.Errorf("%s: %v is out of range %v..%v", b.name, d, b.min, b.max))
 		}
+	}
+	if d := c.NATPing; d != 0 && (d < time.Second || d > 10*time.Minute) {
+		errs = append(errs, fmt.Errorf("nat_ping: %v is out of range 1s..10m (0 = off)", d))
 	}
 	for _, b := range intBounds {
 		if n := b.get(c); n < b.min || n > b.max {

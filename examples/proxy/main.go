@@ -28,6 +28,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/nat"
 	"github.com/asyncsip/asyncsip/modules/ratelimit"
 	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/reactor"
@@ -81,9 +82,21 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.NATPing > 0 {
+		p.nat = nat.New(nat.Config{Interval: cfg.NATPing, OnGone: p.natGone(srv.Group())})
+	}
 	srv.SetRoutes(p.Routes())
 	if err := srv.Start(); err != nil {
 		return err
+	}
+	stopNAT := func() {}
+	if p.nat != nil {
+		natJob, err := p.nat.Start(srv.Core(), srv.Group())
+		if err != nil {
+			return err
+		}
+		stopNAT = natJob.Stop // idempotent
+		defer natJob.Stop()
 	}
 	job, err := srv.Group().Every(cfg.ExpireEvery, func(l *reactor.Loop) {
 		async.Launch(l, p.expireBindings(time.Now()), func(r db.Result, err error) {
@@ -119,6 +132,7 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		listening(cfg.Listen, srv.Addrs()), cfg.Domain, srv.Group().Len(), where)
 	fmt.Fprintln(stdout, "Ctrl-C stops it gracefully.")
 	<-ctx.Done()
+	stopNAT() // no keep-alive starts while the server drains
 	fmt.Fprintln(stdout, "draining…")
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
@@ -62,4 +63,40 @@ func TestNATFixOffStoresContactAsIs(t *testing.T) {
 	r := bob.registerAs(lp, "bob", "bobpw", "sip:bob@10.0.0.5:5060")
 	require.Equal(t, 200, r.StatusCode, r.String())
 	assert.Equal(t, []string{"sip:bob@10.0.0.5:5060"}, contacts(r))
+}
+
+// With nat_ping, bob's NATed binding gets OPTIONS keep-alives at his real
+// socket (the fixed contact as Request-URI); once his socket is gone, 3
+// unanswered pings remove the binding from the location table.
+func TestNATPingDropsSilentBinding(t *testing.T) {
+	lp := startLive(t, nil, "-nat-fix", "-nat-ping", "1s")
+	bob := newSock(t, phoneIP, "bob", 486) // answers OPTIONS 200
+	require.Equal(t, 200, bob.registerAs(lp, "bob", "bobpw", "sip:bob@10.0.0.5:5060").StatusCode)
+	fixed := "sip:bob@" + bob.hostport()
+	ping, _ := bob.request()
+	assert.Equal(t, sip.OPTIONS, ping.Method)
+	assert.Equal(t, fixed, ping.Recipient.String())
+	require.Equal(t, 1, lp.bindings(t, "bob"), "an answered ping keeps the binding")
+
+	require.NoError(t, bob.conn.Close()) // bob vanishes
+	// The log line follows the deletion (polling the database instead
+	// would race the proxy's writer: SQLITE_BUSY).
+	deadline := time.Now().Add(20 * time.Second)
+	for len(lp.grep("event=unreachable", "user=bob", "removed=1")) == 0 {
+		require.True(t, time.Now().Before(deadline), "the silent binding is not removed within 20 s")
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.Zero(t, lp.bindings(t, "bob"))
+}
+
+// nat_ping is 0 (off) or 1s..10m.
+func TestNATPingBounds(t *testing.T) {
+	for _, v := range []string{"500ms", "11m", "-1s"} {
+		_, _, err := parseConfig([]string{"-nat-ping", v})
+		assert.ErrorContains(t, err, "nat_ping", v)
+	}
+	cfg, _, err := parseConfig([]string{"-nat-ping", "0"})
+	require.NoError(t, err)
+	assert.Zero(t, cfg.NATPing)
+	assert.False(t, cfg.NATFix, "nat_fix off by default")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -12,6 +13,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/db"
 	"github.com/asyncsip/asyncsip/modules/nat"
+	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -26,6 +28,7 @@ const (
 type binding struct {
 	contact string
 	expires int
+	natted  bool // the UA is behind a NAT (nat.FixURI)
 }
 
 // register authenticates a REGISTER (digest, RFC 3261 §22 / RFC 8760) with
@@ -124,10 +127,11 @@ func (p *Proxy) parseBindings(c *tm.Context) (out []binding, wildcard bool, code
 			return nil, false, 423, "Interval Too Brief"
 		}
 		u := &ch.Address
+		fixed, natted := nat.FixURI(u, c.Source(), transport)
 		if p.cfg.NATFix {
-			u, _ = nat.FixURI(u, c.Source(), transport)
+			u = fixed
 		}
-		out = append(out, binding{contact: u.String(), expires: min(exp, maxExpires)})
+		out = append(out, binding{contact: u.String(), expires: min(exp, maxExpires), natted: natted})
 	}
 	// RFC 3261 §10.3 step 6: "*" only alone and with Expires: 0.
 	if wildcard && (len(out) > 0 || def != 0) {
@@ -221,12 +225,60 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 			return
 		}
 		p.logBindings(c, user, changes)
+		p.keepAlive(c, user, binds, changes)
 		hdrs := make([]sip.Header, 0, len(cur))
 		for _, b := range cur {
 			hdrs = append(hdrs, sip.NewHeader("Contact", "<"+b.contact+">;expires="+strconv.Itoa(b.expires)))
 		}
 		_ = c.Reply(200, "OK", hdrs...)
 	}, async.Timeout(p.cfg.DBTimeout))
+}
+
+// natKey is the nat.Pinger key of a user's binding.
+func natKey(user, contact string) string { return user + " " + contact }
+
+// keepAlive keeps the Pinger in step with a REGISTER that was saved:
+// removed bindings leave it, bindings of a UA behind a NAT join it (a
+// refresh moves their expiry and source on).
+func (p *Proxy) keepAlive(c *tm.Context, user string, binds []binding, changes []bindingChange) {
+	if p.nat == nil {
+		return
+	}
+	for _, ch := range changes {
+		if ch.event == bindingRemoved {
+			p.nat.Remove(natKey(user, ch.contact))
+		}
+	}
+	for _, b := range binds {
+		if !b.natted || b.expires == 0 {
+			continue
+		}
+		err := p.nat.Add(nat.Binding{Key: natKey(user, b.contact), Contact: b.contact, Addr: c.Source(),
+			Expires: time.Now().Add(time.Duration(b.expires) * time.Second)})
+		if err != nil {
+			c.Logger().Warn("nat keep-alive: binding not added", "user", user, "contact", b.contact, "err", err)
+		}
+	}
+}
+
+// natGone removes, on a loop of g, a binding whose UA stopped answering
+// the keep-alives (nat.Config.OnGone).
+func (p *Proxy) natGone(g *reactor.Group) func(nat.Binding) {
+	return func(b nat.Binding) {
+		user, contact, _ := strings.Cut(b.Key, " ")
+		l := g.Least()
+		_ = l.Post(func() {
+			op := p.store.h.Exec(p.store.q(`DELETE FROM location WHERE username = ? AND contact = ?`), user, contact)
+			async.Launch(l, op, func(r db.Result, err error) {
+				if err != nil {
+					p.logger().Warn("nat keep-alive: removing a silent binding failed", "user", user, "contact", contact, "err", err)
+					return
+				}
+				p.logger().Info("registration", "event", "unreachable", "user", user, "contact", contact,
+					"source", b.Addr.String(), "removed", r.RowsAffected)
+			})
+		})
+	}
 }
 
 // expireBindings is the timer job that deletes expired bindings.

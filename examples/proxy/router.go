@@ -14,6 +14,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/nat"
 	"github.com/asyncsip/asyncsip/modules/ratelimit"
 	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/tm"
@@ -29,6 +30,7 @@ type Proxy struct {
 	log   *slog.Logger       // one line per transaction, registration change and security event
 	trust *trustSet          // peers never challenged (security.go)
 	rl    *ratelimit.Limiter // initial requests per untrusted source; nil when rate is 0
+	nat   *nat.Pinger        // keep-alives to NATed bindings; nil when nat_ping is 0
 }
 
 // Decision is what the REST hook answers for a new call:
