@@ -298,7 +298,7 @@ func (c *Context) sendCancel(b *Branch) {
 	can.AppendHeader(inv.CallID())
 	can.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
 	can.SetBody(nil)
-	c.s.startClientTx(c.ls, can, b.tx.branch, b.tx.dst, b.tx.tp, func(*sip.Response) {}, nil)
+	c.s.startClientTx(c.ls, can, b.tx.branch, b.tx.dst, b.tx.tp, noUser{})
 	// If the UAS never answers the INVITE after our CANCEL, behave as if
 	// it had answered 408 (§16.8) so the transaction always ends.
 	b.guard = c.ls.loop.AfterFunc(64*c.s.timers.T1, func() { c.branchFailed(b, 408, "Request Timeout") })

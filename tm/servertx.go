@@ -162,7 +162,7 @@ func (t *serverTx) timerG() {
 	}
 	_ = t.tp.Send(t.ls.loop, t.last, t.dst)
 	t.gInt = min(2*t.gInt, t.s.timers.T2)
-	t.timer = t.ls.loop.AfterFunc(t.gInt, t.timerG)
+	t.timer.Reset(t.gInt) // the timer that just fired: re-armed, not reallocated
 }
 
 // timeoutH: no ACK came for a non-2xx final response.
