@@ -10,7 +10,8 @@ import (
 // forwards it statelessly (§16.7 / §16.11).
 func (s *Server) handleResponse(ls *loopState, resp *sip.Response, src netip.AddrPort, tp Transport) {
 	br, _ := resp.Via().Params.Get("branch")
-	if t := ls.ctx[clientKey(br, resp.CSeq().MethodName)]; t != nil {
+	ls.kbuf = append(append(append(ls.kbuf[:0], br...), '|'), resp.CSeq().MethodName...)
+	if t := ls.ctx[string(ls.kbuf)]; t != nil {
 		if !s.cfg.Security.AnyResponseSource && !t.sentTo(src, tp) {
 			// Only the hop the branch went to answers it: a response from
 			// anywhere else (an off-path forgery) is dropped.

@@ -71,6 +71,7 @@ type loopState struct {
 	stx    map[string]*serverTx
 	ctx    map[string]*clientTx // by branch + method
 	ids    *idSource
+	kbuf   []byte    // transaction key being looked up (lookupKey, handleResponse)
 	tombs  tombTable // completed transactions kept only to absorb retransmissions (tombstone.go)
 }
 
