@@ -14,6 +14,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/sipdns"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -64,8 +66,20 @@ type Config struct {
 	// random key per process refuses in-dialog requests of calls set up
 	// before the restart (403).
 	RouteKeyFile string
-	// Resolver resolves next-hop hosts (default: IP literals and localhost).
+	// Resolver resolves next-hop hosts synchronously, before any DNS
+	// lookup (default: IP literals and localhost); a host it does not
+	// answer goes to Lookup (tm.Config.Resolver).
 	Resolver func(host string) (netip.Addr, error)
+	// Lookup, when set, resolves the next-hop host names that Resolver does
+	// not answer, asynchronously (tm.Config.Lookup), instead of the built-in
+	// DNS resolver: DNS is then ignored and no resolver is created.
+	Lookup func(uri string) async.Op[tm.NextHop]
+	// DNS configures the built-in resolver of next-hop host names (RFC 3263:
+	// NAPTR, SRV, A/AAAA, the resolver of modules/dns). By default a Relay
+	// to "sip:bob@gw.example.com" queries the servers of /etc/resolv.conf,
+	// asynchronously (the route is suspended meanwhile, no loop blocks),
+	// through a TTL cache; see DNSConfig and Server.DNS.
+	DNS DNSConfig
 	// ReadBuffer and WriteBuffer set the UDP socket buffers when > 0.
 	ReadBuffer, WriteBuffer int
 	// DrainTimeout bounds the graceful drain done by Serve when its context
@@ -82,6 +96,39 @@ type Config struct {
 	// It runs on the loops: it must not block and must copy ev.Data to
 	// keep it.
 	Capture func(ev tm.CaptureEvent)
+}
+
+// DNSConfig configures the resolver that Server uses for next-hop host
+// names (Config.DNS). The zero value resolves with the nameservers of
+// /etc/resolv.conf. A name that does not exist (NXDOMAIN, no address)
+// answers a request left at its Relay 404; a timeout or a server failure
+// answers 503.
+type DNSConfig struct {
+	// Disabled turns host-name resolution off: only Resolver's answers (IP
+	// literals and localhost by default) are next hops, any other host
+	// answers 503 (tm.ErrNoRoute).
+	Disabled bool
+	// CacheOnly never queries: a host resolves only from what the cache
+	// holds, which the routes fill by awaiting Server.DNS().Resolve; any
+	// other host answers 503 (an error matching tm.ErrNoRoute).
+	CacheOnly bool
+	// Servers are the recursive servers, "ip:port" ("127.0.0.1:53"), asked
+	// in order; empty means the nameservers of /etc/resolv.conf (when that
+	// file is unusable New logs a warning and resolution is disabled).
+	Servers []string
+	// Timeout bounds one query to one server (default 2 s); a resolution
+	// with no answer fails after Timeout × Attempts per server.
+	Timeout time.Duration
+	// Attempts is how many rounds over Servers are tried (default 2).
+	Attempts int
+	// CacheSize bounds the cached answers (default 10000; < 0: no cache).
+	CacheSize int
+	// MaxTTL caps how long an answer is cached (default 1 h); NegativeTTL
+	// is how long "no such name" is (default 30 s; < 0: not cached).
+	MaxTTL, NegativeTTL time.Duration
+	// IPv4Only skips AAAA queries. It is implied when every listener is
+	// bound to an IPv4 address.
+	IPv4Only bool
 }
 
 // ErrServerClosed is returned by Serve and Start after Shutdown.
@@ -102,7 +149,8 @@ type Server struct {
 	rt    tm.Routes
 	done  chan struct{}
 	once  sync.Once
-	obs   observability // metrics exporter (observe.go)
+	obs   observability    // metrics exporter (observe.go)
+	dns   *sipdns.Resolver // built-in next-hop resolver (nil: none)
 }
 
 // New creates a server: its loops and tm core. Register routes, then call
@@ -134,10 +182,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("asyncsip: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, group: g, done: make(chan struct{})}
+	resolver, lookup, err := s.newResolver()
+	if err != nil {
+		_ = g.Stop(context.Background())
+		return nil, err
+	}
 	s.obs.init(cfg)
 	s.core = tm.NewServer(g.Loops(), tm.Config{
 		Timers: cfg.Timers, Limits: cfg.Limits, NoRecordRoute: cfg.NoRecordRoute,
-		AbandonCode: cfg.AbandonCode, Resolver: cfg.Resolver, Logger: cfg.Logger,
+		AbandonCode: cfg.AbandonCode, Resolver: resolver, Lookup: lookup, Logger: cfg.Logger,
 		MaxTransactions: cfg.MaxTransactions, MaxSuspended: cfg.MaxSuspended, MaxBreadth: cfg.MaxBreadth,
 		Capture: cfg.Capture, Observer: s.obs.observer(),
 		MaxTransactionBytes: cfg.MaxTransactionBytes, Security: cfg.Security,
@@ -149,9 +202,98 @@ func New(cfg Config) (*Server, error) {
 	s.hub = newHub(cfg.Stream, maxMsg, g, s.core, cfg.Logger)
 	if err := s.obs.watch(s.core, g); err != nil {
 		_ = g.Stop(context.Background())
+		s.closeDNS(context.Background())
 		return nil, err
 	}
 	return s, nil
+}
+
+// newResolver builds the next-hop resolution of tm.Config from Config:
+// the user's Resolver and Lookup win; otherwise the built-in RFC 3263
+// resolver (Config.DNS) answers host names, asynchronously (Lookup) or
+// from its cache only (Resolver).
+func (s *Server) newResolver() (func(string) (netip.Addr, error), func(string) async.Op[tm.NextHop], error) {
+	cfg := s.cfg
+	if cfg.Lookup != nil || cfg.DNS.Disabled {
+		return cfg.Resolver, cfg.Lookup, nil
+	}
+	d := cfg.DNS
+	r, err := sipdns.NewResolver(sipdns.Config{
+		Servers: d.Servers, Timeout: d.Timeout, Attempts: d.Attempts, CacheSize: d.CacheSize,
+		MaxTTL: d.MaxTTL, NegativeTTL: d.NegativeTTL,
+		Transports: dnsTransports(cfg.Listen), IPv4Only: d.IPv4Only || ipv4Only(cfg.Listen),
+	})
+	if err != nil {
+		if len(d.Servers) == 0 {
+			// No usable /etc/resolv.conf: serve without DNS rather than not at all.
+			s.log.Warn("asyncsip: next-hop host names will not resolve (set Config.DNS.Servers)", "err", err)
+			return cfg.Resolver, nil, nil
+		}
+		return nil, nil, fmt.Errorf("asyncsip: dns: %w", err)
+	}
+	s.dns = r
+	if d.CacheOnly {
+		if cfg.Resolver == nil {
+			return r.Lookup, nil, nil
+		}
+		user := cfg.Resolver
+		return func(host string) (netip.Addr, error) {
+			if a, err := user(host); err == nil {
+				return a, nil
+			}
+			return r.Lookup(host)
+		}, nil, nil
+	}
+	return cfg.Resolver, r.NextHop, nil
+}
+
+// dnsTransports are the transports the listeners can send on, in the
+// resolver's order of preference: SRV and NAPTR records for others are
+// skipped.
+func dnsTransports(listen []string) []string {
+	have := map[string]bool{}
+	for _, l := range listen {
+		network, _, _ := parseListen(l)
+		have[network] = true
+	}
+	var out []string
+	for _, tp := range []string{"udp", "tcp", "tls", "ws", "wss"} {
+		if have[tp] {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
+// ipv4Only reports whether every listener is bound to an IPv4 address (an
+// AAAA answer could not be sent to).
+func ipv4Only(listen []string) bool {
+	for _, l := range listen {
+		_, addr, _ := parseListen(l)
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil || !ap.Addr().Unmap().Is4() {
+			return false
+		}
+	}
+	return true
+}
+
+// DNS returns the built-in resolver of next-hop host names (a
+// *dns.Resolver of modules/dns), or nil when Config.Lookup is set,
+// Config.DNS.Disabled, or no DNS server is known. Routes may await its
+// Resolve for every target of a name (failover), and with
+// Config.DNS.CacheOnly that is what fills the cache that Relay reads. It is
+// closed by Shutdown.
+func (s *Server) DNS() *sipdns.Resolver { return s.dns }
+
+// closeDNS closes the built-in resolver: its queries in progress end.
+func (s *Server) closeDNS(ctx context.Context) {
+	if s.dns == nil {
+		return
+	}
+	if err := s.dns.Close(ctx); err != nil {
+		s.log.Warn("asyncsip: closing the DNS resolver", "err", err)
+	}
 }
 
 func parseListen(s string) (network, addr string, err error) {
@@ -316,6 +458,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		defer s.obs.close(ctx)
 		if !started {
 			err = s.group.Stop(ctx)
+			s.closeDNS(ctx)
 			return
 		}
 		s.core.Drain()
@@ -340,6 +483,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			stopCtx, cancel = context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
 		}
+		s.closeDNS(stopCtx) // after Close: no transaction awaits a lookup any more
 		err = s.group.Stop(stopCtx)
 		if err == nil {
 			err = ctx.Err() // report a drain cut short by the deadline

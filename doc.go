@@ -13,4 +13,12 @@
 //		})
 //	})
 //	err = srv.Serve(ctx) // until ctx ends; then drains and stops
+//
+// Next hops named by a host ("sip:bob@gw.example.com") are resolved by
+// RFC 3263 (NAPTR, SRV, A/AAAA) through the resolver of modules/dns, with
+// the nameservers of /etc/resolv.conf and a TTL cache: Relay suspends the
+// route while a lookup runs, so no loop blocks on DNS. A name that does not
+// exist answers 404, a DNS timeout or failure 503. Config.DNS chooses the
+// servers and timeouts, a cache-only mode or none; Config.Lookup replaces
+// it; Server.DNS returns it for routes that want every target.
 package asyncsip

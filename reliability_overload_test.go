@@ -141,11 +141,15 @@ func TestReliabilityOverload(t *testing.T) {
 // the structural bounds are asserted.
 func TestReliabilityFloodMemory(t *testing.T) {
 	const maxTx, maxSusp, flood = 2000, 1000, 60000
+	// The suspended requests must outlive the flood and the wait for the
+	// answers, however slow a loaded machine makes them (a 30 s bound
+	// expired them mid-test under CI load): bound them far beyond the test.
+	const holdFor = 10 * time.Minute
 	p := startCappedProxy(t, 2, tm.Config{MaxTransactions: maxTx, MaxSuspended: maxSusp,
-		Timers: tm.Timers{SuspendBound: 30 * time.Second}}, tm.Routes{Request: func(c *tm.Context) {
+		Timers: tm.Timers{SuspendBound: holdFor}}, tm.Routes{Request: func(c *tm.Context) {
 		async.Await(c, never, func(_ struct{}, err error) {
 			_ = c.Reply(503, "Overloaded", sip.NewHeader("Retry-After", "5"))
-		}, async.Timeout(30*time.Second))
+		}, async.Timeout(holdFor))
 	}})
 	smp := startSampler(p)
 	defer smp.close()

@@ -84,6 +84,15 @@ func (c *Context) lookupNeeded(ruri *sip.Uri) (key, host string, ok bool) {
 		u = &d
 	case c.Req.Route() != nil:
 		u = &c.Req.Route().Address
+	case c.flow.IsValid() && c.flow != c.src:
+		// nextHop sends on the connection a flow token named while it is
+		// open: the Request-URI (often an unresolvable ".invalid" host of a
+		// WebSocket client) is not looked up.
+		if tp, err := c.s.transportFor(c.flow, c.flowProto); err == nil {
+			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(c.flow) {
+				return "", "", false
+			}
+		}
 	}
 	key = hopKey(u)
 	if _, done := c.hops[key]; done {
