@@ -81,11 +81,16 @@ type observe struct {
 	capture func(CaptureEvent)
 	counts  []*wireCounts // by loop ID
 	tps     []*capTransport
+	// last is, by loop ID, the wrapper inbound made last for a transport
+	// never added (a connection's own): a connection's messages go to one
+	// loop in a row, and a capTransport is immutable, so they share it.
+	last []*capTransport
 }
 
 func (o *observe) init(loops int, capture func(CaptureEvent)) {
 	o.capture = capture
 	o.counts = make([]*wireCounts, loops)
+	o.last = make([]*capTransport, loops)
 	for i := range o.counts {
 		o.counts[i] = new(wireCounts)
 	}
@@ -122,13 +127,33 @@ func (o *observe) inbound(l *reactor.Loop, data []byte, from netip.AddrPort, tp 
 			}
 		}
 		if !found {
-			tp = &capTransport{Transport: tp, o: o}
+			tp = o.wrapInbound(l, tp)
 		}
 	}
 	if o.capture != nil {
 		o.emit(CaptureIn, l, tp, from, data)
 	}
 	return tp
+}
+
+// wrapInbound returns a capTransport for tp, a transport never added: loop
+// l's last one when it wraps tp, else a new one, kept as l's last when tp
+// is comparable (only then can the next message be matched to it).
+func (o *observe) wrapInbound(l *reactor.Loop, tp Transport) *capTransport {
+	id := l.ID()
+	if id < 0 || id >= len(o.last) {
+		return &capTransport{Transport: tp, o: o}
+	}
+	// A different dynamic type compares unequal without panicking; the
+	// same one is comparable, since only comparable ones are kept.
+	if w := o.last[id]; w != nil && w.Transport == tp {
+		return w
+	}
+	w := &capTransport{Transport: tp, o: o}
+	if reflect.TypeOf(tp).Comparable() {
+		o.last[id] = w
+	}
+	return w
 }
 
 // count adds one message to loop l's counters; dir is 0 (in) or 1 (out).

@@ -234,9 +234,11 @@ func BenchmarkReceiveObserved(b *testing.B) {
 	for _, tc := range []struct {
 		name    string
 		capture func(CaptureEvent)
+		conn    bool // received on a transport never added (a connection's own)
 	}{
-		{"counters", nil},
-		{"counters+capture", func(ev CaptureEvent) { sinkBytes = append(sinkBytes[:0], ev.Data...) }},
+		{"counters", nil, false},
+		{"counters+capture", func(ev CaptureEvent) { sinkBytes = append(sinkBytes[:0], ev.Data...) }, false},
+		{"counters/conn", nil, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			clk := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
@@ -244,6 +246,10 @@ func BenchmarkReceiveObserved(b *testing.B) {
 			s := NewServer(g.Loops(), Config{Capture: tc.capture}, Routes{Request: func(c *Context) { _ = c.Reply(200, "") }})
 			tp := &countTP{}
 			s.AddTransport(tp)
+			in := tp
+			if tc.conn {
+				in = &countTP{}
+			}
 			l := g.Loop(0)
 			msgs := make([][]byte, 1024)
 			for i := range msgs {
@@ -252,7 +258,7 @@ func BenchmarkReceiveObserved(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				s.Receive(l, msgs[i%len(msgs)], uacAddr, tp)
+				s.Receive(l, msgs[i%len(msgs)], uacAddr, in)
 				i++
 				if i%len(msgs) == 0 {
 					l.Advance(64 * 500 * time.Millisecond) // Timer J ends the batch's transactions

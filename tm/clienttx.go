@@ -12,39 +12,56 @@ import (
 
 // clientTx is an RFC 3261 §17.1 client transaction, owned by one loop.
 type clientTx struct {
-	s      *Server
-	ls     *loopState
-	key    string // branch|method
-	branch string
-	req    *sip.Request // as sent (kept for ACK and CANCEL construction)
-	wire   []byte
-	dst    netip.AddrPort
-	tp     Transport
-	invite bool
-	state  txState
-	retr   *reactor.Timer // A or E
-	end    *reactor.Timer // B, F, D or K
-	rInt   time.Duration
-	// onResponse gets every response except retransmissions absorbed by
-	// the state machine; onTimeout runs on Timer B/F or a transport error.
-	onResponse func(resp *sip.Response)
-	onTimeout  func()
-	// on2xxRetrans gets the 2xx retransmissions (and 2xx from other forks)
-	// that arrive in the RFC 6026 Accepted state.
-	on2xxRetrans func(resp *sip.Response)
-	ackWire      []byte
+	s       *Server
+	ls      *loopState
+	key     string // branch|method
+	branch  string
+	req     *sip.Request // as sent (kept for ACK and CANCEL construction)
+	wire    []byte
+	dst     netip.AddrPort
+	tp      Transport
+	invite  bool
+	state   txState
+	retr    *reactor.Timer // A or E
+	end     *reactor.Timer // B, F, D or K
+	rInt    time.Duration
+	user    txUser
+	ackWire []byte
 }
+
+// txUser gets what a client transaction reports, on its owner loop: a
+// Branch of a relayed request, an originated request, or nobody (noUser:
+// a CANCEL). An interface over pointers the transaction already has, not
+// closures: starting a transaction allocates no callbacks.
+type txUser interface {
+	// txResponse gets every response except retransmissions absorbed by
+	// the state machine.
+	txResponse(resp *sip.Response)
+	// txTimeout runs on Timer B/F or a transport error.
+	txTimeout()
+	// tx2xxRetrans gets the 2xx retransmissions (and 2xx from other forks)
+	// that arrive in the RFC 6026 Accepted state; false means nobody takes
+	// them (they are counted as absorbed).
+	tx2xxRetrans(resp *sip.Response) bool
+}
+
+// noUser is the txUser of a transaction whose outcome nobody waits for.
+type noUser struct{}
+
+func (noUser) txResponse(*sip.Response)        {}
+func (noUser) txTimeout()                      {}
+func (noUser) tx2xxRetrans(*sip.Response) bool { return false }
 
 func clientKey(branch string, method sip.RequestMethod) string { return branch + "|" + string(method) }
 
 // startClientTx sends req (whose top Via carries branch) to dst and starts
 // the §17.1 state machine.
 func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, dst netip.AddrPort, tp Transport,
-	onResponse func(*sip.Response), onTimeout func()) *clientTx {
+	user txUser) *clientTx {
 	t := &clientTx{
 		s: s, ls: ls, key: clientKey(branch, req.Method), branch: branch, req: req,
 		dst: dst, tp: tp, invite: req.Method == sip.INVITE, state: stTrying,
-		onResponse: onResponse, onTimeout: onTimeout,
+		user: user,
 	}
 	t.wire = append([]byte(nil), ls.w.bytes(req)...)
 	ls.ctx[t.key] = t
@@ -95,7 +112,7 @@ func (t *clientTx) retransmit() {
 	} else {
 		t.rInt = min(2*t.rInt, t.s.timers.T2)
 	}
-	t.retr = t.ls.loop.AfterFunc(t.rInt, t.retransmit)
+	t.retr.Reset(t.rInt) // the timer that just fired: re-armed, not reallocated
 }
 
 // timeout is Timer B or F: the peer never gave a final response.
@@ -109,9 +126,7 @@ func (t *clientTx) timeout() {
 		return
 	}
 	t.terminate()
-	if t.onTimeout != nil {
-		t.onTimeout()
-	}
+	t.user.txTimeout()
 }
 
 // receive runs the state machine for a response matched to t.
@@ -123,9 +138,7 @@ func (t *clientTx) receive(resp *sip.Response) {
 		// RFC 6026 §7.2: 2xx retransmissions go on to the core; anything
 		// else (a provisional overtaken by the 2xx, reordered on another
 		// loop) is absorbed so it is never relayed after the final.
-		if code >= 200 && code < 300 && t.on2xxRetrans != nil {
-			t.on2xxRetrans(resp)
-		} else {
+		if code < 200 || code >= 300 || !t.user.tx2xxRetrans(resp) {
 			t.s.stats.retransAbsorbed.Add(1)
 		}
 		return
@@ -148,7 +161,7 @@ func (t *clientTx) receive(resp *sip.Response) {
 				// Timer E continues at T2 in Proceeding.
 			}
 		}
-		t.onResponse(resp)
+		t.user.txResponse(resp)
 		return
 	}
 	t.retr.Stop()
@@ -176,7 +189,7 @@ func (t *clientTx) receive(resp *sip.Response) {
 		}
 		t.end = t.ls.loop.AfterFunc(d, t.terminate)
 	}
-	t.onResponse(resp)
+	t.user.txResponse(resp)
 }
 
 // sendACK builds the hop-by-hop ACK for a non-2xx final (§17.1.1.3).

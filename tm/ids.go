@@ -8,6 +8,7 @@ import (
 	"hash"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -35,74 +36,130 @@ const (
 )
 
 // idSource is the per-loop state that makes identifiers: random bytes and
-// the branch MAC. Only its loop touches it.
+// the branch MAC. Only its loop touches it. Identifiers are built in its
+// scratch buffers and become a string once: a branch costs one allocation.
 type idSource struct {
 	buf [randBatch]byte
 	n   int // bytes of buf already used
 	mac hash.Hash
 	sum []byte
+	in  []byte // MAC input being built
+	out []byte // identifier being built
 }
 
 func newIDSource(key []byte) *idSource {
 	return &idSource{n: randBatch, mac: hmac.New(sha256.New, key)}
 }
 
-// random64 returns 16 hex digits from crypto/rand.
-func (g *idSource) random64() string {
+// appendRandom64 appends 16 hex digits from crypto/rand to b.
+func (g *idSource) appendRandom64(b []byte) []byte {
 	if g.n+8 > randBatch {
 		_, _ = rand.Read(g.buf[:]) // crypto/rand.Read never fails (Go 1.24+)
 		g.n = 0
 	}
-	s := hex.EncodeToString(g.buf[g.n : g.n+8])
+	b = hex.AppendEncode(b, g.buf[g.n:g.n+8])
 	g.n += 8
-	return s
+	return b
 }
 
-// branchMAC returns the MAC of a branch's kind and id bound to the Via
-// below ours (hop: see viaHop).
-func (g *idSource) branchMAC(kindID, hop string) string {
+// appendMAC appends to b the hex MAC of msg (kind and id, a zero byte,
+// then the hop; see macInput).
+func (g *idSource) appendMAC(b, msg []byte) []byte {
 	g.mac.Reset()
-	g.mac.Write([]byte(kindID))
-	g.mac.Write([]byte{0})
-	g.mac.Write([]byte(hop))
+	g.mac.Write(msg)
 	g.sum = g.mac.Sum(g.sum[:0])
-	return hex.EncodeToString(g.sum[:macHex/2])
+	return hex.AppendEncode(b, g.sum[:macHex/2])
 }
 
-// viaHop is what a branch MAC binds of the Via below ours: its branch and
-// the address and port a response is sent to (received and rport when
-// present, as forwardResponseStateless reads them).
-func viaHop(v *sip.ViaHeader) string {
+// macInput returns, in g.in, what a branch MAC covers: kind and id, a zero
+// byte, and the Via below ours (see appendViaHop).
+func (g *idSource) macInput(kindID []byte, v *sip.ViaHeader) []byte {
+	g.in = append(g.in[:0], kindID...)
+	g.in = append(g.in, 0)
+	g.in = appendViaHop(g.in, v)
+	return g.in
+}
+
+// appendViaHop appends what a branch MAC binds of the Via below ours: its
+// branch and the address and port a response is sent to (received and
+// rport when present, as forwardResponseStateless reads them), as
+// "branch|TRANSPORT|host|port". Nothing for a nil Via.
+func appendViaHop(b []byte, v *sip.ViaHeader) []byte {
 	if v == nil {
-		return ""
+		return b
 	}
 	br, _ := v.Params.Get("branch")
 	host := v.Host
 	if r, ok := v.Params.Get("received"); ok && r != "" {
 		host = r
 	}
-	port := strconv.Itoa(v.Port)
+	b = append(b, br...)
+	b = append(b, '|')
+	b = appendUpper(b, v.Transport)
+	b = append(b, '|')
+	b = append(b, stripBrackets(host)...)
+	b = append(b, '|')
 	if rp, ok := v.Params.Get("rport"); ok && rp != "" {
-		port = rp
+		return append(b, rp...)
 	}
-	return br + "|" + strings.ToUpper(v.Transport) + "|" + stripBrackets(host) + "|" + port
+	return strconv.AppendInt(b, int64(v.Port), 10)
+}
+
+// appendUpper appends strings.ToUpper(s) to b, without allocating for ASCII.
+func appendUpper(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return append(b, strings.ToUpper(s)...)
+		}
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// appendBranchPrefix appends "z9hG4bK", the server tag and the dot.
+func (s *Server) appendBranchPrefix(b []byte) []byte {
+	b = append(b, "z9hG4bK"...)
+	b = append(b, s.tag...)
+	return append(b, '.')
 }
 
 // newBranch returns a stateful branch for a request whose top Via (before
 // ours) is upstream.
 func (s *Server) newBranch(ls *loopState, upstream *sip.ViaHeader) string {
-	kid := "b" + ls.ids.random64()
-	return "z9hG4bK" + s.tag + "." + kid + ls.ids.branchMAC(kid, viaHop(upstream))
+	g := ls.ids
+	b := s.appendBranchPrefix(g.out[:0])
+	kid := len(b)
+	b = append(b, 'b')
+	b = g.appendRandom64(b)
+	b = g.appendMAC(b, g.macInput(b[kid:], upstream))
+	g.out = b
+	return string(b)
 }
 
 // statelessBranch returns the branch of a stateless forward: the same for
 // every retransmission of the request (derived from its branch and the
 // Request-URI), keyed so it cannot be predicted without the incoming branch.
 func (s *Server) statelessBranch(ls *loopState, upstream *sip.ViaHeader, ruri string) string {
+	g := ls.ids
 	inBranch, _ := upstream.Params.Get("branch")
-	id := ls.ids.branchMAC("s-id", inBranch+"|"+ruri)
-	kid := "s" + id
-	return "z9hG4bK" + s.tag + "." + kid + ls.ids.branchMAC(kid, viaHop(upstream))
+	g.in = append(g.in[:0], "s-id"...)
+	g.in = append(g.in, 0)
+	g.in = append(g.in, inBranch...)
+	g.in = append(g.in, '|')
+	g.in = append(g.in, ruri...)
+	b := s.appendBranchPrefix(g.out[:0])
+	kid := len(b)
+	b = append(b, 's')
+	b = g.appendMAC(b, g.in)
+	b = g.appendMAC(b, g.macInput(b[kid:], upstream))
+	g.out = b
+	return string(b)
 }
 
 // ours reports whether branch has the shape of one of ours (prefix and
@@ -121,14 +178,20 @@ func (s *Server) verifyBranch(ls *loopState, branch string, next *sip.ViaHeader)
 	if !s.ours(branch) {
 		return false
 	}
-	kid := branch[7+len(s.tag)+1 : len(branch)-macHex]
-	want := ls.ids.branchMAC(kid, viaHop(next))
-	return hmac.Equal([]byte(want), []byte(branch[len(branch)-macHex:]))
+	g := ls.ids
+	g.in = append(g.in[:0], branch[7+len(s.tag)+1:len(branch)-macHex]...)
+	var want [macHex]byte
+	g.appendMAC(want[:0], g.macInput(g.in, next))
+	return hmac.Equal(want[:], []byte(branch[len(branch)-macHex:]))
 }
 
 // toTag returns a fresh To tag for responses generated by this proxy:
 // the server prefix and 64 random bits.
-func (s *Server) toTag(ls *loopState) string { return s.tag + ls.ids.random64() }
+func (s *Server) toTag(ls *loopState) string {
+	g := ls.ids
+	g.out = g.appendRandom64(append(g.out[:0], s.tag...))
+	return string(g.out)
+}
 
 // ownTag reports whether req's To tag has the shape of one this proxy
 // generated (used only to absorb the ACK of our own final responses).

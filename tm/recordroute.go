@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"net/netip"
 
 	"github.com/emiago/sipgo/sip"
@@ -45,12 +46,37 @@ func deriveKeys(routeKey []byte) (rr, flow []byte) {
 
 // routeMAC is the MAC of a Record-Route value for a dialog.
 func (s *Server) routeMAC(callID, fromTag, user string) string {
-	m := hmac.New(sha256.New, s.rrKey)
-	for _, p := range [...]string{callID, fromTag, user} {
-		m.Write([]byte(p))
-		m.Write([]byte{0})
+	var sum [16]byte
+	return string(s.appendRouteMAC(sum[:0], callID, fromTag, user))
+}
+
+// appendRouteMAC appends routeMAC's 16 hex digits to b. The HMAC state
+// comes from a pool (SignedRoute may run on any goroutine), reset, not
+// rebuilt.
+func (s *Server) appendRouteMAC(b []byte, callID, fromTag, user string) []byte {
+	m, _ := s.rrMACs.Get().(*routeMACState)
+	if m == nil {
+		m = &routeMACState{h: hmac.New(sha256.New, s.rrKey)}
 	}
-	return hex.EncodeToString(m.Sum(nil)[:8])
+	m.h.Reset()
+	m.in = m.in[:0]
+	for _, p := range [...]string{callID, fromTag, user} {
+		m.in = append(m.in, p...)
+		m.in = append(m.in, 0)
+	}
+	m.h.Write(m.in)
+	m.sum = m.h.Sum(m.sum[:0])
+	b = hex.AppendEncode(b, m.sum[:8])
+	if cap(m.in) <= 4096 {
+		s.rrMACs.Put(m)
+	}
+	return b
+}
+
+// routeMACState is a reusable Record-Route HMAC with its scratch buffers.
+type routeMACState struct {
+	h       hash.Hash
+	in, sum []byte
 }
 
 // signRecordRoute adds the MAC of req's dialog to rr.
@@ -107,7 +133,8 @@ func (s *Server) routeSigned(u *sip.Uri, callID, tagA, tagB string) bool {
 		return false
 	}
 	for _, tag := range [...]string{tagA, tagB} {
-		if tag != "" && hmac.Equal([]byte(sig), []byte(s.routeMAC(callID, tag, u.User))) {
+		var want [16]byte
+		if tag != "" && hmac.Equal([]byte(sig), s.appendRouteMAC(want[:0], callID, tag, u.User)) {
 			return true
 		}
 	}

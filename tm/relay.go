@@ -38,6 +38,14 @@ func (b *Branch) Drop() { b.dropped = true }
 // Code returns the final status of the branch (0 while pending).
 func (b *Branch) Code() int { return b.code }
 
+// A Branch is the txUser of its client transaction.
+func (b *Branch) txResponse(resp *sip.Response) { b.c.onBranchResponse(b, resp) }
+func (b *Branch) txTimeout()                    { b.c.branchFailed(b, 408, "Request Timeout") }
+func (b *Branch) tx2xxRetrans(resp *sip.Response) bool {
+	b.c.forward2xxRetrans(resp)
+	return true
+}
+
 // Response returns the branch's final response, if any.
 func (b *Branch) Response() *sip.Response { return b.resp }
 
@@ -169,10 +177,7 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
 	b.Req.PrependHeader(via)
 	c.branches = append(c.branches, b)
-	b.tx = s.startClientTx(c.ls, b.Req, branch, dst, tp,
-		func(resp *sip.Response) { c.onBranchResponse(b, resp) },
-		func() { c.branchFailed(b, 408, "Request Timeout") })
-	b.tx.on2xxRetrans = c.forward2xxRetrans
+	b.tx = s.startClientTx(c.ls, b.Req, branch, dst, tp, b)
 	if b.Req.Method == sip.INVITE {
 		b.timerC = c.ls.loop.AfterFunc(c.firstTimerC(), func() { c.timerC(b) })
 	}

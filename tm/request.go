@@ -15,7 +15,7 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 	markReceived(req, src)
 	switch req.Method {
 	case sip.ACK:
-		if t := ls.stx[serverKey(req, sip.ACK)]; t != nil && t.invite && t.state != stAccepted {
+		if t := ls.stx[string(ls.lookupKey(req, sip.ACK))]; t != nil && t.invite && t.state != stAccepted {
 			t.ack() // ACK for a non-2xx final: hop by hop, absorbed
 			return
 		}
@@ -35,11 +35,11 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		s.handleCancel(ls, req, src, tp)
 		return
 	}
-	key := serverKey(req, req.Method)
-	if t := ls.stx[key]; t != nil {
+	if t := ls.stx[string(ls.lookupKey(req, req.Method))]; t != nil {
 		t.retransmit()
 		return
 	}
+	key := string(ls.kbuf)
 	if s.absorbTomb(ls, key) {
 		return
 	}
@@ -166,18 +166,18 @@ func markReceived(req *sip.Request, src netip.AddrPort) {
 
 // handleCancel applies §16.10: 200 to the CANCEL, then cancel the INVITE.
 func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPort, tp Transport) {
-	ckey := serverKey(req, sip.CANCEL)
-	if t := ls.stx[ckey]; t != nil {
+	if t := ls.stx[string(ls.lookupKey(req, sip.CANCEL))]; t != nil {
 		t.retransmit()
 		return
 	}
+	ckey := string(ls.kbuf)
 	if s.absorbTomb(ls, ckey) {
 		return
 	}
 	if s.screened(req, src) {
 		return
 	}
-	inv := ls.stx[serverKey(req, sip.INVITE)]
+	inv := ls.stx[string(ls.lookupKey(req, sip.INVITE))]
 	if inv != nil && inv.ctx == nil && inv.fin {
 		// The INVITE already has its final response (its Context was
 		// released): the CANCEL has no effect but is answered 200 (§9.2).

@@ -10,7 +10,8 @@ import (
 // forwards it statelessly (§16.7 / §16.11).
 func (s *Server) handleResponse(ls *loopState, resp *sip.Response, src netip.AddrPort, tp Transport) {
 	br, _ := resp.Via().Params.Get("branch")
-	if t := ls.ctx[clientKey(br, resp.CSeq().MethodName)]; t != nil {
+	ls.kbuf = append(append(append(ls.kbuf[:0], br...), '|'), resp.CSeq().MethodName...)
+	if t := ls.ctx[string(ls.kbuf)]; t != nil {
 		if !s.cfg.Security.AnyResponseSource && !t.sentTo(src, tp) {
 			// Only the hop the branch went to answers it: a response from
 			// anywhere else (an off-path forgery) is dropped.
@@ -298,7 +299,7 @@ func (c *Context) sendCancel(b *Branch) {
 	can.AppendHeader(inv.CallID())
 	can.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
 	can.SetBody(nil)
-	c.s.startClientTx(c.ls, can, b.tx.branch, b.tx.dst, b.tx.tp, func(*sip.Response) {}, nil)
+	c.s.startClientTx(c.ls, can, b.tx.branch, b.tx.dst, b.tx.tp, noUser{})
 	// If the UAS never answers the INVITE after our CANCEL, behave as if
 	// it had answered 408 (§16.8) so the transaction always ends.
 	b.guard = c.ls.loop.AfterFunc(64*c.s.timers.T1, func() { c.branchFailed(b, 408, "Request Timeout") })

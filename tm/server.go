@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"unsafe"
 
@@ -57,6 +58,7 @@ type Server struct {
 	obs      observe      // capture hook and wire counters (capture.go)
 	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
 	rrKey    []byte       // signs our Record-Route values (recordroute.go)
+	rrMACs   sync.Pool    // *routeMACState keyed with rrKey
 	txBytes  atomic.Int64 // memory held by transactions and tombstones, all loops (tombstone.go)
 	uac      uacState     // originated requests (uac.go)
 }
@@ -69,6 +71,7 @@ type loopState struct {
 	stx    map[string]*serverTx
 	ctx    map[string]*clientTx // by branch + method
 	ids    *idSource
+	kbuf   []byte    // transaction key being looked up (lookupKey, handleResponse)
 	tombs  tombTable // completed transactions kept only to absorb retransmissions (tombstone.go)
 }
 

@@ -46,17 +46,41 @@ type serverTx struct {
 // matches its INVITE). Requests without the magic cookie fall back to the
 // RFC 2543 identity: Call-ID, CSeq number, From tag and top Via.
 func serverKey(req *sip.Request, method sip.RequestMethod) string {
+	return string(appendServerKey(nil, req, method))
+}
+
+// appendServerKey appends serverKey's bytes to b: lookups use it with a
+// per-loop buffer (ls.lookupKey), so a retransmission allocates no key.
+func appendServerKey(b []byte, req *sip.Request, method sip.RequestMethod) []byte {
 	via := req.Via()
 	if method == sip.ACK {
 		method = sip.INVITE
 	}
 	br, _ := via.Params.Get("branch")
 	if len(br) > 7 && br[:7] == "z9hG4bK" {
-		return br + "|" + via.Host + ":" + strconv.Itoa(via.Port) + "|" + string(method)
+		b = append(b, br...)
+	} else {
+		ft, _ := req.From().Params.Get("tag")
+		b = append(b, "2543|"...)
+		b = append(b, *req.CallID()...)
+		b = append(b, '|')
+		b = strconv.AppendUint(b, uint64(req.CSeq().SeqNo), 10)
+		b = append(b, '|')
+		b = append(b, ft...)
 	}
-	ft, _ := req.From().Params.Get("tag")
-	return "2543|" + string(*req.CallID()) + "|" + strconv.FormatUint(uint64(req.CSeq().SeqNo), 10) +
-		"|" + ft + "|" + via.Host + ":" + strconv.Itoa(via.Port) + "|" + string(method)
+	b = append(b, '|')
+	b = append(b, via.Host...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, int64(via.Port), 10)
+	b = append(b, '|')
+	return append(b, method...)
+}
+
+// lookupKey returns serverKey(req, method) in ls's key buffer, valid until
+// the next call: index maps with string(key), which does not allocate.
+func (ls *loopState) lookupKey(req *sip.Request, method sip.RequestMethod) []byte {
+	ls.kbuf = appendServerKey(ls.kbuf[:0], req, method)
+	return ls.kbuf
 }
 
 // responseAddr is where responses to req go: the source IP (received) and
@@ -162,7 +186,7 @@ func (t *serverTx) timerG() {
 	}
 	_ = t.tp.Send(t.ls.loop, t.last, t.dst)
 	t.gInt = min(2*t.gInt, t.s.timers.T2)
-	t.timer = t.ls.loop.AfterFunc(t.gInt, t.timerG)
+	t.timer.Reset(t.gInt) // the timer that just fired: re-armed, not reallocated
 }
 
 // timeoutH: no ACK came for a non-2xx final response.

@@ -258,7 +258,7 @@ func (o *originated) sendTo(dst netip.AddrPort, tp Transport, forced bool) {
 	req.PrependHeader(&sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}})
 	s.uac.started.Add(1)
-	o.tx = s.startClientTx(ls, req, branch, dst, tp, o.onResponse, o.onTimeout)
+	o.tx = s.startClientTx(ls, req, branch, dst, tp, o)
 }
 
 // stripOwnRoutes removes the Route values on top of req that name this
@@ -291,8 +291,8 @@ func (s *Server) largeRequest(ls *loopState, req *sip.Request, dst netip.AddrPor
 	return tp
 }
 
-// onResponse gets the client transaction's responses (owner loop).
-func (o *originated) onResponse(resp *sip.Response) {
+// txResponse gets the client transaction's responses (owner loop).
+func (o *originated) txResponse(resp *sip.Response) {
 	if o.ended {
 		return
 	}
@@ -309,8 +309,12 @@ func (o *originated) onResponse(resp *sip.Response) {
 	o.finish(resp, nil)
 }
 
-// onTimeout is Timer F, or a transport error reported by the transaction.
-func (o *originated) onTimeout() {
+// tx2xxRetrans: an originated request is never an INVITE (no Accepted
+// state), so there are none to take.
+func (o *originated) tx2xxRetrans(*sip.Response) bool { return false }
+
+// txTimeout is Timer F, or a transport error reported by the transaction.
+func (o *originated) txTimeout() {
 	if o.ended {
 		return
 	}
