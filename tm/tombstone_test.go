@@ -107,8 +107,23 @@ func TestGlobalTransactionCap(t *testing.T) {
 	sp := &suspender{}
 	limit := int64(10 * liveTxBytes)
 	r := newRigN(t, 2, Config{MaxTransactionBytes: limit}, Routes{Request: sp.route(nil)})
+	// Call-IDs alternating between the two loops (ownership hashes the
+	// Call-ID with a per-server random seed: 10 arbitrary Call-IDs all
+	// landed on one loop in a run, which proves nothing about a global cap).
+	var ids [2][]string
+	for i := 0; len(ids[0]) < 15 || len(ids[1]) < 15; i++ {
+		id := fmt.Sprint("gc-", i)
+		k := 0
+		if r.s.owner(id) == r.s.loops[1] {
+			k = 1
+		}
+		if len(ids[k]) < 15 {
+			ids[k] = append(ids[k], id)
+		}
+	}
 	for i := 0; i < 30; i++ {
-		r.recv(uacAddr, request("MESSAGE", "sip:bob@127.0.0.1:5062", fmt.Sprint("gc-", i), fmt.Sprint("z9hG4bK-gc", i), 1, ""))
+		id := ids[i%2][i/2]
+		r.recv(uacAddr, request("MESSAGE", "sip:bob@127.0.0.1:5062", id, "z9hG4bK-"+id, 1, ""))
 	}
 	n0, n1 := len(r.s.loops[0].stx), len(r.s.loops[1].stx)
 	assert.Equal(t, 10, n0+n1, "10 admitted in all")
