@@ -9,6 +9,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/asyncsip/asyncsip/internal/testenv"
 )
 
 // contacts returns the Contact URIs of r.
@@ -81,11 +83,9 @@ func TestNATPingDropsSilentBinding(t *testing.T) {
 	require.NoError(t, bob.conn.Close()) // bob vanishes
 	// The log line follows the deletion (polling the database instead
 	// would race the proxy's writer: SQLITE_BUSY).
-	deadline := time.Now().Add(20 * time.Second)
-	for len(lp.grep("event=unreachable", "user=bob", "removed=1")) == 0 {
-		require.True(t, time.Now().Before(deadline), "the silent binding is not removed within 20 s")
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "the silent binding removed", func() bool {
+		return len(lp.grep("event=unreachable", "user=bob", "removed=1")) > 0
+	})
 	assert.Zero(t, lp.bindings(t, "bob"))
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/dispatcher"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -69,17 +70,11 @@ func (u *uas) serve() {
 
 func (u *uas) uri() string { return "sip:" + u.conn.LocalAddr().String() }
 
-// eventually polls cond every 10 ms for at most limit: a bounded wait for
-// something real time and the network decide, not a timed assertion.
+// eventually is testenv.Eventually with this file's argument order: a
+// bounded wait for something real time and the network decide.
 func eventually(t *testing.T, limit time.Duration, cond func() bool, what string) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", limit, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, limit, what, cond)
 }
 
 // The real server on loopback in front of two UDP targets on 127.0.0.2 and
