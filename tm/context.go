@@ -130,7 +130,7 @@ func (c *Context) Kind() RouteKind { return c.kind }
 func (c *Context) Source() netip.AddrPort { return c.src }
 
 // Transport returns the transport the request came in on.
-func (c *Context) Transport() Transport { return unwrapTransport(c.tp) }
+func (c *Context) Transport() Transport { return c.tp }
 
 // Cancelled reports whether a CANCEL arrived for this INVITE.
 func (c *Context) Cancelled() bool { return c.cancelled }

@@ -89,7 +89,7 @@ func (c *Context) lookupNeeded(ruri *sip.Uri) (key, host string, ok bool) {
 		// open: the Request-URI (often an unresolvable ".invalid" host of a
 		// WebSocket client) is not looked up.
 		if tp, err := c.s.transportFor(c.flow, c.flowProto); err == nil {
-			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(c.flow) {
+			if ct, ok := tp.(ConnTracker); ok && ct.HasConn(c.flow) {
 				return "", "", false
 			}
 		}

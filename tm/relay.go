@@ -210,7 +210,7 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 		// The dialog's Record-Route named the connection this request
 		// goes back on (a flow token): use it while it is open.
 		if tp, err := c.s.transportFor(c.flow, c.flowProto); err == nil {
-			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(c.flow) {
+			if ct, ok := tp.(ConnTracker); ok && ct.HasConn(c.flow) {
 				return c.flow, tp, true, nil
 			}
 		}
@@ -273,7 +273,7 @@ func (c *Context) Forward() error {
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
 	req.PrependHeader(via)
 	s.stats.stateless.Add(1)
-	err = s.send(c.ls, req, dst, tp)
+	err = s.sendMsg(c.ls, tp, req, dst)
 	c.acted = true
 	if c.stx != nil {
 		c.stx.ctx = nil
@@ -343,7 +343,7 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 		return
 	}
 	s.stats.stateless.Add(1)
-	_ = s.send(ls, resp, addr, tp)
+	_ = s.sendMsg(ls, tp, resp, addr)
 }
 
 // isStatelessBranch reports whether br, one of our branches, was made by

@@ -140,7 +140,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 }
 
 // AddTransport registers a transport. Call it before traffic flows.
-func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, s.obs.wrap(tp)) }
+func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, tp) }
 
 // SetRoutes replaces the routes. Transactions already running keep the
 // routes they started with (their Context holds them).
@@ -187,7 +187,7 @@ func (s *Server) ReceiveQueued(l *reactor.Loop, data []byte, from netip.AddrPort
 
 func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport, queued bool) {
 	ls := s.loopOf(l)
-	tp = s.obs.inbound(l, data, from, tp)
+	s.obs.inbound(l, data, from, tp)
 	s.stats.received.Add(1)
 	if isKeepAlive(data) {
 		return
@@ -401,17 +401,6 @@ func (s *Server) resolve(host string, port int) (netip.AddrPort, error) {
 }
 
 var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
-
-// send serializes msg and sends it to `to` on ls.
-func (s *Server) send(ls *loopState, msg sip.Message, to netip.AddrPort, tp Transport) error {
-	b := ls.w.bytes(msg)
-	s.stats.sent.Add(1)
-	if err := tp.Send(ls.loop, b, to); err != nil {
-		s.stats.sendErrors.Add(1)
-		return err
-	}
-	return nil
-}
 
 // Close ends every transaction at once (after a drain, or to stop now):
 // suspended ones are aborted and answered 503, timers are stopped, and

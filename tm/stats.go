@@ -17,6 +17,11 @@ type counters struct {
 
 // StatsSnapshot is a copy of the counters at one moment.
 type StatsSnapshot struct {
+	// Received counts what was handed to Receive (keep-alives included).
+	// Sent counts the messages tm handed to a transport, retransmissions
+	// and ACKs included (the total of Messages' outbound counters);
+	// SendErrors those the transport refused. Handoffs counts messages
+	// passed from the loop that read them to the loop owning their call.
 	Received, Sent, SendErrors, Handoffs uint64
 	// Drops by reason.
 	DropParse, DropSize, DropHeaders, DropInvalid, DropOther, DropClosed uint64

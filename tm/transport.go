@@ -78,7 +78,7 @@ func (s *Server) transportFor(addr netip.AddrPort, proto string) (Transport, err
 			}
 			continue
 		}
-		if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(addr) {
+		if ct, ok := tp.(ConnTracker); ok && ct.HasConn(addr) {
 			return tp, nil
 		}
 		if first == nil {
@@ -132,7 +132,7 @@ func (c *Context) largeSwitch(req *sip.Request, dst netip.AddrPort, tp Transport
 // resolved (a WebSocket client's ".invalid" host) or is behind NAT. Two
 // connection-oriented sides always get two values, one token each.
 func (c *Context) recordRoute(req *sip.Request, dst netip.AddrPort, out Transport) {
-	in := unwrapTransport(c.tp)
+	in := c.tp
 	var inTok, outTok string
 	if in != nil && !strings.EqualFold(in.Protocol(), "UDP") && c.src.IsValid() {
 		inTok = c.s.flowToken(c.src)
@@ -217,7 +217,7 @@ func (s *Server) ConnectionFailed(tp Transport, dst netip.AddrPort) {
 		_ = ls.loop.Post(func() {
 			var failed []*clientTx
 			for _, t := range ls.ctx {
-				if t.state == stTrying && t.dst == dst && sameInterface(unwrapTransport(t.tp), tp) {
+				if t.state == stTrying && t.dst == dst && sameInterface(t.tp, tp) {
 					failed = append(failed, t)
 				}
 			}
