@@ -213,15 +213,3 @@ func (s *Server) Messages() MessageStats {
 // Context an async.ObservedSuspender, so every Await made on it is reported
 // (latency and errors by op name) without an async.Observe option.
 func (c *Context) Observer() async.Observer { return c.s.cfg.Observer }
-
-// Tables returns the number of server and client transactions in loop l's
-// tables now: what the counters say is alive (created - completed), counted
-// independently. Call it on l; observability samples it there.
-func (s *Server) Tables(l *reactor.Loop) (server, client int) {
-	id := l.ID()
-	if id < 0 || id >= len(s.loops) || s.loops[id].loop != l {
-		return 0, 0
-	}
-	ls := s.loops[id]
-	return len(ls.stx), len(ls.ctx)
-}

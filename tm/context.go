@@ -89,7 +89,7 @@ type Context struct {
 	cancelled    bool
 	final        bool // a final response went upstream
 	looseRt      bool
-	flow         netip.AddrPort // connection named by the last Route we removed (transport.go)
+	flow         netip.AddrPort // connection named by the last Route we removed (recordroute.go)
 	flowProto    string
 	signed       bool // the Route values of ours removed were signed for this dialog (recordroute.go)
 	foreignRoute bool // an initial request carries a Route that does not name us

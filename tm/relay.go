@@ -184,15 +184,6 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	return nil
 }
 
-// recordRoutable: Record-Route goes on dialog-creating requests.
-func recordRoutable(req *sip.Request) bool {
-	if req.Method == sip.REGISTER || req.Method == sip.CANCEL || req.Method == sip.ACK {
-		return false
-	}
-	to := req.To()
-	return to == nil || !to.Params.Has("tag")
-}
-
 // nextHop picks where a request goes: the destination override, the first
 // Route, or the Request-URI, and the transport that URI asks for (forced
 // reports that it named one: ;transport= or sips:).

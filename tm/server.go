@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -56,7 +55,7 @@ type Server struct {
 	stats    counters
 	draining atomic.Bool
 	obs      observe      // capture hook and wire counters (capture.go)
-	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
+	flowKey  []byte       // authenticates flow tokens in our Record-Route (recordroute.go)
 	rrKey    []byte       // signs our Record-Route values (recordroute.go)
 	rrMACs   sync.Pool    // *routeMACState keyed with rrKey
 	txBytes  atomic.Int64 // memory held by transactions and tombstones, all loops (tombstone.go)
@@ -363,44 +362,6 @@ func stripBrackets(h string) string {
 	}
 	return h
 }
-
-// literalResolver is the default resolver: IP literals and localhost only.
-// It tolerates the "2001:db8:::192.0.2.1" form that RFC 3261's ABNF allows
-// by mistake (RFC 5118 §4.10) as the address it means.
-func literalResolver(host string) (netip.Addr, error) {
-	if host == "localhost" {
-		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
-	}
-	h := stripBrackets(host)
-	a, err := netip.ParseAddr(h)
-	if i := strings.Index(h, ":::"); err != nil && i >= 0 && strings.Count(h, ":::") == 1 && strings.Contains(h[i:], ".") {
-		a, err = netip.ParseAddr(strings.Replace(h, ":::", "::", 1))
-	}
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address (set Config.Resolver for DNS)", ErrNoRoute, host)
-	}
-	return a, nil
-}
-
-// resolve turns host and port (0 = 5060) into an address.
-func (s *Server) resolve(host string, port int) (netip.AddrPort, error) {
-	a, err := s.cfg.Resolver(host)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	a = a.Unmap()
-	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a == limitedBroadcast {
-		// Never a next hop: a response whose next Via names the broadcast
-		// address must not be sent there (RFC 4475 §3.3.10 bcast).
-		return netip.AddrPort{}, fmt.Errorf("%w: %s is not a unicast address", ErrNoRoute, a)
-	}
-	if port <= 0 {
-		port = 5060
-	}
-	return netip.AddrPortFrom(a, uint16(port)), nil
-}
-
-var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // Close ends every transaction at once (after a drain, or to stop now):
 // suspended ones are aborted and answered 503, timers are stopped, and
