@@ -406,6 +406,8 @@ func (c *Client) choose(r *request, now time.Time) int {
 			if !cmd.failover() || c.inst[i].usable(now) {
 				return i
 			}
+			c.inst[i].stats.failovers.Add(1) // the call moves off a down instance
+
 		}
 	}
 	if i := c.weighted(r.tried, now, true); i >= 0 {
