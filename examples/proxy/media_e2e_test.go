@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -116,10 +117,11 @@ func ngCommand(addr, command string) (string, error) {
 	return reply, nil
 }
 
-// activeCalls returns the number of calls rtpengine holds ("list").
-func (p *rtpengineProc) activeCalls(t *testing.T) int {
+// activeCalls returns the number of calls the rtpengine at ng holds
+// ("list").
+func activeCalls(t *testing.T, ng string) int {
 	t.Helper()
-	r, err := ngCommand(p.ng, "list")
+	r, err := ngCommand(ng, "list")
 	require.NoError(t, err)
 	i := strings.Index(r, "5:callsl")
 	require.GreaterOrEqual(t, i, 0, "list reply %q", r)
@@ -237,7 +239,146 @@ func TestReadmeMedia(t *testing.T) {
 	require.Len(t, offers, 1, "one call anchored:\n%s", rtp.log.String())
 	assert.Equal(t, offers, rtp.commands("answer"))
 	require.True(t, testenv.Poll(10*time.Second, func() bool {
-		return len(rtp.commands("delete")) == 1 && rtp.activeCalls(t) == 0
+		return len(rtp.commands("delete")) == 1 && activeCalls(t, rtp.ng) == 0
 	}), "the BYE deleted the call:\n%s", rtp.log.String())
 	assert.Equal(t, offers, rtp.commands("delete"))
+}
+
+// withSDP gives a request built by msg an SDP body offering audio at
+// ip:port.
+func withSDP(m, ip string, port int) string {
+	body := sdp(ip, port)
+	return strings.Replace(m, "Content-Length: 0\r\n\r\n",
+		"Content-Type: application/sdp\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body, 1)
+}
+
+func sdp(ip string, port int) string {
+	return "v=0\r\no=- 1 1 IN IP4 " + ip + "\r\ns=-\r\nc=IN IP4 " + ip + "\r\nt=0 0\r\nm=audio " +
+		strconv.Itoa(port) + " RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+}
+
+// answerSDP answers req with 200 and an SDP at ip:port, and returns the
+// response sent.
+func (s *sock) answerSDP(req *sip.Request, from *net.UDPAddr, ip string, port int) {
+	s.t.Helper()
+	var b strings.Builder
+	b.WriteString("SIP/2.0 200 OK\r\n")
+	for _, h := range req.GetHeaders("Via") {
+		b.WriteString(h.String() + "\r\n")
+	}
+	for _, h := range req.GetHeaders("Record-Route") {
+		b.WriteString(h.String() + "\r\n")
+	}
+	b.WriteString(req.From().String() + "\r\n" + req.To().String() + ";tag=uas-" + s.user + "\r\n")
+	b.WriteString(req.CallID().String() + "\r\n" + req.CSeq().String() + "\r\n")
+	b.WriteString("Contact: <" + s.contact() + ">\r\nContent-Length: 0\r\n\r\n")
+	s.send(withSDP(b.String(), ip, port), from)
+}
+
+// callSDP places an authenticated call as callAs does, offering audio at
+// ip:port.
+func (s *sock) callSDP(lp *liveProxy, user, password, ruri, callID, ip string, port int) {
+	s.t.Helper()
+	m := msg{method: "INVITE", ruri: ruri, local: s.addr(), from: user, callID: callID, contacts: []string{s.contact()}}
+	s.send(withSDP(m.String(), ip, port), lp.udp)
+	r := s.final(callID)
+	require.Equal(s.t, 407, r.StatusCode, "the call is challenged: %s", r.String())
+	s.ackFinal(r, lp.udp)
+	m.cseq, m.branch = 2, ""
+	m.headers = []string{digestFor(s.t, r, user, password, "INVITE", ruri, 1)}
+	s.send(withSDP(m.String(), ip, port), lp.udp)
+}
+
+// bye ends the answered call r (a 200 to s's INVITE) along its
+// Record-Route and returns the BYE's final response.
+func (s *sock) bye(lp *liveProxy, r *sip.Response) *sip.Response {
+	s.t.Helper()
+	var routes []string
+	for _, h := range r.GetHeaders("Record-Route") {
+		routes = append([]string{h.Value()}, routes...) // the caller's route set is in reverse
+	}
+	callID := string(*r.CallID())
+	m := msg{method: "BYE", ruri: r.Contact().Address.String(), to: r.To().Address.String(), toTag: tagOf(r.To().Params),
+		fromTag: tagOf(r.From().Params), local: s.addr(), from: s.user, callID: callID, cseq: 3,
+		headers: []string{"Route: " + strings.Join(routes, ", ")}}
+	s.send(m.String(), lp.udp)
+	return s.final(callID)
+}
+
+func tagOf(p sip.HeaderParams) string {
+	v, _ := p.Get("tag")
+	return v
+}
+
+// sdpLine returns the c= address and m=audio port of a message's SDP.
+func sdpLine(t *testing.T, m sip.Message) (string, int) {
+	t.Helper()
+	c := regexp.MustCompile(`(?m)^c=IN IP4 (\S+)\r?$`).FindStringSubmatch(string(m.Body()))
+	a := regexp.MustCompile(`(?m)^m=audio (\d+) `).FindStringSubmatch(string(m.Body()))
+	require.NotNil(t, c, "no c= in %s", m.Body())
+	require.NotNil(t, a, "no m=audio in %s", m.Body())
+	port, _ := strconv.Atoi(a[1])
+	return c[1], port
+}
+
+// The proxy with -rtpengine and -nat-fix against a real rtpengine: a call
+// to a callee that registered from behind a NAT is anchored both ways and
+// its BYE deletes the session; a call between two phones that are not
+// behind a NAT is left alone; with rtpengine down, an INVITE that needs it
+// gets 503.
+func TestMediaE2E(t *testing.T) {
+	rtp := testenv.StartRTPEngine(t)
+	inRange := func(port int) bool { return port >= rtp.PortMin && port <= rtp.PortMax }
+	lp := startLive(t, nil, "-nat-fix", "-rtpengine", rtp.Addr)
+
+	t.Run("callee behind NAT", func(t *testing.T) {
+		bob := newSock(t, phoneIP, "bob", 0)
+		require.Equal(t, 200, bob.registerAs(lp, "bob", "bobpw", "sip:bob@10.0.0.5:5060").StatusCode)
+		alice := newSock(t, phoneIP, "alice", 0)
+		alice.callSDP(lp, "alice", "alicepw", lp.uri("bob"), "media-nat-callee", phoneIP, 4000)
+		inv, from := bob.request()
+		require.Equal(t, sip.INVITE, inv.Method)
+		ip, port := sdpLine(t, inv)
+		assert.Equal(t, "127.0.0.1", ip, "bob is offered rtpengine's address")
+		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
+		bob.answerSDP(inv, from, "10.0.0.5", 5000)
+		r := alice.final("media-nat-callee")
+		require.Equal(t, 200, r.StatusCode)
+		ip, port = sdpLine(t, r)
+		assert.Equal(t, "127.0.0.1", ip, "alice gets rtpengine's answer")
+		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
+		assert.Equal(t, 1, activeCalls(t, rtp.NG))
+
+		bob.answer = 200 // answers the BYE
+		assert.Equal(t, 200, alice.bye(lp, r).StatusCode)
+		testenv.Eventually(t, 10*time.Second, "the BYE deleted the call", func() bool { return activeCalls(t, rtp.NG) == 0 })
+	})
+
+	t.Run("no NAT", func(t *testing.T) {
+		carol := newSock(t, phoneIP, "mallory", 0)
+		require.Equal(t, 200, carol.registerAs(lp, "mallory", "mallorypw", carol.contact()).StatusCode)
+		alice := newSock(t, phoneIP, "alice", 0)
+		alice.callSDP(lp, "alice", "alicepw", lp.uri("mallory"), "media-no-nat", phoneIP, 4002)
+		inv, from := carol.request()
+		require.Equal(t, sip.INVITE, inv.Method)
+		ip, port := sdpLine(t, inv)
+		assert.Equal(t, phoneIP, ip, "SDP as alice sent it")
+		assert.Equal(t, 4002, port)
+		carol.reply(inv, from, 486)
+		assert.Equal(t, 486, alice.final("media-no-nat").StatusCode)
+		assert.Equal(t, 0, activeCalls(t, rtp.NG), "nothing anchored")
+	})
+
+	t.Run("rtpengine down", func(t *testing.T) {
+		down := startLive(t, nil, "-nat-fix", "-rtpengine", fmt.Sprintf("udp:127.0.0.1:%d", testenv.FreeUDPPort(t)))
+		bob := newSock(t, phoneIP, "bob", 486)
+		require.Equal(t, 200, bob.registerAs(down, "bob", "bobpw", "sip:bob@10.0.0.5:5060").StatusCode)
+		alice := newSock(t, phoneIP, "alice", 0)
+		alice.callSDP(down, "alice", "alicepw", down.uri("bob"), "media-down", "192.168.1.10", 4004)
+		r := alice.final("media-down")
+		assert.Equal(t, 503, r.StatusCode, r.String())
+		assert.Equal(t, "Service Unavailable (media relay)", r.Reason)
+		assert.NotNil(t, r.GetHeader("Retry-After"))
+		assert.Zero(t, bob.invites.Load(), "bob never rang")
+	})
 }
