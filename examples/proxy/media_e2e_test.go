@@ -1,19 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,125 +19,12 @@ import (
 	"github.com/asyncsip/asyncsip/internal/testenv"
 )
 
-// rtpengineProc is an rtpengine daemon started from a README line, its
-// stderr (the log) captured.
-type rtpengineProc struct {
-	ng   string // ng control address
-	cmd  *exec.Cmd
-	log  *lockedBuffer
-	done chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startRTPEngineLine runs words (an `rtpengine …` line whose ports the test
-// mapped) and waits until it answers an ng ping; it is stopped by PID at
-// cleanup. Without the binary the test is skipped (fails under CI).
-func startRTPEngineLine(t *testing.T, words []string) *rtpengineProc {
+// activeCalls returns the number of calls rtp holds.
+func activeCalls(t *testing.T, rtp *testenv.RTPEngineProc) int {
 	t.Helper()
-	bin := testenv.RTPEngineBinary()
-	if bin == "" {
-		testenv.Need(t, "rtpengine", "install rtpengine-daemon (apt-get install rtpengine-daemon) or run `make test`")
-	}
-	p := &rtpengineProc{log: &lockedBuffer{}, done: make(chan struct{})}
-	for _, w := range words[1:] {
-		if v, ok := strings.CutPrefix(w, "--listen-ng="); ok {
-			p.ng = v
-		}
-	}
-	require.NotEmpty(t, p.ng, "the line names --listen-ng: %v", words)
-	p.cmd = exec.Command(bin, words[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	require.NoError(t, p.cmd.Start())
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	ok := testenv.Poll(10*time.Second, func() bool {
-		r, err := ngCommand(p.ng, "ping")
-		return err == nil && strings.Contains(r, "pong")
-	})
-	require.True(t, ok, "rtpengine did not answer a ping:\n%s", p.log.String())
-	return p
-}
-
-// ngCommand sends an ng command without arguments ("ping", "list") and
-// returns the bencoded reply, bounded by a second.
-func ngCommand(addr, command string) (string, error) {
-	c, err := net.Dial("udp", addr)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	var ck [6]byte
-	_, _ = rand.Read(ck[:])
-	cookie := hex.EncodeToString(ck[:])
-	msg := fmt.Sprintf("%s d7:command%d:%se", cookie, len(command), command)
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte(msg)); err != nil {
-		return "", err
-	}
-	buf := make([]byte, 65536)
-	n, err := c.Read(buf)
-	if err != nil {
-		return "", err
-	}
-	reply, ok := strings.CutPrefix(string(buf[:n]), cookie+" ")
-	if !ok {
-		return "", fmt.Errorf("reply with another cookie: %q", buf[:n])
-	}
-	return reply, nil
-}
-
-// activeCalls returns the number of calls the rtpengine at ng holds
-// ("list").
-func activeCalls(t *testing.T, ng string) int {
-	t.Helper()
-	r, err := ngCommand(ng, "list")
+	n, err := rtp.ActiveCalls()
 	require.NoError(t, err)
-	i := strings.Index(r, "5:callsl")
-	require.GreaterOrEqual(t, i, 0, "list reply %q", r)
-	n := 0
-	for rest := r[i+len("5:callsl"):]; len(rest) > 0 && rest[0] != 'e'; n++ {
-		colon := strings.IndexByte(rest, ':')
-		require.Greater(t, colon, 0, "list reply %q", r)
-		l, err := strconv.Atoi(rest[:colon])
-		require.NoError(t, err, "list reply %q", r)
-		rest = rest[colon+1+l:]
-	}
 	return n
-}
-
-// commands returns the Call-IDs rtpengine logged a command for.
-func (p *rtpengineProc) commands(command string) []string {
-	re := regexp.MustCompile(`\[([^\]]+)\]: \[control\] Received command '` + command + `'`)
-	var out []string
-	for _, m := range re.FindAllStringSubmatch(p.log.String(), -1) {
-		out = append(out, m[1])
-	}
-	return out
 }
 
 // sdpOf returns the c= address and the first m=audio port of the SDP body
@@ -210,7 +91,7 @@ func TestReadmeMedia(t *testing.T) {
 	}
 
 	require.Equal(t, "rtpengine", lines[0][0])
-	rtp := startRTPEngineLine(t, mapped(lines[0]))
+	rtp := testenv.StartRTPEngineArgs(t, mapped(lines[0])[1:])
 	require.Equal(t, []string{"go", "run", "./examples/proxy"}, lines[1][:3])
 	startProxyOn(t, []string{fmt.Sprintf("udp:127.0.0.1:%d", ports[5060])}, mapped(lines[1])[3:]...)
 
@@ -235,13 +116,13 @@ func TestReadmeMedia(t *testing.T) {
 	assert.Equal(t, "127.0.0.1", addr)
 	assert.True(t, port >= 30000 && port <= 30999, "answered port %d is rtpengine's (30000-30999)", port)
 
-	offers := rtp.commands("offer")
-	require.Len(t, offers, 1, "one call anchored:\n%s", rtp.log.String())
-	assert.Equal(t, offers, rtp.commands("answer"))
+	offers := rtp.Commands("offer")
+	require.Len(t, offers, 1, "one call anchored:\n%s", rtpLog(rtp))
+	assert.Equal(t, offers, rtp.Commands("answer"))
 	require.True(t, testenv.Poll(10*time.Second, func() bool {
-		return len(rtp.commands("delete")) == 1 && activeCalls(t, rtp.ng) == 0
-	}), "the BYE deleted the call:\n%s", rtp.log.String())
-	assert.Equal(t, offers, rtp.commands("delete"))
+		return len(rtp.Commands("delete")) == 1 && activeCalls(t, rtp) == 0
+	}), "the BYE deleted the call:\n%s", rtpLog(rtp))
+	assert.Equal(t, offers, rtp.Commands("delete"))
 }
 
 // withSDP gives a request built by msg an SDP body offering audio at
@@ -347,11 +228,11 @@ func TestMediaE2E(t *testing.T) {
 		ip, port = sdpLine(t, r)
 		assert.Equal(t, "127.0.0.1", ip, "alice gets rtpengine's answer")
 		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
-		assert.Equal(t, 1, activeCalls(t, rtp.NG))
+		assert.Equal(t, 1, activeCalls(t, rtp))
 
 		bob.answer = 200 // answers the BYE
 		assert.Equal(t, 200, alice.bye(lp, r).StatusCode)
-		testenv.Eventually(t, 10*time.Second, "the BYE deleted the call", func() bool { return activeCalls(t, rtp.NG) == 0 })
+		testenv.Eventually(t, 10*time.Second, "the BYE deleted the call", func() bool { return activeCalls(t, rtp) == 0 })
 	})
 
 	t.Run("no NAT", func(t *testing.T) {
@@ -366,7 +247,7 @@ func TestMediaE2E(t *testing.T) {
 		assert.Equal(t, 4002, port)
 		carol.reply(inv, from, 486)
 		assert.Equal(t, 486, alice.final("media-no-nat").StatusCode)
-		assert.Equal(t, 0, activeCalls(t, rtp.NG), "nothing anchored")
+		assert.Equal(t, 0, activeCalls(t, rtp), "nothing anchored")
 	})
 
 	t.Run("rtpengine down", func(t *testing.T) {
@@ -381,4 +262,9 @@ func TestMediaE2E(t *testing.T) {
 		assert.NotNil(t, r.GetHeader("Retry-After"))
 		assert.Zero(t, bob.invites.Load(), "bob never rang")
 	})
+}
+
+func rtpLog(rtp *testenv.RTPEngineProc) string {
+	b, _ := os.ReadFile(rtp.Log)
+	return string(b)
 }
