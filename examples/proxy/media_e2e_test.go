@@ -170,9 +170,9 @@ func (s *sock) callSDP(lp *liveProxy, user, password, ruri, callID, ip string, p
 	s.send(withSDP(m.String(), ip, port), lp.udp)
 }
 
-// bye ends the answered call r (a 200 to s's INVITE) along its
-// Record-Route and returns the BYE's final response.
-func (s *sock) bye(lp *liveProxy, r *sip.Response) *sip.Response {
+// bye sends the BYE of the answered call r (a 200 to s's INVITE) along its
+// Record-Route.
+func (s *sock) bye(lp *liveProxy, r *sip.Response) {
 	s.t.Helper()
 	var routes []string
 	for _, h := range r.GetHeaders("Record-Route") {
@@ -183,7 +183,6 @@ func (s *sock) bye(lp *liveProxy, r *sip.Response) *sip.Response {
 		fromTag: tagOf(r.From().Params), local: s.addr(), from: s.user, callID: callID, cseq: 3,
 		headers: []string{"Route: " + strings.Join(routes, ", ")}}
 	s.send(m.String(), lp.udp)
-	return s.final(callID)
 }
 
 func tagOf(p sip.HeaderParams) string {
@@ -230,8 +229,11 @@ func TestMediaE2E(t *testing.T) {
 		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
 		assert.Equal(t, 1, activeCalls(t, rtp))
 
-		bob.answer = 200 // answers the BYE
-		assert.Equal(t, 200, alice.bye(lp, r).StatusCode)
+		alice.bye(lp, r)
+		bye, from := bob.request()
+		require.Equal(t, sip.BYE, bye.Method)
+		bob.reply(bye, from, 200)
+		assert.Equal(t, 200, alice.final("media-nat-callee").StatusCode)
 		testenv.Eventually(t, 10*time.Second, "the BYE deleted the call", func() bool { return activeCalls(t, rtp) == 0 })
 	})
 
