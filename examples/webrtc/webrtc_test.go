@@ -179,7 +179,9 @@ func startProxy(t *testing.T, args []string) {
 func serves(args []string) bool { return indexOf(args, "-config") >= 0 && indexOf(args, "-listen") < 0 }
 
 // servesWSS picks the proxy line with the wss: listener.
-func servesWSS(args []string) bool { return indexOf(args, "-config") >= 0 && indexOf(args, "-listen") >= 0 }
+func servesWSS(args []string) bool {
+	return indexOf(args, "-config") >= 0 && indexOf(args, "-listen") >= 0
+}
 
 // sipp runs (or starts, for a uas) the README's SIPp line whose scenario
 // ends with scenario, tracing its messages to trace.
