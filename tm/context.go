@@ -175,7 +175,8 @@ func (c *Context) refuseForeignRoute() error {
 	return c.relayFailed(ErrRouteNotAllowed)
 }
 
-// Branch returns the branch a reply route runs for (nil elsewhere).
+// Branch returns the branch a reply route runs for, or the one a branch
+// route is about to send (nil elsewhere).
 func (c *Context) Branch() *Branch { return c.cur }
 
 // Branches returns the branches relayed so far.

@@ -145,10 +145,10 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	}
 	b := &Branch{Req: req, Index: len(c.branches), c: c}
 	if fn := c.routes.Branch; fn != nil {
-		k := c.kind
-		c.kind = RouteBranch
-		c.call(func() { fn(c, b) })
-		c.kind = k
+		k, cur := c.kind, c.cur
+		c.kind, c.cur = RouteBranch, b
+		c.call(func() { fn(c) })
+		c.kind, c.cur = k, cur
 		if b.dropped {
 			return fmt.Errorf("%w: branch %d", errBranchDropped, b.Index)
 		}
