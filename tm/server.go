@@ -19,7 +19,9 @@ import (
 )
 
 // Transport sends serialized messages for the server. tm calls Send on the
-// owner loop of the transaction; Send must not block.
+// owner loop of the transaction, from one place that counts and captures
+// every message (send.go), so a transport does neither; Send must not
+// block.
 type Transport interface {
 	// Send writes one message to `to`, on loop l.
 	Send(l *reactor.Loop, b []byte, to netip.AddrPort) error
