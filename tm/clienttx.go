@@ -136,16 +136,12 @@ func (t *clientTx) receive(resp *sip.Response) {
 		// RFC 6026 §7.2: 2xx retransmissions go on to the core; anything
 		// else (a provisional overtaken by the 2xx, reordered on another
 		// loop) is absorbed so it is never relayed after the final.
-		if code < 200 || code >= 300 || !t.user.tx2xxRetrans(resp) {
+		if t.absorbs(code) || !t.user.tx2xxRetrans(resp) {
 			t.s.stats.retransAbsorbed.Add(1)
 		}
 		return
 	case stCompleted:
-		// A retransmitted final: re-send the ACK for INVITE, else absorb.
-		if t.invite && code >= 300 && t.ackWire != nil {
-			_ = t.s.send(t.ls, t.tp, t.ackWire, t.dst)
-		}
-		t.s.stats.retransAbsorbed.Add(1)
+		t.absorb(code)
 		return
 	default:
 		return
@@ -188,6 +184,28 @@ func (t *clientTx) receive(resp *sip.Response) {
 		t.end = t.ls.loop.AfterFunc(d, t.terminate)
 	}
 	t.user.txResponse(resp)
+}
+
+// absorbs reports whether a response with status code, matched to t, is
+// absorbed by the state machine without reaching the core: anything after
+// a non-2xx final (Completed), and anything but a 2xx in Accepted.
+func (t *clientTx) absorbs(code int) bool {
+	switch t.state {
+	case stCompleted:
+		return true
+	case stAccepted:
+		return code < 200 || code >= 300
+	}
+	return false
+}
+
+// absorb counts a response that absorbs says is absorbed; a retransmitted
+// non-2xx final of an INVITE gets the ACK again (§17.1.1.2).
+func (t *clientTx) absorb(code int) {
+	if t.state == stCompleted && t.invite && code >= 300 && t.ackWire != nil {
+		_ = t.s.send(t.ls, t.tp, t.ackWire, t.dst)
+	}
+	t.s.stats.retransAbsorbed.Add(1)
 }
 
 // sendACK builds the hop-by-hop ACK for a non-2xx final (§17.1.1.3).

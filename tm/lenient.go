@@ -127,6 +127,24 @@ func isWSP(c byte) bool    { return c == ' ' || c == '\t' }
 
 // hasLooseSWS reports whether compactSWS would change v (without allocating).
 func hasLooseSWS(v []byte) bool {
+	if bytes.IndexByte(v, '"') < 0 {
+		// No quoted string (the common case): only the spaces and tabs
+		// need a look, found with the vectorised IndexByte.
+		if bytes.IndexByte(v, '\t') >= 0 {
+			return true
+		}
+		for i := bytes.IndexByte(v, ' '); i >= 0; {
+			if i+1 == len(v) || isWSP(v[i+1]) || isSWSSep(v[i+1]) || (i > 0 && isSWSSep(v[i-1])) {
+				return true
+			}
+			j := bytes.IndexByte(v[i+1:], ' ')
+			if j < 0 {
+				break
+			}
+			i += j + 1
+		}
+		return false
+	}
 	quoted := false
 	for i := 0; i < len(v); i++ {
 		c := v[i]

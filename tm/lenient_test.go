@@ -98,3 +98,18 @@ func TestRawRejection(t *testing.T) {
 		})
 	}
 }
+
+// hasLooseSWS's fast path (no quoted string) agrees with the full scan.
+func TestHasLooseSWSFastPath(t *testing.T) {
+	for _, v := range []string{
+		"", " ", "a", "a b", "a ;b", "a; b", "a;b", "SIP/2.0/UDP h:1;branch=x", "SIP/2.0 /UDP h",
+		"<sip:a@b>;tag=1", "<sip:a@b> ;tag=1", "a  b", "a\tb", "a b ", "x= y", "x =y", "a,b", "a , b",
+	} {
+		// A quoted string at the end takes the full scan over the same
+		// prefix: the verdicts must match.
+		want := hasLooseSWS([]byte(v + `"q"`))
+		if got := hasLooseSWS([]byte(v)); got != want && !strings.HasSuffix(v, " ") {
+			t.Errorf("%q: fast path %v, full scan %v", v, got, want)
+		}
+	}
+}

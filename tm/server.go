@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/asyncsip/asyncsip/reactor"
+	"github.com/asyncsip/asyncsip/tm/internal/sipindex"
 )
 
 // Transport sends serialized messages for the server. tm calls Send on the
@@ -47,6 +48,7 @@ type Server struct {
 	cfg      Config
 	timers   Timers
 	lim      Limits
+	ixLim    sipindex.Limits // lim for the index
 	log      *slog.Logger
 	loops    []*loopState
 	group    []*reactor.Loop
@@ -72,8 +74,9 @@ type loopState struct {
 	stx    map[string]*serverTx
 	ctx    map[string]*clientTx // by branch + method
 	ids    *idSource
-	kbuf   []byte    // transaction key being looked up (lookupKey, handleResponse)
-	tombs  tombTable // completed transactions kept only to absorb retransmissions (tombstone.go)
+	kbuf   []byte         // transaction key being looked up (lookupKey, handleResponse)
+	ix     sipindex.Index // the message being received (indexed.go)
+	tombs  tombTable      // completed transactions kept only to absorb retransmissions (tombstone.go)
 }
 
 // NewServer creates the transaction layer on loops (their IDs must be their
@@ -113,6 +116,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 		cfg:    cfg,
 		timers: cfg.Timers.withDefaults(),
 		lim:    cfg.Limits.withDefaults(),
+		ixLim:  indexLimits(cfg.Limits.withDefaults()),
 		log:    cfg.Logger,
 		group:  loops,
 		seed:   maphash.MakeSeed(),
@@ -197,7 +201,20 @@ func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	// message is queued on its owner, the less two back-to-back messages
 	// of one call (ACK then BYE) read by two loops can swap places. The
 	// owner also runs its own messages behind what is already queued.
-	if id, ok := scanCallID(data); ok && len(s.loops) > 1 {
+	if len(s.loops) == 1 {
+		s.receiveOwned(ls, data, from, tp)
+		return
+	}
+	// The index (indexed.go) is made here, on the reading loop; the owner
+	// uses it when it is this loop and makes its own after a hand-off.
+	clean := ls.index(data, s.ixLim)
+	id, ok := "", false
+	if clean {
+		id, ok = unsafeString(ls.ix.Bytes(ls.ix.CallID)), true
+	} else {
+		id, ok = scanCallID(data)
+	}
+	if ok {
 		owner := s.owner(id)
 		if owner != ls || (!queued && ls.loop.Pending() > 0) {
 			if owner != ls {
@@ -210,20 +227,35 @@ func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 			return
 		}
 	}
-	s.receiveOwned(ls, data, from, tp)
+	s.receiveIndexed(ls, data, from, tp, clean)
 }
 
 // receiveOwned parses, validates and dispatches a message on ls, which
 // should be its owner; if the parsed Call-ID says otherwise (the raw scan
 // could not find it or read it differently), the message moves on.
 func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, tp Transport) {
-	msg, err := parse(ls.parser, data, s.lim)
+	s.receiveIndexed(ls, data, from, tp, ls.index(data, s.ixLim))
+}
+
+// receiveIndexed is receiveOwned once data is indexed in ls.ix (clean:
+// the index is usable, indexed.go).
+func (s *Server) receiveIndexed(ls *loopState, data []byte, from netip.AddrPort, tp Transport, clean bool) {
+	var msg sip.Message
+	var err error
+	if clean && s.owner(unsafeString(ls.ix.Bytes(ls.ix.CallID))) == ls && s.absorbIndexed(ls, from, tp) {
+		return
+	}
+	if clean {
+		msg, err = parseIndexed(ls.parser, data, &ls.ix)
+	} else {
+		msg, err = parse(ls.parser, data, s.lim)
+	}
 	if err != nil {
 		s.dropped(reasonOf(err), from, err)
 		s.rejectUnparsed(ls, data, from, tp, err)
 		return
 	}
-	if err := validate(msg, s.lim); err != nil {
+	if err := validateIndexed(msg, s.lim, clean); err != nil {
 		// Counted once as an invalid drop, answered 400 when answerable
 		// (unless the screen drops it, counted as screened instead).
 		req, ok := msg.(*sip.Request)

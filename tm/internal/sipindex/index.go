@@ -351,18 +351,17 @@ func (ix *Index) field(data []byte, pos int) (Field, int, error) {
 	for ve > vs && isLWS(data[ve-1]) {
 		ve--
 	}
-	for k := vs; k < ve; k++ {
-		// CR and LF only as CRLF followed by whitespace (a fold): a bare
-		// one would let a header smuggle another past a later hop.
-		switch data[k] {
-		case '\r':
-			if data[k+1] != '\n' || !isWS(data[k+2]) {
-				return Field{}, 0, fmt.Errorf("%w: bare CR in header %q", ErrMalformed, data[pos:nameEnd])
-			}
-		case '\n':
-			if data[k-1] != '\r' {
-				return Field{}, 0, fmt.Errorf("%w: bare LF in header %q", ErrMalformed, data[pos:nameEnd])
-			}
+	// CR and LF only as CRLF followed by whitespace (a fold): a bare one
+	// would let a header smuggle another past a later hop. Each is found
+	// with the vectorised indexByte: most values have neither.
+	for k := indexByte(data[:ve], '\r', vs); k >= 0; k = indexByte(data[:ve], '\r', k+1) {
+		if data[k+1] != '\n' || !isWS(data[k+2]) {
+			return Field{}, 0, fmt.Errorf("%w: bare CR in header %q", ErrMalformed, data[pos:nameEnd])
+		}
+	}
+	for k := indexByte(data[:ve], '\n', vs); k >= 0; k = indexByte(data[:ve], '\n', k+1) {
+		if data[k-1] != '\r' {
+			return Field{}, 0, fmt.Errorf("%w: bare LF in header %q", ErrMalformed, data[pos:nameEnd])
 		}
 	}
 	f.Value = Span{int32(vs), int32(ve)}

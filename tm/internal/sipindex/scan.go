@@ -1,6 +1,9 @@
 package sipindex
 
-import "fmt"
+import (
+	"bytes"
+	"fmt"
+)
 
 // kindOf maps a header name (full or compact form, any case) to its Kind.
 func kindOf(name []byte) Kind {
@@ -381,20 +384,29 @@ func unfold(v []byte) []byte {
 	return out
 }
 
+// indexCRLF and indexByte use bytes.IndexByte (vectorised): they run over
+// every byte of every message.
 func indexCRLF(b []byte, from int) int {
-	for i := from; i+1 < len(b); i++ {
-		if b[i] == '\r' && b[i+1] == '\n' {
+	for from < len(b) {
+		i := bytes.IndexByte(b[from:], '\r')
+		if i < 0 {
+			return -1
+		}
+		i += from
+		if i+1 < len(b) && b[i+1] == '\n' {
 			return i
 		}
+		from = i + 1
 	}
 	return -1
 }
 
 func indexByte(b []byte, c byte, from int) int {
-	for i := from; i < len(b); i++ {
-		if b[i] == c {
-			return i
-		}
+	if from >= len(b) {
+		return -1
+	}
+	if i := bytes.IndexByte(b[from:], c); i >= 0 {
+		return from + i
 	}
 	return -1
 }
@@ -436,16 +448,22 @@ func isWS(c byte) bool    { return c == ' ' || c == '\t' }
 func isLWS(c byte) bool   { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
 
 // isToken reports whether c is a token character (RFC 3261 §25.1).
-func isToken(c byte) bool {
-	if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || isDigit(c) {
-		return true
+func isToken(c byte) bool { return tokenChars[c] }
+
+var tokenChars = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		switch {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', isDigit(b):
+			t[c] = true
+		}
+		switch b {
+		case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
+			t[c] = true
+		}
 	}
-	switch c {
-	case '-', '.', '!', '%', '*', '_', '+', '`', '\'', '~':
-		return true
-	}
-	return false
-}
+	return t
+}()
 
 // checkURI checks the URI u: a scheme (RFC 3986 §3.1) followed by ':',
 // and for sip and sips a host (an IPv6 reference in brackets) with an

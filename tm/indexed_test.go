@@ -1,0 +1,198 @@
+package tm
+
+import (
+	"bytes"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/stretchr/testify/require"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// indexedCases adds to the RFC and fuzz corpora requests whose sent-by
+// the index reads itself (plainSentBy) or leaves to the parser.
+func indexedCases(t *testing.T) map[string][]byte {
+	out := diffCorpus(t)
+	for i, via := range []string{
+		"SIP/2.0/UDP 127.0.0.1:5061;branch=z9hG4bK-a",
+		"SIP/2.0/UDP Proxy.Example.COM:5061;branch=z9hG4bK-b;rport",
+		"SIP/2.0/TCP host-1.example.net:65535;branch=z9hG4bKc",
+		"SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK-noport",
+		"SIP/2.0/UDP 127.0.0.1:05061;branch=z9hG4bK-zero",
+		"SIP/2.0/UDP [::1]:5061;branch=z9hG4bK-v6",
+		"SIP/2.0/UDP 127.0.0.1:5061 ;branch=z9hG4bK-sws",
+		"SIP/2.0/UDP 127.0.0.1:5061;branch=old-2543",
+		"SIP / 2.0 / UDP 127.0.0.1:5061;branch=z9hG4bK-proto",
+	} {
+		for _, m := range []string{"INVITE", "ACK", "OPTIONS"} {
+			raw := strings.Replace(request(m, "sip:bob@127.0.0.1:5062", "ix-call", "B", 1, ""),
+				"SIP/2.0/UDP 127.0.0.1:5061;branch=B", via, 1)
+			out[m+"-via-"+string(rune('a'+i))] = []byte(raw)
+		}
+	}
+	return out
+}
+
+// The server key read from the index is the parser's, byte for byte,
+// whenever the index reads it at all.
+func TestIndexedServerKeyMatchesParser(t *testing.T) {
+	var ls loopState
+	lim := indexLimits(Limits{}.withDefaults())
+	read, left := 0, 0
+	for name, data := range indexedCases(t) {
+		msg, err := seamVerdict(data)
+		if err != nil || !ls.index(data, lim) || !ls.ix.Request {
+			continue
+		}
+		req := msg.(*sip.Request)
+		method := req.Method
+		if method == sip.ACK {
+			method = sip.INVITE
+		}
+		got, ok := appendIndexedServerKey(nil, &ls.ix, []byte(method))
+		if !ok {
+			left++
+			continue
+		}
+		read++
+		require.Equal(t, serverKey(req, req.Method), string(got), name)
+	}
+	t.Logf("%d keys read from the index, %d left to the parser", read, left)
+	require.NotZero(t, read)
+	require.NotZero(t, left)
+}
+
+// The index says a header needs the SWS repair exactly when the repair's
+// own scan does.
+func TestIndexedSWSRepairMatches(t *testing.T) {
+	var ls loopState
+	lim := indexLimits(Limits{}.withDefaults())
+	needs := 0
+	for name, data := range indexedCases(t) {
+		if !ls.index(data, lim) {
+			continue
+		}
+		end := bytes.Index(data, []byte("\r\n\r\n"))
+		first := bytes.Index(data, []byte("\r\n"))
+		want := needsSWSRepair(data[first+2 : end+2])
+		require.Equal(t, want, needsSWSRepairIndexed(&ls.ix), name)
+		if want {
+			needs++
+		}
+	}
+	require.NotZero(t, needs, "the corpus has messages that need the repair")
+}
+
+// A message with a clean index gets the same verdict and the same message
+// from parseIndexed and validateIndexed as from the gate, the parser and
+// validate.
+func TestIndexedParseMatchesSeam(t *testing.T) {
+	var ls loopState
+	lim := indexLimits(Limits{}.withDefaults())
+	p := newParser(Limits{})
+	for name, data := range indexedCases(t) {
+		if !ls.index(data, lim) {
+			continue
+		}
+		want, werr := seamVerdict(data)
+		got, gerr := parseIndexed(p, data, &ls.ix)
+		if gerr == nil {
+			gerr = validateIndexed(got, Limits{}, true)
+		}
+		if _, known := indexVerdictDiffers[filepath.Base(name)]; !known {
+			require.Equal(t, werr == nil, gerr == nil, "%s: seam %v, indexed %v", name, werr, gerr)
+		}
+		if werr == nil && gerr == nil {
+			require.Equal(t, want.String(), got.String(), name)
+		}
+	}
+}
+
+// Retransmissions are absorbed from the index: no sipgo message is built
+// (nothing is allocated), and what goes out again is the very bytes sent
+// the first time.
+func TestIndexedRetransmissionsAllocateNothing(t *testing.T) {
+	for _, loops := range []int{1, 2} {
+		clk := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
+		g := reactor.NewManualGroup(loops, clk)
+		s := NewServer(g.Loops(), Config{}, Routes{Request: relayAll})
+		tp := &wireTP{keep: true}
+		s.AddTransport(tp)
+		run := func() {
+			for i := 0; i < 4; i++ {
+				for _, l := range g.Loops() {
+					l.RunPending()
+				}
+			}
+		}
+		// Read on the owner loop: a hand-off to another loop copies the
+		// datagram (the cost of ownership, not of parsing).
+		owner := s.owner("ix-1").loop
+		recv := func(from netip.AddrPort, b []byte) {
+			s.Receive(owner, b, from, tp)
+			run()
+		}
+		parse := func(b []byte) sip.Message {
+			m, err := sip.ParseMessage(append([]byte(nil), b...))
+			require.NoError(t, err)
+			return m
+		}
+		absorbed := func() uint64 { return s.Stats().RetransAbsorbed }
+
+		inv := []byte(invite("ix-1", "z9hG4bK-ix1"))
+		recv(uacAddr, inv)
+		out := tp.take()
+		require.Len(t, out, 2)
+		trying, fwd := out[0], out[1]
+		require.True(t, bytes.HasPrefix(trying, []byte("SIP/2.0 100 ")))
+
+		// A retransmitted INVITE: the 100 again, the same bytes.
+		tp.keep = false
+		before := absorbed()
+		allocs := testing.AllocsPerRun(50, func() { recv(uacAddr, inv) })
+		require.Zero(t, allocs, "loops=%d: INVITE retransmission", loops)
+		require.Equal(t, trying, tp.last)
+		require.Equal(t, uacAddr, tp.to)
+		require.Equal(t, before+51, absorbed())
+
+		// The UAS answers 486: relayed upstream, ACKed downstream.
+		tp.keep = true
+		busy := []byte(respond(parse(fwd), 486, "b1").String())
+		recv(uasAddr, busy)
+		out = tp.take()
+		require.Len(t, out, 2)
+		ackDown := out[0]
+		require.True(t, bytes.HasPrefix(ackDown, []byte("ACK ")))
+
+		// A retransmitted 486: the ACK again, the same bytes.
+		tp.keep = false
+		before = absorbed()
+		allocs = testing.AllocsPerRun(50, func() { recv(uasAddr, busy) })
+		require.Zero(t, allocs, "loops=%d: 486 retransmission", loops)
+		require.Equal(t, ackDown, tp.last)
+		require.Equal(t, uasAddr, tp.to)
+		require.Equal(t, before+51, absorbed())
+
+		// The same 486 from anywhere else is dropped (source check).
+		n := tp.n
+		recv(uas2Addr, busy)
+		require.Equal(t, n, tp.n)
+
+		// The UAC's ACK for the 486 ends Timer G; repeated, it is absorbed.
+		ack := []byte(replaceTo(request("ACK", "sip:bob@127.0.0.1:5062", "ix-1", "z9hG4bK-ix1", 1, "")))
+		recv(uacAddr, ack)
+		allocs = testing.AllocsPerRun(50, func() { recv(uacAddr, ack) })
+		require.Zero(t, allocs, "loops=%d: ACK retransmission", loops)
+		n = tp.n
+		for _, l := range g.Loops() {
+			l.Advance(10 * time.Second)
+		}
+		run()
+		require.Equal(t, n, tp.n, "loops=%d: no 486 after the ACK", loops)
+	}
+}
