@@ -15,8 +15,10 @@ import (
 	"github.com/asyncsip/asyncsip/tm"
 )
 
-// errorsT is an assert.TestingT that keeps the failure messages.
+// errorsT is a siptest.TB that keeps the failure messages.
 type errorsT struct{ msgs []string }
+
+func (e *errorsT) Helper() {}
 
 func (e *errorsT) Errorf(format string, args ...any) {
 	e.msgs = append(e.msgs, fmt.Sprintf(format, args...))

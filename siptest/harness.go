@@ -376,6 +376,7 @@ func (h *Harness) intercept(a *async.Intercepted) (handled bool) {
 		w.state, handled = AwaitPending, true
 		for _, f := range h.fakes {
 			if ans, answered = f.Answer(w); answered {
+				w.by = ans.By
 				if w.by == "" {
 					w.by = fmt.Sprint(f)
 				}
