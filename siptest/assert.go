@@ -43,7 +43,7 @@ func AssertReplied(t TB, res *Result, code int, msgAndArgs ...any) bool {
 // request — are not counted. AssertRepliesOnWire counts them.
 func AssertReplies(t TB, res *Result, want []int, msgAndArgs ...any) bool {
 	t.Helper()
-	if slices.Equal(res.Codes(), want) {
+	if slices.Equal(res.codes(), want) {
 		return true
 	}
 	return fail(t, res, fmt.Sprintf("expected the replies %v, got %s", want, codes(res)), msgAndArgs)
@@ -87,7 +87,7 @@ func AssertNotRelayed(t TB, res *Result, msgAndArgs ...any) bool {
 // nothing sent downstream, nothing awaited.
 func AssertDropped(t TB, res *Result, msgAndArgs ...any) bool {
 	t.Helper()
-	if res.Dropped() {
+	if res.dropped() {
 		return true
 	}
 	return fail(t, res, fmt.Sprintf("expected the request to be dropped; replies %s, downstream %s, suspended %v",

@@ -124,7 +124,6 @@ func TestAssertRepliesIgnoresRetransmissions(t *testing.T) {
 	h.Clock.Advance(2 * time.Second) // Timer G: the 504 again at +0.5 s and +1.5 s
 	assert.True(t, siptest.AssertReplies(t, res, []int{100, 504}))
 	assert.True(t, siptest.AssertRepliesOnWire(t, res, []int{100, 504, 504, 504}))
-	assert.Equal(t, []int{100, 504}, res.Codes())
 	assert.Len(t, res.Replies(), 2)
 	assert.Equal(t, 504, res.LastReply().StatusCode)
 

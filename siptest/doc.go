@@ -68,7 +68,7 @@
 //
 // # Replies
 //
-// AssertReplies and Result.Replies and Codes see the distinct responses
+// AssertReplies and Result.Replies see the distinct responses
 // sent upstream: a response sent again — for a retransmitted request, or
 // by Timer G as Clock.Advance fires it — counts once. AssertRepliesOnWire
 // sees every copy. 100 Trying goes out only when a route relays or
