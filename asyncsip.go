@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/asyncsip/asyncsip/internal/sipdns"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
+	"github.com/asyncsip/asyncsip/transport"
 )
 
 // Config configures a Server. The zero value listens on udp:127.0.0.1:5060
@@ -31,7 +30,7 @@ type Config struct {
 	Listen []string
 	// Stream configures tcp:, tls:, ws: and wss: (limits, timeouts,
 	// certificates).
-	Stream StreamConfig
+	Stream transport.StreamConfig
 	// Advertise is the host put in Via and Record-Route instead of the
 	// bound address (needed when a listener is bound to 0.0.0.0 or ::), as
 	// "host" or "host:port"; a port replaces every listener's bound port
@@ -141,11 +140,11 @@ type Server struct {
 	group *reactor.Group
 	core  *tm.Server
 	mu    sync.Mutex
-	socks []*reactor.UDPSocket
-	hub   *hub               // stream transports' shared state
-	stps  []*streamTransport // tcp, tls, ws, wss listeners
-	addrs []netip.AddrPort   // bound addresses in Listen order
-	state int                // 0 new, 1 started, 2 closed
+	udps  []*transport.UDP
+	hub   *transport.Hub      // stream transports' shared state
+	stps  []*transport.Stream // tcp, tls, ws, wss listeners
+	addrs []netip.AddrPort    // bound addresses in Listen order
+	state int                 // 0 new, 1 started, 2 closed
 	rt    tm.Routes
 	done  chan struct{}
 	once  sync.Once
@@ -199,7 +198,7 @@ func New(cfg Config) (*Server, error) {
 	if maxMsg <= 0 {
 		maxMsg = 65507 // tm's default
 	}
-	s.hub = newHub(cfg.Stream, maxMsg, g, s.core, cfg.Logger)
+	s.hub = transport.NewHub(g, s.coreCallbacks(), cfg.Stream, maxMsg, cfg.Logger)
 	if err := s.obs.watch(s.core, g); err != nil {
 		_ = g.Stop(context.Background())
 		s.closeDNS(context.Background())
@@ -361,7 +360,18 @@ func (s *Server) Addrs() []netip.AddrPort {
 
 // StreamStats returns the counters of the TCP, TLS and WebSocket
 // transports. It is safe from any goroutine.
-func (s *Server) StreamStats() StreamStats { return s.hub.stats() }
+func (s *Server) StreamStats() transport.StreamStats { return s.hub.Stats() }
+
+// coreCallbacks points the transports at the tm core.
+func (s *Server) coreCallbacks() transport.Core {
+	core := s.core
+	return transport.Core{
+		Receive: func(l *reactor.Loop, data []byte, from netip.AddrPort, tp transport.Transport) {
+			core.Receive(l, data, from, tp)
+		},
+		ConnectionFailed: func(tp transport.Transport, dst netip.AddrPort) { core.ConnectionFailed(tp, dst) },
+	}
+}
 
 // Start opens the sockets and starts the loops without blocking.
 func (s *Server) Start() error {
@@ -378,36 +388,34 @@ func (s *Server) Start() error {
 	}
 	for _, l := range s.cfg.Listen {
 		network, addr, _ := parseListen(l)
-		if network != "udp" {
-			st, err := s.hub.listen(strings.ToUpper(network), addr, s.cfg.Advertise)
+		var tp tm.Transport
+		if network == "udp" {
+			udp, err := transport.ListenUDP(s.group, reactor.UDPConfig{
+				Addr: addr, MaxDatagram: s.cfg.Limits.MaxMessage,
+				ReadBuffer: s.cfg.ReadBuffer, WriteBuffer: s.cfg.WriteBuffer,
+			}, s.cfg.Advertise, s.coreCallbacks())
+			if err != nil {
+				s.closeListeners()
+				return fmt.Errorf("asyncsip: listen %s: %w", l, err)
+			}
+			s.udps = append(s.udps, udp)
+			tp = udp
+		} else {
+			st, err := s.hub.Listen(strings.ToUpper(network), addr, s.cfg.Advertise)
 			if err != nil {
 				s.closeListeners()
 				return fmt.Errorf("asyncsip: listen %s: %w", l, err)
 			}
 			s.stps = append(s.stps, st)
-			s.addrs = append(s.addrs, st.LocalAddr())
-			s.core.AddTransport(st)
-			continue
+			tp = st
 		}
-		tp := &udpTransport{}
-		sock, err := reactor.ListenUDP(s.group, reactor.UDPConfig{
-			Addr: addr, MaxDatagram: s.cfg.Limits.MaxMessage,
-			ReadBuffer: s.cfg.ReadBuffer, WriteBuffer: s.cfg.WriteBuffer,
-		}, func(lp *reactor.Loop, p *reactor.Packet) { s.core.Receive(lp, p.Data, p.From, tp) })
-		if err != nil {
-			s.closeListeners()
-			return fmt.Errorf("asyncsip: listen %s: %w", l, err)
-		}
-		tp.sock = sock
-		tp.host, tp.port = advertised(sock.LocalAddr(), s.cfg.Advertise)
-		s.socks = append(s.socks, sock)
-		s.addrs = append(s.addrs, sock.LocalAddr())
+		s.addrs = append(s.addrs, tp.LocalAddr())
 		s.core.AddTransport(tp)
 	}
 	s.group.Start()
 	s.state = 1
 	for _, st := range s.stps {
-		st.serve()
+		st.Serve()
 	}
 	for i, a := range s.addrs {
 		network, _, _ := parseListen(s.cfg.Listen[i])
@@ -418,11 +426,11 @@ func (s *Server) Start() error {
 
 // closeListeners undoes a failed Start.
 func (s *Server) closeListeners() {
-	for _, so := range s.socks {
-		_ = so.Close()
+	for _, u := range s.udps {
+		_ = u.Close()
 	}
-	s.socks, s.addrs = nil, nil
-	s.hub.close(s.stps)
+	s.udps, s.addrs = nil, nil
+	s.hub.Close()
 	s.stps = nil
 	s.obs.close(context.Background())
 }
@@ -488,47 +496,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if err == nil {
 			err = ctx.Err() // report a drain cut short by the deadline
 		}
-		for _, so := range s.socks {
-			_ = so.Close()
+		for _, u := range s.udps {
+			_ = u.Close()
 		}
-		s.hub.close(s.stps)
+		s.hub.Close()
 	})
 	return err
-}
-
-// udpTransport adapts a reactor UDP socket to tm.Transport.
-type udpTransport struct {
-	sock *reactor.UDPSocket
-	host string
-	port int
-}
-
-func (t *udpTransport) Send(l *reactor.Loop, b []byte, to netip.AddrPort) error {
-	return t.sock.Send(l, b, to)
-}
-func (t *udpTransport) Protocol() string          { return "UDP" }
-func (t *udpTransport) Advertised() (string, int) { return t.host, t.port }
-func (t *udpTransport) LocalAddr() netip.AddrPort { return t.sock.LocalAddr() }
-
-// advertised is the host and port a listener puts in Via and Record-Route:
-// Config.Advertise ("host" or "host:port", the port replacing the bound one)
-// or the bound address.
-func advertised(la netip.AddrPort, adv string) (string, int) {
-	port := int(la.Port())
-	if adv != "" {
-		if h, p, err := net.SplitHostPort(adv); err == nil {
-			if n, err := strconv.Atoi(p); err == nil && n > 0 && n <= 65535 {
-				return strings.Trim(h, "[]"), n
-			}
-		}
-		return strings.Trim(adv, "[]"), port
-	}
-	a := la.Addr()
-	if a.IsUnspecified() {
-		if a.Is6() && !a.Is4In6() {
-			return "::1", port
-		}
-		return "127.0.0.1", port
-	}
-	return a.Unmap().String(), port // sipgo adds brackets to IPv6 hosts
 }
