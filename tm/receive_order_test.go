@@ -59,7 +59,7 @@ func TestReceiveConnectionTasksKeepOrder(t *testing.T) {
 		require.NoError(t, l1.Post(func() { r.s.Receive(l1, msg, uacAddr, r.tp) }))
 	}
 	r.s.Receive(l0, orderMsg(other, 9), uacAddr, r.tp) // a handoff posted behind them
-	r.run() // the three tasks find it pending: they queue behind it, in order
+	r.run()                                            // the three tasks find it pending: they queue behind it, in order
 	require.Equal(t, []uint32{9, 1, 2, 3}, *seen)
 }
 

@@ -290,9 +290,11 @@ func TestDNSDisabledAndUserLookup(t *testing.T) {
 		srv := startStream(t, asyncsip.Config{
 			Listen: []string{"udp:127.0.0.1:0"},
 			DNS:    asyncsip.DNSConfig{Servers: []string{dnsAddr}},
-			Lookup: func(uri string) async.Op[tm.NextHop] {
-				asked.Store(uri)
-				return async.Done(tm.NextHop{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(uasPort))}, nil)
+			Core: tm.Config{
+				Lookup: func(uri string) async.Op[tm.NextHop] {
+					asked.Store(uri)
+					return async.Done(tm.NextHop{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(uasPort))}, nil)
+				},
 			},
 		}, tm.Routes{Request: relayAll})
 		require.Nil(t, srv.DNS())

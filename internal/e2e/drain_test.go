@@ -19,6 +19,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/modules/metrics"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -160,7 +161,7 @@ func TestDrainCompletesSuspendedCalls(t *testing.T) {
 	res := <-results
 	assert.Equal(t, calls, res.Successful, res.String())
 	assert.Zero(t, res.Failed, res.String())
-	st := srv.Core().Stats()
+	st := srv.Stats()
 	assert.Zero(t, st.SuspendTimeouts, "%+v", st)
 	assert.Zero(t, st.InProgress, "%+v", st)
 }
@@ -221,7 +222,7 @@ func TestHotSwapWhileAwaitsPending(t *testing.T) {
 		status, callID := uac.final()
 		got[callID] = status
 	}
-	assert.EqualValues(t, n, srv.Core().Stats().Suspended, "the old ones are still waiting")
+	assert.EqualValues(t, n, srv.Stats().Suspended, "the old ones are still waiting")
 	g.release()
 	for range n {
 		status, callID := uac.final()
@@ -321,7 +322,8 @@ func TestServeSignalsContext(t *testing.T) {
 }
 
 func TestServeSignalsStartError(t *testing.T) {
-	srv := obsServer(t, asyncsip.Config{MetricsAddr: "127.0.0.1:notaport"}, tm.Routes{})
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:notaport", Logger: obsQuiet})
+	srv := obsServer(t, asyncsip.Config{Extensions: []asyncsip.Extension{exp}}, tm.Routes{})
 	err := asyncsip.ServeSignals(context.Background(), srv)
 	require.ErrorContains(t, err, "metrics: listen")
 	require.False(t, errors.Is(err, asyncsip.ErrStopped))

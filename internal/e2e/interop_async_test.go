@@ -61,7 +61,7 @@ func TestInteropAwaitSleepThenRelay(t *testing.T) {
 	requireAllOK(t, res, calls)
 	requireUASOK(t, uas, calls)
 	require.Equal(t, int64(calls), resumed.Load())
-	st := p.srv.Core().Stats()
+	st := p.srv.Stats()
 	require.Zero(t, st.Suspended, "%+v", st)
 	require.Zero(t, st.SuspendTimeouts, "%+v", st)
 	t.Logf("%d calls at %d/s in %v; at most %d INVITEs suspended at once on 2 workers",

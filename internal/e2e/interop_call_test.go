@@ -27,7 +27,7 @@ func TestInteropCallRecordRoute(t *testing.T) {
 
 	// Each call made two server transactions here (INVITE, BYE) and one
 	// ACK forwarded without a transaction: ACK and BYE went through us.
-	st := p.srv.Core().Stats()
+	st := p.srv.Stats()
 	require.GreaterOrEqual(t, st.ServerTxCreated, uint64(2*calls), "%+v", st)
 	require.GreaterOrEqual(t, st.ClientTxCreated, uint64(2*calls), "%+v", st)
 	require.GreaterOrEqual(t, st.Stateless, uint64(calls), "%+v", st)
@@ -86,7 +86,7 @@ func TestInteropTimerB408(t *testing.T) {
 	_, uasPort := startUAS(t, "uas_silent.xml", 60*time.Second, nil)
 	timers := shortTimers
 	timers.TimerC = time.Minute // Timer C would fire first otherwise (RFC 3261 §16.8)
-	p := startProxy(t, asyncsip.Config{Timers: timers}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
+	p := startProxy(t, asyncsip.Config{Core: tm.Config{Timers: timers}}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
 
 	res := runUAC(t, sipp.Config{Scenario: scenario("uac_408.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 30 * time.Second})
@@ -102,7 +102,7 @@ func TestInteropTimerB408(t *testing.T) {
 func TestInteropTimerC408(t *testing.T) {
 	const calls = 10
 	uas, uasPort := startUAS(t, "uas_ring_forever.xml", 60*time.Second, nil)
-	p := startProxy(t, asyncsip.Config{Timers: shortTimers}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
+	p := startProxy(t, asyncsip.Config{Core: tm.Config{Timers: shortTimers}}, tm.Routes{Request: relayTo(uri("bob", uasPort))})
 
 	res := runUAC(t, sipp.Config{Scenario: scenario("uac_408.xml"), Remote: p.addr, Service: "bob",
 		Calls: calls, Rate: 20, Timeout: 30 * time.Second})
@@ -116,6 +116,6 @@ func TestInteropTimerC408(t *testing.T) {
 // waiting for a final response.
 func requireDrained(t testing.TB, p *proxy) {
 	t.Helper()
-	require.Eventually(t, func() bool { return p.srv.Core().Stats().InProgress == 0 },
-		5*time.Second, 20*time.Millisecond, "%+v", p.srv.Core().Stats())
+	require.Eventually(t, func() bool { return p.srv.Stats().InProgress == 0 },
+		5*time.Second, 20*time.Millisecond, "%+v", p.srv.Stats())
 }

@@ -79,18 +79,18 @@ func TestMeasureMaxCallRate(t *testing.T) {
 					tc.name, tc.workers, rate, step, res.Successful, res.Failed,
 					res.Elapsed.Round(10*time.Millisecond), res.ExitCode)
 				if !ok {
-					t.Logf("UAC's SIPp errors:\n%s\nproxy: %+v", errorSummary(res.Errors), p.srv.Core().Stats())
+					t.Logf("UAC's SIPp errors:\n%s\nproxy: %+v", errorSummary(res.Errors), p.srv.Stats())
 					break
 				}
 				best = rate
 				// Let the last calls' transactions end before the next step.
-				testenv.Poll(5*time.Second, func() bool { return p.srv.Core().Stats().InProgress == 0 })
+				testenv.Poll(5*time.Second, func() bool { return p.srv.Stats().InProgress == 0 })
 			}
 			// A failed step can leave transactions waiting for their timers:
 			// drain for longer than the tests do, and only report a late one.
 			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 			if err := p.srv.Shutdown(ctx); err != nil {
-				t.Logf("shutdown after the last step: %v (%+v)", err, p.srv.Core().Stats())
+				t.Logf("shutdown after the last step: %v (%+v)", err, p.srv.Stats())
 			}
 			cancel()
 			if ur := uas.Stop(); ur.Failed > 0 {

@@ -36,7 +36,7 @@ func TestInteropOptionsAndRegister(t *testing.T) {
 				Calls: calls, Rate: 50, Timeout: 30 * time.Second})
 			requireAllOK(t, res, calls)
 			requireUASOK(t, uas, calls)
-			st := p.srv.Core().Stats()
+			st := p.srv.Stats()
 			require.Equal(t, uint64(calls), st.ClientTxCreated, "%+v", st)
 		})
 	}
@@ -49,7 +49,7 @@ func TestInteropOptionsAndRegister(t *testing.T) {
 func TestInteropMalformedInput(t *testing.T) {
 	uas, uasPort := startUAS(t, sipp.UAS, 60*time.Second, nil)
 	relay := relayTo(uri("bob", uasPort))
-	p := startProxy(t, asyncsip.Config{Limits: tm.Limits{MaxMessage: 4096, MaxVias: 8}},
+	p := startProxy(t, asyncsip.Config{Core: tm.Config{Limits: tm.Limits{MaxMessage: 4096, MaxVias: 8}}},
 		tm.Routes{Request: func(c *tm.Context) {
 			if c.Req.Method == "OPTIONS" { // answered here: a keep-alive probe
 				_ = c.Reply(200, "OK")
@@ -123,7 +123,7 @@ func TestInteropMalformedInput(t *testing.T) {
 	require.True(t, strings.HasPrefix(got, "SIP/2.0 200 "), got)
 	require.True(t, hasCallID(got, "good"), "the first answer after the bad input is for the good request:\n%s", got)
 
-	st := p.srv.Core().Stats()
+	st := p.srv.Stats()
 	require.NotZero(t, st.DropParse, "%+v", st)
 	require.NotZero(t, st.DropInvalid, "%+v", st)
 	require.Zero(t, st.Panics, "%+v", st)

@@ -202,7 +202,7 @@ func TestInteropDuplicatesAbsorbed(t *testing.T) {
 	requireOncePerCall(t, uas, "INVITE", calls)
 	requireOncePerCall(t, uas, "ACK", calls)
 	requireOncePerCall(t, uas, "BYE", calls)
-	st := p.srv.Core().Stats()
+	st := p.srv.Stats()
 	require.GreaterOrEqual(t, st.RetransAbsorbed, uint64(2*calls), "%+v", st)
 }
 

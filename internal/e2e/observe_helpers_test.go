@@ -25,6 +25,7 @@ import (
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/modules/metrics"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -219,9 +220,9 @@ func (g *gate) release() {
 func waitStats(t *testing.T, srv *asyncsip.Server, what string, cond func(tm.StatsSnapshot) bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for !cond(srv.Core().Stats()) {
+	for !cond(srv.Stats()) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %+v", what, srv.Core().Stats())
+			t.Fatalf("timed out waiting for %s: %+v", what, srv.Stats())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -265,16 +266,16 @@ func (s samples) sum(name string, pairs ...string) float64 {
 }
 
 // scrapeMetrics fetches /metrics over HTTP and parses the text format.
-func scrapeMetrics(t *testing.T, srv *asyncsip.Server) samples {
+func scrapeMetrics(t *testing.T, exp *metrics.Exporter) samples {
 	t.Helper()
-	s, err := fetchMetrics(srv)
+	s, err := fetchMetrics(exp)
 	require.NoError(t, err)
 	return s
 }
 
 // fetchMetrics is scrapeMetrics for goroutines other than the test's.
-func fetchMetrics(srv *asyncsip.Server) (samples, error) {
-	resp, err := obsClient.Get("http://" + srv.Metrics().Addr().String() + "/metrics")
+func fetchMetrics(exp *metrics.Exporter) (samples, error) {
+	resp, err := obsClient.Get("http://" + exp.Addr().String() + "/metrics")
 	if err != nil {
 		return nil, err
 	}

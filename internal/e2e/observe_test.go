@@ -17,6 +17,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/modules/hep"
+	"github.com/asyncsip/asyncsip/modules/metrics"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -140,9 +141,13 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 	// T1 = 100 ms: server transactions linger 6.4 s (Timers J, L) and client
 	// ones 5 s (Timer K = T4) after the last call, a quiet window in which
 	// the counters and the transaction tables must agree exactly.
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:0", Logger: obsQuiet})
 	srv := obsServer(t, asyncsip.Config{
-		MetricsAddr: "127.0.0.1:0", Timers: tm.Timers{T1: 100 * time.Millisecond},
-		Capture: func(ev tm.CaptureEvent) { capLog.record(ev); hx.Capture(ev) },
+		Extensions: []asyncsip.Extension{exp},
+		Core: tm.Config{
+			Timers:  tm.Timers{T1: 100 * time.Millisecond},
+			Capture: func(ev tm.CaptureEvent) { capLog.record(ev); hx.Capture(ev) },
+		},
 	}, tm.Routes{Request: func(c *tm.Context) {
 		if c.Req.Method == "INVITE" {
 			async.Await(c, async.Sleep(50*time.Millisecond), func(struct{}, error) { _ = c.Relay(target) },
@@ -168,7 +173,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
-			s, err := fetchMetrics(srv)
+			s, err := fetchMetrics(exp)
 			if err != nil {
 				scrapeErr = err
 				return
@@ -185,7 +190,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 	require.Zero(t, res.Failed, res.String())
 
 	// Counters only grow from scrape to scrape; gauges stay in range.
-	snaps = append(snaps, scrapeMetrics(t, srv))
+	snaps = append(snaps, scrapeMetrics(t, exp))
 	require.Greater(t, len(snaps), 2, "scrapes during the run")
 	maxSuspended := 0.0
 	for i, s := range snaps {
@@ -207,7 +212,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 	// In the quiet window: created - completed is what the loops' tables
 	// hold, sampled independently on the loops by the probe.
 	var m samples
-	waitMetrics(t, srv, "counters and tables to agree", 5*time.Second, func(s samples) bool {
+	waitMetrics(t, exp, "counters and tables to agree", 5*time.Second, func(s samples) bool {
 		m = s
 		for _, side := range []string{"server", "client"} {
 			active := s.get(`asyncsip_transactions_created_total{side="`+side+`"}`) -
@@ -247,7 +252,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 	assert.Contains(t, m, `asyncsip_pool_workers{pool="default"}`)
 
 	// Every transaction ends: created = completed + in progress (0).
-	waitMetrics(t, srv, "every transaction to end", 15*time.Second, func(s samples) bool {
+	waitMetrics(t, exp, "every transaction to end", 15*time.Second, func(s samples) bool {
 		m = s
 		return s.get(`asyncsip_transactions_active{side="server"}`) == 0 &&
 			s.get(`asyncsip_transactions_active{side="client"}`) == 0 && s.sum("asyncsip_loop_transactions") == 0
@@ -307,11 +312,11 @@ func dropsOf(m samples) map[string]float64 {
 }
 
 // waitMetrics scrapes until cond holds, for up to d.
-func waitMetrics(t *testing.T, srv *asyncsip.Server, what string, d time.Duration, cond func(samples) bool) {
+func waitMetrics(t *testing.T, exp *metrics.Exporter, what string, d time.Duration, cond func(samples) bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
-		s := scrapeMetrics(t, srv)
+		s := scrapeMetrics(t, exp)
 		if cond(s) {
 			return
 		}
@@ -328,14 +333,13 @@ func waitMetrics(t *testing.T, srv *asyncsip.Server, what string, d time.Duratio
 	}
 }
 
-// Without MetricsAddr nothing is served and tm observes nothing.
+// Without an exporter nothing is served and tm observes nothing.
 func TestMetricsOff(t *testing.T) {
 	srv := obsServer(t, asyncsip.Config{}, tm.Routes{Request: func(c *tm.Context) {
 		assert.Nil(t, c.Observer())
 		_ = c.Reply(200, "")
 	}})
 	require.NoError(t, srv.Start())
-	assert.Nil(t, srv.Metrics())
 	p := newPeer(t)
 	p.send(srv, p.request("OPTIONS", "sip:bob@127.0.0.1", "off-1"))
 	status, _ := p.final()
@@ -343,7 +347,8 @@ func TestMetricsOff(t *testing.T) {
 }
 
 func TestMetricsListenError(t *testing.T) {
-	srv := obsServer(t, asyncsip.Config{MetricsAddr: "127.0.0.1:notaport"}, tm.Routes{})
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:notaport", Logger: obsQuiet})
+	srv := obsServer(t, asyncsip.Config{Extensions: []asyncsip.Extension{exp}}, tm.Routes{})
 	require.ErrorContains(t, srv.Start(), "metrics: listen")
 	assert.Empty(t, srv.Addrs(), "no socket stays open")
 }

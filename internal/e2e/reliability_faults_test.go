@@ -125,7 +125,7 @@ func (f *faultLoad) check() map[string][]int {
 	}
 	t.Logf("pings: %d, all 200 (slowest %v)", len(ids)-sumLen(codes), worst["ping"].Round(time.Millisecond))
 	require.Eventually(t, func() bool {
-		st := f.p.srv.Core().Stats()
+		st := f.p.srv.Stats()
 		return st.InProgress == 0 && st.Suspended == 0
 	}, 5*time.Second, 20*time.Millisecond, "nothing left in progress")
 	return codes

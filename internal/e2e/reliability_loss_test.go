@@ -123,7 +123,7 @@ func runLossCalls(t *testing.T, calls int, uasLoss float64, sippArgs []string) l
 			r.byes, r.byeCopies = len(branches), datagrams
 		}
 	}
-	st := p.srv.Core().Stats()
+	st := p.srv.Stats()
 	r.absorbed, r.clientTx = st.RetransAbsorbed, st.ClientTxCreated
 	require.EqualValues(t, 2*calls, st.ClientTxCreated, "one INVITE and one BYE forwarded per call")
 	return r

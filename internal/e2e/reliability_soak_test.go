@@ -55,7 +55,7 @@ func TestReliabilitySoak(t *testing.T) {
 	// and pipes of their exec.Cmd): gone once they are stopped.
 	uasG, uasF := runtime.NumGoroutine()-g0, testenv.CountFDs()-f0
 
-	p := startProxy(t, asyncsip.Config{Workers: 2, Timers: timers}, tm.Routes{
+	p := startProxy(t, asyncsip.Config{Workers: 2, Core: tm.Config{Timers: timers}}, tm.Routes{
 		Request: func(c *tm.Context) {
 			if c.LooseRouted() {
 				_ = c.Relay()
@@ -173,7 +173,7 @@ func TestReliabilitySoak(t *testing.T) {
 	}
 	require.True(t, ok, "not back to the baseline: %s, baseline %s", end, base)
 	assert.LessOrEqual(t, end.heapMiB, base.heapMiB+8, "heap back near the baseline")
-	st := p.srv.Core().Stats()
+	st := p.srv.Stats()
 	assert.Zero(t, st.Panics)
 	assert.Zero(t, st.Abandoned)
 }
@@ -204,7 +204,7 @@ func soakSample(p *proxy) soakFigures {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	f := soakFigures{goroutines: runtime.NumGoroutine(), fds: testenv.CountFDs(), heapMiB: float64(ms.HeapAlloc) / (1 << 20)}
-	st := p.srv.Core().Stats()
+	st := p.srv.Stats()
 	f.inProgress, f.suspended = st.InProgress, st.Suspended
 	var mu sync.Mutex
 	var wg sync.WaitGroup

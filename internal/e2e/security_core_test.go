@@ -332,7 +332,7 @@ func TestHostileTaggedRequestRelay(t *testing.T) {
 		assert.True(t, strings.HasPrefix(resp, "SIP/2.0 403"), "%s: %s", a.id, resp)
 		assert.Zero(t, ran.seen(a.id), "%s: the route ran", a.id)
 	}
-	assert.EqualValues(t, len(attacks), srv.Core().Stats().DropUnsigned)
+	assert.EqualValues(t, len(attacks), srv.Stats().DropUnsigned)
 	assert.Zero(t, attacker.count("SIP/2.0 100"), "no 100 Trying for refused INVITEs")
 
 	call.bye(addr, caller, callee) // the legitimate dialog still routes
@@ -364,7 +364,7 @@ func TestHostileForgedResponseOffPath(t *testing.T) {
 
 	// The exact branch, from the attacker's own address.
 	attacker.send(addr, secResponse(inv, 486, "x-forged", ""))
-	testenv.Eventually(t, secWait, "forged 486 counted as DropSource", func() bool { return srv.Core().Stats().DropSource == 1 })
+	testenv.Eventually(t, secWait, "forged 486 counted as DropSource", func() bool { return srv.Stats().DropSource == 1 })
 
 	// A predicted branch (the earlier call's, its random part plus one),
 	// from the callee's address.
@@ -372,7 +372,7 @@ func TestHostileForgedResponseOffPath(t *testing.T) {
 	forged := strings.Replace(secResponse(inv, 486, "x-forged", ""), secBranch(inv), guess, 1)
 	require.Contains(t, forged, guess)
 	callee.send(addr, forged)
-	testenv.Eventually(t, secWait, "guessed-branch 486 counted as DropVia", func() bool { return srv.Core().Stats().DropVia == 1 })
+	testenv.Eventually(t, secWait, "guessed-branch 486 counted as DropVia", func() bool { return srv.Stats().DropVia == 1 })
 
 	callee.send(addr, secResponse(inv, 180, "b-row9", callee.uri("bob")))
 	caller.waitFor("SIP/2.0 180", "Call-ID: row9-call")
@@ -462,7 +462,7 @@ func TestHostileCallerRouteOnInitialRequest(t *testing.T) {
 	resp := caller.waitFor("SIP/2.0 ", "Call-ID: row10-attack")
 	assert.True(t, strings.HasPrefix(resp, "SIP/2.0 403"), resp)
 	assert.EqualValues(t, 1, refused.Load())
-	assert.EqualValues(t, 1, srv.Core().Stats().DropRouteSet)
+	assert.EqualValues(t, 1, srv.Stats().DropRouteSet)
 	caller.send(addr, secRequest(caller, "ACK", "sip:bob@"+addr.String(), "row10-attack", "z9hG4bK-row10a", "", 1, ""))
 	elsewhere.requireSilent("the caller's Route overrode the route's target")
 
@@ -508,7 +508,7 @@ func TestHostileForgedResponseThirdVia(t *testing.T) {
 	caller, callee := newSecPeer(t, "127.0.0.1"), newSecPeer(t, "127.0.0.2")
 	attacker, third := newSecPeer(t, "127.0.0.9"), newSecPeer(t, "127.0.0.3")
 	// A short T1: the transactions end (64*T1) within the test.
-	srv, addr := secProxy(t, asyncsip.Config{Timers: tm.Timers{T1: 20 * time.Millisecond}}, func(c *tm.Context) {
+	srv, addr := secProxy(t, asyncsip.Config{Core: tm.Config{Timers: tm.Timers{T1: 20 * time.Millisecond}}}, func(c *tm.Context) {
 		if c.InDialog() {
 			_ = c.Relay()
 			return
@@ -519,16 +519,16 @@ func TestHostileForgedResponseThirdVia(t *testing.T) {
 	forged := replaceSecondVia(t, secResponse(d.invite, 200, "b-row11-call", callee.uri("bob")), third.addr)
 
 	attacker.send(addr, forged)
-	dropped := func() uint64 { st := srv.Core().Stats(); return st.DropSource + st.DropVia }
+	dropped := func() uint64 { st := srv.Stats(); return st.DropSource + st.DropVia }
 	testenv.Eventually(t, secWait, "forged 200 dropped", func() bool { return dropped() == 1 })
 
 	testenv.Eventually(t, secWait, "transactions ended", func() bool {
-		st := srv.Core().Stats()
+		st := srv.Stats()
 		return st.ClientTxDone == st.ClientTxCreated && st.ServerTxDone == st.ServerTxCreated && st.Tombstones == 0
 	})
 	attacker.send(addr, forged)
 	callee.send(addr, forged) // a spoofed source
-	testenv.Eventually(t, secWait, "forged 200s dropped for their Via", func() bool { return srv.Core().Stats().DropVia >= 2 })
+	testenv.Eventually(t, secWait, "forged 200s dropped for their Via", func() bool { return srv.Stats().DropVia >= 2 })
 	assert.EqualValues(t, 3, dropped())
 
 	oks := caller.count("SIP/2.0 200", "Call-ID: row11-call", "INVITE")
@@ -572,7 +572,7 @@ func TestHostileScannerDroppedSilently(t *testing.T) {
 	scanner.send(addr, scan)
 	assert.Equal(t, "row13-scan", testenv.Wait(t, secWait, ended, "the dropped INVITE's End"))
 	scanner.send(addr, scan) // its retransmission
-	testenv.Eventually(t, secWait, "retransmission absorbed", func() bool { return p.srv.Core().Stats().RetransAbsorbed == 1 })
+	testenv.Eventually(t, secWait, "retransmission absorbed", func() bool { return p.srv.Stats().RetransAbsorbed == 1 })
 
 	d := secCall(t, addr, caller, callee, "row13-call") // waits for its 100 Trying
 	d.bye(addr, caller, callee)

@@ -123,11 +123,11 @@ func TestHostileRegisterFloodCapped(t *testing.T) {
 		// for a live one) between another loop's check and its add.
 		slack = workers * 4 << 10
 	)
-	p := startProxy(t, asyncsip.Config{Workers: workers, MaxTransactionBytes: capBytes,
-		Timers: tm.Timers{T1: 10 * time.Millisecond}, ReadBuffer: 4 << 20, WriteBuffer: 4 << 20},
+	p := startProxy(t, asyncsip.Config{Workers: workers, ReadBuffer: 4 << 20, WriteBuffer: 4 << 20,
+		Core: tm.Config{MaxTransactionBytes: capBytes, Timers: tm.Timers{T1: 10 * time.Millisecond}}},
 		tm.Routes{Request: challengeRoute()})
 	addr := p.srv.Addrs()[0]
-	core := p.srv.Core()
+	srv := p.srv
 
 	var peak atomic.Int64
 	stop := make(chan struct{})
@@ -136,7 +136,7 @@ func TestHostileRegisterFloodCapped(t *testing.T) {
 	go func() { // samples the accounted bytes while the flood runs
 		defer wg.Done()
 		for {
-			peak.Store(max(peak.Load(), core.Stats().TransactionBytes))
+			peak.Store(max(peak.Load(), srv.Stats().TransactionBytes))
 			select {
 			case <-stop:
 				return
@@ -153,12 +153,12 @@ func TestHostileRegisterFloodCapped(t *testing.T) {
 		}
 	}
 	testenv.Eventually(t, 20*time.Second, "every request read was answered", func() bool {
-		st := core.Stats()
+		st := srv.Stats()
 		return st.Received > 0 && fc.finals() == int64(st.Received) && st.InProgress == 0
 	})
 	close(stop)
 	wg.Wait()
-	st := core.Stats()
+	st := srv.Stats()
 	t.Logf("sent %d, server read %d; 401: %d, 503: %d, other: %d; overload %d; peak accounted %d bytes (cap %d)",
 		fc.sent.Load(), st.Received, fc.n401.Load(), fc.n503.Load(), fc.other.Load(), st.Overload, peak.Load(), capBytes)
 	assert.LessOrEqual(t, peak.Load(), int64(capBytes+slack), "accounted transaction memory stays at the cap")
@@ -169,7 +169,7 @@ func TestHostileRegisterFloodCapped(t *testing.T) {
 
 	// Timer J passes: the tombstones go and a REGISTER is challenged again.
 	testenv.Eventually(t, 10*time.Second, "tombstones expired", func() bool {
-		st := core.Stats()
+		st := srv.Stats()
 		return st.Tombstones == 0 && st.TransactionBytes == 0
 	})
 	before := fc.n401.Load()
@@ -346,7 +346,7 @@ func TestRegisterFloodServer(t *testing.T) {
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		if sc.Text() == "stats" {
-			st := p.srv.Core().Stats()
+			st := p.srv.Stats()
 			fmt.Printf("floodserver stats received %d, sent %d, tombstones %d, accounted %.1f MiB, overload %d, drops parse %d\n",
 				st.Received, st.Sent, st.Tombstones, float64(st.TransactionBytes)/(1<<20), st.Overload, st.DropParse)
 		}

@@ -44,7 +44,7 @@ func benchServer(b *testing.B, stream transport.StreamConfig) *asyncsip.Server {
 
 // state describes the server's counters when a benchmark client fails.
 func state(srv *asyncsip.Server) func() string {
-	return func() string { return fmt.Sprintf("%+v %+v", srv.StreamStats(), srv.Core().Stats()) }
+	return func() string { return fmt.Sprintf("%+v %+v", srv.StreamStats(), srv.Stats()) }
 }
 
 // window is how many requests a benchmark client keeps outstanding.

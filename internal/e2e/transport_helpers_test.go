@@ -45,8 +45,8 @@ func startStream(t *testing.T, cfg asyncsip.Config, routes tm.Routes) *asyncsip.
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if cfg.Timers.T1 == 0 {
-		cfg.Timers = tm.Timers{T1: 50 * time.Millisecond, T2: 200 * time.Millisecond, T4: 250 * time.Millisecond}
+	if cfg.Core.Timers.T1 == 0 {
+		cfg.Core.Timers = tm.Timers{T1: 50 * time.Millisecond, T2: 200 * time.Millisecond, T4: 250 * time.Millisecond}
 	}
 	srv, err := asyncsip.New(cfg)
 	require.NoError(t, err)

@@ -87,5 +87,5 @@ func TestStreamOrderAckBye(t *testing.T) {
 	}
 	require.Zero(t, bad)
 	require.Len(t, seenAck, n, "every ACK relayed")
-	require.Zero(t, srv.Core().Stats().DropUnsigned)
+	require.Zero(t, srv.Stats().DropUnsigned)
 }

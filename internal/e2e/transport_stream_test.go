@@ -141,8 +141,9 @@ func TestLargeRequestSwitchesToTCP(t *testing.T) {
 // Content-Length or header section closes the connection.
 func TestStreamKeepAliveAndFraming(t *testing.T) {
 	srv := startStream(t, asyncsip.Config{
-		Listen: []string{"tcp:127.0.0.1:0"}, Limits: tm.Limits{MaxMessage: 4096},
+		Listen: []string{"tcp:127.0.0.1:0"},
 		Stream: transport.StreamConfig{MaxHeader: 2048},
+		Core:   tm.Config{Limits: tm.Limits{MaxMessage: 4096}},
 	}, tm.Routes{Request: relayOrReply})
 	addr := srv.Addrs()[0]
 

@@ -155,7 +155,7 @@ func runStep(t *testing.T, srv *asyncsip.Server, rate int, seconds float64) step
 	}
 	// Let the transactions of this step end before the next one.
 	deadline := time.Now().Add(30 * time.Second)
-	for srv.Core().Stats().InProgress > 0 && time.Now().Before(deadline) {
+	for srv.Stats().InProgress > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(time.Second)

@@ -6,64 +6,25 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/asyncsip/asyncsip/async"
-	"github.com/asyncsip/asyncsip/modules/metrics"
-	"github.com/asyncsip/asyncsip/reactor"
-	"github.com/asyncsip/asyncsip/tm"
+	"time"
 )
 
-// observability is the server's optional metrics exporter.
-type observability struct {
-	exp *metrics.Exporter // nil unless Config.MetricsAddr is set
-}
-
-func (o *observability) init(cfg Config) {
-	if cfg.MetricsAddr != "" {
-		o.exp = metrics.New(metrics.Config{Addr: cfg.MetricsAddr, Logger: cfg.Logger})
+// drain makes new requests get 503 with Retry-After and waits, until ctx
+// ends, for the transactions in progress (suspended ones included) to
+// finish.
+func (s *Server) drain(ctx context.Context) {
+	s.core.Drain()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for s.core.Stats().InProgress > 0 {
+		select {
+		case <-ctx.Done():
+			s.log.Warn("asyncsip: drain deadline reached", "in_progress", s.core.Stats().InProgress)
+			return
+		case <-tick.C:
+		}
 	}
 }
-
-// observer is tm's await observer: the exporter, or none (a nil interface,
-// not a nil pointer, so that async skips observation entirely).
-func (o *observability) observer() async.Observer {
-	if o.exp == nil {
-		return nil
-	}
-	return o.exp
-}
-
-func (o *observability) watch(core *tm.Server, g *reactor.Group) error {
-	if o.exp == nil {
-		return nil
-	}
-	if err := o.exp.Watch(core, g); err != nil {
-		return err
-	}
-	return o.exp.WatchPool("default", async.DefaultPool())
-}
-
-func (o *observability) start() error {
-	if o.exp == nil {
-		return nil
-	}
-	return o.exp.Start()
-}
-
-func (o *observability) close(ctx context.Context) {
-	if o.exp != nil {
-		_ = o.exp.Close(ctx)
-	}
-}
-
-// Metrics returns the Prometheus exporter when Config.MetricsAddr is set:
-// WatchPool adds a module's pool (db.Handle.Pool, rest.Client.Pool),
-// Registry takes your own collectors (hep.Exporter.Collector, for one),
-// Addr is the bound address. Without MetricsAddr it returns a nil
-// *metrics.Exporter, which is safe to call: WatchPool returns
-// metrics.ErrDisabled, Registry a registry nothing serves (see
-// metrics.Exporter); Enabled tells which.
-func (s *Server) Metrics() *metrics.Exporter { return s.obs.exp }
 
 // ErrStopped is returned by ServeSignals when a second signal, or the end of
 // the drain deadline, stopped the server before its transactions finished.
@@ -98,9 +59,9 @@ func serveUntil(ctx context.Context, srv *Server, sig <-chan os.Signal) error {
 	select {
 	case s := <-sig:
 		srv.log.Info("asyncsip: signal received, draining", "signal", s.String(),
-			"in_progress", srv.core.Stats().InProgress, "deadline", srv.cfg.DrainTimeout)
+			"in_progress", srv.Stats().InProgress, "deadline", srv.cfg.DrainTimeout)
 	case <-ctx.Done():
-		srv.log.Info("asyncsip: context ended, draining", "in_progress", srv.core.Stats().InProgress)
+		srv.log.Info("asyncsip: context ended, draining", "in_progress", srv.Stats().InProgress)
 	case <-srv.done:
 		return ErrServerClosed
 	}
@@ -112,7 +73,7 @@ func serveUntil(ctx context.Context, srv *Server, sig <-chan os.Signal) error {
 		select {
 		case s := <-sig:
 			srv.log.Warn("asyncsip: second signal, stopping now", "signal", s.String(),
-				"in_progress", srv.core.Stats().InProgress)
+				"in_progress", srv.Stats().InProgress)
 			cancel()
 		case <-stopped:
 		}
