@@ -19,7 +19,7 @@ func ExampleServeSignals() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer hx.Close() // after the server: flushes the queue
+	defer hx.Close()                                           // after the server: flushes the queue
 	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:9090"}) // /metrics and /debug/pprof/
 	exp.Registry().MustRegister(hx.Collector())
 	srv, err := asyncsip.New(asyncsip.Config{
