@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -20,7 +19,9 @@ import (
 )
 
 // Transport sends serialized messages for the server. tm calls Send on the
-// owner loop of the transaction; Send must not block.
+// owner loop of the transaction, from one place that counts and captures
+// every message (send.go), so a transport does neither; Send must not
+// block.
 type Transport interface {
 	// Send writes one message to `to`, on loop l.
 	Send(l *reactor.Loop, b []byte, to netip.AddrPort) error
@@ -53,10 +54,10 @@ type Server struct {
 	routes   atomic.Pointer[Routes]
 	seed     maphash.Seed
 	tag      string // random per server: makes branches and to-tags unique
-	stats    Stats
+	stats    counters
 	draining atomic.Bool
 	obs      observe      // capture hook and wire counters (capture.go)
-	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
+	flowKey  []byte       // authenticates flow tokens in our Record-Route (recordroute.go)
 	rrKey    []byte       // signs our Record-Route values (recordroute.go)
 	rrMACs   sync.Pool    // *routeMACState keyed with rrKey
 	txBytes  atomic.Int64 // memory held by transactions and tombstones, all loops (tombstone.go)
@@ -134,7 +135,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 		}
 		s.loops = append(s.loops, &loopState{
 			loop:   l,
-			parser: NewParser(s.lim),
+			parser: newParser(s.lim),
 			stx:    make(map[string]*serverTx),
 			ctx:    make(map[string]*clientTx),
 			ids:    newIDSource(branchKey),
@@ -144,7 +145,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 }
 
 // AddTransport registers a transport. Call it before traffic flows.
-func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, s.obs.wrap(tp)) }
+func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, tp) }
 
 // SetRoutes replaces the routes. Transactions already running keep the
 // routes they started with (their Context holds them).
@@ -184,7 +185,7 @@ func (s *Server) owner(callID string) *loopState {
 // in the order read).
 func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
 	ls := s.loopOf(l)
-	tp = s.obs.inbound(l, data, from, tp)
+	s.obs.inbound(l, data, from, tp)
 	s.stats.received.Add(1)
 	if isKeepAlive(data) {
 		return
@@ -219,13 +220,13 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 // should be its owner; if the parsed Call-ID says otherwise (the raw scan
 // could not find it or read it differently), the message moves on.
 func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, tp Transport) {
-	msg, err := Parse(ls.parser, data, s.lim)
+	msg, err := parse(ls.parser, data, s.lim)
 	if err != nil {
 		s.dropped(reasonOf(err), from, err)
 		s.rejectUnparsed(ls, data, from, tp, err)
 		return
 	}
-	if err := Validate(msg, s.lim); err != nil {
+	if err := validate(msg, s.lim); err != nil {
 		// Counted once as an invalid drop, answered 400 when answerable
 		// (unless the screen drops it, counted as screened instead).
 		req, ok := msg.(*sip.Request)
@@ -307,9 +308,9 @@ func (s *Server) dropped(reason string, from netip.AddrPort, err error) {
 
 func reasonOf(err error) string {
 	switch {
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, errTooLarge):
 		return "size"
-	case errors.Is(err, ErrTooManyHdrs):
+	case errors.Is(err, errTooManyHdrs):
 		return "headers"
 	default:
 		return "parse"
@@ -372,55 +373,6 @@ func stripBrackets(h string) string {
 	return h
 }
 
-// literalResolver is the default resolver: IP literals and localhost only.
-// It tolerates the "2001:db8:::192.0.2.1" form that RFC 3261's ABNF allows
-// by mistake (RFC 5118 §4.10) as the address it means.
-func literalResolver(host string) (netip.Addr, error) {
-	if host == "localhost" {
-		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
-	}
-	h := stripBrackets(host)
-	a, err := netip.ParseAddr(h)
-	if i := strings.Index(h, ":::"); err != nil && i >= 0 && strings.Count(h, ":::") == 1 && strings.Contains(h[i:], ".") {
-		a, err = netip.ParseAddr(strings.Replace(h, ":::", "::", 1))
-	}
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address (set Config.Resolver for DNS)", ErrNoRoute, host)
-	}
-	return a, nil
-}
-
-// resolve turns host and port (0 = 5060) into an address.
-func (s *Server) resolve(host string, port int) (netip.AddrPort, error) {
-	a, err := s.cfg.Resolver(host)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	a = a.Unmap()
-	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a == limitedBroadcast {
-		// Never a next hop: a response whose next Via names the broadcast
-		// address must not be sent there (RFC 4475 §3.3.10 bcast).
-		return netip.AddrPort{}, fmt.Errorf("%w: %s is not a unicast address", ErrNoRoute, a)
-	}
-	if port <= 0 {
-		port = 5060
-	}
-	return netip.AddrPortFrom(a, uint16(port)), nil
-}
-
-var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
-
-// send serializes msg and sends it to `to` on ls.
-func (s *Server) send(ls *loopState, msg sip.Message, to netip.AddrPort, tp Transport) error {
-	b := ls.w.bytes(msg)
-	s.stats.sent.Add(1)
-	if err := tp.Send(ls.loop, b, to); err != nil {
-		s.stats.sendErrors.Add(1)
-		return err
-	}
-	return nil
-}
-
 // Close ends every transaction at once (after a drain, or to stop now):
 // suspended ones are aborted and answered 503, timers are stopped, and
 // nothing is sent afterwards. It posts the work to each loop; the loops run
@@ -437,7 +389,7 @@ func (s *Server) closeLoop(ls *loopState) {
 	for _, t := range ls.stx {
 		if c := t.ctx; c != nil {
 			if c.suspended {
-				c.Abort(503)
+				c.abort(503)
 			}
 			for _, b := range c.branches {
 				b.timerC.Stop()

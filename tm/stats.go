@@ -1,9 +1,13 @@
 package tm
 
-import "sync/atomic"
+import (
+	"sync/atomic"
 
-// Stats are the server's counters; observability exports them.
-type Stats struct {
+	"github.com/asyncsip/asyncsip/reactor"
+)
+
+// counters are the server's counters, read by Stats as a StatsSnapshot.
+type counters struct {
 	received, sent, sendErrors, handoffs atomic.Uint64
 	drops                                [numDropReasons]atomic.Uint64
 	stxCreated, stxDone                  atomic.Uint64
@@ -17,6 +21,11 @@ type Stats struct {
 
 // StatsSnapshot is a copy of the counters at one moment.
 type StatsSnapshot struct {
+	// Received counts what was handed to Receive (keep-alives included).
+	// Sent counts the messages tm handed to a transport, retransmissions
+	// and ACKs included (the total of Messages' outbound counters);
+	// SendErrors those the transport refused. Handoffs counts messages
+	// passed from the loop that read them to the loop owning their call.
 	Received, Sent, SendErrors, Handoffs uint64
 	// Drops by reason.
 	DropParse, DropSize, DropHeaders, DropInvalid, DropOther, DropClosed uint64
@@ -90,7 +99,7 @@ var dropNames = [numDropReasons]string{"other", "parse", "size", "headers", "inv
 
 // countDrop counts a dropped message by reason; an unknown reason counts as
 // "other". Drops are rare, so a scan of the names is cheap enough.
-func (s *Stats) countDrop(reason string) {
+func (s *counters) countDrop(reason string) {
 	for i, n := range dropNames {
 		if n == reason {
 			s.drops[i].Add(1)
@@ -100,7 +109,7 @@ func (s *Stats) countDrop(reason string) {
 	s.drops[dropOther].Add(1)
 }
 
-func (s *Stats) snapshot() StatsSnapshot {
+func (s *counters) snapshot() StatsSnapshot {
 	return StatsSnapshot{
 		Received: s.received.Load(), Sent: s.sent.Load(), SendErrors: s.sendErrors.Load(), Handoffs: s.handoffs.Load(),
 		DropParse: s.drops[dropParse].Load(), DropSize: s.drops[dropSize].Load(), DropHeaders: s.drops[dropHeaders].Load(),
@@ -118,4 +127,16 @@ func (s *Stats) snapshot() StatsSnapshot {
 		RetransAbsorbed: s.retransAbsorbed.Load(), Stateless: s.stateless.Load(),
 		Overload: s.overload.Load(),
 	}
+}
+
+// Tables returns the number of server and client transactions in loop l's
+// tables now: what the counters say is alive (created - completed), counted
+// independently. Call it on l; observability samples it there.
+func (s *Server) Tables(l *reactor.Loop) (server, client int) {
+	id := l.ID()
+	if id < 0 || id >= len(s.loops) || s.loops[id].loop != l {
+		return 0, 0
+	}
+	ls := s.loops[id]
+	return len(ls.stx), len(ls.ctx)
 }
