@@ -44,7 +44,7 @@ func TestImportsPointDown(t *testing.T) {
 		pkgs = append(pkgs, p)
 	}
 	require.Greater(t, len(pkgs), 20, "go list found the module's packages")
-	if bad := Check(Layers, pkgs); len(bad) > 0 {
+	if bad := Check(Layers, TestHelpers, pkgs); len(bad) > 0 {
 		t.Errorf("imports that go up the stack (%s):\n  %s", stack(), strings.Join(bad, "\n  "))
 	}
 }
@@ -105,6 +105,14 @@ func TestCheckRefusesUpwardImports(t *testing.T) {
 			[]Package{{m("transport"), []string{m("internal/testenv")}}},
 			[]string{m("transport") + " (transport and modules) imports " + m("internal/testenv") + " (programs and test support), a layer above it"},
 		},
+		"a module imports a test helper": {
+			[]Package{{m("modules/shared"), []string{m("internal/testenv")}}},
+			[]string{m("modules/shared") + " (transport and modules) imports " + m("internal/testenv") + " (programs and test support), a layer above it"},
+		},
+		"a test package imports the facade": {
+			[]Package{{m("modules/shared/sharedtest"), []string{m("")}}},
+			[]string{m("modules/shared/sharedtest") + " (transport and modules) imports " + m("") + " (facade), a layer above it"},
+		},
 		"an unplaced package": {
 			[]Package{{m("newthing"), nil}},
 			[]string{m("newthing") + ": no layer places this package (add it to layering.Layers)"},
@@ -115,13 +123,14 @@ func TestCheckRefusesUpwardImports(t *testing.T) {
 				{m("transport"), []string{m("reactor")}},
 				{m("modules/dispatcher/dbsets"), []string{m("modules/db"), m("modules/dispatcher")}},
 				{m("examples/proxy"), []string{m(""), m("modules/nat"), "github.com/emiago/sipgo/sip"}},
+				{m("modules/shared/sharedtest"), []string{m("internal/testenv"), m("internal/sipp")}},
 			},
 			nil,
 		},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			assert.Equal(t, tc.want, Check(Layers, tc.pkgs))
+			assert.Equal(t, tc.want, Check(Layers, TestHelpers, tc.pkgs))
 		})
 	}
 }
