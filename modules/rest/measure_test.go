@@ -270,7 +270,7 @@ func TestMeasureClientCPU(t *testing.T) {
 	}
 	const n, inFlight = 20000, 64
 	base := startDelayServer(t, 0, "127.0.0.1:5060")
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{BaseURL: base})
 	op := c.Get("/target?user=bob")
 
