@@ -311,7 +311,7 @@ func runOverUDP(t *testing.T, tc crossCase) []string {
 
 	wire := &wireLog{}
 	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 2,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Capture: wire.capture})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Core: tm.Config{Capture: wire.capture}})
 	require.NoError(t, err)
 	srv.SetRoutes(crossRoutes(env))
 	require.NoError(t, srv.Start())

@@ -228,7 +228,7 @@ func (h *Handle) DB() *sql.DB { return h.db }
 // Pool returns the handle's own pool of workers, which runs every op of the
 // handle, so that its saturation can be exported:
 //
-//	srv.Metrics().WatchPool("db", h.Pool())
+//	exp.WatchPool("db", h.Pool()) // exp: a *metrics.Exporter (modules/metrics)
 func (h *Handle) Pool() *async.Pool { return h.pool }
 
 // Close stops accepting ops (they fail with ErrClosed), waits for the
