@@ -195,8 +195,8 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 		if u, err = parseTarget(c.dst); err != nil {
 			return netip.AddrPort{}, nil, false, err
 		}
-	case req.Route() != nil:
-		u = req.Route().Address
+	case firstRoute(req) != nil:
+		u = firstRoute(req).Address
 	case c.flow.IsValid() && c.flow != c.src:
 		// The dialog's Record-Route named the connection this request
 		// goes back on (a flow token): use it while it is open.
@@ -420,7 +420,7 @@ func badURI(u *sip.Uri) bool {
 // router (its Route URI has no ;lr), the Request-URI moves to the end of
 // the Route set and the first Route becomes the Request-URI.
 func strictRoute(req *sip.Request) bool {
-	first := req.Route()
+	first := firstRoute(req)
 	if first == nil || first.Address.UriParams.Has("lr") {
 		return false
 	}

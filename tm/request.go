@@ -81,7 +81,7 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 	c.looseRt = s.looseRoute(c, req)
 	if s.refuseUnsigned(c) {
 		code, reason := 403, "Forbidden (dialog route not signed)"
-		if req.Route() == nil && s.isLocal(req.Recipient.Host, req.Recipient.Port) {
+		if firstRoute(req) == nil && s.isLocal(req.Recipient.Host, req.Recipient.Port) {
 			// Sent to our own address instead of along the Record-Route
 			// (SIPp's built-in uac does that): no dialog of ours to follow.
 			code, reason = 481, "Call/Transaction Does Not Exist (request addressed to this proxy, no Route)"

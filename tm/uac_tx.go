@@ -198,7 +198,7 @@ func (o *originated) hopURI() (sip.Uri, error) {
 	if d := o.opts.Destination; d != "" {
 		return parseTarget(d)
 	}
-	if r := o.req.Route(); r != nil {
+	if r := firstRoute(o.req); r != nil {
 		return *r.Address.Clone(), nil
 	}
 	return *o.req.Recipient.Clone(), nil
@@ -235,7 +235,7 @@ func (o *originated) send(u sip.Uri, looked *NextHop) {
 		o.refuse(loopError(dst, false))
 		return
 	}
-	if o.opts.Destination == "" && req.Route() != nil {
+	if o.opts.Destination == "" && firstRoute(req) != nil {
 		strictRoute(req) // RFC 3261 §12.2.1.1: a strict first hop
 	}
 	o.sendTo(dst, tp, proto != "")
@@ -268,7 +268,7 @@ func (o *originated) sendTo(dst netip.AddrPort, tp Transport, forced bool) {
 // WebSocket client) is reached on it while it is open, as relayed
 // in-dialog requests are.
 func (s *Server) stripOwnRoutes(req *sip.Request) (flow netip.AddrPort, proto string) {
-	for r := req.Route(); r != nil && s.isLocal(r.Address.Host, r.Address.Port); r = req.Route() {
+	for r := firstRoute(req); r != nil && s.isLocal(r.Address.Host, r.Address.Port); r = firstRoute(req) {
 		flow, proto = s.parseFlow(&r.Address)
 		req.RemoveHeader("Route")
 	}
