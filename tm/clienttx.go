@@ -147,14 +147,7 @@ func (t *clientTx) receive(resp *sip.Response) {
 		return
 	}
 	if code < 200 {
-		if t.state == stTrying {
-			t.state = stProceeding
-			if t.invite {
-				t.retr.Stop()
-			} else if !t.reliable() {
-				// Timer E continues at T2 in Proceeding.
-			}
-		}
+		t.provisional()
 		t.user.txResponse(resp)
 		return
 	}
@@ -184,6 +177,17 @@ func (t *clientTx) receive(resp *sip.Response) {
 		t.end = t.ls.loop.AfterFunc(d, t.terminate)
 	}
 	t.user.txResponse(resp)
+}
+
+// provisional moves t to Proceeding on a provisional response: Timer A
+// stops; Timer E continues, at T2.
+func (t *clientTx) provisional() {
+	if t.state == stTrying {
+		t.state = stProceeding
+		if t.invite {
+			t.retr.Stop()
+		}
+	}
 }
 
 // absorbs reports whether a response with status code, matched to t, is

@@ -81,24 +81,36 @@ func needsSWSRepairIndexed(ix *sipindex.Index) bool {
 }
 
 // absorbIndexed handles, from the index alone, a message that only repeats
-// what a live transaction already has: a retransmitted request (the last
-// response is sent again), an ACK for a non-2xx final (§17.2.1), or a
-// retransmitted final response (§17.1.1.2, §17.1.2.2; the ACK is sent
-// again for an INVITE). It reports whether it handled the message; when it
+// what a live transaction already has or that stops at this hop: a
+// retransmitted request (the last response is sent again), an ACK for a
+// non-2xx final (§17.2.1), a retransmitted final response (§17.1.1.2,
+// §17.1.2.2; the ACK is sent again for an INVITE), or a 100 Trying to a
+// relayed INVITE. It reports whether it handled the message; when it
 // did not, nothing happened and the message goes on to the parser.
 func (s *Server) absorbIndexed(ls *loopState, src netip.AddrPort, tp Transport) bool {
 	ix := &ls.ix
 	if !ix.Request {
 		ls.kbuf = append(append(append(ls.kbuf[:0], ix.Bytes(ix.Branch)...), '|'), ix.Bytes(ix.CSeqMethod)...)
 		t := ls.ctx[string(ls.kbuf)]
-		if t == nil || !t.absorbs(ix.Status) {
+		if t == nil {
+			return false
+		}
+		// A 100 to a relayed INVITE is hop by hop: it only moves the
+		// client transaction (the branch ignores it, §16.7 step 5).
+		_, relayed := t.user.(*Branch)
+		trying := ix.Status == 100 && t.invite && relayed && (t.state == stTrying || t.state == stProceeding)
+		if !trying && !t.absorbs(ix.Status) {
 			return false
 		}
 		if !s.cfg.Security.AnyResponseSource && !t.sentTo(src, tp) {
 			s.stats.countDrop("source")
 			return true
 		}
-		t.absorb(ix.Status)
+		if trying {
+			t.provisional()
+		} else {
+			t.absorb(ix.Status)
+		}
 		return true
 	}
 	method := ix.Bytes(ix.Method)

@@ -160,6 +160,19 @@ func TestIndexedRetransmissionsAllocateNothing(t *testing.T) {
 		require.Equal(t, uacAddr, tp.to)
 		require.Equal(t, before+51, absorbed())
 
+		// The UAS's 100 (and its retransmissions) stops Timer A and goes
+		// no further.
+		tp.keep = false
+		trying100 := []byte(respond(parse(fwd), 100, "").String())
+		n0 := tp.n
+		allocs = testing.AllocsPerRun(50, func() { recv(uasAddr, trying100) })
+		require.Zero(t, allocs, "loops=%d: 100 from the UAS", loops)
+		for _, l := range g.Loops() {
+			l.Advance(2 * time.Second) // Timer A would have fired twice
+		}
+		run()
+		require.Equal(t, n0, tp.n, "loops=%d: nothing sent after the 100", loops)
+
 		// The UAS answers 486: relayed upstream, ACKed downstream.
 		tp.keep = true
 		busy := []byte(respond(parse(fwd), 486, "b1").String())
