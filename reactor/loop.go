@@ -59,6 +59,7 @@ type Loop struct {
 
 	q          taskQueue
 	wakeArmed  atomic.Bool // an eventfd write is outstanding
+	sleeping   atomic.Bool // the loop is in (or about to enter) a blocking epoll_wait
 	pending    atomic.Int64
 	timers     timerHeap
 	now        time.Time
@@ -184,12 +185,22 @@ func (l *Loop) post(fn func(), urgent bool) error {
 	}
 	l.pending.Add(1)
 	l.stats.posted.Add(1)
-	l.wake()
+	if l.sleeping.Load() {
+		l.wake()
+	}
 	return nil
 }
 
 // wake writes the eventfd once per wake-up cycle: posters that find a write
-// outstanding skip the syscall.
+// outstanding skip the syscall. A poster calls it only when the loop
+// sleeps: a loop that is awake runs the task before it polls again.
+//
+// Why no wake-up is lost (Dekker's pattern over two sequentially
+// consistent atomics): the poster increments pending, then reads sleeping;
+// the loop sets sleeping, then reads pending, before a blocking
+// epoll_wait. At least one of them sees the other's write: the poster
+// sees sleeping and writes the eventfd, or the loop sees the task and
+// polls without blocking. TestPostWakesSleepingLoop drives both orders.
 func (l *Loop) wake() {
 	if l.manual || !l.wakeArmed.CompareAndSwap(false, true) {
 		return
@@ -259,7 +270,18 @@ func (l *Loop) run() {
 		if !more {
 			timeout = l.nextTimeout(l.clock.Now())
 		}
-		if err := l.poll(timeout); err != nil {
+		if timeout != 0 {
+			// About to block: from here on posters write the eventfd.
+			// A task posted before they could see it is run first.
+			l.sleeping.Store(true)
+			if l.pending.Load() > 0 {
+				l.sleeping.Store(false)
+				timeout = 0
+			}
+		}
+		err := l.poll(timeout)
+		l.sleeping.Store(false)
+		if err != nil {
 			l.log.Error("reactor: epoll_wait failed, loop exits", "err", err)
 			return
 		}
