@@ -42,8 +42,28 @@ func (b *Branch) Code() int { return b.code }
 func (b *Branch) txResponse(resp *sip.Response) { b.c.onBranchResponse(b, resp) }
 func (b *Branch) txTimeout()                    { b.c.branchFailed(b, 408, "Request Timeout") }
 func (b *Branch) tx2xxRetrans(resp *sip.Response) bool {
+	if first := b.resp; first != nil && first.StatusCode == resp.StatusCode && sameToTag(first, resp) {
+		if b.c.suspended && b.c.kind == RouteReply && b.c.cur == b {
+			return true // the 2xx itself is still held by its reply route: the UAS retransmits again
+		}
+		// A retransmission goes upstream as the 2xx did: with the body
+		// the reply route gave it (a media relay's SDP).
+		if body := first.Body(); string(body) != string(resp.Body()) {
+			resp.SetBody(body)
+		}
+	}
 	b.c.forward2xxRetrans(resp)
 	return true
+}
+
+func sameToTag(a, b *sip.Response) bool {
+	ta, tb := a.To(), b.To()
+	if ta == nil || tb == nil {
+		return false
+	}
+	x, _ := ta.Params.Get("tag")
+	y, _ := tb.Params.Get("tag")
+	return x == y
 }
 
 // Response returns the branch's final response, if any.

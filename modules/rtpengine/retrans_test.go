@@ -1,0 +1,39 @@
+package rtpengine_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/modules/rtpengine/rtpenginetest"
+	"github.com/asyncsip/asyncsip/siptest"
+)
+
+// TestRoute2xxRetransmissionKeepsRewrittenSDP: a UAS retransmits its 200
+// until the ACK comes; every copy that goes upstream must carry the SDP
+// the answer rewrote, or the caller would learn the callee's own media
+// address from a retransmission.
+func TestRoute2xxRetransmissionKeepsRewrittenSDP(t *testing.T) {
+	t.Parallel()
+	fake := rtpenginetest.NewFake()
+	var errs []error
+	h := siptest.NewHarness(t, mediaRoutes(harnessClient(t), &errs), siptest.WithFakes(fake))
+	res := h.Send(siptest.NewRequest("INVITE", bob, siptest.WithBody("application/sdp", offerSDP)))
+	answer := strings.ReplaceAll(offerSDP, "192.0.2.10", "192.0.2.20")
+	br := res.Branch(0)
+	br.Respond(200, siptest.WithBody("application/sdp", answer))
+	br.Respond(200, siptest.WithBody("application/sdp", answer))
+	n := 0
+	for _, sent := range h.Sent() {
+		if r, ok := sent.Msg.(*sip.Response); ok && r.StatusCode == 200 {
+			n++
+			if strings.Contains(string(r.Body()), "192.0.2.20") {
+				t.Errorf("200 #%d went upstream with the callee's SDP:\n%s", n, r.Body())
+			}
+		}
+	}
+	if n < 2 {
+		t.Fatalf("%d 200s upstream, want the 200 and its retransmission:\n%s", n, res)
+	}
+}
