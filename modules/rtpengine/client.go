@@ -132,10 +132,11 @@ type Client struct {
 	aff    *affinity
 	prefix string // cookie prefix, random per client
 
-	mu     sync.Mutex
-	conns  map[*reactor.Loop]*loopConn
-	closed atomic.Bool
-	stray  atomic.Uint64
+	mu      sync.Mutex
+	conns   map[*reactor.Loop]*loopConn
+	closed  atomic.Bool
+	stray   atomic.Uint64
+	connSeq atomic.Uint64
 }
 
 // New returns a client of cfg.Instances. It opens no socket: each loop

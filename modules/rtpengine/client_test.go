@@ -338,3 +338,20 @@ func TestClientNoGoroutinePerCommand(t *testing.T) {
 	_ = c.Close()
 	testenv.Eventually(t, 10*time.Second, "commands failed by Close", func() bool { return finished.Load() == 302 })
 }
+
+// TestClientCookiesUniqueAcrossGroups: loops of two groups share IDs; the
+// cookies of one client must still differ (rtpengine answers a repeated
+// cookie from its cache: the second command would get the first's reply).
+func TestClientCookiesUniqueAcrossGroups(t *testing.T) {
+	t.Parallel()
+	s := rtpenginetest.NewServer(t)
+	g1, g2 := newGroup(t, 1), newGroup(t, 1)
+	c := newClient(t, fast(s.Addr))
+	if _, err := run(t, g1.Loop(0), c.Offer(rtpengine.Call{CallID: "u", FromTag: "f"}, []byte(offerSDP), nil)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := run(t, g2.Loop(0), c.Delete(rtpengine.Call{CallID: "u"}, nil))
+	if err != nil || r.SDP != nil || len(s.Commands()) != 2 {
+		t.Fatalf("delete from another group: %+v, %v; server handled %d commands", r, err, len(s.Commands()))
+	}
+}

@@ -18,6 +18,7 @@ import (
 type loopConn struct {
 	c       *Client
 	l       *reactor.Loop
+	id      uint64 // unique per client: loop IDs repeat across groups
 	fd4     int
 	fd6     int
 	pending map[string]*request
@@ -40,7 +41,7 @@ func (c *Client) conn(l *reactor.Loop) (*loopConn, error) {
 	c.mu.Lock()
 	lc := c.conns[l]
 	if lc == nil {
-		lc = &loopConn{c: c, l: l, fd4: -1, fd6: -1, pending: map[string]*request{}}
+		lc = &loopConn{c: c, l: l, id: c.connSeq.Add(1), fd4: -1, fd6: -1, pending: map[string]*request{}}
 		c.conns[l] = lc
 		l.OnClose(lc.close)
 	}
@@ -82,7 +83,7 @@ func (lc *loopConn) socket(to netip.AddrPort) (int, error) {
 func (lc *loopConn) nextCookie() string {
 	lc.seq++
 	lc.cookie = append(append(lc.cookie[:0], lc.c.prefix...), '.')
-	lc.cookie = strconv.AppendInt(lc.cookie, int64(lc.l.ID()), 36)
+	lc.cookie = strconv.AppendUint(lc.cookie, lc.id, 36)
 	lc.cookie = append(lc.cookie, '.')
 	lc.cookie = strconv.AppendUint(lc.cookie, lc.seq, 36)
 	return string(lc.cookie)
