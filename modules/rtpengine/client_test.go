@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestClientCommandsAgainstFakeServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Result != "ok" || !containsStr(string(r.SDP), "c=IN IP4 127.0.0.1") || r.Instance == "" {
+	if r.Result != "ok" || !strings.Contains(string(r.SDP), "c=IN IP4 127.0.0.1") || r.Instance == "" {
 		t.Fatalf("offer response %+v, SDP %q", r, r.SDP)
 	}
 	d := s.Commands()[0].Dict
@@ -78,19 +79,6 @@ func TestClientCommandsAgainstFakeServer(t *testing.T) {
 	if st.Requests != 6 || st.OK != 5 || st.Refused != 1 || !st.Up {
 		t.Fatalf("stats %+v", st)
 	}
-}
-
-func containsStr(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 func TestClientRetransmits(t *testing.T) {
