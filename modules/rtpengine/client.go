@@ -132,8 +132,7 @@ type Client struct {
 	aff    *affinity
 	prefix string // cookie prefix, random per client
 
-	mu      sync.Mutex
-	conns   map[*reactor.Loop]*loopConn
+	conns   sync.Map // *reactor.Loop → *loopConn; each loop stores its own
 	closed  atomic.Bool
 	stray   atomic.Uint64
 	connSeq atomic.Uint64
@@ -149,7 +148,7 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Instances) > MaxInstances {
 		return nil, fmt.Errorf("rtpengine: %d instances, at most %d", len(cfg.Instances), MaxInstances)
 	}
-	c := &Client{cfg: cfg, aff: newAffinity(cfg.MaxCalls, cfg.AffinityTTL), conns: map[*reactor.Loop]*loopConn{}}
+	c := &Client{cfg: cfg, aff: newAffinity(cfg.MaxCalls, cfg.AffinityTTL)}
 	for i, in := range cfg.Instances {
 		ap, err := resolve(in.Addr)
 		if err != nil {
@@ -624,14 +623,10 @@ func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.mu.Lock()
-	conns := make([]*loopConn, 0, len(c.conns))
-	for _, lc := range c.conns {
-		conns = append(conns, lc)
-	}
-	c.mu.Unlock()
-	for _, lc := range conns {
+	c.conns.Range(func(_, v any) bool {
+		lc := v.(*loopConn)
 		_ = lc.l.Post(lc.close)
-	}
+		return true
+	})
 	return nil
 }

@@ -38,19 +38,21 @@ const repliesPerWake = 64
 
 // conn returns the client's sockets on l, creating them on first use.
 func (c *Client) conn(l *reactor.Loop) (*loopConn, error) {
-	c.mu.Lock()
-	lc := c.conns[l]
-	if lc == nil {
-		lc = &loopConn{c: c, l: l, id: c.connSeq.Add(1), fd4: -1, fd6: -1, pending: map[string]*request{}}
-		c.conns[l] = lc
-		l.OnClose(lc.close)
-	}
-	c.mu.Unlock()
-	if lc.closed {
-		return nil, ErrClosed
-	}
 	if l.Manual() {
 		return nil, fmt.Errorf("rtpengine: %w (use rtpenginetest's fake in siptest)", reactor.ErrManual)
+	}
+	// Only l stores l's entry, and this runs on l: a lock-free load, and
+	// no race between two stores for one loop.
+	v, ok := c.conns.Load(l)
+	if !ok {
+		lc := &loopConn{c: c, l: l, id: c.connSeq.Add(1), fd4: -1, fd6: -1, pending: map[string]*request{}}
+		c.conns.Store(l, lc)
+		l.OnClose(lc.close)
+		v = lc
+	}
+	lc := v.(*loopConn)
+	if lc.closed {
+		return nil, ErrClosed
 	}
 	return lc, nil
 }
@@ -173,9 +175,5 @@ func (lc *loopConn) close() {
 	for _, r := range lc.pending {
 		r.finish(nil, ErrClosed)
 	}
-	lc.c.mu.Lock()
-	if lc.c.conns[lc.l] == lc {
-		delete(lc.c.conns, lc.l)
-	}
-	lc.c.mu.Unlock()
+	lc.c.conns.CompareAndDelete(lc.l, lc)
 }
