@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"math"
 	"math/bits"
 	mrand "math/rand/v2"
 	"net"
@@ -390,9 +391,10 @@ func (c *Client) markUp(in *instance) {
 }
 
 // choose picks the instance for the next try of r: its pinned one; the
-// call's instance; else a usable untried one by weight; else, when none
-// is usable, any untried one by weight (a dead cluster is retried rather
-// than refused). -1: nothing left to try.
+// call's remembered instance; else a usable untried one by weight
+// (rendezvous hashing of the Call-ID, random for commands without one);
+// else, when none is usable, any untried one (a dead cluster is retried
+// rather than refused). -1: nothing left to try.
 func (c *Client) choose(r *request, now time.Time) int {
 	cmd := r.cmd
 	if cmd.pin >= 0 {
@@ -410,16 +412,22 @@ func (c *Client) choose(r *request, now time.Time) int {
 
 		}
 	}
-	if i := c.weighted(r.tried, now, true); i >= 0 {
+	if i := c.weighted(cmd.call.CallID, r.tried, now, true); i >= 0 {
 		return i
 	}
-	return c.weighted(r.tried, now, false)
+	return c.weighted(cmd.call.CallID, r.tried, now, false)
 }
 
-func (c *Client) weighted(tried uint64, now time.Time, healthy bool) int {
+func (c *Client) weighted(callID string, tried uint64, now time.Time, healthy bool) int {
+	eligible := func(in *instance) bool {
+		return tried&(1<<in.idx) == 0 && (!healthy || in.usable(now))
+	}
+	if callID != "" {
+		return c.rendezvous(callID, eligible)
+	}
 	total := 0
 	for _, in := range c.inst {
-		if tried&(1<<in.idx) == 0 && (!healthy || in.usable(now)) {
+		if eligible(in) {
 			total += in.weight
 		}
 	}
@@ -428,7 +436,7 @@ func (c *Client) weighted(tried uint64, now time.Time, healthy bool) int {
 	}
 	n := mrand.IntN(total)
 	for _, in := range c.inst {
-		if tried&(1<<in.idx) == 0 && (!healthy || in.usable(now)) {
+		if eligible(in) {
 			if n < in.weight {
 				return in.idx
 			}
@@ -436,6 +444,30 @@ func (c *Client) weighted(tried uint64, now time.Time, healthy bool) int {
 		}
 	}
 	return -1
+}
+
+// rendezvous picks an instance for a call by weighted rendezvous hashing
+// of its Call-ID: each instance scores weight / -ln(u), u a hash of the
+// Call-ID and the instance's address in (0,1), and the highest wins. The
+// choice follows the weights, and it is the same in every process that
+// has the same instances and sees the same ones healthy: a proxy that did
+// not see the offer (another instance of a cluster, or this one after a
+// restart) still finds the call's rtpengine. Losing an instance moves only
+// its calls.
+func (c *Client) rendezvous(callID string, eligible func(*instance) bool) int {
+	best, bestScore := -1, 0.0
+	for _, in := range c.inst {
+		if !eligible(in) {
+			continue
+		}
+		h := fnv64a(fnv64a(fnvOffset, callID)*fnvPrime, in.name) // the 0 byte between: a multiply
+		u := (float64(h>>11) + 0.5) / (1 << 53)
+		score := float64(in.weight) / -math.Log(u)
+		if best < 0 || score > bestScore {
+			best, bestScore = in.idx, score
+		}
+	}
+	return best
 }
 
 // request is a command in flight on one loop.
@@ -629,4 +661,19 @@ func (c *Client) Close() error {
 		return true
 	})
 	return nil
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv64a continues an FNV-1a hash over s: stable across processes (unlike
+// hash/maphash) and free of allocations (unlike hash/fnv's interface).
+func fnv64a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
 }

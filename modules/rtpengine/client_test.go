@@ -343,3 +343,31 @@ func TestClientCookiesUniqueAcrossGroups(t *testing.T) {
 		t.Fatalf("delete from another group: %+v, %v; server handled %d commands", r, err, len(s.Commands()))
 	}
 }
+
+// TestClientSameInstanceAcrossProxies: a client that did not see a call's
+// offer (another proxy of a cluster, or this one after a restart) sends
+// the call's commands to the instance that took the offer.
+func TestClientSameInstanceAcrossProxies(t *testing.T) {
+	t.Parallel()
+	servers := []*rtpenginetest.Server{rtpenginetest.NewServer(t), rtpenginetest.NewServer(t), rtpenginetest.NewServer(t)}
+	g := newGroup(t, 1)
+	cfg := fast(servers[0].Addr, servers[1].Addr, servers[2].Addr)
+	cfg.Instances[2].Weight = 2
+	proxyA, proxyB := newClient(t, cfg), newClient(t, cfg)
+	for i := range 40 {
+		id := fmt.Sprintf("x-%d", i)
+		r, err := run(t, g.Loop(0), proxyA.Offer(rtpengine.Call{CallID: id, FromTag: "f"}, []byte(offerSDP), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := run(t, g.Loop(0), proxyB.Answer(rtpengine.Call{CallID: id, FromTag: "f", ToTag: "t"}, []byte(offerSDP), nil))
+		if err != nil || a.Instance != r.Instance {
+			t.Fatalf("call %s: offer on %s through A, answer through B: %v, %v", id, r.Instance, a, err)
+		}
+	}
+	for _, s := range servers {
+		if s.Live() == 0 {
+			t.Fatalf("40 calls left %s unused", s.Addr)
+		}
+	}
+}
