@@ -28,6 +28,7 @@ const (
 	DefaultPingInterval = 5 * time.Second
 	DefaultAffinityTTL  = 12 * time.Hour
 	DefaultMaxCalls     = 200_000
+	DefaultMaxInFlight  = 16384
 	// MaxInstances bounds Config.Instances.
 	MaxInstances = 64
 )
@@ -97,6 +98,10 @@ type Config struct {
 	// MaxCalls bounds the calls whose instance is remembered (default
 	// DefaultMaxCalls); beyond it the oldest are forgotten first.
 	MaxCalls int
+	// MaxInFlight bounds the commands in flight over all loops (default
+	// DefaultMaxInFlight); beyond it a command fails at once with an
+	// error wrapping async.ErrOverloaded, counted in Stats.Overloaded.
+	MaxInFlight int
 	// Observer receives every command's outcome (nil: none).
 	Observer Observer
 }
@@ -115,6 +120,9 @@ func (c *Config) normalize() {
 	def(&c.AffinityTTL, DefaultAffinityTTL)
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = DefaultMaxCalls
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
 	}
 	if c.TryTimeout > c.Timeout {
 		c.TryTimeout = c.Timeout
@@ -137,6 +145,9 @@ type Client struct {
 	closed  atomic.Bool
 	stray   atomic.Uint64
 	connSeq atomic.Uint64
+
+	inFlight   atomic.Int64
+	overloaded atomic.Uint64
 }
 
 // New returns a client of cfg.Instances. It opens no socket: each loop
@@ -347,6 +358,12 @@ func (o *cmdOp[T]) Start(l *reactor.Loop, done func(T, error)) func() {
 	lc, err := c.conn(l)
 	if err != nil {
 		fin(nil, err)
+		return nil
+	}
+	if n := c.inFlight.Add(1); n > int64(c.cfg.MaxInFlight) {
+		c.inFlight.Add(-1)
+		c.overloaded.Add(1)
+		fin(nil, fmt.Errorf("rtpengine: %d commands in flight: %w", n-1, async.ErrOverloaded))
 		return nil
 	}
 	r := &request{lc: lc, cmd: o.cmd, body: body, done: fin, inst: -1}
@@ -612,6 +629,7 @@ func (r *request) finish(resp *Response, err error) {
 		return
 	}
 	r.over = true
+	r.lc.c.inFlight.Add(-1)
 	r.timer.Stop()
 	if r.cookie != "" {
 		delete(r.lc.pending, r.cookie)
@@ -626,6 +644,7 @@ func (r *request) cancel() {
 		return
 	}
 	r.over = true
+	r.lc.c.inFlight.Add(-1)
 	r.timer.Stop()
 	delete(r.lc.pending, r.cookie)
 }

@@ -181,3 +181,41 @@ func TestClientCloseFailsCommandsInFlight(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+func TestClientMaxInFlight(t *testing.T) {
+	t.Parallel()
+	s := rtpenginetest.NewServer(t)
+	s.SetSilent(true)
+	g := newGroup(t, 1)
+	cfg := fast(s.Addr)
+	cfg.MaxInFlight = 3
+	cfg.Timeout, cfg.TryTimeout = 300*time.Millisecond, 300*time.Millisecond
+	c := newClient(t, cfg)
+	l := g.Loop(0)
+	errs := make(chan error, 5)
+	_ = l.Post(func() {
+		for range 5 {
+			async.Launch(l, c.Ping(0), func(_ time.Duration, err error) { errs <- err }, async.Timeout(5*time.Second))
+		}
+	})
+	var overloaded, timedOut int
+	for range 5 {
+		err := testenv.Wait(t, 10*time.Second, errs, "ping outcome")
+		switch {
+		case errors.Is(err, async.ErrOverloaded):
+			overloaded++
+		case errors.Is(err, rtpengine.ErrTimeout):
+			timedOut++
+		default:
+			t.Fatalf("unexpected outcome %v", err)
+		}
+	}
+	st := c.Stats()
+	if overloaded != 2 || timedOut != 3 || st.Overloaded != 2 || st.InFlight != 0 {
+		t.Fatalf("%d overloaded, %d timed out; stats %+v", overloaded, timedOut, st)
+	}
+	s.SetSilent(false)
+	if _, err := run(t, l, c.Ping(0)); err != nil {
+		t.Fatalf("a ping after the others ended: %v", err)
+	}
+}
