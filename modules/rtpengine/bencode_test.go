@@ -117,3 +117,21 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReply: any datagram, parsed as an ng reply and typed as a query
+// result, gives a value or an error, never a panic.
+func FuzzReply(f *testing.F) {
+	f.Add([]byte("c1 d6:result2:oke"))
+	f.Add([]byte("c1 d6:result5:error12:error-reason15:Unknown call-ide"))
+	f.Add([]byte("c1 d6:result2:ok4:tagsd1:ad3:tag1:a6:mediasld5:indexi1e7:streamsld10:local porti30000e5:statsd7:packetsi5eeeeeeeee"))
+	f.Add([]byte("c1 d6:result2:ok6:totalsd3:RTPi1eee"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := rtpengine.ParseReply("query", "127.0.0.1:2223", b)
+		if err != nil {
+			return
+		}
+		if _, err := rtpengine.ParseQuery(r); err != nil && !errors.Is(err, rtpengine.ErrBadReply) {
+			t.Fatalf("ParseQuery error %v does not wrap ErrBadReply", err)
+		}
+	})
+}

@@ -18,6 +18,10 @@ var (
 		"Round trip of answered commands, per instance.", []string{"instance"}, nil)
 	dCalls = prometheus.NewDesc("asyncsip_rtpengine_calls",
 		"Calls whose instance is remembered (call affinity).", nil, nil)
+	dInFlight = prometheus.NewDesc("asyncsip_rtpengine_in_flight",
+		"Commands waiting for an answer.", nil, nil)
+	dOverloaded = prometheus.NewDesc("asyncsip_rtpengine_overloaded_total",
+		"Commands refused over MaxInFlight.", nil, nil)
 )
 
 // Collector returns a Prometheus collector of the client's counters, per
@@ -28,7 +32,7 @@ func (c *Client) Collector() prometheus.Collector { return collector{c} }
 type collector struct{ c *Client }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dTries, dRetrans, dFailovers, dUp, dLatency, dCalls} {
+	for _, d := range []*prometheus.Desc{dTries, dRetrans, dFailovers, dUp, dLatency, dCalls, dInFlight, dOverloaded} {
 		ch <- d
 	}
 }
@@ -60,4 +64,6 @@ func (k collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstHistogram(dLatency, n, in.LatencySum.Seconds(), buckets, in.Addr)
 	}
 	ch <- prometheus.MustNewConstMetric(dCalls, prometheus.GaugeValue, float64(s.Calls))
+	ch <- prometheus.MustNewConstMetric(dInFlight, prometheus.GaugeValue, float64(s.InFlight))
+	counter(dOverloaded, s.Overloaded)
 }
