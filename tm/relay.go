@@ -42,10 +42,10 @@ func (b *Branch) Code() int { return b.code }
 func (b *Branch) txResponse(resp *sip.Response) { b.c.onBranchResponse(b, resp) }
 func (b *Branch) txTimeout()                    { b.c.branchFailed(b, 408, "Request Timeout") }
 func (b *Branch) tx2xxRetrans(resp *sip.Response) bool {
+	if b.c.holds2xx(b) {
+		return true // the 2xx itself has not gone upstream yet: the UAS retransmits again
+	}
 	if first := b.resp; first != nil && first.StatusCode == resp.StatusCode && sameToTag(first, resp) {
-		if b.c.suspended && b.c.kind == RouteReply && b.c.cur == b {
-			return true // the 2xx itself is still held by its reply route: the UAS retransmits again
-		}
 		// A retransmission goes upstream as the 2xx did: with the body
 		// the reply route gave it (a media relay's SDP).
 		if body := first.Body(); string(body) != string(resp.Body()) {
@@ -54,6 +54,20 @@ func (b *Branch) tx2xxRetrans(resp *sip.Response) bool {
 	}
 	b.c.forward2xxRetrans(resp)
 	return true
+}
+
+// holds2xx reports whether a 2xx of b has not been relayed yet: a reply
+// route suspended on it, or queued behind a suspended route.
+func (c *Context) holds2xx(b *Branch) bool {
+	if c.suspended && c.kind == RouteReply && c.cur == b && c.Resp != nil && c.Resp.StatusCode/100 == 2 {
+		return true
+	}
+	for _, q := range c.queue {
+		if q.br == b && q.resp.StatusCode/100 == 2 {
+			return true
+		}
+	}
+	return false
 }
 
 func sameToTag(a, b *sip.Response) bool {

@@ -75,3 +75,33 @@ func upstream200s(t *testing.T, h *siptest.Harness) int {
 	}
 	return n
 }
+
+// TestRoute2xxRetransmissionQueuedBehind183: the 200 arrives while the
+// 183's answer is pending (queued), then its retransmission: nothing goes
+// upstream raw; the 183 and then the 200 go, each rewritten, the 200 once.
+func TestRoute2xxRetransmissionQueuedBehind183(t *testing.T) {
+	t.Parallel()
+	fake := rtpenginetest.NewFake()
+	var errs []error
+	h := siptest.NewHarness(t, mediaRoutes(harnessClient(t), &errs), siptest.WithFakes(fake))
+	res := h.Send(siptest.NewRequest("INVITE", bob, siptest.WithBody("application/sdp", offerSDP)))
+	fake.SetDelay(100 * time.Millisecond)
+	answer := strings.ReplaceAll(offerSDP, "192.0.2.10", "192.0.2.20")
+	br := res.Branch(0)
+	br.Respond(183, siptest.WithBody("application/sdp", answer))
+	br.Respond(200, siptest.WithBody("application/sdp", answer))
+	br.Respond(200, siptest.WithBody("application/sdp", answer))
+	if n := upstream200s(t, h); n != 0 {
+		t.Fatalf("%d 200s upstream while the 183's answer is pending", n)
+	}
+	h.Clock.Advance(100 * time.Millisecond) // the 183's answer; the 200's answer starts
+	h.Clock.Advance(100 * time.Millisecond) // the 200's answer
+	if n := upstream200s(t, h); n != 1 {
+		t.Fatalf("%d 200s upstream, want 1:\n%s", n, res)
+	}
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
