@@ -177,3 +177,17 @@ func (lc *loopConn) close() {
 	}
 	lc.c.conns.CompareAndDelete(lc.l, lc)
 }
+
+// Close closes the client's sockets on every loop; commands in flight
+// fail with ErrClosed, later ones at once. It does not wait.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	c.conns.Range(func(_, v any) bool {
+		lc := v.(*loopConn)
+		_ = lc.l.Post(lc.close)
+		return true
+	})
+	return nil
+}
