@@ -1,5 +1,17 @@
 package rtpengine
 
+// Sockets: ONE unconnected UDP socket per loop (and address family), for
+// every instance and every command of the client, watched by the loop with
+// reactor.Loop.Watch for as long as the loop lives. A command is a
+// datagram sent with sendto and an entry in the loop's cookie table; its
+// answer is read by the loop's watcher, looked up by cookie and checked to
+// come from the instance it was sent to. No goroutine, no socket and no
+// epoll_ctl per command. The alternative, async.FDOp with a socket per
+// command (as OpenSIPS 3.6's async rtpengine does), would cost a socket,
+// bind and two epoll_ctl calls per command and hold an fd per command in
+// flight; FDOp closes its fds when its op ends, which is right for a
+// command's own pipes and wrong for a socket shared by commands.
+
 import (
 	"errors"
 	"fmt"
