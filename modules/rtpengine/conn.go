@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -164,6 +165,9 @@ func (lc *loopConn) deliver(b []byte, from netip.AddrPort) {
 	if err != nil {
 		delete(lc.pending, cookie)
 		in.stats.badReplies.Add(1)
+		if o := lc.c.cfg.Observer; o != nil {
+			o.CommandFinished(in.name, r.cmd.name, KindBadReply, time.Since(r.sentAt))
+		}
 		r.finish(nil, fmt.Errorf("%s from %s: %w", r.cmd.name, in.name, err))
 		return
 	}
