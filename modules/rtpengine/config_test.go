@@ -219,3 +219,46 @@ func TestClientMaxInFlight(t *testing.T) {
 		t.Fatalf("a ping after the others ended: %v", err)
 	}
 }
+
+func TestAffinityExpires(t *testing.T) {
+	t.Parallel()
+	s := rtpenginetest.NewServer(t)
+	g := newGroup(t, 1)
+	cfg := fast(s.Addr)
+	cfg.AffinityTTL = 50 * time.Millisecond
+	c := newClient(t, cfg)
+	if _, err := run(t, g.Loop(0), c.Offer(rtpengine.Call{CallID: "ttl", FromTag: "f"}, []byte(offerSDP), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.InstanceOf("ttl"); !ok {
+		t.Fatal("offer did not bind the call")
+	}
+	testenv.Eventually(t, 10*time.Second, "binding expired", func() bool { _, ok := c.InstanceOf("ttl"); return !ok })
+	if st := c.Stats(); st.Calls != 0 {
+		t.Fatalf("%d calls remembered after expiry", st.Calls)
+	}
+}
+
+// TestInstanceBackAfterDisableFor: a down instance is back in the choice
+// once DisableFor has passed, without health pings.
+func TestInstanceBackAfterDisableFor(t *testing.T) {
+	t.Parallel()
+	s := rtpenginetest.NewServer(t)
+	s.SetSilent(true)
+	g := newGroup(t, 1)
+	cfg := fast(s.Addr)
+	cfg.DisableFor = 200 * time.Millisecond
+	cfg.Timeout, cfg.TryTimeout = 300*time.Millisecond, 300*time.Millisecond
+	c := newClient(t, cfg)
+	if _, err := run(t, g.Loop(0), c.Ping(0)); !errors.Is(err, rtpengine.ErrTimeout) {
+		t.Fatalf("ping a silent instance: %v", err)
+	}
+	if c.Stats().Instances[0].Up {
+		t.Fatal("instance up after a timeout")
+	}
+	s.SetSilent(false)
+	testenv.Eventually(t, 10*time.Second, "instance back after DisableFor", func() bool { return c.Stats().Instances[0].Up })
+	if _, err := run(t, g.Loop(0), c.Offer(rtpengine.Call{CallID: "back", FromTag: "f"}, []byte(offerSDP), nil)); err != nil {
+		t.Fatal(err)
+	}
+}
