@@ -200,12 +200,12 @@ func (f *Fake) Answer(w *siptest.Await) (siptest.Answer, bool) {
 		f.fail[cmd.Name] = errs[1:]
 		f.commands = append(f.commands, cmd)
 		f.mu.Unlock()
-		return siptest.Answer{Err: errs[0], Delay: f.delay}, true
+		return siptest.Answer{Err: errs[0], Delay: f.delay, By: "rtpenginetest.Fake " + cmd.Name}, true
 	}
 	delay := f.delay
 	f.mu.Unlock()
 	v, err := typed(cmd.Name, "fake", f.handle(cmd))
-	return siptest.Answer{Value: v, Err: err, Delay: delay}, true
+	return siptest.Answer{Value: v, Err: err, Delay: delay, By: "rtpenginetest.Fake " + cmd.Name}, true
 }
 
 // typed turns a reply dictionary into the value the op's resume takes.
