@@ -256,6 +256,13 @@ func TestInstanceBackAfterDisableFor(t *testing.T) {
 	if c.Stats().Instances[0].Up {
 		t.Fatal("instance up after a timeout")
 	}
+	testenv.Eventually(t, 10*time.Second, "instance back after DisableFor", func() bool { return c.Stats().Instances[0].Up })
+	if _, err := run(t, g.Loop(0), c.Ping(0)); !errors.Is(err, rtpengine.ErrTimeout) {
+		t.Fatalf("ping a silent instance: %v", err)
+	}
+	if st := c.Stats().Instances[0]; st.Up || st.Downs != 2 {
+		t.Fatalf("after a second timeout: %+v, want down twice", st)
+	}
 	s.SetSilent(false)
 	testenv.Eventually(t, 10*time.Second, "instance back after DisableFor", func() bool { return c.Stats().Instances[0].Up })
 	if _, err := run(t, g.Loop(0), c.Offer(rtpengine.Call{CallID: "back", FromTag: "f"}, []byte(offerSDP), nil)); err != nil {

@@ -29,8 +29,10 @@ func (in *instance) usable(now time.Time) bool {
 	return d == 0 || now.UnixNano() >= d
 }
 
+// markDown takes in out of the choice for DisableFor; it counts (and tells
+// the Observer) when in was in the choice: up, or back after DisableFor.
 func (c *Client) markDown(in *instance, now time.Time) {
-	if in.downUntil.Swap(now.Add(c.cfg.DisableFor).UnixNano()) == 0 {
+	if old := in.downUntil.Swap(now.Add(c.cfg.DisableFor).UnixNano()); old == 0 || old <= now.UnixNano() {
 		in.stats.downs.Add(1)
 		if o := c.cfg.Observer; o != nil {
 			o.InstanceState(in.name, false)
@@ -65,7 +67,6 @@ func (c *Client) choose(r *request, now time.Time) int {
 				return i
 			}
 			c.inst[i].stats.failovers.Add(1) // the call moves off a down instance
-
 		}
 	}
 	if i := c.weighted(cmd.call.CallID, r.tried, now, true); i >= 0 {
