@@ -312,8 +312,7 @@ func (o *cmdOp[T]) Describe() string {
 	return "rtpengine." + o.cmd.name + ": " + o.cmd.call.CallID
 }
 
-// Command returns the ng command name, and Call the call the op is about
-// (for fakes and logs).
+// Command returns the ng command name (for fakes and logs).
 func (o *cmdOp[T]) Command() string { return o.cmd.name }
 
 // Call returns the call the op is about.
