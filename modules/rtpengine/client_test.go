@@ -20,7 +20,7 @@ const offerSDP = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10
 // fast are client timings for tests against the fake server: short, but
 // long enough for a loaded machine to answer over loopback.
 func fast(addrs ...string) rtpengine.Config {
-	cfg := rtpengine.Config{Timeout: 2 * time.Second, TryTimeout: 600 * time.Millisecond, Retransmit: 50 * time.Millisecond}
+	cfg := rtpengine.Config{Timeout: 3 * time.Second, TryTimeout: time.Second, Retransmit: 50 * time.Millisecond}
 	for _, a := range addrs {
 		cfg.Instances = append(cfg.Instances, rtpengine.Instance{Addr: a})
 	}

@@ -248,7 +248,6 @@ func TestInstanceBackAfterDisableFor(t *testing.T) {
 	g := newGroup(t, 1)
 	cfg := fast(s.Addr)
 	cfg.DisableFor = 200 * time.Millisecond
-	cfg.Timeout, cfg.TryTimeout = 300*time.Millisecond, 300*time.Millisecond
 	c := newClient(t, cfg)
 	if _, err := run(t, g.Loop(0), c.Ping(0)); !errors.Is(err, rtpengine.ErrTimeout) {
 		t.Fatalf("ping a silent instance: %v", err)
