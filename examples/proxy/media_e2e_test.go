@@ -150,7 +150,11 @@ func (s *sock) answerSDP(req *sip.Request, from *net.UDPAddr, ip string, port in
 	for _, h := range req.GetHeaders("Record-Route") {
 		b.WriteString(h.String() + "\r\n")
 	}
-	b.WriteString(req.From().String() + "\r\n" + req.To().String() + ";tag=uas-" + s.user + "\r\n")
+	to := req.To().String()
+	if !strings.Contains(to, "tag=") {
+		to += ";tag=uas-" + s.user
+	}
+	b.WriteString(req.From().String() + "\r\n" + to + "\r\n")
 	b.WriteString(req.CallID().String() + "\r\n" + req.CSeq().String() + "\r\n")
 	b.WriteString("Contact: <" + s.contact() + ">\r\nContent-Length: 0\r\n\r\n")
 	s.send(withSDP(b.String(), ip, port), from)
@@ -202,8 +206,8 @@ func sdpLine(t *testing.T, m sip.Message) (string, int) {
 }
 
 // The proxy with -rtpengine and -nat-fix against a real rtpengine: a call
-// to a callee that registered from behind a NAT is anchored both ways and
-// its BYE deletes the session; a call between two phones that are not
+// to a callee that registered from behind a NAT is anchored both ways, so
+// is the callee's re-INVITE, and the BYE deletes the session; a call between two phones that are not
 // behind a NAT is left alone; with rtpengine down, an INVITE that needs it
 // gets 503.
 func TestMediaE2E(t *testing.T) {
@@ -228,6 +232,28 @@ func TestMediaE2E(t *testing.T) {
 		assert.Equal(t, "127.0.0.1", ip, "alice gets rtpengine's answer")
 		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
 		assert.Equal(t, 1, activeCalls(t, rtp))
+
+		// bob puts the call on another address (a re-INVITE along his route
+		// set): alice is offered rtpengine again, bob gets its answer.
+		var routes []string
+		for _, h := range inv.GetHeaders("Record-Route") {
+			routes = append(routes, h.Value())
+		}
+		re := msg{method: "INVITE", ruri: alice.contact(), to: "sip:alice@127.0.0.1", toTag: "f-media-nat-callee",
+			from: "bob", fromTag: "uas-bob", callID: "media-nat-callee", cseq: 1, local: bob.addr(),
+			contacts: []string{bob.contact()}, headers: []string{"Route: " + strings.Join(routes, ", ")}}
+		bob.send(withSDP(re.String(), "10.0.0.5", 5002), lp.udp)
+		reinv, rfrom := alice.request()
+		require.Equal(t, sip.INVITE, reinv.Method)
+		ip, port = sdpLine(t, reinv)
+		assert.Equal(t, "127.0.0.1", ip, "the re-INVITE reaches alice with rtpengine's address")
+		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
+		alice.answerSDP(reinv, rfrom, phoneIP, 4010)
+		rr := bob.final("media-nat-callee")
+		require.Equal(t, 200, rr.StatusCode)
+		ip, port = sdpLine(t, rr)
+		assert.Equal(t, "127.0.0.1", ip, "bob gets rtpengine's answer")
+		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
 
 		alice.bye(lp, r)
 		bye, from := bob.request()
