@@ -227,7 +227,7 @@ func (c *Client) Delete(call Call, f *Flags) async.Op[*Response] {
 // Query asks the call's instance for the call's state and counters.
 func (c *Client) Query(call Call) async.Op[*QueryResult] {
 	cmd := c.command("query", call, nil, nil)
-	return &cmdOp[*QueryResult]{cmd: cmd, conv: parseQuery}
+	return &cmdOp[*QueryResult]{cmd: cmd, conv: ParseQuery}
 }
 
 // Ping pings instance i (an index into Config.Instances); the op's value
@@ -406,6 +406,8 @@ func (c *Client) choose(r *request, now time.Time) int {
 			if !cmd.failover() || c.inst[i].usable(now) {
 				return i
 			}
+			c.inst[i].stats.failovers.Add(1) // the call moves off a down instance
+
 		}
 	}
 	if i := c.weighted(r.tried, now, true); i >= 0 {

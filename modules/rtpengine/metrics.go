@@ -110,7 +110,9 @@ type InstanceStats struct {
 	// Retransmits counts retransmissions, SendErrors datagrams the kernel
 	// refused.
 	Retransmits, SendErrors uint64
-	// Failovers counts offers that moved from this instance to another.
+	// Failovers counts offers that moved from this instance to another:
+	// it did not answer them, or was down when a call bound to it got a
+	// new offer.
 	Failovers uint64
 	// Downs counts the times the instance was marked down.
 	Downs uint64

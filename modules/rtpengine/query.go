@@ -53,7 +53,9 @@ type StreamInfo struct {
 	Stats PacketStats
 }
 
-func parseQuery(r *Response) (*QueryResult, error) {
+// ParseQuery types the reply of a query (Client.Query does it; fakes and
+// Do callers may too).
+func ParseQuery(r *Response) (*QueryResult, error) {
 	d := r.Dict
 	q := &QueryResult{Response: r, Tags: map[string]TagInfo{}}
 	q.Created = unixTime(d["created"], d["created_us"])
