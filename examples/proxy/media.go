@@ -123,6 +123,12 @@ func (p *Proxy) relay(c *tm.Context, targets []string, fail func(error)) {
 		f.Options = append(f.Options, "SIP-source-address")
 	}
 	rtpengine.Offer(c, m.rtp, &f, func(err error) {
+		if errors.Is(err, rtpengine.ErrNoSDP) { // a body that is not SDP: nothing to anchor
+			if err := c.Relay(targets...); err != nil {
+				fail(err)
+			}
+			return
+		}
 		if err != nil {
 			c.Logger().Warn("media: rtpengine offer failed; call refused", "why", plan.why, "err", err)
 			_ = c.Reply(503, "Service Unavailable (media relay)", sip.NewHeader("Retry-After", "5"))
@@ -185,6 +191,10 @@ func (p *Proxy) inDialog(c *tm.Context) {
 	}
 	f := sideFlags(plan.callee)
 	rtpengine.Offer(c, m.rtp, &f, func(err error) {
+		if errors.Is(err, rtpengine.ErrNoSDP) {
+			_ = c.Relay()
+			return
+		}
 		if err != nil {
 			c.Logger().Warn("media: rtpengine re-offer failed; request refused", "err", err)
 			_ = c.Reply(503, "Service Unavailable (media relay)", sip.NewHeader("Retry-After", "5"))
