@@ -75,7 +75,7 @@ func newMedia(cfg Config, log *slog.Logger) (*media, error) {
 // sideFlags are rtpengine's flags towards a side that takes media as s.
 // Browser: ICE with rtpengine as the only candidate, DTLS-SRTP with
 // rtpengine passive (the browser connects), no SDES keys, RTP and RTCP on
-// one port (browsers require rtcp-mux). Phone: no ICE, plain RTP/AVP, RTCP
+// one port (browsers require rtcp-mux), an a=mid on each m= line. Phone: no ICE, plain RTP/AVP, RTCP
 // on its own port.
 func sideFlags(s mediaSide) rtpengine.Flags {
 	f := rtpengine.Flags{ReplaceOrigin: true, ReplaceSessionConnection: true}
@@ -83,6 +83,7 @@ func sideFlags(s mediaSide) rtpengine.Flags {
 	case browserSide:
 		f.ICE, f.DTLS, f.TransportProtocol = rtpengine.ICEForce, rtpengine.DTLSPassive, rtpengine.UDPTLSRTPSAVPF
 		f.SDES, f.RTCPMux = []string{"off"}, []string{"require"}
+		f.Options = []string{"generate-mid"} // browsers want a=mid on every m= line
 	default:
 		f.ICE, f.DTLS, f.TransportProtocol = rtpengine.ICERemove, rtpengine.DTLSOff, rtpengine.RTPAVP
 		f.RTCPMux = []string{"demux"}

@@ -217,10 +217,11 @@ func traced(t *testing.T, trace, start string) string {
 // DTLS from rtpengine, no SDES keys.
 func assertBrowserSDP(t *testing.T, d *demo, sdp string) {
 	t.Helper()
+	t.Logf("SDP towards the browser:\n%s", sdp)
 	m := regexp.MustCompile(`(?m)^m=audio (\d+) (\S+) `).FindStringSubmatch(sdp)
 	require.NotNil(t, m, "no m=audio in:\n%s", sdp)
 	assert.Equal(t, "UDP/TLS/RTP/SAVPF", m[2], sdp)
-	for _, a := range []string{"a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=setup:", "a=rtcp-mux"} {
+	for _, a := range []string{"a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=setup:", "a=rtcp-mux", "a=mid:"} {
 		assert.Contains(t, sdp, a, "the browser's SDP")
 	}
 	assert.NotContains(t, sdp, "a=crypto:", "no SDES towards the browser")
@@ -232,6 +233,7 @@ func assertBrowserSDP(t *testing.T, d *demo, sdp string) {
 // address, no ICE, DTLS or SDES.
 func assertPhoneSDP(t *testing.T, d *demo, sdp string) {
 	t.Helper()
+	t.Logf("SDP towards the phone:\n%s", sdp)
 	m := regexp.MustCompile(`(?m)^m=audio (\d+) (\S+) `).FindStringSubmatch(sdp)
 	require.NotNil(t, m, "no m=audio in:\n%s", sdp)
 	assert.Equal(t, "RTP/AVP", m[2], sdp)
