@@ -340,3 +340,22 @@ func TestBrowserOverWSS(t *testing.T) {
 	require.Equal(t, 200, r.StatusCode, r.String())
 	require.Regexp(t, `sip:bob@127\.0\.0\.1:\d+;transport=ws`, r.Contact().Address.String())
 }
+
+// Secure by default, as the flagship: a browser without the right
+// password registers nothing and calls nobody, and rtpengine never hears
+// of its call.
+func TestBrowserWithoutCredentials(t *testing.T) {
+	d := startDemo(t, serves)
+	mallory := dialBrowser(t, fmt.Sprintf("ws://127.0.0.1:%d", d.ports[8080]), "bob", "127.0.0.1")
+	assert.Equal(t, 403, mallory.register("wrong").StatusCode)
+
+	callID, tag, ruri := randHex(8), randHex(4), "sip:alice@127.0.0.1"
+	mallory.send(mallory.request("INVITE", ruri, "<"+ruri+">", callID, tag, 1, nil, webrtcSDP("actpass")))
+	r := mallory.final()
+	require.Equal(t, 407, r.StatusCode, r.String())
+	mallory.send(mallory.request("ACK", ruri, r.To().String(), callID, tag, 1, nil, ""))
+	mallory.send(mallory.request("INVITE", ruri, "<"+ruri+">", callID, tag, 2,
+		[]string{digest(t, r, "bob", "wrong", "INVITE", ruri)}, webrtcSDP("actpass")))
+	assert.Equal(t, 403, mallory.final().StatusCode)
+	assert.Empty(t, d.rtp.Commands("offer"), "nothing reached rtpengine")
+}
