@@ -98,7 +98,9 @@ func TestMediaRoutesFailures(t *testing.T) {
 		rtp.Refuse("answer", "Unknown call-id")
 		res.Branch(0).Respond(183, siptest.WithBody("application/sdp", offerSDP("10.1.0.1")))
 		res.Branch(0).Respond(200, siptest.WithBody("application/sdp", offerSDP("10.1.0.1")))
-		assert.NotContains(t, res.Codes(), 183, "the 183 with the callee's own SDP is dropped")
+		for _, r := range res.Replies() {
+			assert.NotEqual(t, 183, r.StatusCode, "the 183 with the callee's own SDP is dropped")
+		}
 		siptest.AssertReplied(t, res, 200)
 		assert.Contains(t, string(res.Final().Body()), "10.1.0.1", "the 200 goes on unchanged")
 	})
