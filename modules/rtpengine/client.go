@@ -93,7 +93,9 @@ type Config struct {
 	// at once.
 	AffinityTTL time.Duration
 	// MaxCalls bounds the calls whose instance is remembered (default
-	// DefaultMaxCalls); beyond it the oldest are forgotten first.
+	// DefaultMaxCalls); beyond it expired entries are dropped, else
+	// arbitrary ones (a forgotten call is found again by its Call-ID's
+	// hash while the instances' health is unchanged).
 	MaxCalls int
 	// MaxInFlight bounds the commands in flight over all loops (default
 	// DefaultMaxInFlight); beyond it a command fails at once with an
