@@ -151,15 +151,14 @@ func (t *clientTx) receive(resp *sip.Response) {
 		t.user.txResponse(resp)
 		return
 	}
+	if code < 300 {
+		t.success()
+		t.user.txResponse(resp)
+		return
+	}
 	t.retr.Stop()
 	t.end.Stop()
 	switch {
-	case t.invite && code < 300:
-		// RFC 6026: the INVITE client transaction waits in Accepted for
-		// Timer M, passing 2xx retransmissions on and absorbing late
-		// provisionals; after it, stray 2xx are forwarded statelessly.
-		t.state = stAccepted
-		t.end = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
 	case t.invite:
 		t.sendACK(resp)
 		t.state = stCompleted
@@ -169,14 +168,35 @@ func (t *clientTx) receive(resp *sip.Response) {
 		}
 		t.end = t.ls.loop.AfterFunc(d, t.terminate)
 	default:
-		t.state = stCompleted
-		d := t.s.timers.T4 // Timer K
-		if t.reliable() {
-			d = 0
-		}
-		t.end = t.ls.loop.AfterFunc(d, t.terminate)
+		t.completed()
 	}
 	t.user.txResponse(resp)
+}
+
+// success moves t on a 2xx final response, received in Trying or
+// Proceeding.
+func (t *clientTx) success() {
+	t.retr.Stop()
+	t.end.Stop()
+	if !t.invite {
+		t.completed()
+		return
+	}
+	// RFC 6026: the INVITE client transaction waits in Accepted for Timer
+	// M, passing 2xx retransmissions on and absorbing late provisionals;
+	// after it, stray 2xx are forwarded statelessly.
+	t.state = stAccepted
+	t.end = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
+}
+
+// completed moves a non-INVITE t to Completed (Timer K).
+func (t *clientTx) completed() {
+	t.state = stCompleted
+	d := t.s.timers.T4 // Timer K
+	if t.reliable() {
+		d = 0
+	}
+	t.end = t.ls.loop.AfterFunc(d, t.terminate)
 }
 
 // provisional moves t to Proceeding on a provisional response: Timer A

@@ -313,12 +313,28 @@ func (c *Context) Drop() {
 
 // sendUpstream sends resp on the server transaction and records finality.
 func (c *Context) sendUpstream(resp *sip.Response) {
-	if resp.StatusCode >= 200 {
-		if c.final && resp.StatusCode >= 300 {
-			return
+	if c.upstreamFinal(resp.StatusCode) {
+		c.stx.respond(resp)
+	}
+}
+
+// sendUpstreamWire is sendUpstream for a response already in wire form
+// (relayed from the index, indexed.go).
+func (c *Context) sendUpstreamWire(code int, wire []byte) {
+	if c.upstreamFinal(code) {
+		c.stx.respondWire(code, wire)
+	}
+}
+
+// upstreamFinal records the finality of a response with code about to go
+// upstream, and reports whether it goes (a second non-2xx final does not).
+func (c *Context) upstreamFinal(code int) bool {
+	if code >= 200 {
+		if c.final && code >= 300 {
+			return false
 		}
 		c.final = true
 		c.cancelBranches()
 	}
-	c.stx.respond(resp)
+	return true
 }

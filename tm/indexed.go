@@ -1,6 +1,7 @@
 package tm
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
 
@@ -217,4 +218,89 @@ func atoiDigits(b []byte) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// relayIndexed relays a provisional (101–199) or 2xx response of a
+// relayed request upstream without building a sipgo message: the bytes as
+// received, our Via removed, go out on the server transaction, which keeps
+// them for retransmissions. It applies when nothing needs the parsed
+// response: no Reply or End route (they see Context.Resp and
+// Branch.Response), no route suspended and no response queued (they would
+// be processed in order first), and a message the former path would send
+// unchanged but for its formatting (a Content-Length, no SWS repair, our
+// Via alone in its header field with another Via below). Otherwise it
+// reports false and the message goes on to the parser. The state changes
+// are those of clientTx.receive and Context.processResponse; a relayed 2xx
+// is parsed only if something asks for Branch.Response.
+func (s *Server) relayIndexed(ls *loopState, data []byte, src netip.AddrPort, tp Transport) bool {
+	ix := &ls.ix
+	code := ix.Status
+	if ix.Request || code <= 100 || code >= 300 || ix.ContentLength < 0 || ix.Vias < 2 {
+		return false
+	}
+	ls.kbuf = append(append(append(ls.kbuf[:0], ix.Bytes(ix.Branch)...), '|'), ix.Bytes(ix.CSeqMethod)...)
+	t := ls.ctx[string(ls.kbuf)]
+	if t == nil || (t.state != stTrying && t.state != stProceeding) {
+		return false
+	}
+	b, ok := t.user.(*Branch)
+	if !ok || b.done {
+		return false
+	}
+	c := b.c
+	if c.routes.Reply != nil || c.routes.End != nil || c.suspended || len(c.queue) > 0 || c.stx == nil {
+		return false
+	}
+	if !s.cfg.Security.AnyResponseSource && !t.sentTo(src, tp) {
+		return false // the former path counts and drops it
+	}
+	if needsSWSRepairIndexed(ix) {
+		return false
+	}
+	wire, ok := spliceTopVia(ls.splice[:0], ix)
+	if !ok {
+		return false
+	}
+	ls.splice = wire
+	if code < 200 {
+		t.provisional()
+	} else {
+		t.success()
+	}
+	c.processReply(b, code, nil, wire)
+	return true
+}
+
+// spliceTopVia appends to dst the indexed message without its first Via
+// header field, up to the end of the body as Content-Length bounds it. It
+// reports false when that field holds more than the top Via value (a
+// comma list: the former path removes the whole field).
+func spliceTopVia(dst []byte, ix *sipindex.Index) ([]byte, bool) {
+	f, ok := ix.Find(sipindex.KindVia)
+	if !ok || f.Folded || f.Value != ix.TopVia {
+		return dst, false
+	}
+	data := ix.Data()
+	end := indexCRLFFrom(data, int(f.Value.End))
+	if end < 0 {
+		return dst, false
+	}
+	dst = append(dst, data[:f.Name.Start]...)
+	return append(dst, data[end+2:ix.Body.End]...), true
+}
+
+// indexCRLFFrom returns the index of the first CRLF at or after from, or -1.
+func indexCRLFFrom(b []byte, from int) int {
+	for from < len(b) {
+		i := bytes.IndexByte(b[from:], '\r')
+		if i < 0 {
+			return -1
+		}
+		i += from
+		if i+1 < len(b) && b[i+1] == '\n' {
+			return i
+		}
+		from = i + 1
+	}
+	return -1
 }

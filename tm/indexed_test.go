@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +209,131 @@ func TestIndexedRetransmissionsAllocateNothing(t *testing.T) {
 		run()
 		require.Equal(t, n, tp.n, "loops=%d: no 486 after the ACK", loops)
 	}
+}
+
+// A provisional or 2xx response relayed from the index (spliced: the bytes
+// as received without our Via) says what the parsed path sends for it,
+// and is spliced exactly when nothing needs it parsed. Each case runs on
+// two servers with the same route key: one with a no-op reply route (the
+// parsed path), one without (the index path); their upstream messages,
+// read back by sipgo, must be the same.
+func TestIndexedRelayMatchesParsedRelay(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	crlf := func(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
+	// resp builds the UAS's response to the relayed INVITE: vias are its
+	// Via lines (ours first), rr its Record-Route lines. The header name
+	// "call-id" tells the paths apart: sipgo writes "Call-ID".
+	type build func(vias, rr []string) string
+	plain := func(status, extra, body string) build {
+		return func(vias, rr []string) string {
+			h := strings.Join(vias, "\n") + "\n"
+			for _, r := range rr {
+				h += r + "\n"
+			}
+			more, cl := extra, "Content-Length: "+strconv.Itoa(len(body))+"\n"
+			if extra == "no-cl" {
+				more, cl = "", ""
+			}
+			return crlf("SIP/2.0 "+status+"\n"+h+"From: <sip:alice@127.0.0.1>;tag=a1\nTo: <sip:bob@127.0.0.1>;tag=b1\n"+
+				"call-id: ix-relay\nCSeq: 1 INVITE\nContact: <sip:bob@127.0.0.1:5062>\n"+more+cl+"\n") + body
+		}
+	}
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+	for _, tc := range []struct {
+		name    string
+		resp    build
+		spliced bool
+	}{
+		{"180", plain("180 Ringing", "", ""), true},
+		{"183 with SDP", plain("183 Session Progress", "Content-Type: application/sdp\n", sdp), true},
+		{"200 with SDP", plain("200 OK", "Content-Type: application/sdp\n", sdp), true},
+		{"200 compact headers", func(vias, rr []string) string {
+			r := plain("200 OK", "", "")(vias, rr)
+			r = strings.Replace(r, "Via: ", "v: ", 1)
+			return strings.Replace(r, "call-id: ", "i: ", 1)
+		}, true},
+		{"200 Vias in one field", func(vias, rr []string) string {
+			one := vias[0] + ", " + strings.TrimPrefix(vias[1], "Via: ")
+			return plain("200 OK", "", "")(append([]string{one}, vias[2:]...), rr)
+		}, false},
+		{"180 without Content-Length", plain("180 Ringing", "no-cl", ""), false},
+		{"180 with loose SWS", func(vias, rr []string) string {
+			return strings.Replace(plain("180 Ringing", "", "")(vias, rr), "tag=b1", "tag = b1", 1)
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out [2][]byte
+			var raws [2]string
+			for i, reply := range []func(*Context){func(*Context) {}, nil} {
+				r := newRig(t, Config{Security: Security{RouteKey: key}}, Routes{Request: relayAll, Reply: reply})
+				// The INVITE comes in on capture, so what goes upstream
+				// goes out there too.
+				var wire []byte
+				capture := &rawCapture{fakeTP: r.tp, last: &wire}
+				r.s.Receive(r.g.Loop(0), []byte(request("INVITE", "sip:bob@127.0.0.1:5062", "ix-relay", "z9hG4bK-uac", 1, "")), uacAddr, capture)
+				r.run()
+				sent := r.expect("127.0.0.1:5061 100", "127.0.0.1:5062 INVITE")
+				fwd := sent[1].msg.(*sip.Request)
+				var vias, rr []string
+				for _, h := range fwd.GetHeaders("Via") {
+					vias = append(vias, "Via: "+h.Value())
+				}
+				for _, h := range fwd.GetHeaders("Record-Route") {
+					rr = append(rr, "Record-Route: "+h.Value())
+				}
+				raws[i] = tc.resp(vias, rr)
+				tpOut := r.tp
+				n := len(tpOut.out)
+				r.recv(uasAddr, raws[i])
+				require.Len(t, tpOut.out, n+1, "one message upstream")
+				require.Equal(t, uacAddr, tpOut.out[n].to)
+				out[i] = wire
+			}
+			a, err := sip.ParseMessage(append([]byte(nil), out[0]...))
+			require.NoError(t, err)
+			b, err := sip.ParseMessage(append([]byte(nil), out[1]...))
+			require.NoError(t, err)
+			require.Equal(t, a.String(), b.String(), "parsed and index paths send the same message")
+			// Spliced: the received bytes without the first Via line.
+			first := raws[1][strings.Index(raws[1], "\r\n")+2:]
+			cut := strings.Replace(raws[1], first[:strings.Index(first, "\r\n")+2], "", 1)
+			require.Equal(t, tc.spliced, string(out[1]) == cut, "spliced: got\n%s", out[1])
+		})
+	}
+}
+
+// rawCapture is the rig's transport that also keeps the bytes of the last
+// message sent.
+type rawCapture struct {
+	*fakeTP
+	last *[]byte
+}
+
+func (c *rawCapture) Send(l *reactor.Loop, b []byte, to netip.AddrPort) error {
+	*c.last = append([]byte(nil), b...)
+	return c.fakeTP.Send(l, b, to)
+}
+
+// A 2xx relayed from the index is parsed when a route asks for it
+// (Branch.Response), and its retransmission is relayed like the first.
+func TestIndexedRelayed2xxParsedOnDemand(t *testing.T) {
+	var branch *Branch
+	r := newRig(t, Config{}, Routes{Request: func(c *Context) {
+		_ = c.Relay()
+		branch = c.Branches()[0]
+	}})
+	r.recv(uacAddr, invite("ix-2xx", "z9hG4bK-2xx"))
+	sent := r.expect("127.0.0.1:5061 100", "127.0.0.1:5062 INVITE")
+	ok := respond(sent[1].msg, 200, "b2").String()
+	r.recv(uasAddr, ok)
+	r.expect("127.0.0.1:5061 200")
+	require.NotNil(t, branch.wire, "relayed from the index, not parsed yet")
+	resp := branch.Response()
+	require.NotNil(t, resp)
+	require.Equal(t, 200, resp.StatusCode)
+	tag, _ := resp.To().Params.Get("tag")
+	require.Equal(t, "b2", tag)
+	require.Nil(t, branch.wire)
+	r.recv(uasAddr, ok) // the UAS retransmits its 2xx
+	r.expect("127.0.0.1:5061 200")
 }

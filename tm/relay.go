@@ -22,6 +22,7 @@ type Branch struct {
 	c          *Context
 	tx         *clientTx
 	resp       *sip.Response // final response (real or synthesized)
+	wire       []byte        // a 2xx relayed from the index (indexed.go), parsed into resp when asked for
 	code       int
 	provisonal bool
 	done       bool
@@ -45,7 +46,7 @@ func (b *Branch) tx2xxRetrans(resp *sip.Response) bool {
 	if b.c.holds2xx(b) {
 		return true // the 2xx itself has not gone upstream yet: the UAS retransmits again
 	}
-	if first := b.resp; first != nil && first.StatusCode == resp.StatusCode && sameToTag(first, resp) {
+	if first := b.Response(); first != nil && first.StatusCode == resp.StatusCode && sameToTag(first, resp) {
 		// A retransmission goes upstream as the 2xx did: with the body
 		// the reply route gave it (a media relay's SDP).
 		if body := first.Body(); string(body) != string(resp.Body()) {
@@ -81,7 +82,16 @@ func sameToTag(a, b *sip.Response) bool {
 }
 
 // Response returns the branch's final response, if any.
-func (b *Branch) Response() *sip.Response { return b.resp }
+func (b *Branch) Response() *sip.Response {
+	if b.resp == nil && b.wire != nil {
+		// A 2xx relayed as bytes (indexed.go): parsed on first use.
+		if m, err := parse(b.c.ls.parser, b.wire, b.c.s.lim); err == nil {
+			b.resp, _ = m.(*sip.Response)
+		}
+		b.wire = nil
+	}
+	return b.resp
+}
 
 // Relay forwards the request statefully (RFC 3261 §16.6). With no targets it
 // sends one branch to the Request-URI; each target ("sip:…" URI) starts a

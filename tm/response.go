@@ -43,7 +43,13 @@ func (c *Context) onBranchResponse(b *Branch, resp *sip.Response) {
 
 // processResponse is §16.7 for one response.
 func (c *Context) processResponse(b *Branch, resp *sip.Response) {
-	code := resp.StatusCode
+	c.processReply(b, resp.StatusCode, resp, nil)
+}
+
+// processReply is processResponse for a response with status code given
+// either parsed (resp) or, relayed from the index without a reply route
+// (indexed.go), as the wire bytes to send upstream (our Via removed).
+func (c *Context) processReply(b *Branch, code int, resp *sip.Response, wire []byte) {
 	if code < 200 {
 		b.provisonal = true
 		if b.timerC != nil && !b.done {
@@ -53,25 +59,32 @@ func (c *Context) processResponse(b *Branch, resp *sip.Response) {
 			c.sendCancel(b)
 		}
 	} else {
-		c.branchDone(b, resp)
+		c.branchDone(b, code, resp, wire)
 	}
 	c.Resp = resp
 	c.cur = b
-	c.s.runRoute(c, RouteReply, c.routes.Reply, func() { c.afterReply(b, resp) })
+	if wire != nil && c.routes.Reply == nil {
+		// No route runs and nothing is suspended (relayIndexed checked):
+		// what runRoute would do, without its continuation closure.
+		c.kind = RouteReply
+		c.acted, c.dropped = false, false
+		c.afterReply(b, code, nil, wire)
+		return
+	}
+	c.s.runRoute(c, RouteReply, c.routes.Reply, func() { c.afterReply(b, code, resp, wire) })
 }
 
 // afterReply relays the response upstream as §16.7 says, unless a
 // provisional was dropped by the reply route.
-func (c *Context) afterReply(b *Branch, resp *sip.Response) {
+func (c *Context) afterReply(b *Branch, code int, resp *sip.Response, wire []byte) {
 	c.cur = nil
-	code := resp.StatusCode
 	switch {
 	case code < 200:
 		if !c.dropped && !c.final {
-			c.forwardUpstream(resp)
+			c.forwardUpstream(code, resp, wire)
 		}
 	case code < 300:
-		c.forwardUpstream(resp) // every 2xx goes upstream at once
+		c.forwardUpstream(code, resp, wire) // every 2xx goes upstream at once
 	default:
 		if code >= 600 {
 			c.cancelBranches() // §16.7 step 9
@@ -81,9 +94,14 @@ func (c *Context) afterReply(b *Branch, resp *sip.Response) {
 	c.Resp = nil
 }
 
-// forwardUpstream strips our Via and sends resp on the server transaction.
-func (c *Context) forwardUpstream(resp *sip.Response) {
+// forwardUpstream strips our Via and sends resp on the server transaction
+// (wire, when set, is resp already without our Via).
+func (c *Context) forwardUpstream(code int, resp *sip.Response, wire []byte) {
 	if c.stx == nil {
+		return
+	}
+	if wire != nil {
+		c.sendUpstreamWire(code, wire)
 		return
 	}
 	resp.RemoveHeader("Via")
@@ -93,13 +111,16 @@ func (c *Context) forwardUpstream(resp *sip.Response) {
 	c.sendUpstream(resp)
 }
 
-func (c *Context) branchDone(b *Branch, resp *sip.Response) {
+func (c *Context) branchDone(b *Branch, code int, resp *sip.Response, wire []byte) {
 	if b.done {
 		return
 	}
 	b.done = true
 	b.resp = resp
-	b.code = resp.StatusCode
+	if wire != nil {
+		b.wire = append([]byte(nil), wire...) // parsed if asked for (Branch.Response)
+	}
+	b.code = code
 	b.timerC.Stop()
 	b.guard.Stop()
 }
@@ -238,7 +259,7 @@ func (c *Context) sendBest(best *sip.Response) {
 		if br, _ := v.Params.Get("branch"); c.s.ours(br) {
 			resp := best.Clone()
 			resp.StatusCode, resp.Reason = code, reason
-			c.forwardUpstream(resp)
+			c.forwardUpstream(code, resp, nil)
 			return
 		}
 	}

@@ -76,6 +76,7 @@ type loopState struct {
 	ids    *idSource
 	kbuf   []byte         // transaction key being looked up (lookupKey, handleResponse)
 	ix     sipindex.Index // the message being received (indexed.go)
+	splice []byte         // a response relayed from the index, our Via removed (indexed.go)
 	tombs  tombTable      // completed transactions kept only to absorb retransmissions (tombstone.go)
 	// queued counts the received messages posted to this loop by other
 	// loops (or queued again by it) and not yet run: Receive keeps the
@@ -245,7 +246,8 @@ func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, t
 func (s *Server) receiveIndexed(ls *loopState, data []byte, from netip.AddrPort, tp Transport, clean bool) {
 	var msg sip.Message
 	var err error
-	if clean && s.owner(unsafeString(ls.ix.Bytes(ls.ix.CallID))) == ls && s.absorbIndexed(ls, from, tp) {
+	if clean && s.owner(unsafeString(ls.ix.Bytes(ls.ix.CallID))) == ls &&
+		(s.absorbIndexed(ls, from, tp) || s.relayIndexed(ls, data, from, tp)) {
 		return
 	}
 	if clean {

@@ -135,11 +135,24 @@ func (t *serverTx) respond(resp *sip.Response) {
 	if t.state >= stCompleted {
 		return // a final response was already sent
 	}
-	b := t.ls.w.bytes(resp)
-	t.last = append(t.last[:0], b...)
-	t.code = resp.StatusCode
+	t.respondWire(resp.StatusCode, t.ls.w.bytes(resp))
+}
+
+// respondWire is respond for a response with status code already in wire
+// form; wire is copied (it is the last response, kept for
+// retransmissions).
+func (t *serverTx) respondWire(code int, wire []byte) {
+	if t.state == stAccepted && code >= 200 && code < 300 {
+		_ = t.s.send(t.ls, t.tp, wire, t.dst)
+		return
+	}
+	if t.state >= stCompleted {
+		return // a final response was already sent
+	}
+	t.last = append(t.last[:0], wire...)
+	t.code = code
 	_ = t.s.send(t.ls, t.tp, t.last, t.dst)
-	if resp.StatusCode < 200 {
+	if code < 200 {
 		t.state = stProceeding
 		return
 	}
@@ -147,7 +160,7 @@ func (t *serverTx) respond(resp *sip.Response) {
 	tm := &t.s.timers
 	l := t.ls.loop
 	switch {
-	case t.invite && resp.StatusCode < 300:
+	case t.invite && code < 300:
 		// RFC 6026: Accepted absorbs INVITE retransmissions for Timer L.
 		t.state = stAccepted
 		t.last = nil
