@@ -29,7 +29,7 @@ var Layers = []Layer{
 	{"reactor", []string{"reactor/..."}},
 	{"async", []string{"async/..."}},
 	{"tm", []string{"tm/..."}},
-	{"transport and modules", []string{"transport/...", "modules/...", "internal/sipdns/...", "siptest/..."}},
+	{"transport and modules", []string{"transport/...", "modules/...", "internal/sipdns/...", "siptest/...", "internal/faketable/..."}},
 	{"facade", []string{""}},
 	{"programs and test support", []string{"examples/...", "bench/...", "internal/testenv/...",
 		"internal/sipp/...", "internal/deps/...", "internal/e2e/...", "internal/layering/..."}},
