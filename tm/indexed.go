@@ -227,8 +227,10 @@ func atoiDigits(b []byte) int {
 // response: no Reply or End route (they see Context.Resp and
 // Branch.Response), no route suspended and no response queued (they would
 // be processed in order first), and a message the former path would send
-// unchanged but for its formatting (a Content-Length, no SWS repair, our
-// Via alone in its header field with another Via below). Otherwise it
+// unchanged but for its formatting (a Content-Length, another Via below
+// ours). Whitespace around separators (SWS) stays as the sender wrote it:
+// the repair in lenient.go exists for sipgo's reading, and the bytes mean
+// what they meant (a Kamailio relays them as received too). Otherwise it
 // reports false and the message goes on to the parser. The state changes
 // are those of clientTx.receive and Context.processResponse; a relayed 2xx
 // is parsed only if something asks for Branch.Response.
@@ -254,9 +256,6 @@ func (s *Server) relayIndexed(ls *loopState, data []byte, src netip.AddrPort, tp
 	if !s.cfg.Security.AnyResponseSource && !t.sentTo(src, tp) {
 		return false // the former path counts and drops it
 	}
-	if needsSWSRepairIndexed(ix) {
-		return false
-	}
 	wire, ok := spliceTopVia(ls.splice[:0], ix)
 	if !ok {
 		return false
@@ -271,22 +270,43 @@ func (s *Server) relayIndexed(ls *loopState, data []byte, src netip.AddrPort, tp
 	return true
 }
 
-// spliceTopVia appends to dst the indexed message without its first Via
-// header field, up to the end of the body as Content-Length bounds it. It
-// reports false when that field holds more than the top Via value (a
-// comma list: the former path removes the whole field).
+// spliceTopVia appends to dst the indexed message without its top Via
+// value, up to the end of the body as Content-Length bounds it: the first
+// Via header field goes when it holds that value alone, else the value
+// and its comma go (SIPp's [last_Via:] answers with every Via in one
+// field). It reports false for what it does not read (the caller checked
+// that no field is folded).
 func spliceTopVia(dst []byte, ix *sipindex.Index) ([]byte, bool) {
 	f, ok := ix.Find(sipindex.KindVia)
-	if !ok || f.Folded || f.Value != ix.TopVia {
+	if !ok || f.Folded || f.Value.Start != ix.TopVia.Start {
 		return dst, false
 	}
 	data := ix.Data()
-	end := indexCRLFFrom(data, int(f.Value.End))
-	if end < 0 {
+	if f.Value == ix.TopVia {
+		end := indexCRLFFrom(data, int(f.Value.End))
+		if end < 0 {
+			return dst, false
+		}
+		dst = append(dst, data[:f.Name.Start]...)
+		return append(dst, data[end+2:ix.Body.End]...), true
+	}
+	// "top , next": cut from the top value to the next one.
+	i := int(ix.TopVia.End)
+	for i < int(f.Value.End) && (data[i] == ' ' || data[i] == '\t') {
+		i++
+	}
+	if i >= int(f.Value.End) || data[i] != ',' {
 		return dst, false
 	}
-	dst = append(dst, data[:f.Name.Start]...)
-	return append(dst, data[end+2:ix.Body.End]...), true
+	i++
+	for i < int(f.Value.End) && (data[i] == ' ' || data[i] == '\t') {
+		i++
+	}
+	if i >= int(f.Value.End) {
+		return dst, false
+	}
+	dst = append(dst, data[:ix.TopVia.Start]...)
+	return append(dst, data[i:ix.Body.End]...), true
 }
 
 // indexCRLFFrom returns the index of the first CRLF at or after from, or -1.

@@ -255,11 +255,15 @@ func TestIndexedRelayMatchesParsedRelay(t *testing.T) {
 		{"200 Vias in one field", func(vias, rr []string) string {
 			one := vias[0] + ", " + strings.TrimPrefix(vias[1], "Via: ")
 			return plain("200 OK", "", "")(append([]string{one}, vias[2:]...), rr)
-		}, false},
+		}, true},
+		{"180 Vias in one field, no space", func(vias, rr []string) string {
+			one := vias[0] + "," + strings.TrimPrefix(vias[1], "Via: ")
+			return plain("180 Ringing", "", "")(append([]string{one}, vias[2:]...), rr)
+		}, true},
 		{"180 without Content-Length", plain("180 Ringing", "no-cl", ""), false},
 		{"180 with loose SWS", func(vias, rr []string) string {
 			return strings.Replace(plain("180 Ringing", "", "")(vias, rr), "tag=b1", "tag = b1", 1)
-		}, false},
+		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out [2][]byte
@@ -289,14 +293,21 @@ func TestIndexedRelayMatchesParsedRelay(t *testing.T) {
 				require.Equal(t, uacAddr, tpOut.out[n].to)
 				out[i] = wire
 			}
-			a, err := sip.ParseMessage(append([]byte(nil), out[0]...))
+			// Read back as tm reads (with the SWS repair).
+			a, err := parse(newParser(Limits{}), out[0], Limits{})
 			require.NoError(t, err)
-			b, err := sip.ParseMessage(append([]byte(nil), out[1]...))
+			b, err := parse(newParser(Limits{}), out[1], Limits{})
 			require.NoError(t, err)
 			require.Equal(t, a.String(), b.String(), "parsed and index paths send the same message")
-			// Spliced: the received bytes without the first Via line.
+			// Spliced: the received bytes without our Via (its line, or
+			// its value and the comma after it).
 			first := raws[1][strings.Index(raws[1], "\r\n")+2:]
-			cut := strings.Replace(raws[1], first[:strings.Index(first, "\r\n")+2], "", 1)
+			line := first[:strings.Index(first, "\r\n")+2]
+			cut := strings.Replace(raws[1], line, "", 1)
+			if c := strings.IndexByte(line, ','); c >= 0 {
+				rest := strings.TrimLeft(line[c+1:], " ")
+				cut = strings.Replace(raws[1], line, line[:strings.Index(line, ":")+2]+rest, 1)
+			}
 			require.Equal(t, tc.spliced, string(out[1]) == cut, "spliced: got\n%s", out[1])
 		})
 	}

@@ -200,20 +200,10 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	// of one call (ACK then BYE) read by two loops can swap places. A
 	// message owned here still queues behind the messages handed over to
 	// this loop and not yet run (ls.queued), or it would overtake them.
-	if len(s.loops) == 1 {
-		s.receiveOwned(ls, data, from, tp)
-		return
-	}
-	// The index (indexed.go) is made here, on the reading loop; the owner
-	// uses it when it is this loop and makes its own after a hand-off.
-	clean := ls.index(data, s.ixLim)
-	id, ok := "", false
-	if clean {
-		id, ok = unsafeString(ls.ix.Bytes(ls.ix.CallID)), true
-	} else {
-		id, ok = scanCallID(data)
-	}
-	if ok {
+	// The owner is found by the cheap Call-ID scan; the index
+	// (indexed.go) is made by the owner: made here, it would be made
+	// twice for every message handed over.
+	if id, ok := scanCallID(data); ok && len(s.loops) > 1 {
 		owner := s.owner(id)
 		if owner != ls || ls.queued.Load() > 0 {
 			if owner != ls {
@@ -231,7 +221,7 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 			return
 		}
 	}
-	s.receiveIndexed(ls, data, from, tp, clean)
+	s.receiveOwned(ls, data, from, tp)
 }
 
 // receiveOwned parses, validates and dispatches a message on ls, which
