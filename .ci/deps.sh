@@ -4,6 +4,7 @@
 #   sipp             (Debian package sip-tester)  SIPp interop tests
 #   initdb, pg_ctl   (Debian package postgresql)  modules/db PostgreSQL tests
 #   mariadbd         (mariadb-server)             modules/db MySQL suite (private server)
+#   redis-server     (redis-server)               modules/redis tests (private servers, .ci/redis.sh)
 #   kamailio         (kamailio)                   bench: Kamailio config syntax check
 #   gnuplot          (gnuplot-nox)                bench: report plots
 #
@@ -35,8 +36,9 @@ have_initdb() {
 	return 1
 }
 
-# Installing postgresql, mariadb-server or kamailio would start Debian's own
-# services (a "main" cluster on :5432, MariaDB on :3306, Kamailio on :5060).
+# Installing postgresql, mariadb-server, redis-server or kamailio would start
+# Debian's own services (a "main" cluster on :5432, MariaDB on :3306, Redis on
+# :6379, Kamailio on :5060).
 # Tests never use them: they start private instances and stop only those, by
 # the PID or data directory they recorded. So the services are kept from
 # starting at all: during the install, /usr/sbin/policy-rc.d answers 101
@@ -72,6 +74,10 @@ fi
 if ! command -v mariadbd >/dev/null 2>&1 && [[ ! -x /usr/sbin/mariadbd ]]; then
 	missing+=(mariadb-server)
 	skips+=("mariadbd not found: the MySQL suite will skip (fail under CI=true)")
+fi
+if ! command -v redis-server >/dev/null 2>&1 && [[ ! -x /usr/bin/redis-server ]]; then
+	missing+=(redis-server)
+	skips+=("redis-server not found: the Redis tests will skip (fail under CI=true)")
 fi
 if ! command -v kamailio >/dev/null 2>&1 && [[ ! -x /usr/sbin/kamailio ]]; then
 	missing+=(kamailio)

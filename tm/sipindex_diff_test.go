@@ -83,11 +83,11 @@ func fuzzFileBytes(b []byte) ([]byte, bool) {
 
 // seamVerdict runs today's seam on data.
 func seamVerdict(data []byte) (sip.Message, error) {
-	msg, err := Parse(NewParser(Limits{}), data, Limits{})
+	msg, err := parse(newParser(Limits{}), data, Limits{})
 	if err != nil {
 		return nil, err
 	}
-	if err := Validate(msg, Limits{}); err != nil {
+	if err := validate(msg, Limits{}); err != nil {
 		return nil, err
 	}
 	return msg, nil
@@ -222,14 +222,14 @@ func BenchmarkSeamIndex(b *testing.B) {
 
 func BenchmarkSeamParseValidate(b *testing.B) {
 	data := []byte(invite("bench", "z9hG4bK-bench"))
-	p := NewParser(Limits{})
+	p := newParser(Limits{})
 	b.ReportAllocs()
 	for b.Loop() {
-		msg, err := Parse(p, data, Limits{})
+		msg, err := parse(p, data, Limits{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := Validate(msg, Limits{}); err != nil {
+		if err := validate(msg, Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}
