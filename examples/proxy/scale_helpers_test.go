@@ -145,6 +145,7 @@ func gwAnswer(req *sip.Request, self string) string {
 type procUsage struct {
 	cpu          time.Duration
 	fds, threads int
+	fdNames      []string // what each fd is, for failure messages
 }
 
 func usageOf(t *testing.T, pid int) procUsage {
@@ -156,10 +157,16 @@ func usageOf(t *testing.T, pid int) procUsage {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	threads, _ := strconv.Atoi(f[17])
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	fds, err := os.ReadDir(dir)
 	require.NoError(t, err)
+	var names []string
+	for _, f := range fds {
+		target, _ := os.Readlink(filepath.Join(dir, f.Name()))
+		names = append(names, f.Name()+"→"+target)
+	}
 	const hz = 100 // USER_HZ on Linux
-	return procUsage{cpu: time.Duration(ut+st) * time.Second / hz, fds: len(fds), threads: threads}
+	return procUsage{cpu: time.Duration(ut+st) * time.Second / hz, fds: len(fds), threads: threads, fdNames: names}
 }
 
 // optionsTo sends an OPTIONS to the proxy itself from conn and reports
