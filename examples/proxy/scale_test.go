@@ -259,3 +259,27 @@ func TestScalingDocCommandParses(t *testing.T) {
 	}
 	require.Equal(t, 1, n, "one proxy command in docs/SCALING.md")
 }
+
+// -location and -shared take redis:// URLs only; -trunk-calls a count.
+func TestScaleFlagsChecked(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"-location", "redis://127.0.0.1:6379"}, ""},
+		{[]string{"-shared", "rediss://user:pw@redis.example.com:6380/0", "-trunk-calls", "30"}, ""},
+		{[]string{"-location", "postgres://127.0.0.1/x"}, "location:"},
+		{[]string{"-shared", "127.0.0.1:6379"}, "shared:"},
+		{[]string{"-shared", "redis://user:secretpw@"}, "redis://user:***@"},
+		{[]string{"-trunk-calls", "-1"}, "trunk_calls:"},
+	} {
+		_, _, err := parseConfig(append([]string{"-data", t.TempDir()}, tc.args...))
+		if tc.err == "" {
+			assert.NoError(t, err, "%v", tc.args)
+			continue
+		}
+		require.Error(t, err, "%v", tc.args)
+		assert.Contains(t, err.Error(), tc.err, "%v", tc.args)
+		assert.NotContains(t, err.Error(), "secretpw", "the password is not shown")
+	}
+}
