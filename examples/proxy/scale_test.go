@@ -106,9 +106,14 @@ func TestScaleTrunkLimitAcrossInstances(t *testing.T) {
 	for i, r := range runTrunkCalls(t, procs, 6) {
 		require.Equal(t, 6, r.Successful, "sipp %d: every call answered or refused cleanly\n%s\n%s", i, r.Output, r.Errors)
 	}
+	// The SIPps place their calls within a fraction of the 3 s they hold
+	// them: the trunk fills up to its limit and refuses the rest. (Were a
+	// SIPp slow to start, a call ending would let another in: maxHeld is
+	// the property, answered the usual outcome.)
 	answered, held, maxHeld := gw.stats()
-	assert.Equal(t, 5, answered, "the trunk takes exactly its limit")
-	assert.LessOrEqual(t, maxHeld, 5)
+	assert.Equal(t, 5, maxHeld, "never more than the limit at once, and the limit reached")
+	assert.Less(t, answered, 18, "calls beyond the limit were refused")
+	t.Logf("%d of 18 calls answered", answered)
 	assert.Zero(t, held, "every answered call was ended")
 }
 
@@ -176,8 +181,8 @@ func TestScaleRedisDownAndBack(t *testing.T) {
 	for i, r := range runTrunkCalls(t, procs, 6) {
 		require.Equal(t, 6, r.Successful, "warm-up sipp %d\n%s\n%s", i, r.Output, r.Errors)
 	}
-	before, _, _ := gw.stats()
-	require.Equal(t, 5, before, "with Redis up the limit holds over the three")
+	before, _, maxHeld := gw.stats()
+	require.Equal(t, 5, maxHeld, "with Redis up the limit holds over the three")
 	var base []procUsage
 	for _, p := range procs {
 		base = append(base, usageOf(t, p.cmd.Process.Pid))
@@ -187,8 +192,9 @@ func TestScaleRedisDownAndBack(t *testing.T) {
 	for i, r := range runTrunkCalls(t, procs, 6) {
 		require.Equal(t, 6, r.Successful, "sipp %d: every call answered or refused within its bound\n%s\n%s", i, r.Output, r.Errors)
 	}
-	answered, _, _ := gw.stats()
+	answered, _, maxHeld := gw.stats()
 	assert.Equal(t, 15, answered-before, "each instance takes its own 5: the local limit")
+	assert.LessOrEqual(t, maxHeld, 15)
 	assert.Equal(t, 503, bob.register("127.0.0.1", "bobpw", 600).StatusCode, "no binding can be stored")
 	caller.invite("sip:bob@127.0.0.1", "during-outage")
 	assert.Equal(t, 503, caller.recvResponse().StatusCode, "no binding can be read")
