@@ -284,5 +284,3 @@ func BenchmarkGoRedisGet(b *testing.B) {
 		}
 	}
 }
-
-
