@@ -12,6 +12,7 @@ import (
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
 	"github.com/asyncsip/asyncsip/tm"
 )
 

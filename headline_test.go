@@ -21,6 +21,7 @@ import (
 
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
 )
 
 // The README's first Go block is lcrProxy of example_lcr_test.go, byte for

@@ -24,6 +24,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/postgres"
 	sexec "github.com/asyncsip/asyncsip/modules/exec"
 	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/tm"

@@ -1,16 +1,45 @@
 package siptest_test
 
 import (
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/siptest"
 	"github.com/asyncsip/asyncsip/tm"
 )
+
+// tmAccepts feeds req, as bytes on the wire, to a tm.Server on a manual
+// loop and returns an error when tm's parser or validation refuses it.
+func tmAccepts(req *sip.Request) error {
+	g := reactor.NewManualGroup(1, reactor.NewFakeClock(time.Unix(0, 0)))
+	srv := tm.NewServer(g.Loops(), tm.Config{}, tm.Routes{Request: func(c *tm.Context) { c.Drop() }})
+	tp := discard{}
+	srv.AddTransport(tp)
+	srv.Receive(g.Loop(0), []byte(req.String()), netip.MustParseAddrPort(siptest.DefaultUAC), tp)
+	srv.Close()
+	g.Loop(0).RunPending()
+	if st := srv.Stats(); st.DropParse+st.DropSize+st.DropHeaders+st.DropInvalid > 0 {
+		return fmt.Errorf("tm refused the request (drops: parse %d, size %d, headers %d, invalid %d)",
+			st.DropParse, st.DropSize, st.DropHeaders, st.DropInvalid)
+	}
+	return nil
+}
+
+// discard is a tm.Transport that sends nothing.
+type discard struct{}
+
+func (discard) Send(*reactor.Loop, []byte, netip.AddrPort) error { return nil }
+func (discard) Protocol() string                                 { return "UDP" }
+func (discard) Advertised() (string, int)                        { return "127.0.0.1", 5060 }
+func (discard) LocalAddr() netip.AddrPort                        { return netip.MustParseAddrPort("127.0.0.1:5060") }
 
 func hdr(m interface{ GetHeader(string) sip.Header }, name string) string {
 	if h := m.GetHeader(name); h != nil {
@@ -22,7 +51,7 @@ func hdr(m interface{ GetHeader(string) sip.Header }, name string) string {
 func TestNewRequestDefaults(t *testing.T) {
 	t.Parallel()
 	req := siptest.NewRequest("invite", "sip:+15551234@example.com")
-	require.NoError(t, tm.Validate(req, tm.Limits{}), "a request tm accepts")
+	require.NoError(t, tmAccepts(req), "a request tm accepts")
 	assert.Equal(t, sip.INVITE, req.Method, "the method is upper-cased")
 	assert.Equal(t, "sip:+15551234@example.com", req.Recipient.String())
 
@@ -69,7 +98,7 @@ func TestNewRequestOptions(t *testing.T) {
 		siptest.WithBody("application/sdp", "v=0\r\n"),
 		siptest.WithSource("10.1.1.1:5070"),
 	)
-	require.NoError(t, tm.Validate(req, tm.Limits{}))
+	require.NoError(t, tmAccepts(req))
 	assert.Equal(t, "Carol", req.From().DisplayName)
 	assert.Equal(t, "ft", req.From().Params.GetOr("tag", ""))
 	assert.Equal(t, "sip:robert@example.com", req.To().Address.String())
@@ -100,13 +129,13 @@ func TestNewRequestOptions(t *testing.T) {
 
 	v6 := siptest.NewRequest("OPTIONS", "sip:bob@[::1]", siptest.WithSource("[::1]:5099"))
 	assert.Equal(t, "[::1]:5099", v6.MessageData.Source())
-	require.NoError(t, tm.Validate(v6, tm.Limits{}))
+	require.NoError(t, tmAccepts(v6))
 }
 
 func TestNewRegister(t *testing.T) {
 	t.Parallel()
 	req := siptest.NewRegister("sip:alice@example.com", "sip:alice@10.0.0.7:5060", 3600)
-	require.NoError(t, tm.Validate(req, tm.Limits{}))
+	require.NoError(t, tmAccepts(req))
 	assert.Equal(t, sip.REGISTER, req.Method)
 	assert.Equal(t, "sip:example.com", req.Recipient.String())
 	assert.Equal(t, "sip:alice@example.com", req.From().Address.String())
@@ -124,7 +153,7 @@ func TestNewRegister(t *testing.T) {
 func TestNewByeAndCancel(t *testing.T) {
 	t.Parallel()
 	bye := siptest.NewBye("sip:bob@10.0.0.2:5060", siptest.WithRoute("sip:127.0.0.1:5060;lr"), siptest.WithCallID("c-9"))
-	require.NoError(t, tm.Validate(bye, tm.Limits{}))
+	require.NoError(t, tmAccepts(bye))
 	assert.True(t, bye.To().Params.Has("tag"), "in dialog")
 	assert.Equal(t, uint32(2), bye.CSeq().SeqNo)
 	assert.Equal(t, "<sip:127.0.0.1:5060;lr>", hdr(bye, "Route"))
@@ -133,7 +162,7 @@ func TestNewByeAndCancel(t *testing.T) {
 	inv := siptest.NewRequest("INVITE", "sip:bob@example.com", siptest.WithRoute("sip:10.9.9.9;lr"),
 		siptest.WithCSeq(4), siptest.WithSource("10.1.1.1:5070"))
 	can := siptest.NewCancel(inv)
-	require.NoError(t, tm.Validate(can, tm.Limits{}))
+	require.NoError(t, tmAccepts(can))
 	assert.Equal(t, sip.CANCEL, can.Method)
 	assert.Equal(t, inv.Recipient.String(), can.Recipient.String())
 	assert.Equal(t, inv.Via().Value(), can.Via().Value(), "same top Via, same branch")
@@ -166,7 +195,7 @@ func TestNewAckAndDialog(t *testing.T) {
 	assert.Equal(t, []string{"<sip:127.0.0.1:5060;lr>", "<sip:10.0.0.1;lr>"}, d.Routes(), "the route set is reversed")
 
 	ack := siptest.NewAck(inv, ok)
-	require.NoError(t, tm.Validate(ack, tm.Limits{}))
+	require.NoError(t, tmAccepts(ack))
 	assert.Equal(t, "sip:bob@10.0.0.2:5062", ack.Recipient.String())
 	assert.Equal(t, "5 ACK", ack.CSeq().Value())
 	assert.Equal(t, "callee", ack.To().Params.GetOr("tag", ""))
@@ -187,7 +216,7 @@ func TestNewAckAndDialog(t *testing.T) {
 	busy := sip.NewResponse(486, "Busy Here")
 	busy.AppendHeader(to)
 	nack := siptest.NewAck(inv, busy)
-	require.NoError(t, tm.Validate(nack, tm.Limits{}))
+	require.NoError(t, tmAccepts(nack))
 	assert.Equal(t, inv.Recipient.String(), nack.Recipient.String())
 	assert.Equal(t, inv.Via().Params.GetOr("branch", ""), nack.Via().Params.GetOr("branch", ""),
 		"the ACK for a non-2xx has the INVITE's branch")

@@ -150,10 +150,6 @@ func (c *Context) LooseRouted() bool { return c.looseRt }
 // the route treats it like any request from its source.
 func (c *Context) InDialog() bool { return c.signed && hasToTag(c.Req) }
 
-// RouteSigned reports whether the Route values tm removed as naming this
-// proxy carried our signature for the request's dialog.
-func (c *Context) RouteSigned() bool { return c.signed }
-
 // ForeignRoute reports whether the request still carries a Route header
 // after tm removed those naming this proxy, and did not come along our
 // signed Record-Route: a route set chosen by its sender. Relay and Forward refuse to follow it (403)

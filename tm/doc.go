@@ -2,12 +2,32 @@
 // 3261 transactions (§17, with RFC 6026's Accepted state) and a stateful
 // proxy (§16) whose decisions are made by routes the user writes.
 //
-// A Server runs on the event loops of a reactor.Group. Every message is
-// parsed by the loop that reads it and handled on the loop that owns its
-// Call-ID, so a transaction, its Context and its timers are touched by one
-// goroutine and need no lock. The root package asyncsip builds a Server
-// with its sockets; NewServer, AddTransport and Receive are for building
-// one from parts.
+// # Loops and ownership
+//
+// A Server runs on the event loops of a reactor.Group and owns one table of
+// transactions per loop. Each call has an owner loop, chosen by hashing its
+// Call-ID, so every message of a call (INVITE, CANCEL, ACK, responses,
+// in-dialog requests) lands on the same loop: the loop that reads a
+// message hands it to the owner, which parses it and runs everything that
+// follows. A transaction, its Context, its Branches and its timers are
+// touched by that one goroutine and need no lock; a route, a resume and a
+// Transport's Send run there too, so none of them may block. Routes.Screen
+// is the exception: it runs on whichever loop reads the request, so it
+// must be safe for concurrent use. Server methods for the outside (Stats,
+// Messages, SetRoutes, Drain, Close, ConnectionFailed) are safe from any
+// goroutine. The root package asyncsip builds a Server with its sockets;
+// NewServer, AddTransport and Receive build one from parts.
+//
+// # Transactions
+//
+// Every request but ACK gets a server transaction (RFC 3261 §17.2, with
+// RFC 6026's Accepted state) that absorbs its retransmissions and resends
+// the last response; every relayed branch gets a client transaction
+// (§17.1) that retransmits over UDP and times out (Timer B or F: a 408 for
+// the failure route). A completed non-INVITE transaction over UDP leaves a
+// tombstone that answers retransmissions for Timer J. A CANCEL is answered
+// by tm and cancels the branches of its INVITE; an ACK for a 2xx and
+// Context.Forward go on without a transaction.
 //
 // # Routes
 //
@@ -53,11 +73,14 @@
 // # Suspension
 //
 // A route may wait for I/O without blocking its loop: async.Await(c, op,
-// resume) suspends the Context (Suspend), runs op (a database query, a REST
-// call, a DNS lookup…) off the loop, and runs resume back on the owner loop,
-// where the route goes on with Reply or Relay. Every suspension is bounded
-// by Timers.SuspendBound; responses arriving meanwhile wait their turn, so a
-// route never runs twice at once for a transaction.
+// resume) suspends the Context (Context.Suspend; tm sends 100 Trying for an
+// INVITE), starts op (a database query on a pool, a REST call, a DNS
+// lookup…) and returns; the loop serves other calls, and resume runs later
+// on the owner loop as the rest of the route, with the Context as it was.
+// Every suspension is bounded by Timers.SuspendBound (then answered with
+// Config.SuspendTimeoutCode), a CANCEL aborts it (487), and responses
+// arriving meanwhile wait their turn, so a route never runs twice at once
+// for a transaction.
 //
 // # Originated requests
 //
@@ -86,23 +109,30 @@
 //
 // # Security defaults
 //
-// The zero Config is the secure one (see Security and docs/ARCHITECTURE.md,
-// "Trust boundaries (tm)"): branches and To tags carry 64 bits from
-// crypto/rand and branches a MAC of the hop they answer; a response counts
-// only from where its branch was sent, and is never forwarded along a Via
-// we did not receive; our Record-Route is signed for its dialog, and a
-// request with a To tag that does not come back along it is refused 403
-// before any route runs (Context.InDialog reports the ones that do;
-// Server.SignedRoute returns the signed value for a dialog, to build such
-// requests in tests and tools); a Route chosen by the sender of an initial
-// request is refused unless the route calls Context.FollowRoute; 100 Trying goes out only when the route relays
-// or suspends, so Drop leaves a scanner with nothing, and Routes.Screen
-// drops a source before tm answers anything; and the memory of
-// transactions and of the tombstones that absorb retransmissions is bounded
-// across loops by Config.MaxTransactionBytes (over it, 503 without a
-// transaction).
+// The zero Config is the secure one; each guarantee has one switch in
+// Security (docs/ARCHITECTURE.md, "Trust boundaries (tm)"):
+//   - branches and To tags carry 64 bits from crypto/rand, and our branches a
+//     MAC of the hop they answer;
+//   - a response counts only from where its branch was sent, and is never
+//     forwarded along a Via we did not receive;
+//   - our Record-Route is signed for its dialog: a request with a To tag
+//     that does not come back along it is refused 403 before any route runs
+//     (Context.InDialog reports those that do; Server.SignedRoute returns
+//     the value, for tests and tools);
+//   - a Route chosen by the sender of an initial request is refused unless
+//     the route calls Context.FollowRoute;
+//   - 100 Trying goes out only when the route relays or suspends, so Drop
+//     leaves a scanner with nothing, and Routes.Screen drops a source before
+//     tm answers anything;
+//   - the memory of transactions and tombstones is bounded across loops by
+//     Config.MaxTransactionBytes (over it, 503 without a transaction).
 //
-// Tests of routes run on a fake loop and clock with package siptest.
-// Stats returns the counters (drops by reason, transactions, tombstones,
-// overload) that modules/metrics exports.
+// # Testing and observing
+//
+// Routes are tested on a manual loop and a fake clock, with no socket and
+// no sleep (see the Server.Receive example); package siptest wraps that
+// in a Harness. Server.Stats returns the counters (drops by reason,
+// transactions, tombstones, overload), Server.Messages the messages on the
+// wire by method and status class, and Config.Capture sees every message
+// in and out: modules/metrics and modules/hep export them.
 package tm

@@ -26,13 +26,13 @@ func seedCorpus(f *testing.F) {
 // and never accept what the gate refused.
 func FuzzParseValidate(f *testing.F) {
 	seedCorpus(f)
-	p := NewParser(Limits{})
+	p := newParser(Limits{})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		msg, err := Parse(p, data, Limits{})
+		msg, err := parse(p, data, Limits{})
 		if err != nil {
 			return
 		}
-		_ = Validate(msg, Limits{})
+		_ = validate(msg, Limits{})
 		_ = msg.String()
 	})
 }

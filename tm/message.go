@@ -17,12 +17,12 @@ import (
 // Errors from the sanity gate, the parser and validation. Each is matched
 // with errors.Is; the wrapped text says what exactly was wrong.
 var (
-	ErrTooLarge      = errors.New("tm: message too large")
-	ErrMalformed     = errors.New("tm: malformed message")
-	ErrMissingHeader = errors.New("tm: missing mandatory header")
-	ErrTooManyVias   = errors.New("tm: too many Via headers")
-	ErrTooManyHdrs   = errors.New("tm: too many headers")
-	ErrBadCLength    = errors.New("tm: Content-Length does not match the body")
+	errTooLarge      = errors.New("tm: message too large")
+	errMalformed     = errors.New("tm: malformed message")
+	errMissingHeader = errors.New("tm: missing mandatory header")
+	errTooManyVias   = errors.New("tm: too many Via headers")
+	errTooManyHdrs   = errors.New("tm: too many headers")
+	errBadCLength    = errors.New("tm: Content-Length does not match the body")
 )
 
 // Limits bound what a message may contain. Zero fields take the defaults.
@@ -49,38 +49,38 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// Precheck is the cheap sanity gate run before parsing: size, a plausible
+// precheck is the cheap sanity gate run before parsing: size, a plausible
 // start line, the header count, and Content-Length against the datagram. It
 // looks at bytes only and allocates nothing.
-func Precheck(data []byte, lim Limits) error {
+func precheck(data []byte, lim Limits) error {
 	lim = lim.withDefaults()
 	if len(data) > lim.MaxMessage {
-		return fmt.Errorf("%w: %d bytes > %d", ErrTooLarge, len(data), lim.MaxMessage)
+		return fmt.Errorf("%w: %d bytes > %d", errTooLarge, len(data), lim.MaxMessage)
 	}
 	if len(data) < 16 {
-		return fmt.Errorf("%w: %d bytes", ErrMalformed, len(data))
+		return fmt.Errorf("%w: %d bytes", errMalformed, len(data))
 	}
 	eol := bytes.Index(data, []byte("\r\n"))
 	if eol < 0 {
-		return fmt.Errorf("%w: no CRLF after the start line", ErrMalformed)
+		return fmt.Errorf("%w: no CRLF after the start line", errMalformed)
 	}
 	line := data[:eol]
 	isResp := bytes.HasPrefix(line, []byte("SIP/2.0 "))
 	if !isResp && !bytes.HasSuffix(line, []byte(" SIP/2.0")) {
-		return fmt.Errorf("%w: start line is neither a request nor a response", ErrMalformed)
+		return fmt.Errorf("%w: start line is neither a request nor a response", errMalformed)
 	}
 	end := bytes.Index(data, []byte("\r\n\r\n"))
 	if end < 0 {
-		return fmt.Errorf("%w: no empty line after the headers", ErrMalformed)
+		return fmt.Errorf("%w: no empty line after the headers", errMalformed)
 	}
 	head := data[:end+2]
 	if n := bytes.Count(head, []byte("\r\n")) - 1; n > lim.MaxHeaders {
-		return fmt.Errorf("%w: %d > %d", ErrTooManyHdrs, n, lim.MaxHeaders)
+		return fmt.Errorf("%w: %d > %d", errTooManyHdrs, n, lim.MaxHeaders)
 	}
 	body := len(data) - (end + 4)
 	if cl, ok := findContentLength(head); ok {
 		if cl < 0 || cl > body {
-			return fmt.Errorf("%w: Content-Length %d, body %d bytes", ErrBadCLength, cl, body)
+			return fmt.Errorf("%w: Content-Length %d, body %d bytes", errBadCLength, cl, body)
 		}
 	}
 	return nil
@@ -113,15 +113,15 @@ func findContentLength(head []byte) (int, bool) {
 	return 0, false
 }
 
-// Parse runs the sanity gate and the parser. The returned message owns its
+// parse runs the sanity gate and the parser. The returned message owns its
 // memory: it does not alias data.
-func Parse(p *sip.Parser, data []byte, lim Limits) (sip.Message, error) {
-	if err := Precheck(data, lim); err != nil {
+func parse(p *sip.Parser, data []byte, lim Limits) (sip.Message, error) {
+	if err := precheck(data, lim); err != nil {
 		return nil, err
 	}
 	msg, err := p.ParseSIP(repairSWS(data))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
 	}
 	if req, ok := msg.(*sip.Request); ok {
 		restoreMethod(req, data)
@@ -130,40 +130,40 @@ func Parse(p *sip.Parser, data []byte, lim Limits) (sip.Message, error) {
 	return msg, nil
 }
 
-// NewParser returns a parser configured for lim.
-func NewParser(lim Limits) *sip.Parser {
+// newParser returns a parser configured for lim.
+func newParser(lim Limits) *sip.Parser {
 	p := sip.NewParser()
 	p.MaxMessageLength = lim.withDefaults().MaxMessage
 	return p
 }
 
-// Validate checks what RFC 3261 §16.3 (and §8.1.1 for responses) requires of
+// validate checks what RFC 3261 §16.3 (and §8.1.1 for responses) requires of
 // a message before a proxy acts on it: Via, From, To, Call-ID and CSeq
 // present and not repeated (nor Max-Forwards or Content-Length); a
-// request's CSeq method equal to its method (ErrNotImplemented when the
-// method is unknown too); SIP/2.0 (ErrVersion); a Request-URI of a known
-// scheme (ErrUnsupportedScheme) without headers; and the Via count within
+// request's CSeq method equal to its method (errNotImplemented when the
+// method is unknown too); SIP/2.0 (errVersion); a Request-URI of a known
+// scheme (errUnsupportedScheme) without headers; and the Via count within
 // lim.
-func Validate(msg sip.Message, lim Limits) error {
+func validate(msg sip.Message, lim Limits) error {
 	lim = lim.withDefaults()
 	if msg.Via() == nil {
-		return fmt.Errorf("%w: Via", ErrMissingHeader)
+		return fmt.Errorf("%w: Via", errMissingHeader)
 	}
 	if msg.From() == nil {
-		return fmt.Errorf("%w: From", ErrMissingHeader)
+		return fmt.Errorf("%w: From", errMissingHeader)
 	}
 	if msg.To() == nil {
-		return fmt.Errorf("%w: To", ErrMissingHeader)
+		return fmt.Errorf("%w: To", errMissingHeader)
 	}
 	if msg.CallID() == nil || *msg.CallID() == "" {
-		return fmt.Errorf("%w: Call-ID", ErrMissingHeader)
+		return fmt.Errorf("%w: Call-ID", errMissingHeader)
 	}
 	cseq := msg.CSeq()
 	if cseq == nil {
-		return fmt.Errorf("%w: CSeq", ErrMissingHeader)
+		return fmt.Errorf("%w: CSeq", errMissingHeader)
 	}
 	if n := len(msg.GetHeaders("Via")); n > lim.MaxVias {
-		return fmt.Errorf("%w: %d > %d", ErrTooManyVias, n, lim.MaxVias)
+		return fmt.Errorf("%w: %d > %d", errTooManyVias, n, lim.MaxVias)
 	}
 	if err := singleHeaders(msg); err != nil {
 		return err
@@ -174,7 +174,7 @@ func Validate(msg sip.Message, lim Limits) error {
 		}
 	}
 	if cl := msg.ContentLength(); cl != nil && int(*cl) != len(msg.Body()) {
-		return fmt.Errorf("%w: Content-Length %d, body %d bytes", ErrBadCLength, int(*cl), len(msg.Body()))
+		return fmt.Errorf("%w: Content-Length %d, body %d bytes", errBadCLength, int(*cl), len(msg.Body()))
 	}
 	return nil
 }
@@ -207,37 +207,37 @@ func singleHeaders(msg sip.Message) error {
 		}
 	}
 	if cl > 1 {
-		return fmt.Errorf("%w: %d Content-Length headers", ErrBadCLength, cl)
+		return fmt.Errorf("%w: %d Content-Length headers", errBadCLength, cl)
 	}
 	if from > 1 || to > 1 || callID > 1 || cseq > 1 || mf > 1 {
-		return fmt.Errorf("%w: a single-value header is repeated", ErrMalformed)
+		return fmt.Errorf("%w: a single-value header is repeated", errMalformed)
 	}
 	return nil
 }
 
-// validateRequest is the request part of Validate.
+// validateRequest is the request part of validate.
 func validateRequest(req *sip.Request) error {
 	if req.SipVersion != "" && req.SipVersion != "SIP/2.0" {
-		return fmt.Errorf("%w: %s", ErrVersion, req.SipVersion)
+		return fmt.Errorf("%w: %s", errVersion, req.SipVersion)
 	}
 	if cseq := req.CSeq(); cseq.MethodName != req.Method {
 		if !standardMethod(req.Method) {
-			return fmt.Errorf("%w: %w: CSeq method %s differs from %s", ErrMalformed, ErrNotImplemented, cseq.MethodName, req.Method)
+			return fmt.Errorf("%w: %w: CSeq method %s differs from %s", errMalformed, errNotImplemented, cseq.MethodName, req.Method)
 		}
-		return fmt.Errorf("%w: CSeq method %s differs from %s", ErrMalformed, cseq.MethodName, req.Method)
+		return fmt.Errorf("%w: CSeq method %s differs from %s", errMalformed, cseq.MethodName, req.Method)
 	}
 	u := &req.Recipient
 	if u.Scheme != "" && !knownScheme(u.Scheme) {
-		return fmt.Errorf("%w: %q", ErrUnsupportedScheme, u.Scheme)
+		return fmt.Errorf("%w: %q", errUnsupportedScheme, u.Scheme)
 	}
 	isSIP := u.Scheme == "" || strings.EqualFold(u.Scheme, "sip") || strings.EqualFold(u.Scheme, "sips")
 	if isSIP && u.Host == "" {
-		return fmt.Errorf("%w: Request-URI has no host", ErrMalformed)
+		return fmt.Errorf("%w: Request-URI has no host", errMalformed)
 	}
 	if u.Headers != nil && u.Headers.Length() > 0 {
 		// RFC 3261 §19.1.1: headers are not allowed in a Request-URI
 		// (RFC 4475 §3.1.2.11 escruri).
-		return fmt.Errorf("%w: Request-URI carries headers", ErrMalformed)
+		return fmt.Errorf("%w: Request-URI carries headers", errMalformed)
 	}
 	return nil
 }

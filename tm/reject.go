@@ -10,28 +10,28 @@ import (
 
 // Errors from validation that call for a response other than 400.
 var (
-	// ErrUnsupportedScheme: the Request-URI scheme is not sip, sips, tel or
+	// errUnsupportedScheme: the Request-URI scheme is not sip, sips, tel or
 	// urn (RFC 3261 §16.3 step 2: 416 Unsupported URI Scheme).
-	ErrUnsupportedScheme = errors.New("tm: unsupported Request-URI scheme")
-	// ErrVersion: the SIP version is not SIP/2.0 (505 Version Not Supported).
-	ErrVersion = errors.New("tm: unsupported SIP version")
-	// ErrNotImplemented: an unknown method whose CSeq names another method
+	errUnsupportedScheme = errors.New("tm: unsupported Request-URI scheme")
+	// errVersion: the SIP version is not SIP/2.0 (505 Version Not Supported).
+	errVersion = errors.New("tm: unsupported SIP version")
+	// errNotImplemented: an unknown method whose CSeq names another method
 	// (RFC 4475 §3.1.2.18: 501 Not Implemented).
-	ErrNotImplemented = errors.New("tm: method not implemented")
+	errNotImplemented = errors.New("tm: method not implemented")
 )
 
 // statusFor is the response to a request that failed validation.
 func statusFor(err error) (int, string) {
 	switch {
-	case errors.Is(err, ErrUnsupportedScheme):
+	case errors.Is(err, errUnsupportedScheme):
 		return 416, "Unsupported URI Scheme"
-	case errors.Is(err, ErrVersion):
+	case errors.Is(err, errVersion):
 		return 505, "Version Not Supported"
-	case errors.Is(err, ErrNotImplemented):
+	case errors.Is(err, errNotImplemented):
 		return 501, "Not Implemented"
-	case errors.Is(err, ErrBadCLength):
+	case errors.Is(err, errBadCLength):
 		return 400, "Bad Request (Content-Length)"
-	case errors.Is(err, ErrTooManyVias):
+	case errors.Is(err, errTooManyVias):
 		return 400, "Bad Request (Too Many Via)"
 	}
 	return 400, "Bad Request"
@@ -51,7 +51,7 @@ func knownScheme(s string) bool {
 // another SIP version, 416 for an unknown Request-URI scheme. Responses,
 // ACKs and oversized messages are never answered.
 func (s *Server) rejectUnparsed(ls *loopState, data []byte, from netip.AddrPort, tp Transport, perr error) {
-	if errors.Is(perr, ErrTooLarge) || errors.Is(perr, ErrTooManyHdrs) {
+	if errors.Is(perr, errTooLarge) || errors.Is(perr, errTooManyHdrs) {
 		return
 	}
 	eol := bytes.Index(data, []byte("\r\n"))

@@ -196,9 +196,9 @@ func (c *Context) abortForCancel() {
 	c.settle()
 }
 
-// Abort ends a suspended context at once (shutdown): the op is abandoned
+// abort ends a suspended context at once (shutdown): the op is abandoned
 // and the caller gets code. It must run on the owner loop.
-func (c *Context) Abort(code int) {
+func (c *Context) abort(code int) {
 	if !c.suspended {
 		return
 	}

@@ -53,7 +53,7 @@ type Server struct {
 	routes   atomic.Pointer[Routes]
 	seed     maphash.Seed
 	tag      string // random per server: makes branches and to-tags unique
-	stats    Stats
+	stats    counters
 	draining atomic.Bool
 	obs      observe      // capture hook and wire counters (capture.go)
 	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
@@ -130,7 +130,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 		}
 		s.loops = append(s.loops, &loopState{
 			loop:   l,
-			parser: NewParser(s.lim),
+			parser: newParser(s.lim),
 			stx:    make(map[string]*serverTx),
 			ctx:    make(map[string]*clientTx),
 			ids:    newIDSource(branchKey),
@@ -216,13 +216,13 @@ func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 // should be its owner; if the parsed Call-ID says otherwise (the raw scan
 // could not find it or read it differently), the message moves on.
 func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, tp Transport) {
-	msg, err := Parse(ls.parser, data, s.lim)
+	msg, err := parse(ls.parser, data, s.lim)
 	if err != nil {
 		s.dropped(reasonOf(err), from, err)
 		s.rejectUnparsed(ls, data, from, tp, err)
 		return
 	}
-	if err := Validate(msg, s.lim); err != nil {
+	if err := validate(msg, s.lim); err != nil {
 		// Counted once as an invalid drop, answered 400 when answerable
 		// (unless the screen drops it, counted as screened instead).
 		req, ok := msg.(*sip.Request)
@@ -299,9 +299,9 @@ func (s *Server) dropped(reason string, from netip.AddrPort, err error) {
 
 func reasonOf(err error) string {
 	switch {
-	case errors.Is(err, ErrTooLarge):
+	case errors.Is(err, errTooLarge):
 		return "size"
-	case errors.Is(err, ErrTooManyHdrs):
+	case errors.Is(err, errTooManyHdrs):
 		return "headers"
 	default:
 		return "parse"
@@ -429,7 +429,7 @@ func (s *Server) closeLoop(ls *loopState) {
 	for _, t := range ls.stx {
 		if c := t.ctx; c != nil {
 			if c.suspended {
-				c.Abort(503)
+				c.abort(503)
 			}
 			for _, b := range c.branches {
 				b.timerC.Stop()

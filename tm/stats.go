@@ -2,8 +2,8 @@ package tm
 
 import "sync/atomic"
 
-// Stats are the server's counters; observability exports them.
-type Stats struct {
+// counters are the server's counters, read by Stats as a StatsSnapshot.
+type counters struct {
 	received, sent, sendErrors, handoffs atomic.Uint64
 	drops                                [numDropReasons]atomic.Uint64
 	stxCreated, stxDone                  atomic.Uint64
@@ -90,7 +90,7 @@ var dropNames = [numDropReasons]string{"other", "parse", "size", "headers", "inv
 
 // countDrop counts a dropped message by reason; an unknown reason counts as
 // "other". Drops are rare, so a scan of the names is cheap enough.
-func (s *Stats) countDrop(reason string) {
+func (s *counters) countDrop(reason string) {
 	for i, n := range dropNames {
 		if n == reason {
 			s.drops[i].Add(1)
@@ -100,7 +100,7 @@ func (s *Stats) countDrop(reason string) {
 	s.drops[dropOther].Add(1)
 }
 
-func (s *Stats) snapshot() StatsSnapshot {
+func (s *counters) snapshot() StatsSnapshot {
 	return StatsSnapshot{
 		Received: s.received.Load(), Sent: s.sent.Load(), SendErrors: s.sendErrors.Load(), Handoffs: s.handoffs.Load(),
 		DropParse: s.drops[dropParse].Load(), DropSize: s.drops[dropSize].Load(), DropHeaders: s.drops[dropHeaders].Load(),

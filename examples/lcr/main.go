@@ -21,6 +21,8 @@ import (
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/postgres"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
 	"github.com/asyncsip/asyncsip/tm"
 )
 

@@ -62,6 +62,11 @@ type Config struct {
 	// to the bindings of UAs behind a NAT (to the address their REGISTER
 	// came from); a binding silent for 3 pings in a row is removed.
 	NATPing time.Duration `json:"nat_ping"`
+
+	// RTPEngine, when set, is the rtpengine instances ("udp:IP:port",
+	// comma-separated) that anchor the media of calls with a side behind a
+	// NAT, and bridge browsers (SIP over WebSocket) to SIP phones (media.go).
+	RTPEngine string `json:"rtpengine"`
 }
 
 // Bounds checked by validate.
@@ -323,6 +328,7 @@ func bindFlags(cfg *Config, file *string) *flag.FlagSet {
 	fs.DurationVar(&cfg.AuthBan, "auth-ban", cfg.AuthBan, "first ban after -auth-failures (doubles at each further ban, up to 1h)")
 	fs.BoolVar(&cfg.BindNonce, "bind-nonce", cfg.BindNonce, "accept a nonce only from the address it was sent to")
 	fs.DurationVar(&cfg.NATPing, "nat-ping", cfg.NATPing, "interval of OPTIONS keep-alives to bindings of UAs behind a NAT; 3 unanswered in a row remove the binding (0 = off, else 1s..10m)")
+	fs.StringVar(&cfg.RTPEngine, "rtpengine", cfg.RTPEngine, "rtpengine instances udp:IP:port, comma-separated: media of calls with a side behind a NAT, and of browser-to-phone calls, goes through them (default: none)")
 	fs.BoolVar(&cfg.NATFix, "nat-fix", cfg.NATFix, "store the Contact of a UA behind a NAT (Contact is not the source address:port) rewritten to the source")
 	fs.Func("digest", `digest algorithms offered, in order (default "SHA-256,MD5"; "MD5" for clients such as SIPp that only do MD5)`,
 		func(v string) error {
@@ -389,6 +395,9 @@ func (c *Config) validate() error {
 	}
 	if d := c.NATPing; d != 0 && (d < time.Second || d > 10*time.Minute) {
 		errs = append(errs, fmt.Errorf("nat_ping: %v is out of range 1s..10m (0 = off)", d))
+	}
+	if _, err := parseRTPEngines(c.RTPEngine); err != nil {
+		errs = append(errs, err)
 	}
 	for _, b := range intBounds {
 		if n := b.get(c); n < b.min || n > b.max {

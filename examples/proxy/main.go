@@ -116,6 +116,13 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer job.Stop()
+	if p.media != nil {
+		health, err := p.media.rtp.StartHealth(srv.Group())
+		if err != nil {
+			return err
+		}
+		defer health.Stop()
+	}
 	if p.rl != nil {
 		rlJob, err := p.rl.Start(srv.Group())
 		if err != nil {
@@ -182,6 +189,10 @@ func newProxy(ctx context.Context, cfg Config, log *slog.Logger) (*Proxy, error)
 		store.Close()
 		return nil, fmt.Errorf("database: %w", err)
 	}
+	if p.media, err = newMedia(cfg, log); err != nil {
+		store.Close()
+		return nil, err
+	}
 	if cfg.RESTHook != "" {
 		p.rest, err = rest.NewClient(rest.Config{Timeout: cfg.RESTTimeout, ConnectTimeout: cfg.RESTTimeout,
 			MaxConcurrent: cfg.RESTConcurrency, Queue: cfg.RESTQueue})
@@ -210,6 +221,7 @@ func newChallenger(cfg Config, secret []byte, trust *trustSet, log *slog.Logger)
 }
 
 func (p *Proxy) close() {
+	p.media.close()
 	if p.rest != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = p.rest.Close(ctx)

@@ -226,6 +226,7 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 		}
 		p.logBindings(c, user, changes)
 		p.keepAlive(c, user, binds, changes)
+		p.noteBindings(binds)
 		hdrs := make([]sip.Header, 0, len(cur))
 		for _, b := range cur {
 			hdrs = append(hdrs, sip.NewHeader("Contact", "<"+b.contact+">;expires="+strconv.Itoa(b.expires)))

@@ -31,6 +31,7 @@ type Proxy struct {
 	trust *trustSet          // peers never challenged (security.go)
 	rl    *ratelimit.Limiter // initial requests per untrusted source; nil when rate is 0
 	nat   *nat.Pinger        // keep-alives to NATed bindings; nil when nat_ping is 0
+	media *media             // media through rtpengine (media.go); nil without -rtpengine
 }
 
 // Decision is what the REST hook answers for a new call:
@@ -44,7 +45,14 @@ type Decision struct {
 
 // Routes returns the proxy's routes.
 func (p *Proxy) Routes() tm.Routes {
-	return tm.Routes{Screen: p.screen, Request: p.request, Failure: p.failure, End: p.logEnd}
+	return tm.Routes{Screen: p.screen, Request: p.request, Reply: p.reply, Failure: p.failure, End: p.end}
+}
+
+// end is the End route: the media session of a call that failed is
+// deleted, and every transaction gets its log line.
+func (p *Proxy) end(c *tm.Context) {
+	p.mediaEnd(c)
+	p.logEnd(c)
 }
 
 // screen runs for every new request before tm answers anything
@@ -110,6 +118,7 @@ func (p *Proxy) request(c *tm.Context) {
 		// In-dialog requests follow their Route set (tm already removed
 		// our own Route entry); an ACK is forwarded statelessly. Not
 		// counted by the rate limit: established calls are not throttled.
+		p.bye(c)
 		_ = c.Relay()
 		return
 	}
@@ -196,9 +205,7 @@ func (p *Proxy) restHook(c *tm.Context) {
 			p.security(c, evRefused, authenticatedUser(c), "rest hook denied: "+strconv.Quote(logSafe(d.Reason)))
 			_ = c.Reply(code, d.Reason)
 		case "route":
-			if err := c.Relay(d.Target); err != nil {
-				_ = c.Reply(500, "Bad Route From Hook")
-			}
+			p.relay(c, []string{d.Target}, func(error) { _ = c.Reply(500, "Bad Route From Hook") })
 		default:
 			p.routeToUser(c)
 		}
@@ -236,9 +243,7 @@ func (p *Proxy) routeToUser(c *tm.Context) {
 		for _, r := range rows.All() {
 			contacts = append(contacts, r.String(0))
 		}
-		if err := c.Relay(oneBranchPerHop(contacts)...); err != nil {
-			_ = c.Reply(480, "Temporarily Unavailable")
-		}
+		p.relay(c, oneBranchPerHop(contacts), func(error) { _ = c.Reply(480, "Temporarily Unavailable") })
 	}, async.Timeout(p.cfg.DBTimeout), async.Name("location.lookup"))
 }
 
@@ -294,20 +299,23 @@ func (p *Proxy) routeLCR(c *tm.Context) {
 	}, async.Timeout(p.cfg.DBTimeout), async.Name("lcr.lookup"))
 }
 
-// tryGateway relays to gws[0] and remembers the rest for the failure route.
+// tryGateway relays to gws[0] and remembers the rest for the failure route;
+// a gateway that cannot be relayed to is skipped.
 func (p *Proxy) tryGateway(c *tm.Context, gws []string) {
-	for len(gws) > 0 {
-		gw := gws[0]
-		gws = gws[1:]
-		c.Set("gateways", gws)
-		c.SetBranchTimeout(p.cfg.GWTimeout) // a silent gateway is left after gw_timeout
-		err := c.Relay("sip:" + c.Req.Recipient.User + "@" + gw)
-		if err == nil || errors.Is(err, tm.ErrCancelled) {
-			return // relayed, or cancelled: tm answers 487
+	if len(gws) == 0 {
+		_ = c.Reply(503, "Service Unavailable")
+		return
+	}
+	gw := gws[0]
+	c.Set("gateways", gws[1:])
+	c.SetBranchTimeout(p.cfg.GWTimeout) // a silent gateway is left after gw_timeout
+	p.relay(c, []string{"sip:" + c.Req.Recipient.User + "@" + gw}, func(err error) {
+		if errors.Is(err, tm.ErrCancelled) {
+			return // cancelled: tm answers 487
 		}
 		c.Logger().Warn("gateway unusable", "gateway", gw, "err", err)
-	}
-	_ = c.Reply(503, "Service Unavailable")
+		p.tryGateway(c, gws[1:])
+	})
 }
 
 // failure is the failure route: on 5xx or 408 from a gateway, try the next

@@ -9,6 +9,8 @@ import (
 
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/postgres"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
 )
 
 // Store is the proxy's database: subscribers (credentials as HA1 values),

@@ -17,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/asyncsip/asyncsip/modules/ratelimit"
+	"github.com/asyncsip/asyncsip/modules/shared"
 )
 
 // Algorithm is a digest algorithm name as it appears on the wire.
@@ -89,6 +90,16 @@ type Challenger struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
+	// Nonces, when set, keeps the nonce-counts used with each nonce for
+	// every instance that shares it (modules/shared/sharedredis), so that a
+	// nonce issued by one instance is accepted by another and a replay is
+	// refused whichever instance it reaches. VerifyShared uses it; see
+	// shared.go for what happens when it fails. The instances must share
+	// the secret too.
+	Nonces shared.Nonces
+	// NoncesTimeout bounds VerifyShared's op on Nonces (default
+	// DefaultNoncesTimeout).
+	NoncesTimeout time.Duration
 
 	secret []byte
 	once   sync.Once

@@ -113,6 +113,14 @@ func (c *Challenger) Verify(a Attempt, ha1 string) (Result, error) {
 }
 
 func (c *Challenger) verifyResponse(a Attempt, ha1 string, n nonce) error {
+	if err := c.compare(a, ha1); err != nil {
+		return err
+	}
+	return c.table().use(n.slot, n.rand, n.issued, ncOf(a.Credentials))
+}
+
+// compare checks the digest response against ha1.
+func (c *Challenger) compare(a Attempt, ha1 string) error {
 	known := ha1 != ""
 	if !known {
 		ha1 = "00000000000000000000000000000000" // same work either way: no user enumeration by timing
@@ -128,7 +136,7 @@ func (c *Challenger) verifyResponse(a Attempt, ha1 string, n nonce) error {
 	case !match:
 		return ErrBadCredentials
 	}
-	return c.table().use(n.slot, n.rand, n.issued, ncOf(a.Credentials))
+	return nil
 }
 
 // ncOf is the nonce-count of valid credentials: without qop a nonce is
@@ -164,7 +172,11 @@ func (c *Challenger) check(a Attempt) (nonce, error) {
 	if !SameURI(a.URI, a.RequestURI) {
 		return n, fmt.Errorf("%w: %q is not %q", ErrURIMismatch, a.URI, a.RequestURI)
 	}
-	return n, c.table().peek(n.slot, n.rand, n.issued, ncOf(a.Credentials))
+	err = c.table().peek(n.slot, n.rand, n.issued, ncOf(a.Credentials))
+	if c.Nonces != nil && errors.Is(err, ErrStaleNonce) {
+		err = nil // issued by another instance: Nonces decides (VerifyShared)
+	}
+	return n, err
 }
 
 func (c *Challenger) checkQop(cred Credentials) error {

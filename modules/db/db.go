@@ -2,7 +2,9 @@
 // database without blocking its worker loop (the OpenSIPS avp_db_query /
 // sql_query counterpart).
 //
-//	h, err := db.Open("sqlite", "file:routes.db")
+//	import _ "github.com/asyncsip/asyncsip/modules/db/sqlite" // the driver
+//
+//	h, err := db.Open(db.DriverSQLite, "file:routes.db")
 //	...
 //	srv.Request(func(c *tm.Context) {
 //		if c.InDialog() { // ACK, BYE: along the call's Route, no lookup
@@ -173,7 +175,7 @@ func (c *Config) defaults() {
 // *Context helpers block and must not be.
 type Handle struct {
 	db     *sql.DB
-	driver string
+	drv    Driver
 	cfg    Config
 	pool   *async.Pool
 	stmts  *stmtCache
@@ -181,12 +183,11 @@ type Handle struct {
 	closed atomic.Bool
 }
 
-// Open opens a database with a database/sql driver: "sqlite"
-// (modernc.org/sqlite, embedded), "pgx" (PostgreSQL through
-// github.com/jackc/pgx/v5/stdlib) or "mysql" (github.com/go-sql-driver/mysql),
-// or any other registered driver. It does not connect: the first op does
-// (use PingContext to check at start-up). See drivers.go for what Open
-// adjusts per driver.
+// Open opens a database with a driver of this module — DriverSQLite,
+// DriverPostgres, DriverMySQL, whose package the program imports (see
+// driver.go; ErrNoDriver otherwise) — or with any other database/sql driver
+// the program registered. It does not connect: the first op does (use
+// PingContext to check at start-up).
 func Open(driverName, dsn string, opts ...Option) (*Handle, error) {
 	var cfg Config
 	for _, o := range opts {
@@ -195,7 +196,11 @@ func Open(driverName, dsn string, opts ...Option) (*Handle, error) {
 		}
 	}
 	cfg.defaults()
-	sdb, err := openDriver(driverName, dsn, &cfg)
+	drv, err := lookup(driverName)
+	if err != nil {
+		return nil, err
+	}
+	sdb, err := drv.Open(dsn, &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("db: open %s: %w", driverName, err)
 	}
@@ -203,11 +208,11 @@ func Open(driverName, dsn string, opts ...Option) (*Handle, error) {
 	sdb.SetMaxIdleConns(max(cfg.MaxIdleConns, 0))
 	sdb.SetConnMaxLifetime(cfg.ConnMaxLifetime)
 	h := &Handle{
-		db:     sdb,
-		driver: driverName,
-		cfg:    cfg,
-		pool:   async.NewPool(async.PoolConfig{Workers: cfg.Workers, Queue: cfg.Queue}),
-		stmts:  newStmtCache(cfg.StmtCache),
+		db:    sdb,
+		drv:   drv,
+		cfg:   cfg,
+		pool:  async.NewPool(async.PoolConfig{Workers: cfg.Workers, Queue: cfg.Queue}),
+		stmts: newStmtCache(cfg.StmtCache),
 	}
 	return h, nil
 }
@@ -408,7 +413,7 @@ func (h *Handle) wrap(ctx context.Context, name string, err error) error {
 		// Cancelled (the await timed out, its context ended): say so even
 		// when the driver reports it in its own words ("interrupted").
 		return fmt.Errorf("%s: %w: %w", name, ctx.Err(), err)
-	case ctx.Err() == nil && unavailable(err):
+	case ctx.Err() == nil && h.unavailable(err):
 		return fmt.Errorf("%s: %w: %w", name, ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", name, err)

@@ -14,6 +14,9 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/mysql"
+	_ "github.com/asyncsip/asyncsip/modules/db/postgres"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
 	"github.com/asyncsip/asyncsip/reactor"
 )
 

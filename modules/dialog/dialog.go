@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/modules/shared"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -154,6 +155,22 @@ type Config struct {
 	// PingTimeout bounds each in-dialog OPTIONS (default
 	// DefaultPingTimeout, and never more than Options.PingInterval).
 	PingTimeout time.Duration
+
+	// Counter, when set, counts the profiles of the calls tracked with
+	// TrackShared across every instance that shares it
+	// (modules/shared/sharedredis); StartShared runs its heartbeat. See
+	// TrackShared for what happens when it fails.
+	Counter shared.Counter
+	// CounterTimeout bounds each op of the Counter (default
+	// DefaultCounterTimeout).
+	CounterTimeout time.Duration
+	// CounterSync is the heartbeat interval of StartShared (default
+	// DefaultCounterSync); the counter's TTL must be a few of them.
+	CounterSync time.Duration
+	// CounterFailClosed refuses a call (ErrCounterUnavailable) when the
+	// Counter fails; by default (false) the call goes on, counted and
+	// limited by this instance alone until the counter answers again.
+	CounterFailClosed bool
 }
 
 // EventKind is the kind of an Event.
@@ -222,6 +239,9 @@ type Stats struct {
 	ByeSent, ByeFailed, PingSent, PingFailed uint64
 	// ByReason counts the terminated calls per Reason.
 	ByReason map[Reason]uint64
+	// SharedFailed counts the ops of Config.Counter that failed or timed
+	// out (acquires, releases, heartbeats).
+	SharedFailed uint64
 }
 
 // reasons lists every Reason, for the per-reason counters.
@@ -254,6 +274,9 @@ type Tracker struct {
 	byeSent, byeFailed             atomic.Uint64
 	pingSent, pingFailed           atomic.Uint64
 	byReason                       [len(reasons)]atomic.Uint64
+	sharedFailed                   atomic.Uint64
+
+	sh sharedState // Config.Counter's bookkeeping (shared.go)
 }
 
 type callShard struct {
@@ -276,7 +299,8 @@ func New(cfg Config) *Tracker {
 	if cfg.PingTimeout <= 0 {
 		cfg.PingTimeout = DefaultPingTimeout
 	}
-	t := &Tracker{cfg: cfg, store: cfg.Store, log: cfg.Logger, seed: maphash.MakeSeed()}
+	t := &Tracker{cfg: cfg, store: cfg.Store, log: cfg.Logger, seed: maphash.MakeSeed(),
+		sh: sharedState{names: map[string]bool{}, inFlight: map[string]int{}}}
 	if t.log == nil {
 		t.log = slog.Default()
 	}
@@ -311,7 +335,7 @@ func (t *Tracker) Stats() Stats {
 		Terminated: t.terminated.Load(), Overloaded: t.overloaded.Load(), Limited: t.limited.Load(),
 		ByeSent: t.byeSent.Load(), ByeFailed: t.byeFailed.Load(),
 		PingSent: t.pingSent.Load(), PingFailed: t.pingFailed.Load(),
-		ByReason: make(map[Reason]uint64, len(reasons)),
+		ByReason: make(map[Reason]uint64, len(reasons)), SharedFailed: t.sharedFailed.Load(),
 	}
 	for i, r := range reasons {
 		st.ByReason[r] = t.byReason[i].Load()
@@ -573,6 +597,7 @@ type call struct {
 	ackWait  *reactor.Timer
 	pingBusy [2]bool
 	pingFail [2]int
+	shared   []string // keys counted in Config.Counter (TrackShared)
 }
 
 func (cl *call) emit(e Event) {
@@ -753,6 +778,8 @@ func (cl *call) terminate(r Reason, code int) {
 		delete(sh.m, cl.rec.ID)
 	}
 	sh.mu.Unlock()
+	t.releaseShared(cl.loop, cl.shared) // in flight before the local count drops
+	cl.shared = nil
 	if t.store.Delete(cl.rec.ID) {
 		for _, p := range cl.rec.Profiles {
 			t.store.Leave(p.Profile, p.Value)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/asyncsip/asyncsip/modules/shared"
 )
 
 // Errors of the dispatcher.
@@ -75,6 +77,15 @@ type Config struct {
 	Observer Observer
 	// Logger receives state changes (default slog.Default()).
 	Logger *slog.Logger
+	// Board, when set, shares the targets' states with every instance that
+	// shares it (modules/shared/sharedredis): each instance probes, every
+	// state change it sees is published, and each instance applies the
+	// changes published by the others once per probe Interval. See
+	// shared.go.
+	Board shared.Board
+	// Instance names this instance in the changes it publishes (default:
+	// the host name and process id).
+	Instance string
 }
 
 // Dispatcher holds destination sets, chooses a target per call and probes

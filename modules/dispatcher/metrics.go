@@ -40,10 +40,14 @@ type Stats struct {
 	Downs, Ups uint64
 	// Targets, TargetsDown are the distinct targets now, and those down.
 	Targets, TargetsDown int
+	// BoardApplied counts the state changes taken from Config.Board (seen
+	// by another instance), BoardFailed its ops that failed or timed out.
+	BoardApplied, BoardFailed uint64
 }
 
 type counters struct {
 	selected, noTarget, sent, failed, skipped, downs, ups, callFailures atomic.Uint64
+	boardApplied, boardFailed                                           atomic.Uint64
 }
 
 // Stats returns the counters.
@@ -52,6 +56,7 @@ func (d *Dispatcher) Stats() Stats {
 		Selected: d.count.selected.Load(), NoTarget: d.count.noTarget.Load(),
 		ProbesSent: d.count.sent.Load(), ProbesFailed: d.count.failed.Load(), ProbesSkipped: d.count.skipped.Load(),
 		Downs: d.count.downs.Load(), Ups: d.count.ups.Load(), CallFailures: d.count.callFailures.Load(),
+		BoardApplied: d.count.boardApplied.Load(), BoardFailed: d.count.boardFailed.Load(),
 	}
 	for _, h := range d.snap.Load().health {
 		st.Targets++

@@ -165,6 +165,9 @@ func (p *Prober) Config() ProbeConfig { return p.cfg }
 // run is one tick, on a loop: it probes the targets of the next slice.
 func (p *Prober) run(l *reactor.Loop) {
 	slice := (p.tick.Add(1) - 1) % uint64(p.cfg.Slices)
+	if slice == 0 && p.d.cfg.Board != nil {
+		p.fetchShared(l) // once per interval
+	}
 	for _, h := range p.d.snap.Load().health {
 		if h.hash%uint64(p.cfg.Slices) == slice {
 			p.probe(l, h)
@@ -241,6 +244,7 @@ func (p *Prober) report(l *reactor.Loop, h *health, resp *sip.Response, err erro
 	}
 	if change != nil {
 		p.d.changed(*change)
+		p.publish(l, h.uri, change.Up, l.Now())
 	}
 }
 

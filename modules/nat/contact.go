@@ -20,7 +20,7 @@ import (
 // loopback or unique local address) that equals the source is a UA on the
 // proxy's own network and needs no fix; a public Contact whose port the
 // NAT changed does. A Contact naming a host name is left alone (nothing to
-// compare).
+// compare), except a browser's "….invalid" one (RFC 7118), which is fixed.
 //
 // The fixed URI keeps the scheme, user, password, URI parameters and
 // headers and takes src's address (IPv4-mapped IPv6 unmapped, IPv6 in
@@ -108,11 +108,14 @@ func uriPort(u *sip.Uri) int {
 }
 
 // differs reports whether host:port, host an IP address, is not src; a host
-// name never differs (nothing to compare).
+// name never differs (nothing to compare), except a ".invalid" one: a SIP
+// WebSocket client (a browser) names itself so in its Contact (RFC 7118
+// §5.2, RFC 6761 §6.4), a name that never resolves, so it is reachable
+// only where its request came from.
 func differs(host string, port int, src netip.AddrPort) bool {
 	addr, err := netip.ParseAddr(trimBrackets(host))
 	if err != nil {
-		return false
+		return strings.HasSuffix(strings.ToLower(strings.TrimSuffix(host, ".")), ".invalid")
 	}
 	return addr.Unmap() != src.Addr().Unmap() || port != int(src.Port())
 }

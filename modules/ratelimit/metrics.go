@@ -26,10 +26,15 @@ type Stats struct {
 	Tracked int64
 	// Evicted counts sources forgotten because the table was full.
 	Evicted uint64
+	// SharedBans counts the bans learnt from Config.Shared (a source over
+	// the rate across instances); SharedFailed the exchanges with it that
+	// failed or timed out.
+	SharedBans, SharedFailed uint64
 }
 
 type counters struct {
 	allowed, refused, bans, evicted atomic.Uint64
+	sharedBans, sharedFailed        atomic.Uint64
 	tracked                         atomic.Int64
 }
 
@@ -38,5 +43,6 @@ func (l *Limiter) Stats() Stats {
 	return Stats{
 		Allowed: l.count.allowed.Load(), Refused: l.count.refused.Load(), Bans: l.count.bans.Load(),
 		Tracked: l.count.tracked.Load(), Evicted: l.count.evicted.Load(),
+		SharedBans: l.count.sharedBans.Load(), SharedFailed: l.count.sharedFailed.Load(),
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/asyncsip/asyncsip/modules/shared"
 	"github.com/asyncsip/asyncsip/reactor"
 )
 
@@ -57,6 +58,20 @@ type Config struct {
 	Observer Observer
 	// Now is the clock (default time.Now); tests set a fake one.
 	Now func() time.Time
+
+	// Shared, when set, counts each source's requests across every
+	// instance that shares it (modules/shared/sharedredis); StartShared
+	// runs the exchange. See shared.go for how and what happens when it
+	// fails.
+	Shared shared.Rates
+	// SharedEvery is how often the counts are exchanged with Shared
+	// (default DefaultSharedEvery).
+	SharedEvery time.Duration
+	// SharedWindow is the window in which Shared counts a source's
+	// requests (default DefaultSharedWindow): a source is banned on every
+	// instance when its requests to them all within a window exceed
+	// Rate×SharedWindow + Burst.
+	SharedWindow time.Duration
 }
 
 const shards = 64
@@ -93,6 +108,7 @@ type entry struct {
 	bannedUntil int64
 	ref         bool // seen since the hand last passed
 	used        bool
+	unreported  int64 // requests not yet reported to Config.Shared
 }
 
 // New returns a Limiter for cfg.
@@ -150,13 +166,14 @@ func (l *Limiter) Allow(ip netip.Addr) bool {
 		}
 	}
 	now := l.cfg.Now().UnixNano()
-	sh := &l.shards[maphash.Comparable(l.seed, ip)%shards]
+	sh := &l.shards[shardOf(l, ip)]
 	sh.mu.Lock()
 	e, added, evicted := sh.lookup(ip, now)
 	if added {
 		e.tokens, e.refill = l.burst, now // a new source starts with a full bucket
 	}
 	e.ref, e.seen = true, now
+	e.unreported++
 	if e.bannedUntil > now {
 		sh.mu.Unlock()
 		l.after(added, evicted)
@@ -188,6 +205,8 @@ func (l *Limiter) Allow(ip netip.Addr) bool {
 	}
 	return false
 }
+
+func shardOf(l *Limiter, ip netip.Addr) uint64 { return maphash.Comparable(l.seed, ip) % shards }
 
 func (l *Limiter) after(added, evicted bool) {
 	if added {

@@ -32,6 +32,8 @@ import (
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/bench/internal/routedb"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/postgres"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
 	"github.com/asyncsip/asyncsip/modules/rest"
 )
 

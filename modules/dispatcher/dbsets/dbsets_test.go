@@ -11,6 +11,7 @@ import (
 
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
 	"github.com/asyncsip/asyncsip/modules/dispatcher"
 	"github.com/asyncsip/asyncsip/modules/dispatcher/dbsets"
 	"github.com/asyncsip/asyncsip/reactor"
