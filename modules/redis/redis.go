@@ -96,7 +96,8 @@ type Config struct {
 	Observer Observer
 	// ClientOption, when set, adjusts the rueidis options parsed from the
 	// URL before the client is made (TLS, Sentinel, pool sizes). Fields
-	// this package relies on (DisableRetry, DisableCache) are set after it.
+	// this package relies on (DisableRetry, DisableCache,
+	// ForceSingleClient: Redis Cluster is not supported) are set after it.
 	ClientOption func(*rueidis.ClientOption)
 }
 
@@ -196,6 +197,10 @@ func Open(url string, opts ...Option) (*Client, error) {
 	// server until the deadline), and nothing is cached client-side.
 	ro.DisableRetry = true
 	ro.DisableCache = true
+	// Standalone or Sentinel, never Cluster: ops name no key slots. (Left
+	// to guess, rueidis first tries Cluster, and leaves a goroutine behind
+	// when the server is down.)
+	ro.ForceSingleClient = true
 	c := &Client{cfg: cfg, opt: ro, stop: make(chan struct{}), subs: map[*Subscription]struct{}{}}
 	c.q.init(cfg.MaxBatch)
 	if err := c.connect(); err != nil {
