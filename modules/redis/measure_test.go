@@ -16,6 +16,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/modules/redis"
 	"github.com/asyncsip/asyncsip/reactor"
 )
 
@@ -117,16 +119,29 @@ func TestMeasureClients(t *testing.T) {
 func TestMeasureAsyncOp(t *testing.T) {
 	needMeasure(t)
 	srv := testenv.StartRedis(t)
-	c := open(t, srv.URL())
+	c := open(t, srv.URL(), redis.Dispatchers(measureDispatchers()))
 	l := startLoop(t)
 	must(t, l, c.Set("k", "v", 0))
 
+	// The alternative design: each op a rueidis Do on async's pool (a pool
+	// goroutine per op in flight).
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	pooled := async.Blocking(func(ctx context.Context) (string, error) {
+		return rc.Do(ctx, rc.B().Get().Key("k").Build()).ToString()
+	})
+
+	ours := goroutinesPerOp(t, srv, l, c.Get("k")) // before any pool worker exists
 	ops := []struct {
 		name string
 		op   async.Op[string]
 	}{
 		{"async GET", c.Get("k")},
 		{"async INCR", c.String("INCR", "n")},
+		{"pool+Do GET", pooled},
 	}
 	for _, o := range ops {
 		p50, p99 := serialOnLoop(t, l, o.op, measureSerial)
@@ -134,9 +149,19 @@ func TestMeasureAsyncOp(t *testing.T) {
 		t.Logf("%-14s p50 %6.1f µs  p99 %6.1f µs  %8.0f ops/s (%d in flight on 1 loop)",
 			o.name, us(p50), us(p99), rate, measureConc)
 	}
+	t.Logf("goroutines per in-flight op: this package %.3f (measured first), pool+Do %.3f (async.DefaultPool: at most %d workers, the rest queued)",
+		ours, goroutinesPerOp(t, srv, l, pooled), runtime.GOMAXPROCS(0)*64)
+}
 
-	// Goroutines per in-flight op: 1000 ops held by a paused server.
+// goroutinesPerOp holds 1000 ops of op in flight (the server paused) and
+// returns the goroutines added per op.
+func goroutinesPerOp(t *testing.T, srv *testenv.RedisProc, l *reactor.Loop, op async.Op[string]) float64 {
 	const held = 1000
+	testenv.Eventually(t, 10*time.Second, "goroutines settled", func() bool {
+		n := runtime.NumGoroutine()
+		time.Sleep(50 * time.Millisecond)
+		return runtime.NumGoroutine() == n
+	})
 	base := runtime.NumGoroutine()
 	if _, err := testenv.RedisCommand(srv.Addr(), "CLIENT", "PAUSE", "1500", "ALL"); err != nil {
 		t.Fatal(err)
@@ -144,17 +169,15 @@ func TestMeasureAsyncOp(t *testing.T) {
 	done := make(chan struct{}, held)
 	onLoop(t, l, func() {
 		for range held {
-			async.Launch(l, c.Get("k"), func(string, error) { done <- struct{}{} })
+			async.Launch(l, op, func(string, error) { done <- struct{}{} })
 		}
 	})
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	during := runtime.NumGoroutine()
-	inFlight := c.Stats().InFlight
 	for range held {
 		testenv.Wait(t, 10*time.Second, done, "held op")
 	}
-	t.Logf("goroutines: %d before, %d with %d ops in flight: %.3f per in-flight op",
-		base, during, inFlight, float64(during-base)/float64(inFlight))
+	return float64(during-base) / held
 }
 
 // serialOnLoop awaits op n times in a row on l (each start after the
@@ -234,14 +257,18 @@ func BenchmarkAsyncGet(b *testing.B) {
 	c := shared(b)
 	l := startLoop(b)
 	must(b, l, c.Set("bench:k", "v", 0))
-	op := c.Get("bench:k")
+	benchSerial(b, l, c.Get("bench:k"))
+}
+
+// benchSerial awaits op b.N times in a row on l.
+func benchSerial[T any](b *testing.B, l *reactor.Loop, op async.Op[T]) {
 	fin := make(chan error, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
 	var next func()
 	next = func() {
-		async.Launch(l, op, func(_ string, err error) {
+		async.Launch(l, op, func(_ T, err error) {
 			if i++; err != nil || i >= b.N {
 				fin <- err
 				return
@@ -283,4 +310,29 @@ func BenchmarkGoRedisGet(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// measureDispatchers is ASYNCSIP_MEASURE_DISPATCHERS, or the default.
+func measureDispatchers() int {
+	n, _ := strconv.Atoi(os.Getenv("ASYNCSIP_MEASURE_DISPATCHERS"))
+	return n
+}
+
+// BenchmarkPooledGet is the alternative design: a rueidis Do per op on
+// async's pool, awaited on a loop.
+func BenchmarkPooledGet(b *testing.B) {
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{testenv.Redis(b)}, DisableCache: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rc.Close()
+	l := startLoop(b)
+	op := async.Blocking(func(ctx context.Context) (string, error) {
+		s, err := rc.Do(ctx, rc.B().Get().Key("bench:k").Build()).ToString()
+		if rueidis.IsRedisNil(err) {
+			err = nil
+		}
+		return s, err
+	})
+	benchSerial(b, l, op)
 }
