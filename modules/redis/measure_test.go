@@ -135,6 +135,7 @@ func TestMeasureAsyncOp(t *testing.T) {
 	})
 
 	ours := goroutinesPerOp(t, srv, l, c.Get("k")) // before any pool worker exists
+	testenv.Eventually(t, 10*time.Second, "GET after the pause", func() bool { return run(t, l, c.Get("k")).err == nil })
 	ops := []struct {
 		name string
 		op   async.Op[string]
@@ -177,6 +178,7 @@ func goroutinesPerOp(t *testing.T, srv *testenv.RedisProc, l *reactor.Loop, op a
 	for range held {
 		testenv.Wait(t, 10*time.Second, done, "held op")
 	}
+	time.Sleep(time.Second) // the pause is over
 	return float64(during-base) / held
 }
 
@@ -201,7 +203,7 @@ func serialOnLoop(t *testing.T, l *reactor.Loop, op async.Op[string], n int) (p5
 		t.Fatal(err)
 	}
 	if err := testenv.Wait(t, 5*time.Minute, fin, "serial ops"); err != nil {
-		t.Fatal(err)
+		t.Fatalf("after %d ops: %v", len(d), err)
 	}
 	return percentiles(d)
 }

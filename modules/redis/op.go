@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -179,8 +178,8 @@ func (j *cmdJob[T]) transportError(err error) error {
 		return err
 	case errors.Is(err, rueidis.ErrClosing) && j.op.c.q.isClosed():
 		return fmt.Errorf("redis: %s: %w", name, ErrClosed)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return fmt.Errorf("redis: %s after %v: %w", name, j.op.c.cfg.Timeout, async.ErrTimeout)
+	case isTimeout(err):
+		return fmt.Errorf("redis: %s after %v: %w: %w", name, j.op.c.cfg.Timeout, async.ErrTimeout, err)
 	case isUnavailable(err):
 		return fmt.Errorf("redis: %s: %w: %w", name, ErrUnavailable, err)
 	}

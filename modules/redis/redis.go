@@ -30,11 +30,12 @@ var (
 	// failure. It is distinct from every other error.
 	ErrNil = errors.New("redis: nil")
 	// ErrUnavailable is the error of an op that could not reach Redis:
-	// the connection was refused, reset or closed, or the server is
-	// loading. After such an error the client fails new ops at once with
-	// ErrUnavailable (no wait, nothing sent) until a background PING
-	// succeeds, every RetryInterval; then ops go through again, with the
-	// same Client.
+	// the connection was refused, reset or closed, a dial failed, or the
+	// server is loading. After such an error the client fails new ops at
+	// once with ErrUnavailable (no wait, nothing sent) until a background
+	// PING succeeds — one at once, then one every RetryInterval; then ops
+	// go through again, with the same Client. A timeout on a connection
+	// that was up is not unavailability: it is async.ErrTimeout.
 	ErrUnavailable = errors.New("redis: unavailable")
 	// ErrClosed is the error of an op started on a closed Client.
 	ErrClosed = errors.New("redis: client closed")
@@ -303,12 +304,12 @@ func (c *Client) markDown() {
 	go c.probe()
 }
 
-// probe PINGs Redis every RetryInterval until it answers, then clears the
-// down flag and ends. It is the only goroutine the client adds while Redis
+// probe PINGs Redis at once, then every RetryInterval, until it answers;
+// then it clears the down flag and ends. It is the only goroutine the client adds while Redis
 // is down.
 func (c *Client) probe() {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.RetryInterval)
+	t := time.NewTimer(0) // the first PING at once: a lone broken connection is back at once
 	defer t.Stop()
 	for {
 		select {
@@ -326,6 +327,7 @@ func (c *Client) probe() {
 			c.mu.Unlock()
 			return
 		}
+		t.Reset(c.cfg.RetryInterval)
 	}
 }
 
