@@ -325,7 +325,7 @@ func (s *Server) Screen(fn func(req *sip.Request, src netip.AddrPort) (drop bool
 }
 
 // Branch sets the branch route (per outgoing branch).
-func (s *Server) Branch(fn func(c *tm.Context, b *tm.Branch)) {
+func (s *Server) Branch(fn func(c *tm.Context)) {
 	s.setRoute(func(r *tm.Routes) { r.Branch = fn })
 }
 

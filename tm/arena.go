@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"hash/maphash"
 	"net/netip"
+	"reflect"
 	"runtime"
 
 	"golang.org/x/sys/unix"
@@ -95,8 +96,12 @@ func (lg *tombLog) hash(key string) uint64 {
 }
 
 // tpIndex returns the index of tp in lg.tps, adding it (false when the
-// index would not fit a byte).
+// index would not fit a byte, or when tp's dynamic type cannot be compared:
+// its transaction then keeps for Timer J as a Go object).
 func (lg *tombLog) tpIndex(tp Transport) (byte, bool) {
+	if !reflect.TypeOf(tp).Comparable() {
+		return 0, false
+	}
 	for i, t := range lg.tps {
 		if t == tp {
 			return byte(i), true

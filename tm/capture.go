@@ -2,7 +2,6 @@ package tm
 
 import (
 	"net/netip"
-	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -13,8 +12,8 @@ import (
 // This file is the observation seam of the transaction layer: the capture
 // hook, the wire counters of messages by method and status class, and the
 // async.Observer that every Await on a Context reports to. Every message in
-// and out passes here because tm wraps the transports it is given
-// (AddTransport): the send sites of tm need no hook of their own.
+// passes here from Receive (observeIn) and every message out from
+// Server.send (send.go), the one place tm hands bytes to a transport.
 
 // CaptureDirection says whether a captured message was received or sent.
 type CaptureDirection uint8
@@ -80,80 +79,34 @@ type wireCounts struct {
 type observe struct {
 	capture func(CaptureEvent)
 	counts  []*wireCounts // by loop ID
-	tps     []*capTransport
-	// last is, by loop ID, the wrapper inbound made last for a transport
-	// never added (a connection's own): a connection's messages go to one
-	// loop in a row, and a capTransport is immutable, so they share it.
-	last []*capTransport
 }
 
 func (o *observe) init(loops int, capture func(CaptureEvent)) {
 	o.capture = capture
 	o.counts = make([]*wireCounts, loops)
-	o.last = make([]*capTransport, loops)
 	for i := range o.counts {
 		o.counts[i] = new(wireCounts)
 	}
 }
 
-// wrap returns tp wrapped so that what it sends is counted and captured.
-func (o *observe) wrap(tp Transport) Transport {
-	if w, ok := tp.(*capTransport); ok {
-		return w
-	}
-	w := &capTransport{Transport: tp, o: o}
-	if reflect.TypeOf(tp).Comparable() { // inbound compares it; others are never matched
-		o.tps = append(o.tps, w)
-	}
-	return w
-}
-
-// inbound counts and captures a received datagram and returns the wrapped
-// form of tp, so that responses sent on it are counted too. A transport
-// that was never added with AddTransport (a connection's own transport,
-// through which responses go back on that connection) is wrapped for this
-// message.
-func (o *observe) inbound(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) Transport {
+// inbound counts and captures a message received on l over tp (not a
+// keep-alive).
+func (o *observe) inbound(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
 	if len(data) == 0 || data[0] == '\r' || data[0] == '\n' {
-		return tp // keep-alive
+		return // keep-alive
 	}
 	o.count(l, 0, data)
-	if _, ok := tp.(*capTransport); !ok {
-		found := false
-		for _, w := range o.tps {
-			if w.Transport == tp { // same dynamic type => comparable: no panic
-				tp, found = w, true
-				break
-			}
-		}
-		if !found {
-			tp = o.wrapInbound(l, tp)
-		}
-	}
 	if o.capture != nil {
 		o.emit(CaptureIn, l, tp, from, data)
 	}
-	return tp
 }
 
-// wrapInbound returns a capTransport for tp, a transport never added: loop
-// l's last one when it wraps tp, else a new one, kept as l's last when tp
-// is comparable (only then can the next message be matched to it).
-func (o *observe) wrapInbound(l *reactor.Loop, tp Transport) *capTransport {
-	id := l.ID()
-	if id < 0 || id >= len(o.last) {
-		return &capTransport{Transport: tp, o: o}
+// outbound counts and captures a message about to be sent on l over tp.
+func (o *observe) outbound(l *reactor.Loop, b []byte, to netip.AddrPort, tp Transport) {
+	o.count(l, 1, b)
+	if o.capture != nil {
+		o.emit(CaptureOut, l, tp, to, b)
 	}
-	// A different dynamic type compares unequal without panicking; the
-	// same one is comparable, since only comparable ones are kept.
-	if w := o.last[id]; w != nil && w.Transport == tp {
-		return w
-	}
-	w := &capTransport{Transport: tp, o: o}
-	if reflect.TypeOf(tp).Comparable() {
-		o.last[id] = w
-	}
-	return w
 }
 
 // count adds one message to loop l's counters; dir is 0 (in) or 1 (out).
@@ -224,28 +177,6 @@ func methodIndex(b []byte) int {
 	return numMethods - 1
 }
 
-// capTransport is a Transport whose sends are counted and captured.
-type capTransport struct {
-	Transport
-	o *observe
-}
-
-func (t *capTransport) Send(l *reactor.Loop, b []byte, to netip.AddrPort) error {
-	t.o.count(l, 1, b)
-	if t.o.capture != nil {
-		t.o.emit(CaptureOut, l, t.Transport, to, b)
-	}
-	return t.Transport.Send(l, b, to)
-}
-
-// unwrapTransport returns the transport the user registered.
-func unwrapTransport(tp Transport) Transport {
-	if w, ok := tp.(*capTransport); ok {
-		return w.Transport
-	}
-	return tp
-}
-
 // MessageStats counts the messages on the wire since the server started,
 // retransmissions included. Received messages are counted before parsing:
 // a malformed request counts under its first token ("other").
@@ -282,15 +213,3 @@ func (s *Server) Messages() MessageStats {
 // Context an async.ObservedSuspender, so every Await made on it is reported
 // (latency and errors by op name) without an async.Observe option.
 func (c *Context) Observer() async.Observer { return c.s.cfg.Observer }
-
-// Tables returns the number of server and client transactions in loop l's
-// tables now: what the counters say is alive (created - completed), counted
-// independently. Call it on l; observability samples it there.
-func (s *Server) Tables(l *reactor.Loop) (server, client int) {
-	id := l.ID()
-	if id < 0 || id >= len(s.loops) || s.loops[id].loop != l {
-		return 0, 0
-	}
-	ls := s.loops[id]
-	return len(ls.stx), len(ls.ctx)
-}

@@ -66,9 +66,7 @@ func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, d
 	t.wire = append([]byte(nil), ls.w.bytes(req)...)
 	ls.ctx[t.key] = t
 	s.stats.ctxCreated.Add(1)
-	s.stats.sent.Add(1)
-	if err := tp.Send(ls.loop, t.wire, dst); err != nil {
-		s.stats.sendErrors.Add(1)
+	if err := s.send(ls, tp, t.wire, dst); err != nil {
 		// RFC 3261 §8.1.3.1: a transport error is reported like a timeout,
 		// but after this call returns so the caller sees a started tx.
 		ls.loop.PostUrgent(func() { t.timeout() })
@@ -91,7 +89,7 @@ func (t *clientTx) sentTo(src netip.AddrPort, tp Transport) bool {
 	if src.Addr().Unmap() != t.dst.Addr().Unmap() || src.Port() != t.dst.Port() {
 		return false
 	}
-	return tp == nil || strings.EqualFold(unwrapTransport(tp).Protocol(), unwrapTransport(t.tp).Protocol())
+	return tp == nil || strings.EqualFold(tp.Protocol(), t.tp.Protocol())
 }
 
 func (t *clientTx) reliable() bool { return t.tp.Protocol() != "UDP" }
@@ -104,7 +102,7 @@ func (t *clientTx) retransmit() {
 	default:
 		return
 	}
-	_ = t.tp.Send(t.ls.loop, t.wire, t.dst)
+	_ = t.s.send(t.ls, t.tp, t.wire, t.dst)
 	if t.invite {
 		t.rInt *= 2 // Timer A doubles without a cap
 	} else if t.state == stProceeding {
@@ -145,7 +143,7 @@ func (t *clientTx) receive(resp *sip.Response) {
 	case stCompleted:
 		// A retransmitted final: re-send the ACK for INVITE, else absorb.
 		if t.invite && code >= 300 && t.ackWire != nil {
-			_ = t.tp.Send(t.ls.loop, t.ackWire, t.dst)
+			_ = t.s.send(t.ls, t.tp, t.ackWire, t.dst)
 		}
 		t.s.stats.retransAbsorbed.Add(1)
 		return
@@ -211,8 +209,7 @@ func (t *clientTx) sendACK(resp *sip.Response) {
 	cl := sip.ContentLengthHeader(0)
 	ack.AppendHeader(&cl)
 	t.ackWire = append([]byte(nil), t.ls.w.bytes(ack)...)
-	t.s.stats.sent.Add(1)
-	_ = t.tp.Send(t.ls.loop, t.ackWire, t.dst)
+	_ = t.s.send(t.ls, t.tp, t.ackWire, t.dst)
 }
 
 func (t *clientTx) terminate() {

@@ -145,8 +145,12 @@ type Security struct {
 	AnyResponseSource bool
 }
 
-// Routes are the user's routing functions. Every one runs on the owner loop
-// of its transaction; a route never runs twice at once for a transaction.
+// Routes are the user's routing functions. Screen sees a request before
+// anything else, on the loop that read it; every other route is a
+// func(*Context) run on the owner loop of its transaction (Context.Kind
+// tells which), and never twice at once for a transaction. A nil Reply,
+// Failure, Branch or End route leaves tm's default (RFC 3261 §16); a nil
+// Request route gets every request answered Config.AbandonCode.
 type Routes struct {
 	// Screen, when set, runs first for every request that is not a
 	// retransmission of a transaction in progress or just completed (those
@@ -174,9 +178,10 @@ type Routes struct {
 	// 2xx, with c.Resp set to the best response. It may relay again
 	// (serial forking) or reply; by default the best response is sent.
 	Failure func(c *Context)
-	// Branch runs for each outgoing branch before it is sent; it may edit
-	// b.Req or call b.Drop().
-	Branch func(c *Context, b *Branch)
+	// Branch runs for each outgoing branch before it is sent, with
+	// c.Branch() the branch: it may edit c.Branch().Req or call
+	// c.Branch().Drop(). It cannot suspend or reply.
+	Branch func(c *Context)
 	// End runs once per server transaction, when its final response has
 	// gone upstream (c.FinalCode) or the request was dropped (FinalCode 0):
 	// the place for one log line or metric per call (c.Elapsed,

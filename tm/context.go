@@ -89,7 +89,7 @@ type Context struct {
 	cancelled    bool
 	final        bool // a final response went upstream
 	looseRt      bool
-	flow         netip.AddrPort // connection named by the last Route we removed (transport.go)
+	flow         netip.AddrPort // connection named by the last Route we removed (recordroute.go)
 	flowProto    string
 	signed       bool // the Route values of ours removed were signed for this dialog (recordroute.go)
 	foreignRoute bool // an initial request carries a Route that does not name us
@@ -130,7 +130,7 @@ func (c *Context) Kind() RouteKind { return c.kind }
 func (c *Context) Source() netip.AddrPort { return c.src }
 
 // Transport returns the transport the request came in on.
-func (c *Context) Transport() Transport { return unwrapTransport(c.tp) }
+func (c *Context) Transport() Transport { return c.tp }
 
 // Cancelled reports whether a CANCEL arrived for this INVITE.
 func (c *Context) Cancelled() bool { return c.cancelled }
@@ -175,7 +175,8 @@ func (c *Context) refuseForeignRoute() error {
 	return c.relayFailed(ErrRouteNotAllowed)
 }
 
-// Branch returns the branch a reply route runs for (nil elsewhere).
+// Branch returns the branch a reply route runs for, or the one a branch
+// route is about to send (nil elsewhere).
 func (c *Context) Branch() *Branch { return c.cur }
 
 // Branches returns the branches relayed so far.

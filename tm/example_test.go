@@ -136,6 +136,44 @@ func ExampleContext_Reply() {
 	// sent to 192.0.2.8:5060: 403 Registrations Not Accepted Here
 }
 
+// A reply route runs for each response a branch receives (100 excepted),
+// with c.Resp the response and c.Branch() its branch. It may drop a
+// provisional response; what it does not drop is relayed upstream as RFC
+// 3261 §16.7 says (a final response cannot be dropped).
+func ExampleRoutes_reply() {
+	group := reactor.NewManualGroup(1, reactor.NewFakeClock(time.Unix(0, 0)))
+	l := group.Loop(0)
+	tp := &wire{}
+	srv := tm.NewServer(group.Loops(), tm.Config{}, tm.Routes{
+		Request: func(c *tm.Context) { _ = c.Relay("sip:bob@192.0.2.20:5060") },
+		Reply: func(c *tm.Context) {
+			fmt.Println("branch", c.Branch().Index, "got", c.Resp.StatusCode)
+			if c.Resp.StatusCode == 183 && len(c.Resp.Body()) == 0 {
+				c.Drop() // a 183 without SDP tells the caller nothing
+			}
+		},
+	})
+	srv.AddTransport(tp)
+
+	srv.Receive(l, request("INVITE", "sip:bob@example.com"), caller, tp)
+	l.RunPending()
+	tp.print()
+	callee := netip.MustParseAddrPort("192.0.2.20:5060")
+	for _, code := range []int{183, 180, 200} {
+		srv.Receive(l, answer(tp.last, code), callee, tp)
+		l.RunPending()
+	}
+	tp.print()
+	// Output:
+	// sent to 192.0.2.7:5060: 100 Trying
+	// sent to 192.0.2.20:5060: INVITE sip:bob@192.0.2.20:5060
+	// branch 0 got 183
+	// branch 0 got 180
+	// branch 0 got 200
+	// sent to 192.0.2.7:5060: 180 Ringing
+	// sent to 192.0.2.7:5060: 200 OK
+}
+
 // errNotFound is the location service's "no such user".
 var errNotFound = errors.New("location: no binding")
 

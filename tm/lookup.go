@@ -12,9 +12,9 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 )
 
-// Asynchronous next-hop lookup.
+// Next-hop resolution, synchronous and asynchronous.
 //
-// Config.Resolver is synchronous: it answers IP literals, localhost and
+// Config.Resolver is synchronous (literalResolver by default): it answers IP literals, localhost and
 // whatever a cache already holds. A next hop it cannot answer (a host name)
 // goes to Config.Lookup, an async op (RFC 3263: NAPTR, SRV, A/AAAA), which
 // Relay awaits on the transaction's own context: the route is suspended
@@ -89,7 +89,7 @@ func (c *Context) lookupNeeded(ruri *sip.Uri) (key, host string, ok bool) {
 		// open: the Request-URI (often an unresolvable ".invalid" host of a
 		// WebSocket client) is not looked up.
 		if tp, err := c.s.transportFor(c.flow, c.flowProto); err == nil {
-			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(c.flow) {
+			if ct, ok := tp.(ConnTracker); ok && ct.HasConn(c.flow) {
 				return "", "", false
 			}
 		}
@@ -131,3 +131,41 @@ func (c *Context) lookedUp(u *sip.Uri) (NextHop, bool) {
 	h, ok := c.hops[hopKey(u)]
 	return h, ok
 }
+
+// literalResolver is the default resolver: IP literals and localhost only.
+// It tolerates the "2001:db8:::192.0.2.1" form that RFC 3261's ABNF allows
+// by mistake (RFC 5118 §4.10) as the address it means.
+func literalResolver(host string) (netip.Addr, error) {
+	if host == "localhost" {
+		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
+	}
+	h := stripBrackets(host)
+	a, err := netip.ParseAddr(h)
+	if i := strings.Index(h, ":::"); err != nil && i >= 0 && strings.Count(h, ":::") == 1 && strings.Contains(h[i:], ".") {
+		a, err = netip.ParseAddr(strings.Replace(h, ":::", "::", 1))
+	}
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address (set Config.Resolver for DNS)", ErrNoRoute, host)
+	}
+	return a, nil
+}
+
+// resolve turns host and port (0 = 5060) into an address.
+func (s *Server) resolve(host string, port int) (netip.AddrPort, error) {
+	a, err := s.cfg.Resolver(host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	a = a.Unmap()
+	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a == limitedBroadcast {
+		// Never a next hop: a response whose next Via names the broadcast
+		// address must not be sent there (RFC 4475 §3.3.10 bcast).
+		return netip.AddrPort{}, fmt.Errorf("%w: %s is not a unicast address", ErrNoRoute, a)
+	}
+	if port <= 0 {
+		port = 5060
+	}
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"hash"
 	"net/netip"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -25,6 +26,13 @@ import (
 // names us with a MAC that verifies — the caller cannot make us relay an
 // in-dialog-looking request to a Request-URI of its choice, and a Route
 // copied from another dialog does not verify (other Call-ID).
+//
+// A branch gets one value, or two when it leaves on another transport or
+// interface than the request came in on (RFC 5658: the outgoing interface
+// on top, the incoming one below), and a side reached over a connection
+// gets a flow token as its value's user part (RFC 5626 §5.3 style), so
+// in-dialog requests find the connection again (recordRoute, parseFlow).
+// Loose routing (looseRoute) removes our values and checks their MAC.
 
 // sigParam is the Record-Route URI parameter holding the MAC.
 const sigParam = "sig"
@@ -160,7 +168,7 @@ func hasToTag(req *sip.Request) bool {
 // looseRoute applies §16.4: undo a strict router's rewrite, then remove the
 // Route values that name this proxy. It reports whether one was removed,
 // and notes in c the connection named by the last one removed (a flow
-// token, see transport.go), whether the removed values were signed for
+// token, see parseFlow), whether the removed values were signed for
 // the dialog (c.signed) and whether a Route not naming us is left on a request
 // that did not come along our signed Record-Route (c.foreignRoute). A value of ours that does not verify on
 // an in-dialog request is left in place, unsigned.
@@ -207,4 +215,90 @@ func removeLastRoute(req *sip.Request) {
 	for _, h := range keep {
 		req.AppendHeader(h)
 	}
+}
+
+// recordRoute adds this proxy's Record-Route to a branch leaving over out
+// to dst. When the request came in over another transport or interface,
+// two values are added (RFC 5658): the inbound interface below, the
+// outbound one on top, so that each side of the dialog reaches the
+// interface facing it. A side reached over a connection (TCP, TLS, WS) gets
+// a flow token in its value's user part (RFC 5626 §5.3 style): the
+// connection's address, authenticated, so that in-dialog requests towards
+// that side go back on the connection even when its Contact cannot be
+// resolved (a WebSocket client's ".invalid" host) or is behind NAT. Two
+// connection-oriented sides always get two values, one token each.
+func (c *Context) recordRoute(req *sip.Request, dst netip.AddrPort, out Transport) {
+	in := c.tp
+	var inTok, outTok string
+	if in != nil && !strings.EqualFold(in.Protocol(), "UDP") && c.src.IsValid() {
+		inTok = c.s.flowToken(c.src)
+	}
+	if !strings.EqualFold(out.Protocol(), "UDP") {
+		outTok = c.s.flowToken(dst)
+	}
+	if in != nil && (!sameInterface(in, out) || inTok != "" || outTok != "") {
+		rr := rrHeader(in, inTok)
+		c.s.signRecordRoute(rr, req)
+		req.PrependHeader(rr)
+	}
+	rr := rrHeader(out, outTok)
+	c.s.signRecordRoute(rr, req)
+	req.PrependHeader(rr)
+}
+
+// rrHeader is the Record-Route value naming tp, with a flow token as user
+// part when one is given: ;transport= is added for anything but UDP.
+func rrHeader(tp Transport, token string) *sip.RecordRouteHeader {
+	host, port := tp.Advertised()
+	params := sip.HeaderParams{}
+	if p := strings.ToLower(tp.Protocol()); p != "udp" {
+		params = append(params, sip.HeaderKV{K: "transport", V: p})
+	}
+	params = append(params, sip.HeaderKV{K: "lr", V: ""})
+	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", User: token, Host: host, Port: port, UriParams: params}}
+}
+
+// flowPrefix starts a flow token.
+const flowPrefix = "ft-"
+
+// flowToken encodes addr as "ft-<address hex>-<MAC hex>", the MAC keyed by
+// a secret of this server so that a token cannot be forged to reach
+// another connection.
+func (s *Server) flowToken(addr netip.AddrPort) string {
+	b, _ := netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()).MarshalBinary()
+	return flowPrefix + hex.EncodeToString(b) + "-" + hex.EncodeToString(s.flowMAC(b))
+}
+
+func (s *Server) flowMAC(b []byte) []byte {
+	m := hmac.New(sha256.New, s.flowKey)
+	m.Write(b)
+	return m.Sum(nil)[:8]
+}
+
+// parseFlow returns the connection a Route value of ours names, and the
+// transport it asks for; the zero address when it carries no valid token.
+func (s *Server) parseFlow(u *sip.Uri) (netip.AddrPort, string) {
+	if !strings.HasPrefix(u.User, flowPrefix) {
+		return netip.AddrPort{}, ""
+	}
+	addrHex, macHex, ok := strings.Cut(u.User[len(flowPrefix):], "-")
+	if !ok {
+		return netip.AddrPort{}, ""
+	}
+	b, err1 := hex.DecodeString(addrHex)
+	mac, err2 := hex.DecodeString(macHex)
+	var a netip.AddrPort
+	if err1 != nil || err2 != nil || !hmac.Equal(mac, s.flowMAC(b)) || a.UnmarshalBinary(b) != nil {
+		return netip.AddrPort{}, ""
+	}
+	return a, uriTransport(u)
+}
+
+// recordRoutable: Record-Route goes on dialog-creating requests.
+func recordRoutable(req *sip.Request) bool {
+	if req.Method == sip.REGISTER || req.Method == sip.CANCEL || req.Method == sip.ACK {
+		return false
+	}
+	to := req.To()
+	return to == nil || !to.Params.Has("tag")
 }

@@ -94,10 +94,7 @@ func (s *Server) replyRaw(ls *loopState, data []byte, method string, from netip.
 		s.stats.countDrop("amplification")
 		return
 	}
-	s.stats.sent.Add(1)
-	if err := tp.Send(ls.loop, b, from); err != nil {
-		s.stats.sendErrors.Add(1)
-	}
+	_ = s.send(ls, tp, b, from)
 }
 
 // rawResponse builds the response of replyRaw.

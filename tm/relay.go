@@ -145,10 +145,10 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	}
 	b := &Branch{Req: req, Index: len(c.branches), c: c}
 	if fn := c.routes.Branch; fn != nil {
-		k := c.kind
-		c.kind = RouteBranch
-		c.call(func() { fn(c, b) })
-		c.kind = k
+		k, cur := c.kind, c.cur
+		c.kind, c.cur = RouteBranch, b
+		c.call(func() { fn(c) })
+		c.kind, c.cur = k, cur
 		if b.dropped {
 			return fmt.Errorf("%w: branch %d", errBranchDropped, b.Index)
 		}
@@ -184,15 +184,6 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	return nil
 }
 
-// recordRoutable: Record-Route goes on dialog-creating requests.
-func recordRoutable(req *sip.Request) bool {
-	if req.Method == sip.REGISTER || req.Method == sip.CANCEL || req.Method == sip.ACK {
-		return false
-	}
-	to := req.To()
-	return to == nil || !to.Params.Has("tag")
-}
-
 // nextHop picks where a request goes: the destination override, the first
 // Route, or the Request-URI, and the transport that URI asks for (forced
 // reports that it named one: ;transport= or sips:).
@@ -210,7 +201,7 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 		// The dialog's Record-Route named the connection this request
 		// goes back on (a flow token): use it while it is open.
 		if tp, err := c.s.transportFor(c.flow, c.flowProto); err == nil {
-			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(c.flow) {
+			if ct, ok := tp.(ConnTracker); ok && ct.HasConn(c.flow) {
 				return c.flow, tp, true, nil
 			}
 		}
@@ -273,7 +264,7 @@ func (c *Context) Forward() error {
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
 	req.PrependHeader(via)
 	s.stats.stateless.Add(1)
-	err = s.send(c.ls, req, dst, tp)
+	err = s.sendMsg(c.ls, tp, req, dst)
 	c.acted = true
 	if c.stx != nil {
 		c.stx.ctx = nil
@@ -343,7 +334,7 @@ func (s *Server) forwardResponseStateless(ls *loopState, resp *sip.Response) {
 		return
 	}
 	s.stats.stateless.Add(1)
-	_ = s.send(ls, resp, addr, tp)
+	_ = s.sendMsg(ls, tp, resp, addr)
 }
 
 // isStatelessBranch reports whether br, one of our branches, was made by

@@ -52,7 +52,7 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		// for Timer J); a retransmission gets another 503.
 		s.stats.overload.Add(1)
 		resp := s.makeResponse(req, 503, "Service Unavailable", s.toTag(ls), retryAfter(2))
-		_ = s.send(ls, resp, responseAddr(req, src), tp)
+		_ = s.sendMsg(ls, tp, resp, responseAddr(req, src))
 		return
 	}
 	t := s.newServerTx(ls, key, req, src, tp)
@@ -190,7 +190,7 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 		// Nothing to cancel: answered without a transaction, so that a
 		// flood of stray CANCELs leaves nothing behind.
 		resp := s.makeResponse(req, 481, "Call/Transaction Does Not Exist", s.toTag(ls))
-		_ = s.send(ls, resp, responseAddr(req, src), tp)
+		_ = s.sendMsg(ls, tp, resp, responseAddr(req, src))
 		return
 	}
 	t := s.newServerTx(ls, ckey, req, src, tp)

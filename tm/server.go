@@ -9,7 +9,6 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -20,7 +19,9 @@ import (
 )
 
 // Transport sends serialized messages for the server. tm calls Send on the
-// owner loop of the transaction; Send must not block.
+// owner loop of the transaction, from one place that counts and captures
+// every message (send.go), so a transport does neither; Send must not
+// block.
 type Transport interface {
 	// Send writes one message to `to`, on loop l.
 	Send(l *reactor.Loop, b []byte, to netip.AddrPort) error
@@ -56,7 +57,7 @@ type Server struct {
 	stats    counters
 	draining atomic.Bool
 	obs      observe      // capture hook and wire counters (capture.go)
-	flowKey  []byte       // authenticates flow tokens in our Record-Route (transport.go)
+	flowKey  []byte       // authenticates flow tokens in our Record-Route (recordroute.go)
 	rrKey    []byte       // signs our Record-Route values (recordroute.go)
 	rrMACs   sync.Pool    // *routeMACState keyed with rrKey
 	txBytes  atomic.Int64 // memory held by transactions and tombstones, all loops (tombstone.go)
@@ -140,7 +141,7 @@ func NewServer(loops []*reactor.Loop, cfg Config, routes Routes) *Server {
 }
 
 // AddTransport registers a transport. Call it before traffic flows.
-func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, s.obs.wrap(tp)) }
+func (s *Server) AddTransport(tp Transport) { s.tps = append(s.tps, tp) }
 
 // SetRoutes replaces the routes. Transactions already running keep the
 // routes they started with (their Context holds them).
@@ -187,7 +188,7 @@ func (s *Server) ReceiveQueued(l *reactor.Loop, data []byte, from netip.AddrPort
 
 func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport, queued bool) {
 	ls := s.loopOf(l)
-	tp = s.obs.inbound(l, data, from, tp)
+	s.obs.inbound(l, data, from, tp)
 	s.stats.received.Add(1)
 	if isKeepAlive(data) {
 		return
@@ -362,55 +363,6 @@ func stripBrackets(h string) string {
 		return h[1 : len(h)-1]
 	}
 	return h
-}
-
-// literalResolver is the default resolver: IP literals and localhost only.
-// It tolerates the "2001:db8:::192.0.2.1" form that RFC 3261's ABNF allows
-// by mistake (RFC 5118 §4.10) as the address it means.
-func literalResolver(host string) (netip.Addr, error) {
-	if host == "localhost" {
-		return netip.AddrFrom4([4]byte{127, 0, 0, 1}), nil
-	}
-	h := stripBrackets(host)
-	a, err := netip.ParseAddr(h)
-	if i := strings.Index(h, ":::"); err != nil && i >= 0 && strings.Count(h, ":::") == 1 && strings.Contains(h[i:], ".") {
-		a, err = netip.ParseAddr(strings.Replace(h, ":::", "::", 1))
-	}
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("%w: %q is not an IP address (set Config.Resolver for DNS)", ErrNoRoute, host)
-	}
-	return a, nil
-}
-
-// resolve turns host and port (0 = 5060) into an address.
-func (s *Server) resolve(host string, port int) (netip.AddrPort, error) {
-	a, err := s.cfg.Resolver(host)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	a = a.Unmap()
-	if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a == limitedBroadcast {
-		// Never a next hop: a response whose next Via names the broadcast
-		// address must not be sent there (RFC 4475 §3.3.10 bcast).
-		return netip.AddrPort{}, fmt.Errorf("%w: %s is not a unicast address", ErrNoRoute, a)
-	}
-	if port <= 0 {
-		port = 5060
-	}
-	return netip.AddrPortFrom(a, uint16(port)), nil
-}
-
-var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
-
-// send serializes msg and sends it to `to` on ls.
-func (s *Server) send(ls *loopState, msg sip.Message, to netip.AddrPort, tp Transport) error {
-	b := ls.w.bytes(msg)
-	s.stats.sent.Add(1)
-	if err := tp.Send(ls.loop, b, to); err != nil {
-		s.stats.sendErrors.Add(1)
-		return err
-	}
-	return nil
 }
 
 // Close ends every transaction at once (after a drain, or to stop now):

@@ -120,7 +120,7 @@ func (t *serverTx) retransmit() {
 	switch t.state {
 	case stProceeding, stCompleted:
 		if t.last != nil {
-			_ = t.tp.Send(t.ls.loop, t.last, t.dst)
+			_ = t.s.send(t.ls, t.tp, t.last, t.dst)
 		}
 	}
 }
@@ -129,8 +129,7 @@ func (t *serverTx) retransmit() {
 func (t *serverTx) respond(resp *sip.Response) {
 	if t.state == stAccepted && resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// Every 2xx of a forked INVITE goes upstream (RFC 3261 §16.7 step 5).
-		t.s.stats.sent.Add(1)
-		_ = t.tp.Send(t.ls.loop, t.ls.w.bytes(resp), t.dst)
+		_ = t.s.sendMsg(t.ls, t.tp, resp, t.dst)
 		return
 	}
 	if t.state >= stCompleted {
@@ -139,10 +138,7 @@ func (t *serverTx) respond(resp *sip.Response) {
 	b := t.ls.w.bytes(resp)
 	t.last = append(t.last[:0], b...)
 	t.code = resp.StatusCode
-	t.s.stats.sent.Add(1)
-	if err := t.tp.Send(t.ls.loop, t.last, t.dst); err != nil {
-		t.s.stats.sendErrors.Add(1)
-	}
+	_ = t.s.send(t.ls, t.tp, t.last, t.dst)
 	if resp.StatusCode < 200 {
 		t.state = stProceeding
 		return
@@ -184,7 +180,7 @@ func (t *serverTx) timerG() {
 	if t.state != stCompleted {
 		return
 	}
-	_ = t.tp.Send(t.ls.loop, t.last, t.dst)
+	_ = t.s.send(t.ls, t.tp, t.last, t.dst)
 	t.gInt = min(2*t.gInt, t.s.timers.T2)
 	t.timer.Reset(t.gInt) // the timer that just fired: re-armed, not reallocated
 }

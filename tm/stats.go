@@ -1,6 +1,10 @@
 package tm
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/asyncsip/asyncsip/reactor"
+)
 
 // counters are the server's counters, read by Stats as a StatsSnapshot.
 type counters struct {
@@ -17,6 +21,11 @@ type counters struct {
 
 // StatsSnapshot is a copy of the counters at one moment.
 type StatsSnapshot struct {
+	// Received counts what was handed to Receive (keep-alives included).
+	// Sent counts the messages tm handed to a transport, retransmissions
+	// and ACKs included (the total of Messages' outbound counters);
+	// SendErrors those the transport refused. Handoffs counts messages
+	// passed from the loop that read them to the loop owning their call.
 	Received, Sent, SendErrors, Handoffs uint64
 	// Drops by reason.
 	DropParse, DropSize, DropHeaders, DropInvalid, DropOther, DropClosed uint64
@@ -118,4 +127,16 @@ func (s *counters) snapshot() StatsSnapshot {
 		RetransAbsorbed: s.retransAbsorbed.Load(), Stateless: s.stateless.Load(),
 		Overload: s.overload.Load(),
 	}
+}
+
+// Tables returns the number of server and client transactions in loop l's
+// tables now: what the counters say is alive (created - completed), counted
+// independently. Call it on l; observability samples it there.
+func (s *Server) Tables(l *reactor.Loop) (server, client int) {
+	id := l.ID()
+	if id < 0 || id >= len(s.loops) || s.loops[id].loop != l {
+		return 0, 0
+	}
+	ls := s.loops[id]
+	return len(ls.stx), len(ls.ctx)
 }

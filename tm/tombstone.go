@@ -99,9 +99,8 @@ func (s *Server) absorbTomb(ls *loopState, key string) bool {
 	}
 	s.stats.retransAbsorbed.Add(1)
 	if r.resp != nil {
-		s.stats.sent.Add(1)
 		// A copy: the log's memory is reused once the record expires.
-		_ = r.tp.Send(ls.loop, append([]byte(nil), r.resp...), r.dst)
+		_ = s.send(ls, r.tp, append([]byte(nil), r.resp...), r.dst)
 	}
 	return true
 }

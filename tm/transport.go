@@ -1,9 +1,6 @@
 package tm
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -13,8 +10,9 @@ import (
 
 // Transport selection for the proxy core: which of the registered transports
 // carries a message, the RFC 3261 §18.1.1 switch to TCP for large requests,
-// and the Record-Route values of a branch (RFC 5658 double Record-Route when
-// the request leaves on another transport or interface than it came in on).
+// and the branches to fail when a connection cannot be opened. The
+// Record-Route values a branch gets for its transports (RFC 5658, flow
+// tokens) are in recordroute.go; every send goes through send.go.
 
 // ConnTracker is implemented by connection-oriented transports (TCP, TLS,
 // WebSocket). HasConn reports whether a connection to addr is open, so that
@@ -78,7 +76,7 @@ func (s *Server) transportFor(addr netip.AddrPort, proto string) (Transport, err
 			}
 			continue
 		}
-		if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(addr) {
+		if ct, ok := tp.(ConnTracker); ok && ct.HasConn(addr) {
 			return tp, nil
 		}
 		if first == nil {
@@ -121,89 +119,12 @@ func (c *Context) largeSwitch(req *sip.Request, dst netip.AddrPort, tp Transport
 	return tp
 }
 
-// recordRoute adds this proxy's Record-Route to a branch leaving over out
-// to dst. When the request came in over another transport or interface,
-// two values are added (RFC 5658): the inbound interface below, the
-// outbound one on top, so that each side of the dialog reaches the
-// interface facing it. A side reached over a connection (TCP, TLS, WS) gets
-// a flow token in its value's user part (RFC 5626 §5.3 style): the
-// connection's address, authenticated, so that in-dialog requests towards
-// that side go back on the connection even when its Contact cannot be
-// resolved (a WebSocket client's ".invalid" host) or is behind NAT. Two
-// connection-oriented sides always get two values, one token each.
-func (c *Context) recordRoute(req *sip.Request, dst netip.AddrPort, out Transport) {
-	in := unwrapTransport(c.tp)
-	var inTok, outTok string
-	if in != nil && !strings.EqualFold(in.Protocol(), "UDP") && c.src.IsValid() {
-		inTok = c.s.flowToken(c.src)
-	}
-	if !strings.EqualFold(out.Protocol(), "UDP") {
-		outTok = c.s.flowToken(dst)
-	}
-	if in != nil && (!sameInterface(in, out) || inTok != "" || outTok != "") {
-		rr := rrHeader(in, inTok)
-		c.s.signRecordRoute(rr, req)
-		req.PrependHeader(rr)
-	}
-	rr := rrHeader(out, outTok)
-	c.s.signRecordRoute(rr, req)
-	req.PrependHeader(rr)
-}
-
 // sameInterface reports whether two transports share protocol and
 // advertised address (a connection and its listener do).
 func sameInterface(a, b Transport) bool {
 	ah, ap := a.Advertised()
 	bh, bp := b.Advertised()
 	return ap == bp && stripBrackets(ah) == stripBrackets(bh) && strings.EqualFold(a.Protocol(), b.Protocol())
-}
-
-// rrHeader is the Record-Route value naming tp, with a flow token as user
-// part when one is given: ;transport= is added for anything but UDP.
-func rrHeader(tp Transport, token string) *sip.RecordRouteHeader {
-	host, port := tp.Advertised()
-	params := sip.HeaderParams{}
-	if p := strings.ToLower(tp.Protocol()); p != "udp" {
-		params = append(params, sip.HeaderKV{K: "transport", V: p})
-	}
-	params = append(params, sip.HeaderKV{K: "lr", V: ""})
-	return &sip.RecordRouteHeader{Address: sip.Uri{Scheme: "sip", User: token, Host: host, Port: port, UriParams: params}}
-}
-
-// flowPrefix starts a flow token.
-const flowPrefix = "ft-"
-
-// flowToken encodes addr as "ft-<address hex>-<MAC hex>", the MAC keyed by
-// a secret of this server so that a token cannot be forged to reach
-// another connection.
-func (s *Server) flowToken(addr netip.AddrPort) string {
-	b, _ := netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()).MarshalBinary()
-	return flowPrefix + hex.EncodeToString(b) + "-" + hex.EncodeToString(s.flowMAC(b))
-}
-
-func (s *Server) flowMAC(b []byte) []byte {
-	m := hmac.New(sha256.New, s.flowKey)
-	m.Write(b)
-	return m.Sum(nil)[:8]
-}
-
-// parseFlow returns the connection a Route value of ours names, and the
-// transport it asks for; the zero address when it carries no valid token.
-func (s *Server) parseFlow(u *sip.Uri) (netip.AddrPort, string) {
-	if !strings.HasPrefix(u.User, flowPrefix) {
-		return netip.AddrPort{}, ""
-	}
-	addrHex, macHex, ok := strings.Cut(u.User[len(flowPrefix):], "-")
-	if !ok {
-		return netip.AddrPort{}, ""
-	}
-	b, err1 := hex.DecodeString(addrHex)
-	mac, err2 := hex.DecodeString(macHex)
-	var a netip.AddrPort
-	if err1 != nil || err2 != nil || !hmac.Equal(mac, s.flowMAC(b)) || a.UnmarshalBinary(b) != nil {
-		return netip.AddrPort{}, ""
-	}
-	return a, uriTransport(u)
 }
 
 // ConnectionFailed tells tm that dst cannot be reached over tp (a
@@ -217,7 +138,7 @@ func (s *Server) ConnectionFailed(tp Transport, dst netip.AddrPort) {
 		_ = ls.loop.Post(func() {
 			var failed []*clientTx
 			for _, t := range ls.ctx {
-				if t.state == stTrying && t.dst == dst && sameInterface(unwrapTransport(t.tp), tp) {
+				if t.state == stTrying && t.dst == dst && sameInterface(t.tp, tp) {
 					failed = append(failed, t)
 				}
 			}

@@ -25,9 +25,9 @@ import (
 // branch of 64 random bits and a MAC, the next hop through Config.Resolver
 // (and Config.Lookup for a host name), the transport chosen as for a branch,
 // and a response counts only when it comes from where the request went
-// (Security.AnyResponseSource relaxes that here too). Sends go through the
-// wrapped transports, so they are counted in Server.Messages and captured
-// (Config.Capture, HEP) like everything else.
+// (Security.AnyResponseSource relaxes that here too). Sends go through
+// Server.send like everything else, so they are counted in Server.Messages
+// and captured (Config.Capture, HEP).
 //
 // Only non-INVITE methods are originated: an INVITE needs the UA core's
 // 2xx ACK, forked 2xx handling and CANCEL, which no user of this API needs

@@ -127,7 +127,7 @@ func (o *originated) start() {
 	})
 	if flow, proto := o.s.stripOwnRoutes(o.req); flow.IsValid() && o.opts.Destination == "" {
 		if tp, err := o.s.transportFor(flow, proto); err == nil {
-			if ct, ok := unwrapTransport(tp).(ConnTracker); ok && ct.HasConn(flow) {
+			if ct, ok := tp.(ConnTracker); ok && ct.HasConn(flow) {
 				o.sendTo(flow, tp, true)
 				return
 			}
