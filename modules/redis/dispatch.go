@@ -29,7 +29,6 @@ type job interface {
 	// build returns the command to send, nil if the op is no longer
 	// wanted (cancelled or timed out while queued).
 	build(b rueidis.Builder) (cmd rueidis.Completed, ok bool)
-	wanted() bool
 	// fallback returns the command to send when the reply was NOSCRIPT
 	// (EVAL for an EVALSHA), or ok=false.
 	fallback(b rueidis.Builder) (cmd rueidis.Completed, ok bool)

@@ -111,8 +111,6 @@ type cmdJob[T any] struct {
 
 func (j *cmdJob[T]) started() time.Time { return j.start }
 
-func (j *cmdJob[T]) wanted() bool { return !j.gone.Load() }
-
 func (j *cmdJob[T]) build(b rueidis.Builder) (rueidis.Completed, bool) {
 	if j.gone.Load() {
 		return rueidis.Completed{}, false
