@@ -6,6 +6,7 @@ import (
 
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/modules/hep"
+	"github.com/asyncsip/asyncsip/modules/metrics"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -18,16 +19,17 @@ func ExampleServeSignals() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer hx.Close() // after the server: flushes the queue
+	defer hx.Close()                                           // after the server: flushes the queue
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:9090"}) // /metrics and /debug/pprof/
+	exp.Registry().MustRegister(hx.Collector())
 	srv, err := asyncsip.New(asyncsip.Config{
-		Listen:      []string{"udp:127.0.0.1:5060"},
-		MetricsAddr: "127.0.0.1:9090", // /metrics and /debug/pprof/
-		Capture:     hx.Capture,
+		Listen:     []string{"udp:127.0.0.1:5060"},
+		Core:       tm.Config{Capture: hx.Capture},
+		Extensions: []asyncsip.Extension{exp},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv.Metrics().Registry().MustRegister(hx.Collector())
 	srv.Request(func(c *tm.Context) { _ = c.Relay() })
 	if err := asyncsip.ServeSignals(context.Background(), srv); err != nil {
 		log.Print(err) // asyncsip.ErrStopped: the drain was cut short

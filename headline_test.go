@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/db"
 	_ "github.com/asyncsip/asyncsip/modules/db/sqlite"
@@ -83,25 +84,25 @@ func TestReadmeUseItBuilds(t *testing.T) {
 // because in-dialog requests do not go through the lookup (before the fix
 // the BYE got 503 and the ACK was lost).
 func TestHeadlineLCRCall(t *testing.T) {
-	gw, uac := newDgramPeer(t), newDgramPeer(t)
+	gw, uac := e2etest.NewUDPPeer(t), e2etest.NewUDPPeer(t)
 	dsn := routesDB(t,
 		[2]string{"+1", fmt.Sprintf("127.0.0.1:%d", testenv.FreeUDPPort(t))}, // nobody there
-		[2]string{"+1555", fmt.Sprintf("127.0.0.1:%d", gw.port())})
+		[2]string{"+1555", fmt.Sprintf("127.0.0.1:%d", gw.Port())})
 	proxy := startHeadline(t, dsn)
 
 	callID := "headline-call"
 	ruri := fmt.Sprintf("sip:+15551234@%s", proxy)
-	inv := rawRequest("INVITE", ruri, "UDP", uac.port(), callID, "")
+	inv := e2etest.Request("INVITE", ruri, "UDP", uac.Port(), callID, "")
 	first := sendUntilAnswered(t, uac, proxy, inv)
 
 	got := readRequest(t, gw, "INVITE")
-	assert.True(t, strings.HasPrefix(got, fmt.Sprintf("INVITE sip:+15551234@127.0.0.1:%d ", gw.port())), got)
-	require.NotEmpty(t, hdrValues(got, "Record-Route"), "the proxy record-routes the call")
-	gw.sendTo(proxy, answerTo(got, 200, "OK", fmt.Sprintf("Contact: <sip:gw@127.0.0.1:%d>", gw.port())))
+	assert.True(t, strings.HasPrefix(got, fmt.Sprintf("INVITE sip:+15551234@127.0.0.1:%d ", gw.Port())), got)
+	require.NotEmpty(t, e2etest.Headers(got, "Record-Route"), "the proxy record-routes the call")
+	gw.SendTo(proxy, answerTo(got, 200, "OK", fmt.Sprintf("Contact: <sip:gw@127.0.0.1:%d>", gw.Port())))
 
 	ok := finalResponse(t, uac, first, "INVITE")
 	require.True(t, strings.HasPrefix(ok, "SIP/2.0 200 "), ok)
-	rr := hdrValues(ok, "Record-Route")
+	rr := e2etest.Headers(ok, "Record-Route")
 	require.NotEmpty(t, rr, "the 200 carries the proxy's Record-Route")
 
 	// From here on every lookup fails.
@@ -109,41 +110,41 @@ func TestHeadlineLCRCall(t *testing.T) {
 
 	route := slices.Clone(rr)
 	slices.Reverse(route) // RFC 3261 §12.1.2: the UAC's route set
-	target := strings.Trim(hdrValue(ok, "Contact"), "<>")
-	to := hdrValue(ok, "To")
-	uac.sendTo(proxy, inDialogRequest("ACK", target, route, uac.port(), callID, to, 1))
+	target := strings.Trim(e2etest.Header(ok, "Contact"), "<>")
+	to := e2etest.Header(ok, "To")
+	uac.SendTo(proxy, inDialogRequest("ACK", target, route, uac.Port(), callID, to, 1))
 	ack := readRequest(t, gw, "ACK")
 	assert.True(t, strings.HasPrefix(ack, "ACK "+target+" "), ack)
 
-	uac.sendTo(proxy, inDialogRequest("BYE", target, route, uac.port(), callID, to, 2))
+	uac.SendTo(proxy, inDialogRequest("BYE", target, route, uac.Port(), callID, to, 2))
 	bye := readRequest(t, gw, "BYE")
-	gw.sendTo(proxy, answerTo(bye, 200, "OK"))
+	gw.SendTo(proxy, answerTo(bye, 200, "OK"))
 	byeOK := readResponse(t, uac, "BYE")
 	assert.True(t, strings.HasPrefix(byeOK, "SIP/2.0 200 "), byeOK)
 }
 
 // A number no prefix matches is answered 404, not 503.
 func TestHeadlineLCRNoRoute(t *testing.T) {
-	uac := newDgramPeer(t)
+	uac := e2etest.NewUDPPeer(t)
 	dsn := routesDB(t, [2]string{"+1", "127.0.0.1:9"})
 	proxy := startHeadline(t, dsn)
 
-	inv := rawRequest("INVITE", fmt.Sprintf("sip:+4420123@%s", proxy), "UDP", uac.port(), "headline-404", "")
+	inv := e2etest.Request("INVITE", fmt.Sprintf("sip:+4420123@%s", proxy), "UDP", uac.Port(), "headline-404", "")
 	resp := finalResponse(t, uac, sendUntilAnswered(t, uac, proxy, inv), "INVITE")
 	require.True(t, strings.HasPrefix(resp, "SIP/2.0 404 No Route"), resp)
-	uac.sendTo(proxy, ackFor(inv, resp))
+	uac.SendTo(proxy, ackFor(inv, resp))
 }
 
 // A lookup that fails (here: no lcr table) is answered 503.
 func TestHeadlineLCRDatabaseError(t *testing.T) {
-	uac := newDgramPeer(t)
+	uac := e2etest.NewUDPPeer(t)
 	dsn := filepath.Join(t.TempDir(), "empty.db")
 	proxy := startHeadline(t, dsn)
 
-	inv := rawRequest("INVITE", fmt.Sprintf("sip:+15551234@%s", proxy), "UDP", uac.port(), "headline-503", "")
+	inv := e2etest.Request("INVITE", fmt.Sprintf("sip:+15551234@%s", proxy), "UDP", uac.Port(), "headline-503", "")
 	resp := finalResponse(t, uac, sendUntilAnswered(t, uac, proxy, inv), "INVITE")
 	require.True(t, strings.HasPrefix(resp, "SIP/2.0 503 Routing Unavailable"), resp)
-	uac.sendTo(proxy, ackFor(inv, resp))
+	uac.SendTo(proxy, ackFor(inv, resp))
 }
 
 // startHeadline runs lcrProxy on a free loopback port over the SQLite file
@@ -197,16 +198,16 @@ func dropRoutes(t *testing.T, dsn string) {
 // sendUntilAnswered sends the INVITE raw, retransmitted as a UAC does
 // (every 250 ms, for at most 15 s: the proxy may still be starting) until
 // a response arrives, and returns it.
-func sendUntilAnswered(t *testing.T, p *dgramPeer, to netip.AddrPort, raw string) string {
+func sendUntilAnswered(t *testing.T, p *e2etest.UDPPeer, to netip.AddrPort, raw string) string {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	buf := make([]byte, 65535)
 	for time.Now().Before(deadline) {
-		p.sendTo(to, raw)
+		p.SendTo(to, raw)
 		until := time.Now().Add(250 * time.Millisecond)
 		for {
-			_ = p.conn.SetReadDeadline(until)
-			n, err := p.conn.Read(buf)
+			_ = p.Conn().SetReadDeadline(until)
+			n, err := p.Conn().Read(buf)
 			if err != nil {
 				break // timeout, or ICMP refused while the proxy starts
 			}
@@ -221,7 +222,7 @@ func sendUntilAnswered(t *testing.T, p *dgramPeer, to netip.AddrPort, raw string
 
 // finalResponse returns first when it is a final response, else the next
 // final response for method that p receives.
-func finalResponse(t *testing.T, p *dgramPeer, first, method string) string {
+func finalResponse(t *testing.T, p *e2etest.UDPPeer, first, method string) string {
 	t.Helper()
 	if !strings.HasPrefix(first, "SIP/2.0 1") {
 		return first
@@ -231,27 +232,27 @@ func finalResponse(t *testing.T, p *dgramPeer, first, method string) string {
 
 // readRequest returns the next request of method p receives, skipping
 // retransmissions of others (bounded by 10 s).
-func readRequest(t *testing.T, p *dgramPeer, method string) string {
+func readRequest(t *testing.T, p *e2etest.UDPPeer, method string) string {
 	t.Helper()
 	return readMatching(t, p, func(msg string) bool { return strings.HasPrefix(msg, method+" ") })
 }
 
 // readResponse returns the next final response for method p receives.
-func readResponse(t *testing.T, p *dgramPeer, method string) string {
+func readResponse(t *testing.T, p *e2etest.UDPPeer, method string) string {
 	t.Helper()
 	return readMatching(t, p, func(msg string) bool {
 		return strings.HasPrefix(msg, "SIP/2.0 ") && !strings.HasPrefix(msg, "SIP/2.0 1") &&
-			strings.HasSuffix(hdrValue(msg, "CSeq"), " "+method)
+			strings.HasSuffix(e2etest.Header(msg, "CSeq"), " "+method)
 	})
 }
 
-func readMatching(t *testing.T, p *dgramPeer, match func(string) bool) string {
+func readMatching(t *testing.T, p *e2etest.UDPPeer, match func(string) bool) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	buf := make([]byte, 65535)
 	for {
-		_ = p.conn.SetReadDeadline(deadline)
-		n, err := p.conn.Read(buf)
+		_ = p.Conn().SetReadDeadline(deadline)
+		n, err := p.Conn().Read(buf)
 		if ne, ok := err.(net.Error); ok && ne.Timeout() {
 			t.Fatalf("nothing expected arrived within 10 s")
 		}
@@ -316,7 +317,7 @@ func ackFor(inv, resp string) string {
 		case i == 0:
 			b.WriteString("ACK " + strings.Fields(line)[1] + " SIP/2.0\r\n")
 		case strings.EqualFold(name, "To"):
-			b.WriteString("To: " + hdrValue(resp, "To") + "\r\n")
+			b.WriteString("To: " + e2etest.Header(resp, "To") + "\r\n")
 		case strings.EqualFold(name, "CSeq"):
 			b.WriteString("CSeq: 1 ACK\r\n")
 		case strings.EqualFold(name, "Contact"), strings.EqualFold(name, "Content-Length"):

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/reactor"
 )
 
@@ -105,7 +106,7 @@ func BenchmarkAwaitAsync(b *testing.B) {
 	b.Run("realloop", func(b *testing.B) {
 		// A chain of awaits on a running loop, each completed by an urgent
 		// task the op posts: includes the loop's task and wake-up costs.
-		l := startLoop(b)
+		l := testenv.StartLoop(b)
 		c := &benchCtx{l: l}
 		op := newBenchOp()
 		posting := OpFunc[int](func(l *reactor.Loop, done func(int, error)) func() {
@@ -138,7 +139,7 @@ func BenchmarkBlocking(b *testing.B) {
 		b.Run(map[int]string{1: "serial", 64: "inflight64"}[inFlight], func(b *testing.B) {
 			p := NewPool(PoolConfig{Workers: 64})
 			defer p.Close(context.Background())
-			l := startLoop(b)
+			l := testenv.StartLoop(b)
 			op := Blocking(func(context.Context) (int, error) { return 1, nil }, OnPool(p))
 			finished := make(chan struct{})
 			started, left := 0, 0

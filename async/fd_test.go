@@ -62,10 +62,10 @@ func checkFDBaseline(t *testing.T) {
 
 func TestFDOpReadsPipeOnRealLoop(t *testing.T) {
 	checkFDBaseline(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	r, w := pipe(t)
 	got := make(chan recorder[string], 1)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		c := newFakeCtx(t, l)
 		var rec recorder[string]
 		Await(c, readAll(r), func(v string, err error) {
@@ -85,16 +85,16 @@ func TestFDOpReadsPipeOnRealLoop(t *testing.T) {
 	require.Equal(t, 1, rec.calls)
 	require.NoError(t, rec.err)
 	require.Equal(t, "hello world", rec.v)
-	onLoop(t, l, func() { assert.Zero(t, l.Stats().Watchers) })
+	testenv.OnLoop(t, l, func() { assert.Zero(t, l.Stats().Watchers) })
 }
 
 func TestFDOpCancelUnwatchesAndCloses(t *testing.T) {
 	checkFDBaseline(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	r, w := pipe(t)
 	defer syscall.Close(w)
 	got := make(chan error, 1)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		Await(newFakeCtx(t, l), readAll(r), func(_ string, err error) {
 			assert.False(t, l.Watching(r))
 			assert.Zero(t, l.Stats().Watchers)
@@ -109,10 +109,10 @@ func TestFDOpCancelUnwatchesAndCloses(t *testing.T) {
 
 func TestFDOpAbortUnwatches(t *testing.T) {
 	checkFDBaseline(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	r, w := pipe(t)
 	defer syscall.Close(w)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		c := newFakeCtx(t, l)
 		Await(c, readAll(r), func(string, error) { t.Error("resumed after abort") })
 		c.end()
@@ -123,7 +123,7 @@ func TestFDOpAbortUnwatches(t *testing.T) {
 
 func TestFDSetSeveralFDsAndSwitching(t *testing.T) {
 	checkFDBaseline(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	outR, outW := pipe(t)
 	errR, errW := pipe(t)
 	nextR, nextW := pipe(t)
@@ -156,7 +156,7 @@ func TestFDSetSeveralFDsAndSwitching(t *testing.T) {
 		})
 	})
 	got := make(chan []string, 1)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		Launch(l, op, func(v []string, err error) {
 			assert.NoError(t, err)
 			got <- v
@@ -172,15 +172,15 @@ func TestFDSetSeveralFDsAndSwitching(t *testing.T) {
 	require.Contains(t, v, "err:switch")
 	require.Contains(t, v, "out:eof")
 	require.Contains(t, v, "next:eof")
-	onLoop(t, l, func() { assert.Zero(t, l.Stats().Watchers) })
+	testenv.OnLoop(t, l, func() { assert.Zero(t, l.Stats().Watchers) })
 }
 
 func TestFDSetRemoveKeepsFDOpen(t *testing.T) {
 	checkFDBaseline(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	r, w := pipe(t)
 	defer syscall.Close(w)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		s := NewFDSet(l)
 		assert.NoError(t, s.Watch(r, reactor.Readable, func(int, reactor.Events) FDAction { return FDKeep }))
 		assert.Error(t, s.Watch(r, reactor.Readable, func(int, reactor.Events) FDAction { return FDKeep }),
@@ -204,11 +204,11 @@ func TestFDSetRemoveKeepsFDOpen(t *testing.T) {
 
 func TestFDOpStartErrors(t *testing.T) {
 	checkFDBaseline(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	r1, w1 := pipe(t)
 	defer syscall.Close(w1)
 	errSetup := errors.New("setup failed")
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		// start registered one fd, then failed: the op completes at once
 		// with the error and the registered fd is unwatched and closed.
 		op := FDOp(func(s *FDSet, done func(int, error)) error {
@@ -228,7 +228,7 @@ func TestFDOpStartErrors(t *testing.T) {
 	_, err := syscall.Write(w1, []byte("x"))
 	require.ErrorIs(t, err, syscall.EPIPE, "the registered fd was closed")
 
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		var rec recorder[int]
 		Launch(l, FDOp[int](nil), rec.fn)
 		assert.ErrorIs(t, rec.err, ErrNilOp)

@@ -3,7 +3,6 @@ package async
 import (
 	"context"
 	"errors"
-	"github.com/asyncsip/asyncsip/internal/testenv"
 	"testing"
 	"time"
 
@@ -139,34 +138,6 @@ func (o *fakeObserver) OpFinished(name string, d time.Duration, err error) {
 func newManual() (*reactor.Loop, *reactor.FakeClock) {
 	clk := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
 	return reactor.NewManual(clk), clk
-}
-
-// startLoop starts a real loop that the test stops when it ends.
-func startLoop(t testing.TB) *reactor.Loop {
-	t.Helper()
-	l, err := reactor.New(reactor.Config{})
-	if err != nil {
-		t.Fatalf("reactor.New: %v", err)
-	}
-	l.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := l.Stop(ctx); err != nil {
-			t.Errorf("loop stop: %v", err)
-		}
-	})
-	return l
-}
-
-// onLoop runs fn on l and waits (bounded) for it to return.
-func onLoop(t testing.TB, l *reactor.Loop, fn func()) {
-	t.Helper()
-	ran := make(chan struct{})
-	if err := l.Post(func() { defer close(ran); fn() }); err != nil {
-		t.Fatalf("post: %v", err)
-	}
-	testenv.Wait(t, 5*time.Second, ran, "task on loop")
 }
 
 // closePool closes p at the end of the test and checks that its goroutines

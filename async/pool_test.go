@@ -268,7 +268,7 @@ func TestPoolConcurrentLoops(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Add(loops * perLoop)
 	for range loops {
-		l := startLoop(t)
+		l := testenv.StartLoop(t)
 		for i := range perLoop {
 			require.NoError(t, l.Post(func() {
 				c := newFakeCtx(t, l)

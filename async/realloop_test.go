@@ -13,10 +13,10 @@ import (
 // normal tasks that were queued earlier: resumes beat new work.
 func TestResumeFromGoroutineBeatsEarlierNormalTasks(t *testing.T) {
 	t.Parallel()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	var order []string // touched on the loop only
 	op := &manualOp[int]{}
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		Await(newFakeCtx(t, l), op, func(v int, err error) { order = append(order, "resume") })
 		// Keep the loop busy while another goroutine queues normal tasks and
 		// then the completion.
@@ -40,11 +40,11 @@ func TestBlockingResultBeatsEarlierNormalTasks(t *testing.T) {
 	t.Parallel()
 	p := NewPool(PoolConfig{Workers: 1})
 	closePool(t, p)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	var order []string
 	release := make(chan struct{})
 	hold, holding := make(chan struct{}), make(chan struct{})
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		Await(newFakeCtx(t, l), Blocking(func(context.Context) (int, error) {
 			<-release
 			return 1, nil
@@ -70,10 +70,10 @@ func TestAwaitTimeoutOnRealLoop(t *testing.T) {
 	t.Parallel()
 	p := NewPool(PoolConfig{Workers: 1})
 	closePool(t, p)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	got := make(chan error, 1)
 	ctxErr := make(chan error, 1)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		Await(newFakeCtx(t, l), Blocking(func(ctx context.Context) (int, error) {
 			<-ctx.Done()
 			ctxErr <- ctx.Err()

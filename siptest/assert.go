@@ -7,20 +7,26 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
-	"github.com/stretchr/testify/assert"
 )
+
+// TB is what the assertions need of a test: *testing.T, *testing.B and
+// *testing.F satisfy it, and so does any other recorder of failures.
+type TB interface {
+	Helper()
+	Errorf(format string, args ...any)
+}
 
 // Assertions in the style of testify's assert package: each reports
 // whether it held, and on failure calls t.Errorf with what was expected,
 // what happened, and the whole exchange (every SIP message in and out).
-// t is a *testing.T, or anything with Errorf (testify's assert.TestingT);
-// wrap them in require-style checks with `if !siptest.AssertX(...) {
-// t.FailNow() }`.
+// msgAndArgs, if given, is a message (a format and its arguments) printed
+// first. Wrap them in require-style checks with `if !siptest.AssertX(...)
+// { t.FailNow() }`.
 
 // AssertReplied asserts that the response the proxy sent upstream is code:
 // the final response, or the last provisional one when there is no final.
-func AssertReplied(t assert.TestingT, res *Result, code int, msgAndArgs ...any) bool {
-	helper(t)
+func AssertReplied(t TB, res *Result, code int, msgAndArgs ...any) bool {
+	t.Helper()
 	got := res.Final()
 	if got == nil {
 		got = res.LastReply()
@@ -35,9 +41,9 @@ func AssertReplied(t assert.TestingT, res *Result, code int, msgAndArgs ...any) 
 // responses upstream, in order (100 Trying included): retransmissions of a
 // response — fired by Clock.Advance (Timer G) or by a retransmitted
 // request — are not counted. AssertRepliesOnWire counts them.
-func AssertReplies(t assert.TestingT, res *Result, want []int, msgAndArgs ...any) bool {
-	helper(t)
-	if slices.Equal(res.Codes(), want) {
+func AssertReplies(t TB, res *Result, want []int, msgAndArgs ...any) bool {
+	t.Helper()
+	if slices.Equal(res.codes(), want) {
 		return true
 	}
 	return fail(t, res, fmt.Sprintf("expected the replies %v, got %s", want, codes(res)), msgAndArgs)
@@ -46,8 +52,8 @@ func AssertReplies(t assert.TestingT, res *Result, want []int, msgAndArgs ...any
 // AssertRepliesOnWire asserts that the proxy sent exactly these responses
 // upstream, in order, every copy as it went on the wire: retransmissions
 // included.
-func AssertRepliesOnWire(t assert.TestingT, res *Result, want []int, msgAndArgs ...any) bool {
-	helper(t)
+func AssertRepliesOnWire(t TB, res *Result, want []int, msgAndArgs ...any) bool {
+	t.Helper()
 	if slices.Equal(statusCodes(res.replies), want) {
 		return true
 	}
@@ -56,21 +62,21 @@ func AssertRepliesOnWire(t assert.TestingT, res *Result, want []int, msgAndArgs 
 
 // AssertRelayedTo asserts that a stateful branch was relayed to target: a
 // Request-URI ("sip:bob@10.0.0.2") or a next-hop address ("10.0.0.2:5060").
-func AssertRelayedTo(t assert.TestingT, res *Result, target string, msgAndArgs ...any) bool {
-	helper(t)
+func AssertRelayedTo(t TB, res *Result, target string, msgAndArgs ...any) bool {
+	t.Helper()
 	return assertSent(t, res, res.Relayed(), "relayed", target, msgAndArgs)
 }
 
 // AssertForwardedTo asserts that the request was forwarded statelessly to
 // target (a Request-URI or a next-hop address).
-func AssertForwardedTo(t assert.TestingT, res *Result, target string, msgAndArgs ...any) bool {
-	helper(t)
+func AssertForwardedTo(t TB, res *Result, target string, msgAndArgs ...any) bool {
+	t.Helper()
 	return assertSent(t, res, res.Forwarded(), "forwarded", target, msgAndArgs)
 }
 
 // AssertNotRelayed asserts that nothing was sent downstream.
-func AssertNotRelayed(t assert.TestingT, res *Result, msgAndArgs ...any) bool {
-	helper(t)
+func AssertNotRelayed(t TB, res *Result, msgAndArgs ...any) bool {
+	t.Helper()
 	if len(res.relayed) == 0 {
 		return true
 	}
@@ -79,9 +85,9 @@ func AssertNotRelayed(t assert.TestingT, res *Result, msgAndArgs ...any) bool {
 
 // AssertDropped asserts that the request got no answer: no final response,
 // nothing sent downstream, nothing awaited.
-func AssertDropped(t assert.TestingT, res *Result, msgAndArgs ...any) bool {
-	helper(t)
-	if res.Dropped() {
+func AssertDropped(t TB, res *Result, msgAndArgs ...any) bool {
+	t.Helper()
+	if res.dropped() {
 		return true
 	}
 	return fail(t, res, fmt.Sprintf("expected the request to be dropped; replies %s, downstream %s, suspended %v",
@@ -90,8 +96,8 @@ func AssertDropped(t assert.TestingT, res *Result, msgAndArgs ...any) bool {
 
 // AssertAwaiting asserts that a route of the transaction waits on the op
 // that op names, as WithPassThrough matches them ("db.query", "lcr").
-func AssertAwaiting(t assert.TestingT, res *Result, op string, msgAndArgs ...any) bool {
-	helper(t)
+func AssertAwaiting(t TB, res *Result, op string, msgAndArgs ...any) bool {
+	t.Helper()
 	var seen []string
 	for _, w := range res.awaits {
 		if (w.state == AwaitPending || w.state == AwaitRunning) && matchOp(w, op) {
@@ -104,11 +110,11 @@ func AssertAwaiting(t assert.TestingT, res *Result, op string, msgAndArgs ...any
 
 // AssertHeader asserts that msg (a Reply, a Relayed, any sip.Message) has a
 // header name whose first value is want.
-func AssertHeader(t assert.TestingT, msg interface {
+func AssertHeader(t TB, msg interface {
 	GetHeader(name string) sip.Header
 	String() string
 }, name, want string, msgAndArgs ...any) bool {
-	helper(t)
+	t.Helper()
 	h := msg.GetHeader(name)
 	if h != nil && h.Value() == want {
 		return true
@@ -117,10 +123,10 @@ func AssertHeader(t assert.TestingT, msg interface {
 	if h != nil {
 		got = fmt.Sprintf("%q", h.Value())
 	}
-	return assert.Fail(t, fmt.Sprintf("expected %s: %q, got %s in\n%s", name, want, got, indent(msg.String())), msgAndArgs...)
+	return failf(t, fmt.Sprintf("siptest: expected %s: %q, got %s in\n%s", name, want, got, indent(msg.String())), msgAndArgs)
 }
 
-func assertSent(t assert.TestingT, res *Result, sent []*Relayed, verb, target string, msgAndArgs []any) bool {
+func assertSent(t TB, res *Result, sent []*Relayed, verb, target string, msgAndArgs []any) bool {
 	for _, x := range sent {
 		if matchTarget(x, target) {
 			return true
@@ -174,13 +180,29 @@ func replyList(replies []*Reply) string {
 	return "[" + strings.Join(s, ", ") + "]"
 }
 
-func fail(t assert.TestingT, res *Result, msg string, msgAndArgs []any) bool {
-	helper(t)
-	return assert.Fail(t, "siptest: "+msg+"\n"+res.String(), msgAndArgs...)
+func fail(t TB, res *Result, msg string, msgAndArgs []any) bool {
+	t.Helper()
+	return failf(t, "siptest: "+msg+"\n"+res.String(), msgAndArgs)
 }
 
-func helper(t assert.TestingT) {
-	if h, ok := t.(interface{ Helper() }); ok {
-		h.Helper()
+// failf reports msg, after the caller's message if there is one.
+func failf(t TB, msg string, msgAndArgs []any) bool {
+	t.Helper()
+	if m := userMessage(msgAndArgs); m != "" {
+		msg = m + "\n" + msg
 	}
+	t.Errorf("%s", msg)
+	return false
+}
+
+// userMessage formats msgAndArgs: a format string and its arguments, or any
+// single value.
+func userMessage(msgAndArgs []any) string {
+	if len(msgAndArgs) == 0 {
+		return ""
+	}
+	if f, ok := msgAndArgs[0].(string); ok {
+		return fmt.Sprintf(f, msgAndArgs[1:]...)
+	}
+	return fmt.Sprint(msgAndArgs...)
 }

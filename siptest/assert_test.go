@@ -15,8 +15,10 @@ import (
 	"github.com/asyncsip/asyncsip/tm"
 )
 
-// errorsT is an assert.TestingT that keeps the failure messages.
+// errorsT is a siptest.TB that keeps the failure messages.
 type errorsT struct{ msgs []string }
+
+func (e *errorsT) Helper() {}
 
 func (e *errorsT) Errorf(format string, args ...any) {
 	e.msgs = append(e.msgs, fmt.Sprintf(format, args...))
@@ -122,7 +124,6 @@ func TestAssertRepliesIgnoresRetransmissions(t *testing.T) {
 	h.Clock.Advance(2 * time.Second) // Timer G: the 504 again at +0.5 s and +1.5 s
 	assert.True(t, siptest.AssertReplies(t, res, []int{100, 504}))
 	assert.True(t, siptest.AssertRepliesOnWire(t, res, []int{100, 504, 504, 504}))
-	assert.Equal(t, []int{100, 504}, res.Codes())
 	assert.Len(t, res.Replies(), 2)
 	assert.Equal(t, 504, res.LastReply().StatusCode)
 

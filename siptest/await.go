@@ -100,10 +100,9 @@ func (w *Await) Err() error { return w.err }
 
 // Complete completes a held await with (v, err) and runs the loop until
 // idle: the route's resume runs, and the Result records what it did. v must
-// be of the resume's type, or a neutral value the harness converts (Rows,
-// ExecResult, HTTPResponse; see Convert); nil is the zero value. Otherwise
-// the resume gets an error wrapping async.ErrResultType, which Complete
-// returns too. Complete returns an error wrapping async.ErrNotPending when
+// be of the resume's type (a module's result: a db.Row, a rest.Result…);
+// nil is the zero value. Otherwise the resume gets an error wrapping
+// async.ErrResultType, which Complete returns too. Complete returns an error wrapping async.ErrNotPending when
 // the await is not held or is over.
 func (w *Await) Complete(v any, err error) error {
 	w.h.t.Helper()
@@ -119,25 +118,12 @@ func (w *Await) Fail(err error) error {
 	return w.Complete(nil, err)
 }
 
-// complete converts v and completes the intercepted await.
+// complete completes the intercepted await.
 func (w *Await) complete(v any, err error) error {
 	if !w.a.Pending() {
 		return fmt.Errorf("siptest: %s is %s: %w", w.label(), w.state, async.ErrNotPending)
 	}
-	cv, cerr := Convert(v, w.Type, w.a.Op)
-	if cerr != nil && !errors.Is(cerr, errNoConversion) {
-		cv = nil
-		if err == nil {
-			err = cerr // the conversion failed (no rows, a bad body): that is the op's result
-		}
-	}
-	if e := w.a.Complete(cv, err); e != nil {
-		if cerr != nil {
-			return fmt.Errorf("%w (%v)", e, cerr)
-		}
-		return e
-	}
-	return nil
+	return w.a.Complete(v, err)
 }
 
 // finish records the outcome (async's OnFinish hook).

@@ -60,7 +60,6 @@ func TestAwaitHeldAndCompleted(t *testing.T) {
 	siptest.AssertAwaiting(t, res, "lcr")
 	siptest.AssertAwaiting(t, res, "async.blocking")
 	assert.True(t, res.Suspended())
-	assert.False(t, res.Dropped())
 	w := res.Await(0)
 	assert.Equal(t, "", w.Name, "the route named the Blocking op, not the await")
 	assert.Equal(t, "async.blocking: lcr", w.Desc)

@@ -29,11 +29,13 @@
 //	res.Await(0).Fail(db.ErrUnavailable)            // the op's error
 //	h.Clock.Advance(3 * time.Second)                 // the await times out
 //
-// — or fakes answer from a table, by the op's description (see Fake):
+// — or fakes answer (see Fake): each module's typed fake, next to it
+// (modules/db/dbtest, modules/rest/resttest, modules/exec/exectest), or
+// Answers for a route's own ops, by name:
 //
-//	db := siptest.NewFakeDB()
-//	db.On("SELECT gw FROM lcr WHERE prefix = ?").WithArgs("1555").ReturnRows([]string{"gw"}, []any{"10.0.0.1"})
-//	h := siptest.NewHarness(t, route, siptest.WithFakes(db))
+//	lcr := dbtest.New()
+//	lcr.On("SELECT gw FROM lcr WHERE prefix = ?").WithArgs("1555").Rows([]string{"gw"}, []any{"10.0.0.1"})
+//	h := siptest.NewHarness(t, route, siptest.WithFakes(lcr, siptest.Answers{"score": {Value: 0.1}}))
 //
 // async.Sleep and async.Done run as they are (on the fake clock); other
 // ops can be let through with WithPassThrough (loop-only ops) or
@@ -66,7 +68,7 @@
 //
 // # Replies
 //
-// AssertReplies and Result.Replies and Codes see the distinct responses
+// AssertReplies and Result.Replies see the distinct responses
 // sent upstream: a response sent again — for a retransmitted request, or
 // by Timer G as Clock.Advance fires it — counts once. AssertRepliesOnWire
 // sees every copy. 100 Trying goes out only when a route relays or

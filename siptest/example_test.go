@@ -21,7 +21,7 @@ import (
 //   - REGISTER is refused: this proxy routes calls only.
 //   - A new call is looked up by the called number (lookupGateway stands
 //     for a database query; with modules/db the op would be
-//     handle.QueryRow(...) and the test would use siptest.FakeDB) and
+//     handle.QueryRow(...) and the test would use modules/db/dbtest) and
 //     relayed to the gateway found: 404 when there is none, 503 when the
 //     lookup fails or takes more than 2 s.
 //   - When the gateway is busy or failing, the failure route tries the
@@ -74,17 +74,17 @@ func TestLCRRoutes(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		req      *sip.Request
-		inDialog bool                  // sent along the proxy's signed Record-Route (Harness.InDialog)
-		lookup   func(r *siptest.Rule) // how the lookup answers (nil: no lookup expected)
-		advance  time.Duration         // clock movement after the request
-		answers  []int                 // responses of the latest branch, in order
-		relays   []string              // where the call went, in order
-		replies  []int                 // what the caller got
+		inDialog bool            // sent along the proxy's signed Record-Route (Harness.InDialog)
+		lookup   *siptest.Answer // how the lookup answers (nil: no lookup expected)
+		advance  time.Duration   // clock movement after the request
+		answers  []int           // responses of the latest branch, in order
+		relays   []string        // where the call went, in order
+		replies  []int           // what the caller got
 	}{
 		{
 			name:    "routed call",
 			req:     siptest.NewRequest("INVITE", "sip:+15551234@example.com"),
-			lookup:  func(r *siptest.Rule) { r.Return("sip:+15551234@10.0.0.2") },
+			lookup:  &siptest.Answer{Value: "sip:+15551234@10.0.0.2"},
 			answers: []int{180, 200},
 			relays:  []string{"sip:+15551234@10.0.0.2"},
 			replies: []int{100, 180, 200},
@@ -92,26 +92,26 @@ func TestLCRRoutes(t *testing.T) {
 		{
 			name:    "no route",
 			req:     siptest.NewRequest("INVITE", "sip:+999@example.com"),
-			lookup:  func(r *siptest.Rule) { r.Return("") },
+			lookup:  &siptest.Answer{Value: ""},
 			replies: []int{100, 404},
 		},
 		{
 			name:    "lookup fails",
 			req:     siptest.NewRequest("INVITE", "sip:+15551234@example.com"),
-			lookup:  func(r *siptest.Rule) { r.Fail(errors.New("connection refused")) },
+			lookup:  &siptest.Answer{Err: errors.New("connection refused")},
 			replies: []int{100, 503},
 		},
 		{
 			name:    "lookup too slow",
 			req:     siptest.NewRequest("INVITE", "sip:+15551234@example.com"),
-			lookup:  func(r *siptest.Rule) { r.After(3 * time.Second).Return("sip:late@10.0.0.2") },
+			lookup:  &siptest.Answer{Value: "sip:late@10.0.0.2", Delay: 3 * time.Second},
 			advance: 2 * time.Second,
 			replies: []int{100, 503},
 		},
 		{
 			name:    "busy gateway fails over",
 			req:     siptest.NewRequest("INVITE", "sip:+15551234@example.com"),
-			lookup:  func(r *siptest.Rule) { r.Return("sip:+15551234@10.0.0.2") },
+			lookup:  &siptest.Answer{Value: "sip:+15551234@10.0.0.2"},
 			answers: []int{486, 180, 200},
 			relays:  []string{"sip:+15551234@10.0.0.2", backupGateway},
 			replies: []int{100, 180, 200},
@@ -119,7 +119,7 @@ func TestLCRRoutes(t *testing.T) {
 		{
 			name:    "backup busy too",
 			req:     siptest.NewRequest("INVITE", "sip:+15551234@example.com"),
-			lookup:  func(r *siptest.Rule) { r.Return("sip:+15551234@10.0.0.2") },
+			lookup:  &siptest.Answer{Value: "sip:+15551234@10.0.0.2"},
 			answers: []int{503, 486},
 			relays:  []string{"sip:+15551234@10.0.0.2", backupGateway},
 			replies: []int{100, 486},
@@ -145,9 +145,9 @@ func TestLCRRoutes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			fakes := siptest.NewFakeOps()
+			fakes := siptest.Answers{}
 			if tc.lookup != nil {
-				tc.lookup(fakes.On("lcr"))
+				fakes["lcr"] = *tc.lookup
 			}
 			h := siptest.NewHarness(t, lcr, siptest.WithFakes(fakes))
 			if tc.inDialog {

@@ -67,7 +67,6 @@ type harnessConfig struct {
 	passThrough []string
 	realOps     []string
 	realWait    time.Duration
-	uac         string
 	proxy       string
 }
 
@@ -96,20 +95,16 @@ func WithPassThrough(ops ...string) HarnessOption {
 // WithRealOps runs the ops that ops names (as for WithPassThrough) for
 // real, off the loop — async.Blocking on its pool, say: Send and the other
 // drivers then wait for them to complete, in real time, at most
-// DefaultRealOpWait (see WithRealOpWait); beyond it the test fails.
+// 5 s (see WithRealOpWait); beyond it the test fails.
 func WithRealOps(ops ...string) HarnessOption {
 	return func(c *harnessConfig) { c.realOps = append(c.realOps, ops...) }
 }
 
-// DefaultRealOpWait bounds the real-time wait for WithRealOps ops.
-const DefaultRealOpWait = 5 * time.Second
+// defaultRealOpWait bounds the real-time wait for WithRealOps ops.
+const defaultRealOpWait = 5 * time.Second
 
 // WithRealOpWait changes how long the harness waits for real ops.
 func WithRealOpWait(d time.Duration) HarnessOption { return func(c *harnessConfig) { c.realWait = d } }
-
-// WithUAC sets the default source of sent requests (default DefaultUAC) for
-// requests that do not carry one (NewRequest always sets one).
-func WithUAC(addr string) HarnessOption { return func(c *harnessConfig) { c.uac = addr } }
 
 // WithProxyAddr sets the proxy's own IPv4 address (default DefaultProxy),
 // which its Via and Record-Route carry.
@@ -132,14 +127,11 @@ func NewHarness[R Routing](t testing.TB, routes R, opts ...HarnessOption) *Harne
 	case func(*tm.Context):
 		r = tm.Routes{Request: v}
 	}
-	cfg := harnessConfig{realWait: DefaultRealOpWait, uac: DefaultUAC, proxy: DefaultProxy}
+	cfg := harnessConfig{realWait: defaultRealOpWait, proxy: DefaultProxy}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	uac, err := netip.ParseAddrPort(cfg.uac)
-	if err != nil {
-		t.Fatalf("siptest: WithUAC(%q): %v", cfg.uac, err)
-	}
+	uac := netip.MustParseAddrPort(DefaultUAC)
 	proxy, err := netip.ParseAddrPort(cfg.proxy)
 	if err != nil || !proxy.Addr().Is4() {
 		t.Fatalf("siptest: WithProxyAddr(%q): want an IPv4 ip:port (%v)", cfg.proxy, err)
@@ -329,9 +321,9 @@ type transport struct {
 	local netip.AddrPort
 }
 
-// ErrUnreachable is what the in-memory transport returns for a destination
+// errUnreachable is what the in-memory transport returns for a destination
 // made Unreachable.
-var ErrUnreachable = errors.New("siptest: destination unreachable")
+var errUnreachable = errors.New("siptest: destination unreachable")
 
 func (tp *transport) Send(_ *reactor.Loop, b []byte, to netip.AddrPort) error {
 	return tp.h.sent(b, to)
@@ -376,6 +368,7 @@ func (h *Harness) intercept(a *async.Intercepted) (handled bool) {
 		w.state, handled = AwaitPending, true
 		for _, f := range h.fakes {
 			if ans, answered = f.Answer(w); answered {
+				w.by = ans.By
 				if w.by == "" {
 					w.by = fmt.Sprint(f)
 				}

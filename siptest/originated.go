@@ -42,28 +42,24 @@ func (o *Originated) Retransmissions() int { return o.retrans }
 func (o *Originated) Responses() []*sip.Response { return o.responses }
 
 // Respond makes the next hop answer the request with code, fed to the
-// proxy from o.Addr, built as Relayed.Respond builds it (the same options).
-// It returns o.
+// proxy from o.Addr — or from the address WithSource gives, to see tm drop
+// a response that does not come from where its request went — built as
+// Relayed.Respond builds it (the same options). It returns o.
 func (o *Originated) Respond(code int, opts ...MessageOption) *Originated {
 	o.h.t.Helper()
 	resp := o.h.response("Originated.Respond", o.Request, o.Addr, &o.toTag, code, opts)
+	var m message
+	for _, opt := range opts {
+		opt(&m)
+	}
+	if m.source.IsValid() && m.source != o.Addr {
+		o.events = append(o.events, event{dir: dirIn, msg: resp, addr: m.source, note: "not the next hop"})
+		o.h.receive([]byte(resp.String()), m.source)
+		return o
+	}
 	o.responses = append(o.responses, resp)
 	o.events = append(o.events, event{dir: dirIn, msg: resp, addr: o.Addr})
 	o.h.receive([]byte(resp.String()), o.Addr)
-	return o
-}
-
-// RespondFrom is Respond sent from addr ("ip:port") instead of the next
-// hop: tm drops a response that does not come from where its request went.
-func (o *Originated) RespondFrom(addr string, code int, opts ...MessageOption) *Originated {
-	o.h.t.Helper()
-	from, err := netip.ParseAddrPort(addr)
-	if err != nil {
-		o.h.t.Fatalf("siptest: RespondFrom(%q): %v", addr, err)
-	}
-	resp := o.h.response("Originated.RespondFrom", o.Request, o.Addr, &o.toTag, code, opts)
-	o.events = append(o.events, event{dir: dirIn, msg: resp, addr: from, note: "not the next hop"})
-	o.h.receive([]byte(resp.String()), from)
 	return o
 }
 

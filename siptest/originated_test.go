@@ -70,7 +70,7 @@ func TestOriginatedAnswerFromElsewhereIgnored(t *testing.T) {
 	var got []probe
 	h.Run(func(l *reactor.Loop) { launchProbe(t, h.Server, l, "sip:gw@10.0.0.7", &got) })
 	o := h.Originated()[0]
-	o.RespondFrom("10.0.0.66:5060", 200)
+	o.Respond(200, siptest.WithSource("10.0.0.66:5060"))
 	assert.Empty(t, got, "a response from another host does not count")
 	assert.EqualValues(t, 1, h.Server.Stats().DropSource)
 	o.Respond(503)

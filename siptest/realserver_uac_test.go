@@ -153,7 +153,7 @@ func TestRealServerOriginatedOptionsFromTimerJob(t *testing.T) {
 		t.Fatal("no report within 10 s")
 	}
 	assert.Equal(t, []string{"OPTIONS sip:ping@" + peer.addr()}, peer.requests())
-	st := srv.Core().Stats().Originated
+	st := srv.Stats().Originated
 	assert.EqualValues(t, 1, st.Started)
 	assert.EqualValues(t, 1, st.Completed)
 }

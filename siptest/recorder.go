@@ -98,9 +98,9 @@ func (r *Result) Final() *Reply {
 	return nil
 }
 
-// Codes returns the status codes of the distinct responses sent upstream
+// codes returns the status codes of the distinct responses sent upstream
 // (see Replies), in order.
-func (r *Result) Codes() []int { return statusCodes(r.Replies()) }
+func (r *Result) codes() []int { return statusCodes(r.Replies()) }
 
 func statusCodes(replies []*Reply) []int {
 	out := make([]int, 0, len(replies))
@@ -162,9 +162,9 @@ func (r *Result) Suspended() bool {
 	return false
 }
 
-// Dropped reports whether the request got no answer at all: no final
+// dropped reports whether the request got no answer at all: no final
 // response, nothing sent downstream, and nothing awaited.
-func (r *Result) Dropped() bool {
+func (r *Result) dropped() bool {
 	return r.Final() == nil && len(r.relayed) == 0 && !r.Suspended()
 }
 
@@ -207,7 +207,7 @@ func (x *Relayed) Responses() []*sip.Response { return x.responses }
 // response to the proxy from x.Addr, as a UAS would send it (Vias,
 // Record-Route, From, To with a tag for code > 100 — the same tag for every
 // response of this branch — Call-ID, CSeq; a Contact for a 1xx or 2xx to an
-// INVITE). Options add headers (WithHeader, WithBody, WithReason,
+// INVITE). Options add headers (WithHeader, WithBody,
 // WithToTag, WithContact). It returns the transaction's Result.
 func (x *Relayed) Respond(code int, opts ...MessageOption) *Result {
 	x.h.t.Helper()
@@ -230,11 +230,7 @@ func (h *Harness) response(fn string, req *sip.Request, addr netip.AddrPort, toT
 	for _, o := range opts {
 		o(m)
 	}
-	reason := m.reason
-	if reason == "" {
-		reason = tm.StatusText(code)
-	}
-	resp := sip.NewResponse(code, reason)
+	resp := sip.NewResponse(code, tm.StatusText(code))
 	for _, name := range []string{"Via", "Record-Route"} {
 		for _, hd := range req.GetHeaders(name) {
 			resp.AppendHeader(sip.HeaderClone(hd))
@@ -290,7 +286,7 @@ func (h *Harness) sent(b []byte, to netip.AddrPort) error {
 		h.sentRequest(m, e)
 	}
 	if h.unreachable[to] {
-		return fmt.Errorf("%w: %s", ErrUnreachable, to)
+		return fmt.Errorf("%w: %s", errUnreachable, to)
 	}
 	return nil
 }

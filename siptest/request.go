@@ -41,7 +41,6 @@ type message struct {
 	without           []string
 	ctype             string
 	body              string
-	reason            string
 }
 
 // WithHeader appends a header (it may be given several times, also for the
@@ -97,11 +96,10 @@ func WithRoute(uris ...string) MessageOption {
 	return func(m *message) { m.routes = append(m.routes, uris...) }
 }
 
-// WithReason sets the reason phrase of a response.
-func WithReason(reason string) MessageOption { return func(m *message) { m.reason = reason } }
-
-// WithSource makes the request come from addr ("ip:port"): Harness.Send
-// delivers it from there, and its Via and default Contact name it. It
+// WithSource makes the message come from addr ("ip:port"): Harness.Send
+// delivers a request from there, and its Via and default Contact name it;
+// Originated.Respond sends the response from there instead of the next hop
+// (tm drops a response that does not come from where its request went). It
 // panics on an address that does not parse, like the constructors.
 func WithSource(addr string) MessageOption {
 	ap, err := netip.ParseAddrPort(addr)

@@ -74,6 +74,10 @@ type loopState struct {
 	ids    *idSource
 	kbuf   []byte    // transaction key being looked up (lookupKey, handleResponse)
 	tombs  tombTable // completed transactions kept only to absorb retransmissions (tombstone.go)
+	// queued counts the received messages posted to this loop by other
+	// loops (or queued again by it) and not yet run: Receive keeps the
+	// loop's own messages behind them. Written from any loop.
+	queued atomic.Int64
 }
 
 // NewServer creates the transaction layer on loops (their IDs must be their
@@ -168,25 +172,18 @@ func (s *Server) owner(callID string) *loopState {
 	return s.loops[h%uint64(len(s.loops))]
 }
 
-// Receive handles one datagram received on loop l from `from` over tp. data
+// Receive handles one message received on loop l from `from` over tp. data
 // is only read during the call. Bad input is counted and dropped, or
 // answered 400 when the message is complete enough to answer.
+//
+// The messages passed to Receive on one loop are handled in the order of
+// the calls, also across loops: a message that another loop handed over to
+// l earlier (the owner of its Call-ID) and that has not run yet goes first,
+// and l's own messages queue behind it. Calling Receive in the order a
+// source's messages should be handled is the transport's business (package
+// transport: datagrams as read, a connection's messages one loop task each,
+// in the order read).
 func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
-	s.receive(l, data, from, tp, false)
-}
-
-// ReceiveQueued is Receive for a message delivered by a task posted to l,
-// as connection readers do (one task per message, in the order read).
-// Tasks run in the order they were posted, so a message owned by l is
-// handled at once: queueing it behind l's pending work again, as Receive
-// does for datagrams read from a socket, could let the connection's next
-// message, already taken into the batch l is running (Pending does not
-// count it), overtake it — a BYE before its ACK.
-func (s *Server) ReceiveQueued(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport) {
-	s.receive(l, data, from, tp, true)
-}
-
-func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp Transport, queued bool) {
 	ls := s.loopOf(l)
 	s.obs.inbound(l, data, from, tp)
 	s.stats.received.Add(1)
@@ -195,16 +192,22 @@ func (s *Server) receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 	}
 	// Hand the raw bytes to the owner loop before parsing: the sooner a
 	// message is queued on its owner, the less two back-to-back messages
-	// of one call (ACK then BYE) read by two loops can swap places. The
-	// owner also runs its own messages behind what is already queued.
+	// of one call (ACK then BYE) read by two loops can swap places. A
+	// message owned here still queues behind the messages handed over to
+	// this loop and not yet run (ls.queued), or it would overtake them.
 	if id, ok := scanCallID(data); ok && len(s.loops) > 1 {
 		owner := s.owner(id)
-		if owner != ls || (!queued && ls.loop.Pending() > 0) {
+		if owner != ls || ls.queued.Load() > 0 {
 			if owner != ls {
 				s.stats.handoffs.Add(1)
 			}
 			buf := append([]byte(nil), data...)
-			if err := owner.loop.Post(func() { s.receiveOwned(owner, buf, from, tp) }); err != nil {
+			owner.queued.Add(1)
+			if err := owner.loop.Post(func() {
+				owner.queued.Add(-1)
+				s.receiveOwned(owner, buf, from, tp)
+			}); err != nil {
+				owner.queued.Add(-1)
 				s.dropped("closed", from, err)
 			}
 			return
@@ -244,7 +247,12 @@ func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, t
 		return
 	}
 	s.stats.handoffs.Add(1)
-	if err := owner.loop.Post(func() { s.dispatch(owner, msg, from, tp) }); err != nil {
+	owner.queued.Add(1)
+	if err := owner.loop.Post(func() {
+		owner.queued.Add(-1)
+		s.dispatch(owner, msg, from, tp)
+	}); err != nil {
+		owner.queued.Add(-1)
 		s.dropped("closed", from, err)
 	}
 }

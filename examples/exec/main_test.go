@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/asyncsip/asyncsip/modules/exec"
+	"github.com/asyncsip/asyncsip/modules/exec/exectest"
 	"github.com/asyncsip/asyncsip/siptest"
 )
 
@@ -32,9 +33,9 @@ func TestRoutesWithScriptResults(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ops := siptest.NewFakeOps()
-			ops.On("route.script").Return(tc.result)
-			h := siptest.NewHarness(t, Routes("/bin/route", time.Second), siptest.WithFakes(ops))
+			script := exectest.New()
+			script.On("/bin/route", "+1555", "alice").Result(tc.result) // the callee, the caller
+			h := siptest.NewHarness(t, Routes("/bin/route", time.Second), siptest.WithFakes(script))
 			res := h.Send(siptest.NewRequest("INVITE", "sip:+1555@example.com"))
 			if tc.target != "" {
 				siptest.AssertRelayedTo(t, res, tc.target)

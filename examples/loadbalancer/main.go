@@ -27,6 +27,7 @@ import (
 
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/modules/dispatcher"
+	"github.com/asyncsip/asyncsip/modules/metrics"
 )
 
 // options are the command line's settings.
@@ -172,13 +173,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var exts []asyncsip.Extension
+	if o.metrics != "" {
+		exp := metrics.New(metrics.Config{Addr: o.metrics, Logger: log})
+		exp.Registry().MustRegister(b.Tracker().Collector(Profile), b.Dispatcher().Collector())
+		exts = append(exts, exp)
+	}
 	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{o.listen}, Workers: o.workers,
-		MetricsAddr: o.metrics, RouteKeyFile: o.routeKey, Logger: log, DrainTimeout: 5 * time.Second})
+		Extensions: exts, RouteKeyFile: o.routeKey, Logger: log, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		return err
-	}
-	if m := srv.Metrics(); m.Enabled() {
-		m.Registry().MustRegister(b.Tracker().Collector(Profile), b.Dispatcher().Collector())
 	}
 	srv.SetRoutes(b.Routes())
 	if err := srv.Start(); err != nil {

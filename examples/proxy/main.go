@@ -32,6 +32,8 @@ import (
 	"github.com/asyncsip/asyncsip/modules/ratelimit"
 	"github.com/asyncsip/asyncsip/modules/rest"
 	"github.com/asyncsip/asyncsip/reactor"
+	"github.com/asyncsip/asyncsip/tm"
+	"github.com/asyncsip/asyncsip/transport"
 )
 
 var randRead = rand.Read
@@ -74,10 +76,10 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	srv, err := asyncsip.New(asyncsip.Config{Listen: cfg.Listen, Advertise: cfg.Advertise, Workers: cfg.Workers,
-		Stream: asyncsip.StreamConfig{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey},
+		Stream: transport.StreamConfig{CertFile: cfg.TLSCert, KeyFile: cfg.TLSKey},
 		// The key that signs our Record-Route persists, so calls set up
 		// before a restart can still be ended after it.
-		RouteKeyFile: keyFile, MaxBreadth: cfg.MaxFork,
+		RouteKeyFile: keyFile, Core: tm.Config{MaxBreadth: cfg.MaxFork},
 		Logger: log, DrainTimeout: 5 * time.Second})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/rest"
+	"github.com/asyncsip/asyncsip/modules/rest/resttest"
 	"github.com/asyncsip/asyncsip/siptest"
 )
 
@@ -193,26 +194,26 @@ func TestRESTHook(t *testing.T) {
 	cases := []struct {
 		name     string
 		failOpen bool
-		answer   func(r *siptest.Rule)
+		answer   func(r *resttest.Rule)
 		want     int
 		relayed  string
 	}{
-		{"deny", true, func(r *siptest.Rule) { r.Return(Decision{Action: "deny", Code: 603, Reason: "Fraud"}) }, 603, ""},
-		{"route", true, func(r *siptest.Rule) { r.Return(Decision{Action: "route", Target: "sip:+1999@10.9.9.9:5070"}) }, 0, "sip:+1999@10.9.9.9:5070"},
-		{"timeout fails open to the database", true, func(r *siptest.Rule) { r.Never() }, 0, "sip:+15551234@10.1.0.1:5060"},
-		{"timeout fails closed", false, func(r *siptest.Rule) { r.Never() }, 503, ""},
-		{"error fails closed", false, func(r *siptest.Rule) { r.Fail(rest.ErrConnRefused) }, 503, ""},
+		{"deny", true, func(r *resttest.Rule) { r.JSON(200, Decision{Action: "deny", Code: 603, Reason: "Fraud"}) }, 603, ""},
+		{"route", true, func(r *resttest.Rule) { r.JSON(200, Decision{Action: "route", Target: "sip:+1999@10.9.9.9:5070"}) }, 0, "sip:+1999@10.9.9.9:5070"},
+		{"timeout fails open to the database", true, func(r *resttest.Rule) { r.Never() }, 0, "sip:+15551234@10.1.0.1:5060"},
+		{"timeout fails closed", false, func(r *resttest.Rule) { r.Never() }, 503, ""},
+		{"error fails closed", false, func(r *resttest.Rule) { r.Fail(rest.ErrConnRefused) }, 503, ""},
 		// A full client (rest_concurrency busy, rest_queue waiting) refuses
 		// the call even with fail_open: an overload must not open the door.
-		{"overload refused even when failing open", true, func(r *siptest.Rule) { r.Fail(async.ErrOverloaded) }, 503, ""},
+		{"overload refused even when failing open", true, func(r *resttest.Rule) { r.Fail(async.ErrOverloaded) }, 503, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newTestProxy(t, Config{RESTHook: "http://127.0.0.1:1/hook", FailOpen: tc.failOpen, Trusted: []string{harnessPeer}})
 			require.NoError(t, p.store.AddGateway(context.Background(), 1, "10.1.0.1:5060", "+1", 0))
-			ops := siptest.NewFakeOps()
-			tc.answer(ops.On("rest.hook"))
-			h := newHarness(t, p, siptest.WithFakes(ops))
+			hook := resttest.New()
+			tc.answer(hook.On("GET", "http://127.0.0.1:1/hook?*"))
+			h := newHarness(t, p, siptest.WithFakes(hook))
 			res := h.Send(siptest.NewRequest("INVITE", "sip:+15551234@example.com"))
 			require.Len(t, res.Awaits(), 1, res.String())
 			assert.Equal(t, "rest.hook", res.Await(0).Name)

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/asyncsip/asyncsip/modules/rest"
+	"github.com/asyncsip/asyncsip/modules/rest/resttest"
 	"github.com/asyncsip/asyncsip/siptest"
 )
 
@@ -16,22 +17,25 @@ func TestRoutes(t *testing.T) {
 	t.Cleanup(func() { client.Close(t.Context()) })
 	cases := []struct {
 		name   string
-		answer func(r *siptest.Rule)
+		answer func(r *resttest.Rule)
 		want   int
 		target string
 	}{
-		{"route", func(r *siptest.Rule) { r.Return(Answer{Target: "sip:+1555@10.0.0.7:5060"}) }, 0, "sip:+1555@10.0.0.7:5060"},
-		{"reject", func(r *siptest.Rule) { r.Return(Answer{Reject: 603}) }, 603, ""},
-		{"no target", func(r *siptest.Rule) { r.Return(Answer{}) }, 404, ""},
-		{"API down", func(r *siptest.Rule) { r.Fail(rest.ErrConnRefused) }, 503, ""},
-		{"API too slow", func(r *siptest.Rule) { r.Never() }, 503, ""},
+		{"route", func(r *resttest.Rule) { r.JSON(200, Answer{Target: "sip:+1555@10.0.0.7:5060"}) }, 0, "sip:+1555@10.0.0.7:5060"},
+		{"reject", func(r *resttest.Rule) { r.JSON(200, Answer{Reject: 603}) }, 603, ""},
+		{"no target", func(r *resttest.Rule) { r.JSON(200, Answer{}) }, 404, ""},
+		{"API error status", func(r *resttest.Rule) { r.Status(500, "internal error") }, 503, ""},
+		{"API answers no JSON", func(r *resttest.Rule) { r.Status(200, "<html>") }, 503, ""},
+		{"API down", func(r *resttest.Rule) { r.Fail(rest.ErrConnRefused) }, 503, ""},
+		{"API too slow", func(r *resttest.Rule) { r.Never() }, 503, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ops := siptest.NewFakeOps()
-			tc.answer(ops.On("rest.route"))
-			h := siptest.NewHarness(t, Routes(client, "http://api.invalid/route", time.Second), siptest.WithFakes(ops))
+			api := resttest.New()
+			tc.answer(api.On("GET", "http://api.invalid/route?from=alice&to=%2B1555"))
+			h := siptest.NewHarness(t, Routes(client, "http://api.invalid/route", time.Second), siptest.WithFakes(api))
 			res := h.Send(siptest.NewRequest("INVITE", "sip:+1555@example.com"))
+			require.Equal(t, []string{"GET http://api.invalid/route?from=alice&to=%2B1555"}, api.Seen(), "the API is asked about the caller and the callee")
 			h.Clock.Advance(2 * time.Second)
 			if tc.target != "" {
 				siptest.AssertRelayedTo(t, res, tc.target)

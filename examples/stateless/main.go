@@ -54,8 +54,7 @@ func main() {
 		// proxy) sends them without our signed Route. They are forwarded
 		// by Call-ID like the INVITE, to the backend that decides about
 		// them, instead of being refused 403 (tm's default).
-		NoRecordRoute: true,
-		Security:      tm.Security{AllowUnsignedInDialog: true},
+		Core: tm.Config{NoRecordRoute: true, Security: tm.Security{AllowUnsignedInDialog: true}},
 	})
 	if err != nil {
 		log.Fatal(err)

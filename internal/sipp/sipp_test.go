@@ -66,7 +66,7 @@ func TestRecordRouteScenarios(t *testing.T) {
 	ur := uas.Stop()
 	require.Equal(t, calls, ur.Successful, ur.String())
 	require.Zero(t, ur.Failed, ur.String())
-	assert.Zero(t, srv.Core().Stats().DropUnsigned, "every in-dialog request followed the signed route")
+	assert.Zero(t, srv.Stats().DropUnsigned, "every in-dialog request followed the signed route")
 }
 
 // A free port picked for SIPp but taken by another process before SIPp

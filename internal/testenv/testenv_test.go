@@ -178,3 +178,14 @@ func TestCountFDs(t *testing.T) {
 		t.Errorf("CountFDs after close = %d, before = %d", after, before)
 	}
 }
+
+// StartLoop's loop runs tasks; OnLoop returns once its task ran, on the
+// loop's goroutine.
+func TestStartLoopOnLoop(t *testing.T) {
+	l := StartLoop(t)
+	ran := false
+	OnLoop(t, l, func() { ran = l.Pending() >= 0 })
+	if !ran {
+		t.Fatal("OnLoop returned before its task ran")
+	}
+}

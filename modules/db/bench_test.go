@@ -37,7 +37,7 @@ func benchDB(b *testing.B) *db.Handle {
 // each report starting the next, so the harness adds nothing per op.
 func BenchmarkQueryRowAdapter(b *testing.B) {
 	h := benchDB(b)
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	done := make(chan error, 1)
 	var step func(i int)
 	step = func(i int) {

@@ -228,7 +228,7 @@ func (h *Handle) DB() *sql.DB { return h.db }
 // Pool returns the handle's own pool of workers, which runs every op of the
 // handle, so that its saturation can be exported:
 //
-//	srv.Metrics().WatchPool("db", h.Pool())
+//	exp.WatchPool("db", h.Pool()) // exp: a *metrics.Exporter (modules/metrics)
 func (h *Handle) Pool() *async.Pool { return h.pool }
 
 // Close stops accepting ops (they fail with ErrClosed), waits for the
@@ -343,35 +343,31 @@ type op[T any] struct {
 	inner async.Op[T]
 }
 
-// Describe names the op and its SQL ("db.query: SELECT …"), which is what
-// siptest's FakeDB matches on (async.Describer).
+// Describe names the op and its SQL ("db.query: SELECT …"): the label of
+// its await in logs and in siptest's exchanges (async.Describer).
 func (o *op[T]) Describe() string { return o.name + ": " + o.query }
 
-// Args returns the statement's arguments (siptest matches them).
-func (o *op[T]) Args() []any { return o.args }
-
-// FromRows builds this op's result from plain rows, for tests that script
-// a query's answer (siptest's RowsConverter): a *Rows for Query, the first
-// Row (or ErrNoRows) for QueryRow.
-func (o *op[T]) FromRows(columns []string, rows [][]any) (any, error) {
-	rs := &Rows{cols: append([]string(nil), columns...), n: len(rows)}
-	for i, r := range rows {
-		if len(r) != len(columns) {
-			return nil, fmt.Errorf("%w: row %d has %d values for %d columns", ErrScan, i, len(r), len(columns))
-		}
-		rs.vals = append(rs.vals, r...)
-	}
-	switch o.name {
-	case OpQuery:
-		return rs, nil
-	case OpQueryRow:
-		if rs.n == 0 {
-			return nil, fmt.Errorf("%s: %w", o.name, ErrNoRows)
-		}
-		return rs.Row(0), nil
-	}
-	return nil, fmt.Errorf("db: %s returns no rows; script a db.Result instead", o.name)
+// Statement is what an op of a Handle runs, as Inspect reports it.
+type Statement struct {
+	// Op is the op's name: OpQuery, OpQueryRow or OpExec.
+	Op string
+	// Query is the SQL, as given.
+	Query string
+	// Args are the statement's arguments, as given.
+	Args []any
 }
+
+// Inspect returns the statement of an op made by Query, QueryRow or Exec,
+// and false for any other op. It lets a fake recognize a handle's ops
+// without running them (modules/db/dbtest).
+func Inspect(op any) (Statement, bool) {
+	if o, ok := op.(interface{ statement() Statement }); ok {
+		return o.statement(), true
+	}
+	return Statement{}, false
+}
+
+func (o *op[T]) statement() Statement { return Statement{Op: o.name, Query: o.query, Args: o.args} }
 
 func (o *op[T]) Start(l *reactor.Loop, done func(T, error)) func() {
 	return o.inner.Start(l, func(v T, err error) {

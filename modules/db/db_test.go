@@ -64,7 +64,7 @@ func TestOpsSQLite(t *testing.T) {
 // opSuite runs every op against a real database: Exec, Query, QueryRow,
 // typed and named access, NULLs, Scan, ErrNoRows, bad SQL, limits.
 func opSuite(t *testing.T, d dialect) {
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	obs := &recorder{}
 	h := d.open(t, db.WithObserver(obs))
 	table := fmt.Sprintf("suite_%d", time.Now().UnixNano())
@@ -256,12 +256,12 @@ func slowSuite(t *testing.T, d dialect, l *reactor.Loop) {
 		h := d.open(t, db.Timeout(time.Minute), db.WithObserver(obs))
 		c := &fakeCtx{loop: l}
 		resumed := make(chan error, 1)
-		onLoop(t, l, func() {
+		testenv.OnLoop(t, l, func() {
 			async.Await(c, h.QueryRow(d.slow), func(_ db.Row, err error) { resumed <- err }, async.Timeout(time.Minute))
 		})
 		// A connection in use: the statement is in the driver.
 		testenv.Eventually(t, 10*time.Second, "statement running", func() bool { return h.Stats().DB.InUse == 1 })
-		onLoop(t, l, c.end) // the transaction ends while suspended
+		testenv.OnLoop(t, l, c.end) // the transaction ends while suspended
 		testenv.Eventually(t, 10*time.Second, "worker free", func() bool { return h.Stats().Pool.Busy == 0 })
 		ev, ok := obs.last(nil)
 		require.True(t, ok)
@@ -276,11 +276,11 @@ func slowSuite(t *testing.T, d dialect, l *reactor.Loop) {
 
 func TestOverloaded(t *testing.T) {
 	t.Parallel()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	obs := &recorder{}
 	h := open(t, "sqlite", fileDSN(t), db.Workers(1), db.Queue(-1), db.Timeout(2*time.Second), db.WithObserver(obs))
 	slow := make(chan outcome[db.Row], 1)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		async.Launch(l, h.QueryRow(slowSQLite), func(v db.Row, err error) { slow <- outcome[db.Row]{v: v, err: err} },
 			async.Timeout(20*time.Second))
 	})
@@ -309,13 +309,13 @@ func TestOverloaded(t *testing.T) {
 // instead of failing with SQLITE_BUSY.
 func TestConcurrentWritersSQLite(t *testing.T) {
 	t.Parallel()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	h := open(t, "sqlite", fileDSN(t), db.Workers(8))
 	_, err := h.ExecContext(context.Background(), `CREATE TABLE w (n INTEGER); CREATE INDEX w_n ON w (n)`)
 	require.NoError(t, err, "a script of several statements")
 	const n = 200
 	got := make(chan error, n)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		for i := range n {
 			async.Launch(l, h.Exec("INSERT INTO w (n) VALUES (?)", i), func(_ db.Result, err error) { got <- err })
 		}
@@ -333,7 +333,7 @@ func TestConcurrentWritersSQLite(t *testing.T) {
 
 func TestStmtCacheBounded(t *testing.T) {
 	t.Parallel()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	h := open(t, "sqlite", ":memory:", db.StmtCache(2))
 	for round := range 3 {
 		for i := range 5 {
@@ -357,11 +357,11 @@ func TestStmtCacheBounded(t *testing.T) {
 // statement in use.
 func TestStmtCacheConcurrentEviction(t *testing.T) {
 	t.Parallel()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	h := open(t, "sqlite", fileDSN(t), db.StmtCache(1), db.Workers(8), db.Queue(512))
 	const n = 300
 	got := make(chan error, n)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		for i := range n {
 			q := fmt.Sprintf("SELECT %d + ?", i%7)
 			async.Launch(l, h.QueryRow(q, i), func(r db.Row, err error) {
@@ -382,7 +382,7 @@ func TestStmtCacheConcurrentEviction(t *testing.T) {
 // the handle's Timeout.
 func TestUnavailableMySQL(t *testing.T) {
 	t.Parallel()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	port := testenv.FreeTCPPort(t)
 	h := open(t, "mysql", fmt.Sprintf("u:p@tcp(127.0.0.1:%d)/x", port), db.Timeout(2*time.Second))
 	o := run(t, l, h.QueryRow("SELECT 1"))
@@ -425,8 +425,8 @@ func TestManyLoops(t *testing.T) {
 	const loops, per = 3, 50
 	errs := make(chan error, loops*per)
 	for li := range loops {
-		l := startLoop(t)
-		onLoop(t, l, func() {
+		l := testenv.StartLoop(t)
+		testenv.OnLoop(t, l, func() {
 			for i := range per {
 				k := fmt.Sprintf("%d-%d", li, i)
 				op := async.Then(h.Exec("INSERT INTO kv VALUES (?, ?)", k, i), func(db.Result) async.Op[db.Row] {
@@ -450,7 +450,7 @@ func TestManyLoops(t *testing.T) {
 // around a handle's whole life, with every op kind, a timeout and an
 // overload on a file database.
 func TestNoLeaks(t *testing.T) {
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	dsn := fileDSN(t)
 	base := testenv.CountFDs()
 	h, err := db.Open("sqlite", dsn, db.Workers(2), db.Queue(-1), db.Timeout(100*time.Millisecond))
@@ -473,7 +473,7 @@ func TestConnectBoundedByTimeout(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close() // never accepted: the kernel completes the handshake
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	dsn := fmt.Sprintf("postgres://u@%s/x?sslmode=disable", ln.Addr())
 	h := open(t, "pgx", dsn, db.Timeout(300*time.Millisecond))
 	o := run(t, l, h.QueryRow("SELECT 1"), async.Timeout(time.Minute))

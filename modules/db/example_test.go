@@ -8,6 +8,7 @@ import (
 
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/db"
+	_ "github.com/asyncsip/asyncsip/modules/db/sqlite" // the driver these examples open
 	"github.com/asyncsip/asyncsip/reactor"
 )
 
@@ -28,9 +29,10 @@ func onWorker(fn func(l *reactor.Loop, finish func())) {
 }
 
 // openRoutes opens an in-memory SQLite database with a small routing table,
-// using the synchronous helpers meant for start-up work.
+// using the synchronous helpers meant for start-up work. The program
+// imports the driver's package, modules/db/sqlite, for its side effect.
 func openRoutes() *db.Handle {
-	h, err := db.Open("sqlite", ":memory:", db.Timeout(2*time.Second))
+	h, err := db.Open(db.DriverSQLite, ":memory:", db.Timeout(2*time.Second))
 	if err != nil {
 		panic(err)
 	}
@@ -136,7 +138,7 @@ func ExampleHandle_Exec() {
 // A query that runs past the handle's Timeout is interrupted in the driver
 // and the resume gets an error wrapping async.ErrTimeout.
 func ExampleTimeout() {
-	h, _ := db.Open("sqlite", ":memory:", db.Timeout(50*time.Millisecond))
+	h, _ := db.Open(db.DriverSQLite, ":memory:", db.Timeout(50*time.Millisecond))
 	defer h.Close()
 	onWorker(func(l *reactor.Loop, finish func()) {
 		slow := `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x < 1e12) SELECT count(*) FROM c`

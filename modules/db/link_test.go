@@ -29,6 +29,7 @@ func TestPackagesLinkOnlyTheirDriver(t *testing.T) {
 		{"github.com/asyncsip/asyncsip/modules/db/sqlite", []string{pgx, mysql}},
 		{"github.com/asyncsip/asyncsip/modules/db/postgres", []string{mysql, sqlite}},
 		{"github.com/asyncsip/asyncsip/modules/db/mysql", []string{pgx, sqlite}},
+		{"github.com/asyncsip/asyncsip/modules/db/dbtest", []string{pgx, mysql, sqlite}},
 	} {
 		t.Run(tc.pkg[strings.LastIndex(tc.pkg, "/")+1:], func(t *testing.T) {
 			t.Parallel()

@@ -1,7 +1,6 @@
 package db_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -43,34 +42,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startLoop starts a real loop that the test stops when it ends.
-func startLoop(t testing.TB) *reactor.Loop {
-	t.Helper()
-	l, err := reactor.New(reactor.Config{})
-	if err != nil {
-		t.Fatalf("reactor.New: %v", err)
-	}
-	l.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := l.Stop(ctx); err != nil {
-			t.Errorf("loop stop: %v", err)
-		}
-	})
-	return l
-}
-
-// onLoop runs fn on l and waits (bounded) for it to return.
-func onLoop(t testing.TB, l *reactor.Loop, fn func()) {
-	t.Helper()
-	ran := make(chan struct{})
-	if err := l.Post(func() { defer close(ran); fn() }); err != nil {
-		t.Fatalf("post: %v", err)
-	}
-	testenv.Wait(t, 10*time.Second, ran, "task on loop")
-}
-
 type outcome[T any] struct {
 	v      T
 	err    error
@@ -82,7 +53,7 @@ type outcome[T any] struct {
 func run[T any](t testing.TB, l *reactor.Loop, op async.Op[T], opts ...async.Option) outcome[T] {
 	t.Helper()
 	ch := make(chan outcome[T], 1)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		launched := false
 		async.Launch(l, op, func(v T, err error) { ch <- outcome[T]{v, err, !launched} }, opts...)
 		launched = true

@@ -56,7 +56,7 @@ func activeQueries(t testing.TB, mon *db.Handle, marker string) int64 {
 func TestPostgresCancelReachesServer(t *testing.T) {
 	dsn := testenv.PostgresDSN(t)
 	t.Parallel()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	mon := open(t, "pgx", dsn)
 	cases := []struct {
 		name    string
@@ -76,13 +76,13 @@ func TestPostgresCancelReachesServer(t *testing.T) {
 			marker := fmt.Sprintf("cancel-%s-%d", tc.name, time.Now().UnixNano())
 			c := &fakeCtx{loop: l}
 			got := make(chan error, 1)
-			onLoop(t, l, func() {
+			testenv.OnLoop(t, l, func() {
 				async.Await(c, h.QueryRow(fmt.Sprintf(`SELECT pg_sleep(60), '%s'`, marker)),
 					func(_ db.Row, err error) { got <- err }, async.Timeout(tc.await))
 			})
 			testenv.Eventually(t, 10*time.Second, "query running on the server", func() bool { return activeQueries(t, mon, marker) == 1 })
 			if tc.abort {
-				onLoop(t, l, c.end)
+				testenv.OnLoop(t, l, c.end)
 			} else {
 				require.ErrorIs(t, testenv.Wait(t, 10*time.Second, got, "resume"), tc.want)
 			}
@@ -171,14 +171,14 @@ func (c *cluster) pgCtl(t testing.TB, args ...string) {
 func TestPostgresDown(t *testing.T) {
 	testenv.PostgresDSN(t) // a PostgreSQL installation is required under CI
 	c := startCluster(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	const timeout = 30 * time.Second // far longer than any wait below
 	h := open(t, "pgx", c.dsn(), db.Timeout(timeout), db.Workers(8))
 	require.Equal(t, int64(1), must(t, l, h.QueryRow("SELECT 1")).Int(0))
 
 	const inflight = 4
 	got := make(chan error, inflight)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		for range inflight {
 			async.Launch(l, h.QueryRow("SELECT pg_sleep(20)"), func(_ db.Row, err error) { got <- err },
 				async.Timeout(timeout))

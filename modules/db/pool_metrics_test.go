@@ -16,6 +16,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/metrics"
 )
 
 // A handle's pool is exported by the server's metrics exporter: after one
@@ -27,7 +28,9 @@ func TestPoolWatchedByMetrics(t *testing.T) {
 	defer h.Close()
 	require.NotNil(t, h.Pool())
 
-	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 1, MetricsAddr: "127.0.0.1:0"})
+	exp := metrics.New(metrics.Config{})
+	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 1,
+		Extensions: []asyncsip.Extension{exp}})
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
 	t.Cleanup(func() {
@@ -35,7 +38,7 @@ func TestPoolWatchedByMetrics(t *testing.T) {
 		defer cancel()
 		assert.NoError(t, srv.Shutdown(ctx))
 	})
-	require.NoError(t, srv.Metrics().WatchPool("db", h.Pool()))
+	require.NoError(t, exp.WatchPool("db", h.Pool()))
 
 	done := make(chan error, 1)
 	l := srv.Group().Loop(0)
@@ -52,16 +55,16 @@ func TestPoolWatchedByMetrics(t *testing.T) {
 	var body string
 	// The pool counts the call completed just after its result is posted.
 	ok := testenv.Poll(5*time.Second, func() bool {
-		body = scrapeMetrics(srv)
+		body = scrapeMetrics(exp)
 		return strings.Contains(body, `asyncsip_pool_completed_total{pool="db"} 1`)
 	})
 	require.True(t, ok, "pool metrics of the handle:\n%s", grepLines(body, `pool="db"`))
 	assert.Contains(t, body, fmt.Sprintf(`asyncsip_pool_workers{pool="db"} %d`, h.Pool().Stats().Workers))
 }
 
-func scrapeMetrics(srv *asyncsip.Server) string {
+func scrapeMetrics(exp *metrics.Exporter) string {
 	rec := httptest.NewRecorder()
-	srv.Metrics().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	exp.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	return rec.Body.String()
 }
 

@@ -19,6 +19,22 @@ type Rows struct {
 	n    int
 }
 
+// NewRows returns the rows of columns with the values of rows, as a query
+// would give them: for a fake to answer a Query (or, with Row(0), a
+// QueryRow) without a database. The values are those a driver gives:
+// int64, float64, bool, []byte, string, time.Time or nil for NULL. A row
+// with as many values as columns is required.
+func NewRows(columns []string, rows ...[]any) (*Rows, error) {
+	rs := &Rows{cols: append([]string(nil), columns...), n: len(rows)}
+	for i, r := range rows {
+		if len(r) != len(columns) {
+			return nil, fmt.Errorf("%w: row %d has %d values for %d columns", ErrScan, i, len(r), len(columns))
+		}
+		rs.vals = append(rs.vals, r...)
+	}
+	return rs, nil
+}
+
 // Len returns the number of rows.
 func (r *Rows) Len() int {
 	if r == nil {

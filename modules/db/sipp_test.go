@@ -193,7 +193,7 @@ func TestSIPpPostgresDown(t *testing.T) {
 	require.GreaterOrEqual(t, h.Stats().Errors, uint64(refused))
 
 	c.pgCtl(t, "-l", filepath.Join(c.dir, "server.log"), "start")
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	testenv.Eventually(t, 10*time.Second, "handle recovered", func() bool { return run(t, l, h.QueryRow("SELECT 1")).err == nil })
 	callsOK(t, proxy, "bob", 20, 50)
 }

@@ -118,7 +118,7 @@ func TestRealServerMaxDurationEndsSIPpCalls(t *testing.T) {
 
 	// The UACs saw their BYE; the proxy's BYEs to the UAS are answered too.
 	testenv.Eventually(t, 10*time.Second, "BYEs answered", func() bool {
-		st := srv.Core().Stats().Originated
+		st := srv.Stats().Originated
 		return st.Completed == 2*calls && st.InFlight == 0
 	})
 	st := tr.Stats()
@@ -167,7 +167,7 @@ func TestRealServerProfileLimitUnderLoad(t *testing.T) {
 	require.Equal(t, calls, res.Successful+res.Failed, "UAC: %s", res)
 	testenv.Eventually(t, 20*time.Second, "all calls over", func() bool {
 		return obs.completed.Load() == obs.created.Load() && tr.Active() == 0 &&
-			srv.Core().Stats().Originated.InFlight == 0
+			srv.Stats().Originated.InFlight == 0
 	})
 	close(stop)
 	most := <-readerDone

@@ -162,5 +162,5 @@ func TestRealServerMovesCallsOffDeadTarget(t *testing.T) {
 	assert.Equal(t, uint64(1), st.Downs)
 	assert.Equal(t, uint64(1), st.Ups)
 	assert.NotZero(t, st.ProbesFailed)
-	assert.NotZero(t, srv.Core().Stats().Originated.Started, "probes are tm originated requests")
+	assert.NotZero(t, srv.Stats().Originated.Started, "probes are tm originated requests")
 }

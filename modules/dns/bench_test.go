@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/dns"
 	"github.com/asyncsip/asyncsip/reactor"
 )
@@ -27,7 +28,7 @@ func BenchmarkResolveCacheHit(b *testing.B) {
 		"_sip._udp.hit.test. 600 IN SRV 10 40 5060 b.hit.test.",
 		"a.hit.test. 600 IN A 127.0.0.1", "b.hit.test. 600 IN A 127.0.0.2")
 	r := newResolver(b, dns.Config{Servers: []string{serve(b, z)}, IPv4Only: true})
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	if res := resolve(b, l, r, "sip:hit.test"); res.err != nil {
 		b.Fatal(res.err)
 	}
@@ -89,7 +90,7 @@ func runInFlight(b *testing.B, l *reactor.Loop, depth int, op func() async.Op[ne
 func BenchmarkMissPool(b *testing.B) {
 	z := newZone(b, "m.test. 600 IN A 127.0.0.1")
 	r := newResolver(b, dns.Config{Servers: []string{serve(b, z)}, IPv4Only: true, CacheSize: -1})
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	runInFlight(b, l, 16, func() async.Op[netip.Addr] {
 		return async.Map(r.Resolve("sip:m.test:5060"), func(ts []dns.Target) (netip.Addr, error) { return ts[0].Addr, nil })
 	})
@@ -100,7 +101,7 @@ func BenchmarkMissPool(b *testing.B) {
 func BenchmarkMissFDOnLoop(b *testing.B) {
 	z := newZone(b, "m.test. 600 IN A 127.0.0.1")
 	server := netip.MustParseAddrPort(serve(b, z))
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	runInFlight(b, l, 16, func() async.Op[netip.Addr] { return fdQuery(server, "m.test.") })
 }
 

@@ -21,7 +21,7 @@ func TestCacheHitIsSynchronousAndHonoursTTL(t *testing.T) {
 	)
 	clk := newFakeClock()
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, Now: clk.Now, IPv4Only: true})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	const uri = "sip:ttl.test;transport=udp"
 
 	first := resolve(t, l, r, uri)
@@ -53,7 +53,7 @@ func TestTTLClamp(t *testing.T) {
 	clk := newFakeClock()
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, Now: clk.Now, IPv4Only: true,
 		MinTTL: 10 * time.Second, MaxTTL: time.Minute})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	for _, h := range []string{"short.test", "long.test"} {
 		require.NoError(t, resolve(t, l, r, "sip:"+h+":5060").err)
 	}
@@ -72,7 +72,7 @@ func TestNegativeCache(t *testing.T) {
 	clk := newFakeClock()
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, Now: clk.Now, IPv4Only: true,
 		NegativeTTL: 20 * time.Second})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 
 	res := resolve(t, l, r, "sip:missing.test:5060")
 	require.ErrorIs(t, res.err, dns.ErrNXDomain)
@@ -109,7 +109,7 @@ func TestNegativeCache(t *testing.T) {
 func TestNegativeCacheDisabled(t *testing.T) {
 	z := newZone(t)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true, NegativeTTL: -1})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	for range 2 {
 		res := resolve(t, l, r, "sip:missing.test:5060")
 		require.ErrorIs(t, res.err, dns.ErrNXDomain)
@@ -125,7 +125,7 @@ func TestCacheBound(t *testing.T) {
 	}
 	z := newZone(t, recs...)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true, CacheSize: 8})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	for i := range 20 {
 		require.NoError(t, resolve(t, l, r, fmt.Sprintf("sip:h%d.test:5060", i)).err)
 		require.LessOrEqual(t, r.Stats().CacheEntries, 8)
@@ -149,7 +149,7 @@ func TestCacheBound(t *testing.T) {
 func TestCacheDisabled(t *testing.T) {
 	z := newZone(t, "h.test. 600 IN A 127.0.0.64")
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true, CacheSize: -1})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	for range 3 {
 		res := resolve(t, l, r, "sip:h.test:5060")
 		require.NoError(t, res.err)
@@ -163,7 +163,7 @@ func TestLookup(t *testing.T) {
 	z := newZone(t, "gw.test. 60 IN A 127.0.0.65", "v6.test. 60 IN AAAA ::1")
 	clk := newFakeClock()
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, Now: clk.Now})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 
 	for host, want := range map[string]string{"127.0.0.9": "127.0.0.9", "[::1]": "::1", "localhost": "127.0.0.1"} {
 		a, err := r.Lookup(host)

@@ -25,8 +25,10 @@ func Example_failover() {
 		panic(err)
 	}
 	srv, err := asyncsip.New(asyncsip.Config{
-		Listen:   []string{"udp:127.0.0.1:5060"},
-		Resolver: r.Lookup, // names already resolved (Record-Route, Via) from the cache
+		Listen: []string{"udp:127.0.0.1:5060"},
+		Core: tm.Config{
+			Resolver: r.Lookup, // names already resolved (Record-Route, Via) from the cache
+		},
 	})
 	if err != nil {
 		panic(err)

@@ -18,7 +18,7 @@ import (
 func TestTimeout(t *testing.T) {
 	testenv.CheckFDs(t)
 	r := newResolver(t, dns.Config{Servers: []string{silent(t), silent(t)}, Timeout: 30 * time.Millisecond, Attempts: 2})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	res := resolve(t, l, r, "sip:slow.test:5060")
 	require.ErrorIs(t, res.err, dns.ErrTimeout)
 	require.ErrorIs(t, res.err, async.ErrTimeout, "one test for both timeouts")
@@ -38,7 +38,7 @@ func TestTimeoutStopsFallback(t *testing.T) {
 	var asked atomic.Int64
 	h := mdns.HandlerFunc(func(w mdns.ResponseWriter, req *mdns.Msg) { asked.Add(1) }) // never answers
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, h)}, Timeout: 20 * time.Millisecond, Attempts: 1})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	res := resolve(t, l, r, "sip:slow.test")
 	require.ErrorIs(t, res.err, dns.ErrTimeout)
 	require.Equal(t, int64(1), asked.Load())
@@ -49,7 +49,7 @@ func TestTimeoutStopsFallback(t *testing.T) {
 func TestAwaitTimeoutCancelsQuery(t *testing.T) {
 	testenv.CheckFDs(t)
 	r := newResolver(t, dns.Config{Servers: []string{silent(t)}, Timeout: time.Minute})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	got := make(chan error, 1)
 	l.Post(func() {
 		async.Launch(l, r.Resolve("sip:slow.test:5060"), func(_ []dns.Target, err error) { got <- err },
@@ -73,7 +73,7 @@ func TestServFailAndServerFailover(t *testing.T) {
 	bad.servfail = []string{"test."}
 	good := newZone(t, "gw.test. 60 IN A 127.0.0.92")
 	badAddr, goodAddr := serve(t, bad), serve(t, good)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 
 	only := newResolver(t, dns.Config{Servers: []string{badAddr}, IPv4Only: true, Attempts: 2})
 	res := resolve(t, l, only, "sip:gw.test:5060")
@@ -94,7 +94,7 @@ func TestRefusedServer(t *testing.T) {
 	addr := pc.LocalAddr().String()
 	require.NoError(t, pc.Close()) // nothing listens there now
 	r := newResolver(t, dns.Config{Servers: []string{addr}, Timeout: 5 * time.Second, Attempts: 1})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	res := resolve(t, l, r, "sip:gw.test:5060")
 	require.ErrorIs(t, res.err, dns.ErrServFail, "ICMP port unreachable is a failure at once, not a timeout")
 }
@@ -109,7 +109,7 @@ func TestOverloaded(t *testing.T) {
 		require.NoError(t, pool.Close(ctx))
 	})
 	r := newResolver(t, dns.Config{Servers: []string{silent(t)}, Timeout: 300 * time.Millisecond, Attempts: 1, Pool: pool})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	first := make(chan error, 1)
 	l.Post(func() {
 		r.Resolve("sip:one.test:5060").Start(l, func(_ []dns.Target, err error) { first <- err })
@@ -136,7 +136,7 @@ func TestCloseEndsQueries(t *testing.T) {
 	testenv.CheckFDs(t)
 	r, err := dns.NewResolver(dns.Config{Servers: []string{silent(t)}, Timeout: time.Minute})
 	require.NoError(t, err)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	got := make(chan error, 1)
 	l.Post(func() {
 		r.Resolve("sip:slow.test:5060").Start(l, func(_ []dns.Target, err error) { got <- err })
@@ -170,7 +170,7 @@ func TestSRVTimeoutEndsResolution(t *testing.T) {
 		_ = w.WriteMsg(m) // NODATA
 	})
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, h)}, Timeout: 20 * time.Millisecond, Attempts: 1})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	res := resolve(t, l, r, "sip:half-dead.test")
 	require.ErrorIs(t, res.err, dns.ErrTimeout)
 	require.Equal(t, int64(1), srvAsked.Load())

@@ -236,24 +236,6 @@ func newResolver(t testing.TB, cfg dns.Config) *dns.Resolver {
 	return r
 }
 
-// startLoop starts a real loop stopped when the test ends.
-func startLoop(t testing.TB) *reactor.Loop {
-	t.Helper()
-	l, err := reactor.New(reactor.Config{})
-	if err != nil {
-		t.Fatalf("reactor.New: %v", err)
-	}
-	l.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := l.Stop(ctx); err != nil {
-			t.Errorf("loop stop: %v", err)
-		}
-	})
-	return l
-}
-
 // result is what a Resolve completed with, and whether synchronously.
 type result struct {
 	ts   []dns.Target

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/dns"
 )
 
@@ -54,7 +55,7 @@ func TestObserver(t *testing.T) {
 	o := &recorder{queries: map[string]int{}, kinds: map[dns.Kind]int{}}
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true, Observer: o,
 		Transports: []string{"udp", "ws"}})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 
 	res := resolve(t, l, r, "sip:ws.test")
 	require.NoError(t, res.err)

@@ -52,7 +52,7 @@ func TestResolvePaths(t *testing.T) {
 	testenv.CheckFDs(t)
 	z := newZone(t, pathsZone...)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	cases := []struct {
 		name, uri string
 		want      []string
@@ -120,7 +120,7 @@ func TestResolvePaths(t *testing.T) {
 func TestResolveTTLAndURI(t *testing.T) {
 	z := newZone(t, pathsZone...)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	res := resolve(t, l, r, "sip:srv.test")
 	require.NoError(t, res.err)
 	require.Equal(t, []string{"127.0.0.21:5062/udp", "127.0.0.22:5063/tls"}, targets(res.ts))
@@ -146,7 +146,7 @@ func TestNewResolverBadConfig(t *testing.T) {
 
 func TestResolveAfterClose(t *testing.T) {
 	r := newResolver(t, dns.Config{Servers: []string{"127.0.0.1:53"}})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	require.NoError(t, r.Close(t.Context()))
 	res := resolve(t, l, r, "sip:example.test")
 	require.ErrorIs(t, res.err, dns.ErrClosed)
@@ -171,7 +171,7 @@ func TestTruncatedAnswerRetriedOverTCP(t *testing.T) {
 	z := newZone(t, "big.test. 60 IN A 127.0.0.96")
 	z.truncateUDP = true
 	r := newResolver(t, dns.Config{Servers: []string{serveUDPAndTCP(t, z)}, IPv4Only: true})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	res := resolve(t, l, r, "sip:big.test:5060")
 	require.NoError(t, res.err)
 	require.Equal(t, []string{"127.0.0.96:5060/udp"}, targets(res.ts))
@@ -186,7 +186,7 @@ func TestCNAME(t *testing.T) {
 		"real.alias.test. 30 IN A 127.0.0.97",
 	)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	res := resolve(t, l, r, "sip:alias.test;transport=udp")
 	require.NoError(t, res.err)
 	require.Equal(t, []string{"127.0.0.97:5066/udp"}, targets(res.ts))

@@ -84,10 +84,9 @@ func (u *uas) port() int { return u.conn.LocalAddr().(*net.UDPAddr).Port }
 func startProxy(t *testing.T, r *dns.Resolver, resolved *atomic.Int64) string {
 	t.Helper()
 	srv, err := asyncsip.New(asyncsip.Config{
-		Listen:   []string{"udp:127.0.0.1:0"},
-		Workers:  2,
-		Timers:   tm.Timers{T1: 20 * time.Millisecond},
-		Resolver: r.Lookup,
+		Listen:  []string{"udp:127.0.0.1:0"},
+		Workers: 2,
+		Core:    tm.Config{Timers: tm.Timers{T1: 20 * time.Millisecond}, Resolver: r.Lookup},
 	})
 	require.NoError(t, err)
 	srv.Request(func(c *tm.Context) {

@@ -39,9 +39,8 @@ func TestSIPpFailoverAcrossSRVTargets(t *testing.T) {
 
 	srv, err := asyncsip.New(asyncsip.Config{
 		Listen: []string{"udp:127.0.0.1:0"}, Workers: 2,
-		Timers:   tm.Timers{T1: 20 * time.Millisecond},
-		Resolver: r.Lookup,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Core:   tm.Config{Timers: tm.Timers{T1: 20 * time.Millisecond}, Resolver: r.Lookup},
 	})
 	require.NoError(t, err)
 	var failovers atomic.Int64
@@ -79,7 +78,7 @@ func TestSIPpFailoverAcrossSRVTargets(t *testing.T) {
 	require.Zero(t, res.Failed, res.String())
 	require.EqualValues(t, calls, failovers.Load(), "every INVITE failed over once")
 	require.Equal(t, calls, down.callCount(), "every call tried the first target first")
-	st := srv.Core().Stats()
+	st := srv.Stats()
 	require.Zero(t, st.Panics, "%+v", st)
 	require.Zero(t, st.Abandoned, "%+v", st)
 	require.Equal(t, 1, z.count("_sip._udp.example.test", "SRV"), "one SRV query, then the cache")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/dns"
 )
 
@@ -22,7 +23,7 @@ func TestSRVPriorityOrder(t *testing.T) {
 		"d.prio.test. 60 IN A 127.0.0.74",
 	)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	seen := map[string]int{}
 	for range 200 {
 		res := resolve(t, l, r, "sip:prio.test;transport=udp")
@@ -53,7 +54,7 @@ func TestSRVWeightDistribution(t *testing.T) {
 		"z.w.test. 60 IN A 127.0.0.84",
 	)
 	r := newResolver(t, dns.Config{Servers: []string{serve(t, z)}, IPv4Only: true})
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	const n = 4000
 	first := map[string]int{}
 	lastZero := 0

@@ -41,8 +41,8 @@
 // pipes and the exit and posts the result to the loop; Timeout, Grace and
 // Drain then run on the wall clock, and the await's own timeout on the
 // loop's fake clock. With siptest.WithRealOps("exec") a unit test runs the
-// real command; without it siptest's FakeExec answers for it, recognizing it
-// by Cmd.Describe ("exec: " and the shell-quoted command line).
+// real command; without it modules/exec/exectest's Fake answers for it by
+// program and arguments, or the test completes the await itself.
 //
 // # Limits and cleanup
 //

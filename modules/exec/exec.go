@@ -218,8 +218,8 @@ func (c *Cmd) String() string {
 }
 
 // Describe returns "exec: " and the command line (see String): the
-// description async.Describer asks for, by which siptest's FakeExec
-// recognizes the command.
+// description async.Describer asks for, which labels the command's await in
+// logs and in siptest's exchanges.
 func (c *Cmd) Describe() string { return "exec: " + c.String() }
 
 // shellQuote returns s as a POSIX shell word: as it is when it has only

@@ -25,7 +25,8 @@ import (
 func startServer(t *testing.T, timers tm.Timers, route func(*tm.Context)) string {
 	t.Helper()
 	srv, err := asyncsip.New(asyncsip.Config{
-		Listen: []string{"udp:127.0.0.1:0"}, Workers: 2, Timers: timers, Logger: quiet,
+		Listen: []string{"udp:127.0.0.1:0"}, Workers: 2, Logger: quiet,
+		Core: tm.Config{Timers: timers},
 	})
 	require.NoError(t, err)
 	srv.Request(route)

@@ -61,29 +61,6 @@ func scriptRoute(r *exec.Runner, script string) func(*tm.Context) {
 	}
 }
 
-// siptest's FakeExec recognizes a route's command by its description and
-// answers for it: no process runs.
-func TestFakeExecAnswersCommand(t *testing.T) {
-	r := exec.NewRunner(exec.Config{Logger: quiet})
-	fake := siptest.NewFakeExec()
-	bob := fake.On("./testdata/route.sh bob").Output("sip:bob@10.0.0.9:5060\n", 0)
-	other := fake.On("./testdata/route.sh").Output("", 1)
-	h := siptest.NewHarness(t, scriptRoute(r, "./testdata/route.sh"), siptest.WithFakes(fake))
-
-	res := h.Send(siptest.NewRequest("INVITE", "sip:bob@example.com"))
-	siptest.AssertRelayedTo(t, res, "sip:bob@10.0.0.9:5060")
-	require.Equal(t, "exec: ./testdata/route.sh bob", res.Await(0).Desc)
-	require.IsType(t, &exec.Cmd{}, res.Await(0).Op())
-
-	res = h.Send(siptest.NewRequest("INVITE", "sip:carol@example.com"))
-	siptest.AssertReplied(t, res, 404)
-
-	require.Equal(t, 1, bob.Hits())
-	require.Equal(t, 1, other.Hits())
-	require.Equal(t, []string{"exec: ./testdata/route.sh bob", "exec: ./testdata/route.sh carol"}, fake.Seen())
-	require.Zero(t, r.Stats().Started, "a faked command does not run")
-}
-
 // With WithRealOps the harness lets the command run for real on its
 // manual loop and waits for it in real time.
 func TestHarnessRunsRealCommand(t *testing.T) {

@@ -9,7 +9,7 @@
 // UDP socket. When the queue is full, captures are dropped and counted.
 //
 //	hx, err := hep.New(hep.Config{Collector: "10.0.0.5:9060", AgentID: 2001})
-//	srv, err := asyncsip.New(asyncsip.Config{Capture: hx.Capture})
+//	srv, err := asyncsip.New(asyncsip.Config{Core: tm.Config{Capture: hx.Capture}})
 //	...
 //	srv.Shutdown(ctx)
 //	hx.Close()

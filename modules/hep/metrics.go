@@ -12,7 +12,7 @@ var (
 
 // Collector returns a Prometheus collector of the exporter's counters, to
 // register with the server's exporter:
-// srv.Metrics().Registry().MustRegister(hx.Collector()).
+// exp.Registry().MustRegister(hx.Collector()), exp a *metrics.Exporter.
 func (x *Exporter) Collector() prometheus.Collector { return collector{x} }
 
 type collector struct{ x *Exporter }

@@ -18,8 +18,8 @@ import (
 	"github.com/asyncsip/asyncsip/tm"
 )
 
-// A nil *Exporter (what asyncsip.Server.Metrics returns without
-// MetricsAddr) can be called like an enabled one: registering things
+// A nil *Exporter (what a program that creates one only when an address
+// is configured holds otherwise) can be called like an enabled one: registering things
 // reports ErrDisabled, the rest does nothing, nothing panics.
 func TestNilExporterIsDisabled(t *testing.T) {
 	var e *metrics.Exporter

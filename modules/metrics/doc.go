@@ -10,9 +10,13 @@
 // each ProbeInterval and timing how long it waits. The probe also learns
 // the loop's OS thread, whose CPU clock gives the loop's utilisation.
 //
-// With the root package it is one line:
+// Importing the root package links none of it: metrics are opt-in. With
+// the root package an Exporter is one of the server's extensions (New
+// attaches it, Start starts it, Shutdown closes it, and it observes the
+// awaits):
 //
-//	srv, _ := asyncsip.New(asyncsip.Config{MetricsAddr: "127.0.0.1:9090"})
+//	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:9090"})
+//	srv, _ := asyncsip.New(asyncsip.Config{Extensions: []asyncsip.Extension{exp}})
 //
 // and by hand:
 //

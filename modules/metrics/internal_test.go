@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/reactor"
 )
 
@@ -98,20 +99,6 @@ func TestOpObserverBoundsNames(t *testing.T) {
 	assert.Equal(t, MaxOpNames+1, count(o.started))
 }
 
-// startLoop runs a real loop until the test ends.
-func startLoop(t *testing.T) *reactor.Loop {
-	t.Helper()
-	l, err := reactor.New(reactor.Config{})
-	require.NoError(t, err)
-	l.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, l.Stop(ctx))
-	})
-	return l
-}
-
 // waitFor polls cond every 5 ms for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -125,7 +112,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestProbeSeesABlockedLoop(t *testing.T) {
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lag", Buckets: prometheus.DefBuckets})
 	p := newLoopProbe(l, time.Now(), hist, func(*reactor.Loop) (int, int) { return 3, 4 })
 
@@ -151,7 +138,7 @@ func TestProbeSeesABlockedLoop(t *testing.T) {
 }
 
 func TestProbeReadsLoopCPU(t *testing.T) {
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	p := newLoopProbe(l, time.Now(), prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lag"}), nil)
 	_, ok := p.cpu()
 	assert.False(t, ok, "no thread known before the first probe")

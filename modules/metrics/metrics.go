@@ -26,10 +26,10 @@ var (
 	// ErrStarted is returned by Start when the exporter runs already (or
 	// was closed).
 	ErrStarted = errors.New("metrics: exporter already started or closed")
-	// ErrDisabled is returned by Watch, WatchPool and Start of a nil
-	// *Exporter: what asyncsip.Server.Metrics returns when
-	// Config.MetricsAddr is not set.
-	ErrDisabled = errors.New("metrics: disabled (no exporter; set asyncsip.Config.MetricsAddr)")
+	// ErrDisabled is returned by Watch, WatchPool, Attach and Start of a
+	// nil *Exporter (a program that keeps one only when metrics are
+	// configured can call it unconditionally).
+	ErrDisabled = errors.New("metrics: disabled (nil exporter)")
 )
 
 // Config configures an Exporter. The zero value serves nothing by itself:
@@ -147,10 +147,21 @@ func (e *Exporter) Watch(core *tm.Server, g *reactor.Group) error {
 	return nil
 }
 
+// Attach watches core and the loops of g (Watch) and async.DefaultPool as
+// pool "default". It makes an Exporter an asyncsip.Extension: listed in
+// asyncsip.Config.Extensions, New attaches it, Server.Start starts it and
+// Shutdown closes it.
+func (e *Exporter) Attach(core *tm.Server, g *reactor.Group) error {
+	if err := e.Watch(core, g); err != nil {
+		return err
+	}
+	return e.WatchPool("default", async.DefaultPool())
+}
+
 // WatchPool exports the stats of a blocking-call pool under the label
 // pool=name (async.DefaultPool as "default", a module's own pool by its
-// module name): db.Handle.Pool, rest.Client.Pool. Call Watch first (the
-// exporter of asyncsip.Server.Metrics is watching already).
+// module name): db.Handle.Pool, rest.Client.Pool. Call Watch (or Attach)
+// first: an exporter in asyncsip.Config.Extensions is attached by New.
 func (e *Exporter) WatchPool(name string, p *async.Pool) error {
 	if e == nil {
 		return ErrDisabled

@@ -19,7 +19,7 @@ func TestTimeoutWhileServerPaused(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedis(t)
 	c := open(t, srv.URL(), redis.Timeout(150*time.Millisecond))
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	must(t, l, c.Set("k", "v", 0))
 	if _, err := testenv.RedisCommand(srv.Addr(), "CLIENT", "PAUSE", "1500", "ALL"); err != nil {
 		t.Fatal(err)
@@ -52,13 +52,13 @@ func TestOverload(t *testing.T) {
 	var rejected []error
 	obs := redis.ObserverFuncs{OnRejected: func(_ string, err error) { rejected = append(rejected, err) }}
 	c := open(t, srv.URL(), redis.MaxInFlight(4), redis.Timeout(5*time.Second), redis.WithObserver(obs))
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	must(t, l, c.Set("k", "v", 0))
 	if _, err := testenv.RedisCommand(srv.Addr(), "CLIENT", "PAUSE", "600", "ALL"); err != nil {
 		t.Fatal(err)
 	}
 	results := make(chan outcome[string], 10)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		for range 10 {
 			launched := false
 			async.Launch(l, c.Get("k"), func(v string, err error) { results <- outcome[string]{v, err, !launched} })
@@ -83,7 +83,7 @@ func TestOverload(t *testing.T) {
 	if ok != 4 || over != 6 {
 		t.Fatalf("ok %d, overloaded %d; want 4 and 6", ok, over)
 	}
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		if len(rejected) != 6 || !errors.Is(rejected[0], async.ErrOverloaded) {
 			t.Errorf("observer saw rejections %v", rejected)
 		}
@@ -104,7 +104,7 @@ func TestRedisStopRestartRecovers(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	const timeout = 500 * time.Millisecond
 	c := open(t, srv.URL(), redis.Timeout(timeout), redis.RetryInterval(50*time.Millisecond))
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	must(t, l, c.Set("k", "v", 0))
 	baseG, baseFD := runtime.NumGoroutine(), testenv.CountFDs()
 
@@ -149,7 +149,7 @@ func TestOpenWhileDown(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	srv.Stop()
 	c := open(t, srv.URL(), redis.RetryInterval(50*time.Millisecond), redis.DialTimeout(200*time.Millisecond))
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	if c.Available() || c.Rueidis() != nil {
 		t.Fatal("client opened on a stopped server says available")
 	}
@@ -173,7 +173,7 @@ func TestClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	must(t, l, c.Do("PING"))
 	if err := c.Close(t.Context()); err != nil {
 		t.Fatal(err)

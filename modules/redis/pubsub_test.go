@@ -23,7 +23,7 @@ type received struct {
 func TestSubscribeDeliversOnLoop(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	ch := key(t, "ch")
 	got := make(chan received, 16)
 	tid := loopTID(t, l)
@@ -120,7 +120,7 @@ func TestSubscribeSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedis(t)
 	c := open(t, srv.URL(), redis.RetryInterval(50*time.Millisecond))
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	got := make(chan string, 16)
 	sub, err := c.Subscribe(l, func(m redis.Message) { got <- m.Payload }, "events")
 	if err != nil {
@@ -150,6 +150,6 @@ func TestSubscribeSurvivesRestart(t *testing.T) {
 // so a handler that runs on l sees the same thread id.
 func loopTID(t testing.TB, l *reactor.Loop) int {
 	var tid int
-	onLoop(t, l, func() { tid = unix.Gettid() })
+	testenv.OnLoop(t, l, func() { tid = unix.Gettid() })
 	return tid
 }

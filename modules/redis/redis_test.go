@@ -17,7 +17,7 @@ import (
 func TestOpsTyped(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	k := func(n string) string { return key(t, n) }
 	for _, n := range []string{"s", "n", "f", "h", "l", "set", "missing", "nx"} {
 		must(t, l, c.Del(k(n)))
@@ -101,7 +101,7 @@ func TestOpsTyped(t *testing.T) {
 func TestOpsNilVersusError(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	missing, list := key(t, "missing"), key(t, "list")
 	must(t, l, c.Del(missing, list))
 	must(t, l, c.Int("RPUSH", list, "a"))
@@ -132,7 +132,7 @@ func TestOpsNilVersusError(t *testing.T) {
 func TestOpsRefusedCommands(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	for _, args := range [][]string{{}, {""}, {"subscribe", "x"}, {"MULTI"}, {"SELECT", "1"}, {"monitor"}} {
 		o := run(t, l, c.Do(args...))
 		if !errors.Is(o.err, redis.ErrCommand) || !o.inline {
@@ -149,7 +149,7 @@ func TestOpsRefusedCommands(t *testing.T) {
 func TestOpReusable(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	k := key(t, "n")
 	must(t, l, c.Del(k))
 	t.Cleanup(func() { _, _ = testenv.RedisCommand(testenv.Redis(t), "DEL", k) })
@@ -166,7 +166,7 @@ func TestOpReusable(t *testing.T) {
 func TestAwaitTimeoutShorterThanClient(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	o := run(t, l, c.Do("BLPOP", key(t, "never"), "0.5"), async.Timeout(50*time.Millisecond))
 	if !errors.Is(o.err, async.ErrTimeout) {
 		t.Fatalf("err = %v, want async.ErrTimeout", o.err)

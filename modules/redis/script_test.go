@@ -21,7 +21,7 @@ func TestScriptLoadOnMiss(t *testing.T) {
 	t.Parallel()
 	srv := testenv.StartRedis(t)
 	c := open(t, srv.URL())
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	if _, err := testenv.RedisCommand(srv.Addr(), "SCRIPT", "FLUSH"); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/rest"
 )
 
@@ -27,7 +28,7 @@ func benchServer(b *testing.B) *httptest.Server { return benchServerT(b) }
 // loop: the latency of the whole path (loop → pool → net/http → loop).
 func BenchmarkGet(b *testing.B) {
 	ts := benchServer(b)
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	c := newClient(b, rest.Config{BaseURL: ts.URL})
 	op := c.Get("/target?user=bob")
 	done := make(chan error, 1)
@@ -47,7 +48,7 @@ func BenchmarkGet(b *testing.B) {
 func BenchmarkGetInFlight64(b *testing.B) {
 	const inFlight = 64
 	ts := benchServer(b)
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	c := newClient(b, rest.Config{BaseURL: ts.URL})
 	op := c.Get("/target?user=bob")
 	var wg sync.WaitGroup

@@ -59,7 +59,7 @@ func TestTimeout(t *testing.T) {
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
 	defer g.open()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{BaseURL: ts.URL, Timeout: 200 * time.Millisecond})
 
 	for _, path := range []string{"/headers", "/body"} {
@@ -89,7 +89,7 @@ func TestTimeoutStuckWorker(t *testing.T) {
 	ts := httptest.NewServer(g)
 	defer ts.Close()
 	defer g.open()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{MaxConcurrent: 1, Queue: 1, Timeout: 150 * time.Millisecond})
 
 	unblock := make(chan struct{})
@@ -118,7 +118,7 @@ func TestTimeoutStuckWorker(t *testing.T) {
 func TestConnectTimeout(t *testing.T) {
 	addr := blackhole(t)
 	testenv.CheckFDs(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{ConnectTimeout: 200 * time.Millisecond, Timeout: 5 * time.Second})
 	start := time.Now()
 	o := run(t, l, c.Get("http://"+addr+"/"))
@@ -171,7 +171,7 @@ func TestOverload(t *testing.T) {
 	ts := httptest.NewServer(g)
 	defer ts.Close()
 	defer g.open()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 
 	t.Run("fail fast", func(t *testing.T) {
 		c := newClient(t, rest.Config{MaxConcurrent: 2})
@@ -216,7 +216,7 @@ func TestOverload(t *testing.T) {
 // (timeouts, restarts, one request per connection); requests keep working.
 func TestKeepAliveClosedByServer(t *testing.T) {
 	testenv.CheckFDs(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	t.Run("closed between requests", func(t *testing.T) {
 		ts := httptest.NewServer(http.HandlerFunc(echo))
 		defer ts.Close()
@@ -296,7 +296,7 @@ func TestCancelledAwait(t *testing.T) {
 	ts := httptest.NewServer(g)
 	defer ts.Close()
 	defer g.open()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	obs := &recordingObserver{}
 	c := newClient(t, rest.Config{Observer: obs})
 	done := make(chan error, 1)
@@ -319,7 +319,7 @@ func TestCancelledAwait(t *testing.T) {
 func TestClose(t *testing.T) {
 	ts := httptest.NewServer(http.HandlerFunc(echo))
 	defer ts.Close()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c, err := rest.NewClient(rest.Config{})
 	require.NoError(t, err)
 	require.NoError(t, run(t, l, c.Get(ts.URL)).err)
@@ -343,7 +343,7 @@ func TestThousandInFlight(t *testing.T) {
 	ts.Start()
 	defer ts.Close()
 	defer g.open()
-	l1, l2 := startLoop(t), startLoop(t)
+	l1, l2 := testenv.StartLoop(t), testenv.StartLoop(t)
 	c := newClient(t, rest.Config{BaseURL: ts.URL, MaxConcurrent: n, Timeout: 60 * time.Second})
 	var chs []<-chan outcome[rest.Result]
 	for i := range n {

@@ -26,24 +26,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// startLoop starts a real loop that is stopped when the test ends.
-func startLoop(t testing.TB) *reactor.Loop {
-	t.Helper()
-	l, err := reactor.New(reactor.Config{})
-	if err != nil {
-		t.Fatalf("reactor.New: %v", err)
-	}
-	l.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := l.Stop(ctx); err != nil {
-			t.Errorf("loop stop: %v", err)
-		}
-	})
-	return l
-}
-
 // newClient returns a client closed (and checked empty) when the test ends.
 func newClient(t testing.TB, cfg rest.Config) *rest.Client {
 	t.Helper()

@@ -155,7 +155,7 @@ func runStep(t *testing.T, srv *asyncsip.Server, rate int, seconds float64) step
 	}
 	// Let the transactions of this step end before the next one.
 	deadline := time.Now().Add(30 * time.Second)
-	for srv.Core().Stats().InProgress > 0 && time.Now().Before(deadline) {
+	for srv.Stats().InProgress > 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
@@ -270,7 +270,7 @@ func TestMeasureClientCPU(t *testing.T) {
 	}
 	const n, inFlight = 20000, 64
 	base := startDelayServer(t, 0, "127.0.0.1:5060")
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{BaseURL: base})
 	op := c.Get("/target?user=bob")
 

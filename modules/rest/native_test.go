@@ -165,7 +165,7 @@ func (x *nativeReq) close() {
 func TestNativeGet(t *testing.T) {
 	testenv.CheckFDs(t)
 	ts := benchServerT(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	n := newNativeGet(t, ts.URL, "/target?user=bob")
 	for range 3 { // the second and third reuse the connection
 		o := run(t, l, n.op())
@@ -185,7 +185,7 @@ func TestMeasureNativeCPU(t *testing.T) {
 	}
 	const n, inFlight = 20000, 64
 	base := startDelayServer(t, 0, "127.0.0.1:5060")
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	ng := newNativeGet(t, base, "/target?user=bob")
 	op := ng.op()
 	run := func() {

@@ -15,6 +15,7 @@ import (
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/testenv"
+	"github.com/asyncsip/asyncsip/modules/metrics"
 	"github.com/asyncsip/asyncsip/modules/rest"
 )
 
@@ -31,7 +32,9 @@ func TestPoolWatchedByMetrics(t *testing.T) {
 	defer c.Close(context.Background())
 	require.NotNil(t, c.Pool())
 
-	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 1, MetricsAddr: "127.0.0.1:0"})
+	exp := metrics.New(metrics.Config{})
+	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0"}, Workers: 1,
+		Extensions: []asyncsip.Extension{exp}})
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
 	t.Cleanup(func() {
@@ -39,7 +42,7 @@ func TestPoolWatchedByMetrics(t *testing.T) {
 		defer cancel()
 		assert.NoError(t, srv.Shutdown(ctx))
 	})
-	require.NoError(t, srv.Metrics().WatchPool("rest", c.Pool()))
+	require.NoError(t, exp.WatchPool("rest", c.Pool()))
 
 	done := make(chan error, 1)
 	l := srv.Group().Loop(0)
@@ -62,7 +65,7 @@ func TestPoolWatchedByMetrics(t *testing.T) {
 	// The pool counts the call completed just after its result is posted.
 	ok := testenv.Poll(5*time.Second, func() bool {
 		rec := httptest.NewRecorder()
-		srv.Metrics().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		exp.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 		body = rec.Body.String()
 		return strings.Contains(body, `asyncsip_pool_completed_total{pool="rest"} 1`)
 	})

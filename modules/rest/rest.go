@@ -221,7 +221,7 @@ func (c *Client) Close(ctx context.Context) error {
 // Pool returns the client's own pool of workers, which runs every request
 // of the client, so that its saturation can be exported:
 //
-//	srv.Metrics().WatchPool("rest", c.Pool())
+//	exp.WatchPool("rest", c.Pool()) // exp: a *metrics.Exporter (modules/metrics)
 func (c *Client) Pool() *async.Pool { return c.pool }
 
 // Stats returns the client's counters and gauges.

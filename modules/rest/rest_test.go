@@ -40,7 +40,7 @@ func TestMethods(t *testing.T) {
 	testenv.CheckFDs(t)
 	ts := httptest.NewServer(http.HandlerFunc(echo))
 	defer ts.Close()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{BaseURL: ts.URL + "/api/"})
 
 	patch, err := http.NewRequest(http.MethodPatch, "items/7", strings.NewReader("x=1"))
@@ -84,7 +84,7 @@ func TestOpStartedTwiceSendsTwice(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer ts.Close()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{})
 	req, err := http.NewRequest(http.MethodPost, ts.URL, strings.NewReader("do"))
 	require.NoError(t, err)
@@ -101,7 +101,7 @@ func TestOpStartedTwiceSendsTwice(t *testing.T) {
 func TestHeaders(t *testing.T) {
 	ts := httptest.NewServer(http.HandlerFunc(echo))
 	defer ts.Close()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{Header: http.Header{"X-Token": {"default"}, "Accept": {"text/plain"}}})
 
 	r := run(t, l, c.Get(ts.URL)).v
@@ -149,7 +149,7 @@ func TestJSON(t *testing.T) {
 	mux.HandleFunc("GET /empty", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{BaseURL: ts.URL})
 
 	in := route{User: "alice", Targets: []string{"127.0.0.1:5060"}, Weight: 1}
@@ -205,7 +205,7 @@ func TestJSON(t *testing.T) {
 }
 
 func TestBadURL(t *testing.T) {
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{})
 	based := newClient(t, rest.Config{BaseURL: "http://127.0.0.1:1/api/"})
 	for _, tc := range []struct {
@@ -238,7 +238,7 @@ func TestBadURL(t *testing.T) {
 
 func TestTLS(t *testing.T) {
 	testenv.CheckFDs(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(echo))
 	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the unknown-authority case logs a handshake error
 	ts.StartTLS()
@@ -270,7 +270,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestConnRefused(t *testing.T) {
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	port := testenv.FreeTCPPort(t)
 	c := newClient(t, rest.Config{})
 	o := run(t, l, c.Get("http://127.0.0.1:"+strconv.Itoa(port)+"/"))
@@ -302,7 +302,7 @@ func TestBodyLimit(t *testing.T) {
 	})
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	c := newClient(t, rest.Config{BaseURL: ts.URL, MaxBody: 100})
 	for _, tc := range []struct {
 		path string
@@ -360,7 +360,7 @@ func TestObserverAndStats(t *testing.T) {
 		}
 	}))
 	defer ts.Close()
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	obs := &recordingObserver{}
 	c := newClient(t, rest.Config{BaseURL: ts.URL, Observer: obs})
 	run(t, l, c.Get("/ok"))

@@ -149,7 +149,7 @@ func TestSIPpLookupThenRelay(t *testing.T) {
 	s := client.Stats()
 	require.EqualValues(t, calls, s.Errors(rest.KindOK), "%+v", s)
 	require.EqualValues(t, calls, s.Finished)
-	st := srv.Core().Stats()
+	st := srv.Stats()
 	require.Zero(t, st.Panics, "%+v", st)
 	require.Zero(t, st.Abandoned, "%+v", st)
 }

@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 		ready(srv.Addrs())
 	}
 	<-ctx.Done()
-	st := srv.Core().Stats()
+	st := srv.Stats()
 	fmt.Fprintf(os.Stderr, "benchproxy: received=%d sent=%d handoffs=%d stateless=%d retrans_absorbed=%d overload=%d drops=%d\n",
 		st.Received, st.Sent, st.Handoffs, st.Stateless, st.RetransAbsorbed, st.Overload,
 		st.DropParse+st.DropSize+st.DropHeaders+st.DropInvalid+st.DropOther+st.DropClosed)
