@@ -120,7 +120,7 @@ func TestMeasureAsyncOp(t *testing.T) {
 	needMeasure(t)
 	srv := testenv.StartRedis(t)
 	c := open(t, srv.URL(), redis.Dispatchers(measureDispatchers()))
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	must(t, l, c.Set("k", "v", 0))
 
 	// The alternative design: each op a rueidis Do on async's pool (a pool
@@ -168,7 +168,7 @@ func goroutinesPerOp(t *testing.T, srv *testenv.RedisProc, l *reactor.Loop, op a
 		t.Fatal(err)
 	}
 	done := make(chan struct{}, held)
-	onLoop(t, l, func() {
+	testenv.OnLoop(t, l, func() {
 		for range held {
 			async.Launch(l, op, func(string, error) { done <- struct{}{} })
 		}
@@ -242,7 +242,7 @@ func inFlightOnLoop(t *testing.T, l *reactor.Loop, op async.Op[string], depth in
 	testenv.Wait(t, time.Minute, fin, "in-flight ops")
 	var got int
 	var err error
-	onLoop(t, l, func() { got, err = n, errs })
+	testenv.OnLoop(t, l, func() { got, err = n, errs })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond)
 //	go test -run '^$' -bench . -benchmem ./modules/redis
 func BenchmarkAsyncGet(b *testing.B) {
 	c := shared(b)
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	must(b, l, c.Set("bench:k", "v", 0))
 	benchSerial(b, l, c.Get("bench:k"))
 }
@@ -328,7 +328,7 @@ func BenchmarkPooledGet(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer rc.Close()
-	l := startLoop(b)
+	l := testenv.StartLoop(b)
 	op := async.Blocking(func(ctx context.Context) (string, error) {
 		s, err := rc.Do(ctx, rc.B().Get().Key("bench:k").Build()).ToString()
 		if rueidis.IsRedisNil(err) {

@@ -47,7 +47,7 @@ func TestObserverAndStats(t *testing.T) {
 	ev := &events{done: map[string][]error{}}
 	c := open(t, srv.URL(), redis.WithObserver(ev), redis.Timeout(200*time.Millisecond),
 		redis.RetryInterval(time.Hour)) // stays down once down
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 
 	must(t, l, c.Set("k", "v", 0))
 	must(t, l, c.Int("RPUSH", "l", "x"))

@@ -20,7 +20,7 @@ import (
 func TestRouteAwaitsRealRedis(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	counter, route := key(t, "calls"), key(t, "route")
 	must(t, l, c.Del(counter, route))
 	must(t, l, c.Set(route, "sip:bob@10.0.0.7", time.Minute))
@@ -63,7 +63,7 @@ func TestRouteAwaitsRealRedis(t *testing.T) {
 func TestOutcomeMatchesWire(t *testing.T) {
 	t.Parallel()
 	c := shared(t)
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	k := func(n string) string { return key(t, n) }
 	must(t, l, c.Del(k("s"), k("n"), k("h"), k("l"), k("f")))
 	must(t, l, c.Set(k("s"), "text", time.Minute))

@@ -29,7 +29,7 @@ func TestSentinelFailover(t *testing.T) {
 
 	c := open(t, "redis://"+sentinel.Addr()+"/0?master_set=mymaster",
 		redis.RetryInterval(50*time.Millisecond), redis.Timeout(time.Second))
-	l := startLoop(t)
+	l := testenv.StartLoop(t)
 	must(t, l, c.Set("before", "1", 0))
 	if line, err := testenv.RedisCommand(master.Addr(), "EXISTS", "before"); err != nil || line != ":1" {
 		t.Fatalf("the write did not reach the master: %q %v", line, err)
