@@ -45,7 +45,8 @@ func TestStartRedisStopStart(t *testing.T) {
 	}
 }
 
-// redisSh runs .ci/redis.sh with its state in stateDir on port.
+// redisSh runs .ci/redis.sh with its state in stateDir on port ("": the
+// script picks one).
 func redisSh(t *testing.T, stateDir, port string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command("bash", append([]string{filepath.Join(ciDir, "redis.sh")}, args...)...)
@@ -134,4 +135,33 @@ func TestRedisShStopLeavesForeignServersAlone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Without ASYNCSIP_REDIS_PORT the script takes the first free port from
+// 56379 up (another checkout's server may hold one) and records it: a
+// second checkout's start while the first runs gets another port.
+func TestRedisShPicksAFreePort(t *testing.T) {
+	RedisServer(t)
+	first, second := t.TempDir(), t.TempDir()
+	addr := func(stateDir string) string {
+		out, err := redisSh(t, stateDir, "", "env")
+		require.NoError(t, err, out)
+		return strings.TrimSpace(strings.TrimPrefix(out, RedisAddrEnv+"="))
+	}
+	out, err := redisSh(t, first, "", "start")
+	require.NoError(t, err, out)
+	t.Cleanup(func() { _, _ = redisSh(t, first, "", "stop") })
+	out, err = redisSh(t, second, "", "start")
+	require.NoError(t, err, out)
+	t.Cleanup(func() { _, _ = redisSh(t, second, "", "stop") })
+	a, b := addr(first), addr(second)
+	require.NotEqual(t, a, b)
+	require.NoError(t, RedisPing(a))
+	require.NoError(t, RedisPing(b))
+	for _, d := range []string{first, second} {
+		out, err := redisSh(t, d, "", "stop")
+		require.NoError(t, err, out)
+	}
+	require.Error(t, RedisPing(a))
+	require.Error(t, RedisPing(b))
 }
