@@ -34,6 +34,12 @@ func TestSentinelFailover(t *testing.T) {
 	if line, err := testenv.RedisCommand(master.Addr(), "EXISTS", "before"); err != nil || line != ":1" {
 		t.Fatalf("the write did not reach the master: %q %v", line, err)
 	}
+	// Replication is asynchronous: a failover may lose what the replica
+	// has not received yet, so wait until it has.
+	testenv.Eventually(t, 20*time.Second, "the write replicated", func() bool {
+		line, err := testenv.RedisCommand(replica.Addr(), "EXISTS", "before")
+		return err == nil && line == ":1"
+	})
 
 	testenv.Eventually(t, 20*time.Second, "failover accepted", func() bool {
 		_, err := testenv.RedisCommand(sentinel.Addr(), "SENTINEL", "FAILOVER", "mymaster")
