@@ -41,7 +41,7 @@ var (
 	ErrClosed = errors.New("redis: client closed")
 	// ErrCommand is the error of an op whose command the client refuses
 	// to send: empty, or one that changes the connection's mode
-	// (SUBSCRIBE, MONITOR, MULTI...; use Subscribe, scripts or Tx).
+	// (SUBSCRIBE, MONITOR, MULTI...; use Subscribe, or a Script for atomic work).
 	ErrCommand = errors.New("redis: command not allowed")
 	// ErrType is the error of an op whose reply does not have the type
 	// the op returns (Int of a string reply, Strings of an integer).
