@@ -190,8 +190,7 @@ func (c *Client) retryNoScript(ctx context.Context, rc *rueidisClient, sent []jo
 	var idx []int
 	var cmds []rueidis.Completed
 	for i, r := range res {
-		var re *rueidis.RedisError
-		if err := r.Error(); err == nil || !errors.As(err, &re) || !re.IsNoScript() {
+		if re, ok := r.Error().(*rueidis.RedisError); !ok || !re.IsNoScript() {
 			continue
 		}
 		if cmd, ok := sent[i].fallback(rc.B()); ok {
