@@ -19,6 +19,12 @@
 // the nameservers of /etc/resolv.conf and a TTL cache: Relay suspends the
 // route while a lookup runs, so no loop blocks on DNS. A name that does not
 // exist answers 404, a DNS timeout or failure 503. Config.DNS chooses the
-// servers and timeouts, a cache-only mode or none; Config.Lookup replaces
-// it; Server.DNS returns it for routes that want every target.
+// servers and timeouts, a cache-only mode or none; Config.Core.Lookup
+// replaces it; Server.DNS returns it for routes that want every target.
+//
+// The facade only wires: the transports are package transport, the
+// transaction layer's settings are Config.Core (a tm.Config, passed as it
+// is), and what lives as long as the server — Prometheus metrics from
+// modules/metrics, for one — is an Extension in Config.Extensions, so that
+// importing this package links no module.
 package asyncsip

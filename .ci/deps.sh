@@ -7,6 +7,7 @@
 #   redis-server     (redis-server)               modules/redis tests (private servers, .ci/redis.sh)
 #   kamailio         (kamailio)                   bench: Kamailio config syntax check
 #   gnuplot          (gnuplot-nox)                bench: report plots
+#   rtpengine        (rtpengine-daemon)           modules/rtpengine real-daemon tests
 #
 # As root, missing packages are installed with apt-get (apt-get update runs at
 # most once, and only when something is missing). The packages' services are
@@ -78,6 +79,13 @@ fi
 if ! command -v redis-server >/dev/null 2>&1 && [[ ! -x /usr/bin/redis-server ]]; then
 	missing+=(redis-server)
 	skips+=("redis-server not found: the Redis tests will skip (fail under CI=true)")
+fi
+# rtpengine: tests start their own daemons (testenv.StartRTPEngine: userspace
+# forwarding with --table=-1, no kernel module, on 127.0.0.1, stopped by PID);
+# the package's own service is kept from starting like the others.
+if ! command -v rtpengine >/dev/null 2>&1 && [[ ! -x /usr/bin/rtpengine ]]; then
+	missing+=(rtpengine-daemon)
+	skips+=("rtpengine not found: the modules/rtpengine real-daemon tests will skip (fail under CI=true)")
 fi
 if ! command -v kamailio >/dev/null 2>&1 && [[ ! -x /usr/sbin/kamailio ]]; then
 	missing+=(kamailio)

@@ -42,8 +42,42 @@ func (b *Branch) Code() int { return b.code }
 func (b *Branch) txResponse(resp *sip.Response) { b.c.onBranchResponse(b, resp) }
 func (b *Branch) txTimeout()                    { b.c.branchFailed(b, 408, "Request Timeout") }
 func (b *Branch) tx2xxRetrans(resp *sip.Response) bool {
+	if b.c.holds2xx(b) {
+		return true // the 2xx itself has not gone upstream yet: the UAS retransmits again
+	}
+	if first := b.resp; first != nil && first.StatusCode == resp.StatusCode && sameToTag(first, resp) {
+		// A retransmission goes upstream as the 2xx did: with the body
+		// the reply route gave it (a media relay's SDP).
+		if body := first.Body(); string(body) != string(resp.Body()) {
+			resp.SetBody(body)
+		}
+	}
 	b.c.forward2xxRetrans(resp)
 	return true
+}
+
+// holds2xx reports whether a 2xx of b has not been relayed yet: a reply
+// route suspended on it, or queued behind a suspended route.
+func (c *Context) holds2xx(b *Branch) bool {
+	if c.suspended && c.kind == RouteReply && c.cur == b && c.Resp != nil && c.Resp.StatusCode/100 == 2 {
+		return true
+	}
+	for _, q := range c.queue {
+		if q.br == b && q.resp.StatusCode/100 == 2 {
+			return true
+		}
+	}
+	return false
+}
+
+func sameToTag(a, b *sip.Response) bool {
+	ta, tb := a.To(), b.To()
+	if ta == nil || tb == nil {
+		return false
+	}
+	x, _ := ta.Params.Get("tag")
+	y, _ := tb.Params.Get("tag")
+	return x == y
 }
 
 // Response returns the branch's final response, if any.

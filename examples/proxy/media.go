@@ -42,6 +42,7 @@ const maxNATBindings = 100000
 type media struct {
 	rtp    *rtpengine.Client
 	natted *natBindings
+	calls  *anchoredCalls
 	log    *slog.Logger
 }
 
@@ -68,13 +69,13 @@ func newMedia(cfg Config, log *slog.Logger) (*media, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &media{rtp: rtp, natted: newNATBindings(maxNATBindings), log: log}, nil
+	return &media{rtp: rtp, natted: newNATBindings(maxNATBindings), calls: newAnchoredCalls(maxAnchoredCalls), log: log}, nil
 }
 
 // sideFlags are rtpengine's flags towards a side that takes media as s.
 // Browser: ICE with rtpengine as the only candidate, DTLS-SRTP with
 // rtpengine passive (the browser connects), no SDES keys, RTP and RTCP on
-// one port (browsers require rtcp-mux). Phone: no ICE, plain RTP/AVP, RTCP
+// one port (browsers require rtcp-mux), an a=mid on each m= line. Phone: no ICE, plain RTP/AVP, RTCP
 // on its own port.
 func sideFlags(s mediaSide) rtpengine.Flags {
 	f := rtpengine.Flags{ReplaceOrigin: true, ReplaceSessionConnection: true}
@@ -82,6 +83,7 @@ func sideFlags(s mediaSide) rtpengine.Flags {
 	case browserSide:
 		f.ICE, f.DTLS, f.TransportProtocol = rtpengine.ICEForce, rtpengine.DTLSPassive, rtpengine.UDPTLSRTPSAVPF
 		f.SDES, f.RTCPMux = []string{"off"}, []string{"require"}
+		f.Options = []string{"generate-mid"} // browsers want a=mid on every m= line
 	default:
 		f.ICE, f.DTLS, f.TransportProtocol = rtpengine.ICERemove, rtpengine.DTLSOff, rtpengine.RTPAVP
 		f.RTCPMux = []string{"demux"}
@@ -122,12 +124,19 @@ func (p *Proxy) relay(c *tm.Context, targets []string, fail func(error)) {
 		f.Options = append(f.Options, "SIP-source-address")
 	}
 	rtpengine.Offer(c, m.rtp, &f, func(err error) {
+		if errors.Is(err, rtpengine.ErrNoSDP) { // a body that is not SDP: nothing to anchor
+			if err := c.Relay(targets...); err != nil {
+				fail(err)
+			}
+			return
+		}
 		if err != nil {
 			c.Logger().Warn("media: rtpengine offer failed; call refused", "why", plan.why, "err", err)
 			_ = c.Reply(503, "Service Unavailable (media relay)", sip.NewHeader("Retry-After", "5"))
 			return
 		}
 		c.Set(mediaKey, plan)
+		m.calls.add(string(*c.Req.CallID()), plan, fromTag(c.Req), time.Now())
 		c.Logger().Debug("media: anchored", "why", plan.why)
 		if err := c.Relay(targets...); err != nil {
 			fail(err)
@@ -159,6 +168,52 @@ func (p *Proxy) reply(c *tm.Context) {
 	})
 }
 
+// inDialog relays an in-dialog request; a re-INVITE or UPDATE with SDP of
+// an anchored call is offered to rtpengine first, with the flags of the
+// side it goes to (its answer, in the reply route, gets the sender's), so a
+// hold or a codec change keeps the media on rtpengine. If the offer fails
+// the request is refused 503: the call goes on as it was (RFC 3261
+// §14.1).
+func (p *Proxy) inDialog(c *tm.Context) {
+	m := p.media
+	req := c.Req
+	if m == nil || (req.Method != sip.INVITE && req.Method != sip.UPDATE) || len(req.Body()) == 0 {
+		_ = c.Relay()
+		return
+	}
+	a, ok := m.calls.get(string(*req.CallID()), time.Now())
+	if !ok {
+		_ = c.Relay()
+		return
+	}
+	plan := a.plan // towards the callee: sender is the caller
+	if fromTag(req) != a.callerTag {
+		plan.caller, plan.callee = plan.callee, plan.caller
+	}
+	f := sideFlags(plan.callee)
+	rtpengine.Offer(c, m.rtp, &f, func(err error) {
+		if errors.Is(err, rtpengine.ErrNoSDP) {
+			_ = c.Relay()
+			return
+		}
+		if err != nil {
+			c.Logger().Warn("media: rtpengine re-offer failed; request refused", "err", err)
+			_ = c.Reply(503, "Service Unavailable (media relay)", sip.NewHeader("Retry-After", "5"))
+			return
+		}
+		c.Set(mediaKey, plan)
+		_ = c.Relay()
+	})
+}
+
+func fromTag(req *sip.Request) string {
+	if f := req.From(); f != nil {
+		t, _ := f.Params.Get("tag")
+		return t
+	}
+	return ""
+}
+
 // bye deletes an anchored call's media session when its BYE is relayed.
 // The delete is launched beside the BYE, not awaited: ending a call never
 // waits for rtpengine. Only calls this process offered (the client
@@ -171,9 +226,10 @@ func (p *Proxy) bye(c *tm.Context) {
 }
 
 // mediaEnd deletes the media session of a new call that ended without
-// being answered (rejected, cancelled, timed out): End route.
+// being answered (rejected, cancelled, timed out): End route. A failed
+// re-INVITE leaves the call as it was.
 func (p *Proxy) mediaEnd(c *tm.Context) {
-	if _, ok := tm.Value[mediaPlan](c, mediaKey); !ok || p.media == nil || c.Req.Method != sip.INVITE {
+	if _, ok := tm.Value[mediaPlan](c, mediaKey); !ok || p.media == nil || c.Req.Method != sip.INVITE || c.InDialog() {
 		return
 	}
 	if code := c.FinalCode(); code < 200 || code >= 300 {
@@ -182,6 +238,7 @@ func (p *Proxy) mediaEnd(c *tm.Context) {
 }
 
 func (m *media) deleteCall(c *tm.Context, callID, why string) {
+	m.calls.remove(callID)
 	if _, known := m.rtp.InstanceOf(callID); !known {
 		return
 	}

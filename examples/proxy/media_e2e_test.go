@@ -150,7 +150,11 @@ func (s *sock) answerSDP(req *sip.Request, from *net.UDPAddr, ip string, port in
 	for _, h := range req.GetHeaders("Record-Route") {
 		b.WriteString(h.String() + "\r\n")
 	}
-	b.WriteString(req.From().String() + "\r\n" + req.To().String() + ";tag=uas-" + s.user + "\r\n")
+	to := req.To().String()
+	if !strings.Contains(to, "tag=") {
+		to += ";tag=uas-" + s.user
+	}
+	b.WriteString(req.From().String() + "\r\n" + to + "\r\n")
 	b.WriteString(req.CallID().String() + "\r\n" + req.CSeq().String() + "\r\n")
 	b.WriteString("Contact: <" + s.contact() + ">\r\nContent-Length: 0\r\n\r\n")
 	s.send(withSDP(b.String(), ip, port), from)
@@ -165,7 +169,7 @@ func (s *sock) callSDP(lp *liveProxy, user, password, ruri, callID, ip string, p
 	r := s.final(callID)
 	require.Equal(s.t, 407, r.StatusCode, "the call is challenged: %s", r.String())
 	s.ackFinal(r, lp.udp)
-	m.cseq, m.branch = 2, ""
+	m.cseq, m.branch = 2, "z9hG4bK-"+callID+"-2" // cancel names it
 	m.headers = []string{digestFor(s.t, r, user, password, "INVITE", ruri, 1)}
 	s.send(withSDP(m.String(), ip, port), lp.udp)
 }
@@ -202,14 +206,20 @@ func sdpLine(t *testing.T, m sip.Message) (string, int) {
 }
 
 // The proxy with -rtpengine and -nat-fix against a real rtpengine: a call
-// to a callee that registered from behind a NAT is anchored both ways and
-// its BYE deletes the session; a call between two phones that are not
-// behind a NAT is left alone; with rtpengine down, an INVITE that needs it
-// gets 503.
+// to a callee that registered from behind a NAT is anchored both ways, so
+// is the callee's re-INVITE, and the BYE deletes the session; a call
+// between two phones that are not behind a NAT is left alone; a NATed
+// caller's call that is rejected or cancelled is deleted; with rtpengine
+// down, an INVITE that needs it gets 503.
 func TestMediaE2E(t *testing.T) {
 	rtp := testenv.StartRTPEngine(t)
 	inRange := func(port int) bool { return port >= rtp.PortMin && port <= rtp.PortMax }
-	lp := startLive(t, nil, "-nat-fix", "-rtpengine", rtp.Addr)
+	busy := newSock(t, phoneIP, "gw", 486)  // a gateway that rejects every call
+	silent := newSock(t, phoneIP, "gw2", 0) // one the test answers
+	lp := startLive(t, func(cfg Config) {
+		addGateway(t, cfg, 1, busy.hostport(), "+1")
+		addGateway(t, cfg, 2, silent.hostport(), "+2")
+	}, "-nat-fix", "-rtpengine", rtp.Addr)
 
 	t.Run("callee behind NAT", func(t *testing.T) {
 		bob := newSock(t, phoneIP, "bob", 0)
@@ -228,6 +238,28 @@ func TestMediaE2E(t *testing.T) {
 		assert.Equal(t, "127.0.0.1", ip, "alice gets rtpengine's answer")
 		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
 		assert.Equal(t, 1, activeCalls(t, rtp))
+
+		// bob puts the call on another address (a re-INVITE along his route
+		// set): alice is offered rtpengine again, bob gets its answer.
+		var routes []string
+		for _, h := range inv.GetHeaders("Record-Route") {
+			routes = append(routes, h.Value())
+		}
+		re := msg{method: "INVITE", ruri: alice.contact(), to: "sip:alice@127.0.0.1", toTag: "f-media-nat-callee",
+			from: "bob", fromTag: "uas-bob", callID: "media-nat-callee", cseq: 1, local: bob.addr(),
+			contacts: []string{bob.contact()}, headers: []string{"Route: " + strings.Join(routes, ", ")}}
+		bob.send(withSDP(re.String(), "10.0.0.5", 5002), lp.udp)
+		reinv, rfrom := alice.request()
+		require.Equal(t, sip.INVITE, reinv.Method)
+		ip, port = sdpLine(t, reinv)
+		assert.Equal(t, "127.0.0.1", ip, "the re-INVITE reaches alice with rtpengine's address")
+		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
+		alice.answerSDP(reinv, rfrom, phoneIP, 4010)
+		rr := bob.final("media-nat-callee")
+		require.Equal(t, 200, rr.StatusCode)
+		ip, port = sdpLine(t, rr)
+		assert.Equal(t, "127.0.0.1", ip, "bob gets rtpengine's answer")
+		assert.True(t, inRange(port), "port %d from rtpengine's range", port)
 
 		alice.bye(lp, r)
 		bye, from := bob.request()
@@ -250,6 +282,48 @@ func TestMediaE2E(t *testing.T) {
 		carol.reply(inv, from, 486)
 		assert.Equal(t, 486, alice.final("media-no-nat").StatusCode)
 		assert.Equal(t, 0, activeCalls(t, rtp), "nothing anchored")
+	})
+
+	// A NATed caller's call that fails or is cancelled is deleted too.
+	t.Run("rejected", func(t *testing.T) {
+		alice := newSock(t, phoneIP, "alice", 0)
+		before := len(rtp.Commands("delete"))
+		alice.callSDP(lp, "alice", "alicepw", "sip:+15551234@127.0.0.1", "media-rejected", "192.168.1.10", 4006)
+		assert.Equal(t, 486, alice.final("media-rejected").StatusCode)
+		assert.Contains(t, rtp.Commands("offer"), "media-rejected")
+		testenv.Eventually(t, 10*time.Second, "the rejected call deleted", func() bool {
+			return len(rtp.Commands("delete")) == before+1 && activeCalls(t, rtp) == 0
+		})
+		assert.Equal(t, "media-rejected", rtp.Commands("delete")[before])
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		alice := newSock(t, phoneIP, "alice", 0)
+		before := len(rtp.Commands("delete"))
+		alice.callSDP(lp, "alice", "alicepw", "sip:+25551234@127.0.0.1", "media-cancelled", "192.168.1.10", 4008)
+		inv, from := silent.request()
+		require.Equal(t, sip.INVITE, inv.Method)
+		silent.reply(inv, from, 180)
+		require.Equal(t, 1, activeCalls(t, rtp))
+		cancel := msg{method: "CANCEL", ruri: "sip:+25551234@127.0.0.1", local: alice.addr(), from: "alice",
+			callID: "media-cancelled", cseq: 2, branch: "z9hG4bK-media-cancelled-2"}
+		alice.send(cancel.String(), lp.udp)
+		c, _ := silent.request()
+		for c.Method == sip.INVITE { // a retransmission sent before the 180 arrived
+			c, _ = silent.request()
+		}
+		require.Equal(t, sip.CANCEL, c.Method)
+		silent.reply(c, from, 200)
+		silent.reply(inv, from, 487)
+		codes := map[sip.RequestMethod]int{}
+		for len(codes) < 2 { // the CANCEL's 200 and the INVITE's 487, in either order
+			r := alice.final("media-cancelled")
+			codes[r.CSeq().MethodName] = r.StatusCode
+		}
+		assert.Equal(t, map[sip.RequestMethod]int{sip.CANCEL: 200, sip.INVITE: 487}, codes)
+		testenv.Eventually(t, 10*time.Second, "the cancelled call deleted", func() bool {
+			return len(rtp.Commands("delete")) == before+1 && activeCalls(t, rtp) == 0
+		})
+		assert.Equal(t, "media-cancelled", rtp.Commands("delete")[before])
 	})
 
 	t.Run("rtpengine down", func(t *testing.T) {

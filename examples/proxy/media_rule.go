@@ -260,3 +260,61 @@ func planMedia(req *sip.Request, src netip.AddrPort, targets []string, nb *natBi
 	}
 	return p
 }
+
+// anchoredCall is what a re-INVITE of an anchored call needs: how each
+// side takes media, and which From tag is the caller's.
+type anchoredCall struct {
+	plan      mediaPlan
+	callerTag string
+	expires   time.Time
+}
+
+// anchoredCallTTL bounds how long a call is remembered without a BYE (as
+// the rtpengine client's call affinity does).
+const anchoredCallTTL = 12 * time.Hour
+
+// maxAnchoredCalls bounds the calls remembered.
+const maxAnchoredCalls = 200000
+
+// anchoredCalls are the calls this process anchored, by Call-ID, until
+// their BYE, failure or expiry. Bounded: when full, expired calls are
+// dropped, and a new call is not remembered if none expired (its
+// re-INVITEs then go through as they are).
+type anchoredCalls struct {
+	mu  sync.Mutex
+	m   map[string]anchoredCall
+	max int
+}
+
+func newAnchoredCalls(max int) *anchoredCalls {
+	return &anchoredCalls{m: map[string]anchoredCall{}, max: max}
+}
+
+func (a *anchoredCalls) add(callID string, plan mediaPlan, callerTag string, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.m[callID]; !ok && len(a.m) >= a.max {
+		for id, c := range a.m {
+			if !c.expires.After(now) {
+				delete(a.m, id)
+			}
+		}
+		if len(a.m) >= a.max {
+			return
+		}
+	}
+	a.m[callID] = anchoredCall{plan: plan, callerTag: callerTag, expires: now.Add(anchoredCallTTL)}
+}
+
+func (a *anchoredCalls) get(callID string, now time.Time) (anchoredCall, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c, ok := a.m[callID]
+	return c, ok && c.expires.After(now)
+}
+
+func (a *anchoredCalls) remove(callID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.m, callID)
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,4 +158,49 @@ func TestSDPAddrs(t *testing.T) {
 	assert.Equal(t, []netip.Addr{netip.MustParseAddr("192.168.1.10"), netip.MustParseAddr("224.2.1.1"),
 		netip.MustParseAddr("fd00::1")}, sdpAddrs([]byte(body)))
 	assert.Empty(t, sdpAddrs(nil))
+}
+
+// The anchored calls table is bounded, expires and forgets deleted calls.
+func TestAnchoredCalls(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	a := newAnchoredCalls(2)
+	plan := mediaPlan{anchor: true, caller: browserSide, callee: phoneSide, why: "bridge browser to phone"}
+	a.add("c1", plan, "t1", now)
+	a.add("c2", plan, "t2", now.Add(time.Hour))
+	a.add("c3", plan, "t3", now.Add(time.Hour))
+	_, ok := a.get("c3", now.Add(time.Hour))
+	assert.False(t, ok, "full: not remembered")
+	later := now.Add(anchoredCallTTL + time.Minute) // c1 expired: its place is taken
+	a.add("c3", plan, "t3", later)
+	got, ok := a.get("c3", later)
+	require.True(t, ok)
+	assert.Equal(t, anchoredCall{plan: plan, callerTag: "t3", expires: later.Add(anchoredCallTTL)}, got)
+	_, ok = a.get("c1", later)
+	assert.False(t, ok)
+	a.remove("c3")
+	_, ok = a.get("c3", later)
+	assert.False(t, ok)
+}
+
+// -rtpengine and its config-file field: instances are checked, several
+// with weights are accepted, and it is off by default.
+func TestRTPEngineOption(t *testing.T) {
+	cfg, _, err := parseConfig([]string{"-data", t.TempDir()})
+	require.NoError(t, err)
+	assert.Empty(t, cfg.RTPEngine)
+	cfg, _, err = parseConfig([]string{"-data", t.TempDir(), "-rtpengine", "udp:127.0.0.1:2223, udp:[::1]:2224=2"})
+	require.NoError(t, err)
+	in, err := parseRTPEngines(cfg.RTPEngine)
+	require.NoError(t, err)
+	assert.Len(t, in, 2)
+	assert.Equal(t, 2, in[1].Weight)
+	for _, bad := range []string{"udp:127.0.0.1", "udp:127.0.0.1:2223=0", "udp:127.0.0.1:2223=x"} {
+		_, _, err = parseConfig([]string{"-data", t.TempDir(), "-rtpengine", bad})
+		assert.ErrorContains(t, err, "rtpengine", bad)
+	}
+	file := t.TempDir() + "/proxy.json"
+	require.NoError(t, os.WriteFile(file, []byte(`{"rtpengine": "udp:127.0.0.1:2223,udp:127.0.0.1:2224"}`), 0o600))
+	cfg, _, err = parseConfig([]string{"-data", t.TempDir(), "-config", file})
+	require.NoError(t, err)
+	assert.Equal(t, "udp:127.0.0.1:2223,udp:127.0.0.1:2224", cfg.RTPEngine)
 }

@@ -124,7 +124,7 @@ func (p *Proxy) request(c *tm.Context) {
 		// our own Route entry); an ACK is forwarded statelessly. Not
 		// counted by the rate limit: established calls are not throttled.
 		p.bye(c)
-		_ = c.Relay()
+		p.inDialog(c) // relays; a re-INVITE of an anchored call through rtpengine
 		return
 	}
 	trusted := p.trust.has(c.Source())

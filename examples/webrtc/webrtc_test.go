@@ -217,10 +217,11 @@ func traced(t *testing.T, trace, start string) string {
 // DTLS from rtpengine, no SDES keys.
 func assertBrowserSDP(t *testing.T, d *demo, sdp string) {
 	t.Helper()
+	t.Logf("SDP towards the browser:\n%s", sdp)
 	m := regexp.MustCompile(`(?m)^m=audio (\d+) (\S+) `).FindStringSubmatch(sdp)
 	require.NotNil(t, m, "no m=audio in:\n%s", sdp)
 	assert.Equal(t, "UDP/TLS/RTP/SAVPF", m[2], sdp)
-	for _, a := range []string{"a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=setup:", "a=rtcp-mux"} {
+	for _, a := range []string{"a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:", "a=candidate:", "a=setup:", "a=rtcp-mux", "a=mid:"} {
 		assert.Contains(t, sdp, a, "the browser's SDP")
 	}
 	assert.NotContains(t, sdp, "a=crypto:", "no SDES towards the browser")
@@ -232,6 +233,7 @@ func assertBrowserSDP(t *testing.T, d *demo, sdp string) {
 // address, no ICE, DTLS or SDES.
 func assertPhoneSDP(t *testing.T, d *demo, sdp string) {
 	t.Helper()
+	t.Logf("SDP towards the phone:\n%s", sdp)
 	m := regexp.MustCompile(`(?m)^m=audio (\d+) (\S+) `).FindStringSubmatch(sdp)
 	require.NotNil(t, m, "no m=audio in:\n%s", sdp)
 	assert.Equal(t, "RTP/AVP", m[2], sdp)
@@ -337,4 +339,23 @@ func TestBrowserOverWSS(t *testing.T) {
 	r := bob.register("secret")
 	require.Equal(t, 200, r.StatusCode, r.String())
 	require.Regexp(t, `sip:bob@127\.0\.0\.1:\d+;transport=ws`, r.Contact().Address.String())
+}
+
+// Secure by default, as the flagship: a browser without the right
+// password registers nothing and calls nobody, and rtpengine never hears
+// of its call.
+func TestBrowserWithoutCredentials(t *testing.T) {
+	d := startDemo(t, serves)
+	mallory := dialBrowser(t, fmt.Sprintf("ws://127.0.0.1:%d", d.ports[8080]), "bob", "127.0.0.1")
+	assert.Equal(t, 403, mallory.register("wrong").StatusCode)
+
+	callID, tag, ruri := randHex(8), randHex(4), "sip:alice@127.0.0.1"
+	mallory.send(mallory.request("INVITE", ruri, "<"+ruri+">", callID, tag, 1, nil, webrtcSDP("actpass")))
+	r := mallory.final()
+	require.Equal(t, 407, r.StatusCode, r.String())
+	mallory.send(mallory.request("ACK", ruri, r.To().String(), callID, tag, 1, nil, ""))
+	mallory.send(mallory.request("INVITE", ruri, "<"+ruri+">", callID, tag, 2,
+		[]string{digest(t, r, "bob", "wrong", "INVITE", ruri)}, webrtcSDP("actpass")))
+	assert.Equal(t, 403, mallory.final().StatusCode)
+	assert.Empty(t, d.rtp.Commands("offer"), "nothing reached rtpengine")
 }

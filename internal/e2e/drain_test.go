@@ -17,6 +17,7 @@ import (
 
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/metrics"
@@ -107,13 +108,13 @@ func relayOr(uasPort int, hold func(c *tm.Context, relay func())) func(c *tm.Con
 }
 
 // waitDraining sends OPTIONS probes until one is answered 503 (5 s at most).
-func waitDraining(t *testing.T, srv *asyncsip.Server, p *sipPeer) {
+func waitDraining(t *testing.T, srv *asyncsip.Server, p *e2etest.UDPPeer) {
 	t.Helper()
 	i := 0
 	testenv.Eventually(t, 5*time.Second, "the server starts draining", func() bool {
 		i++
-		p.send(srv, p.request("OPTIONS", "sip:probe@127.0.0.1", fmt.Sprintf("probe-%d", i)))
-		status, _ := p.final()
+		p.SendTo(srv.Addrs()[0], e2etest.Request("OPTIONS", "sip:probe@127.0.0.1", "UDP", p.Port(), fmt.Sprintf("probe-%d", i), ""))
+		status := e2etest.StatusLine(p.Final(5 * time.Second))
 		return strings.HasPrefix(status, "SIP/2.0 503")
 	})
 }
@@ -127,7 +128,8 @@ func TestDrainCompletesSuspendedCalls(t *testing.T) {
 	sipp.Start(t, sipp.Config{Scenario: writeScenario(t, "uas.xml", uasAnswer), LocalPort: uasPort,
 		Timeout: 60 * time.Second})
 	var resumed atomic.Int64
-	srv := obsServer(t, asyncsip.Config{}, tm.Routes{Request: relayOr(uasPort, func(c *tm.Context, relay func()) {
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{}, tm.Routes{Request: relayOr(uasPort, func(c *tm.Context, relay func()) {
 		async.Await(c, async.Sleep(time.Second), func(struct{}, error) { resumed.Add(1); relay() },
 			async.Name("test.hold"))
 	})})
@@ -146,15 +148,13 @@ func TestDrainCompletesSuspendedCalls(t *testing.T) {
 		defer cancel()
 		shutdown <- srv.Shutdown(ctx)
 	}()
-	probe := newPeer(t)
+	probe := e2etest.NewUDPPeer(t)
 	waitDraining(t, srv, probe)
-	probe.send(srv, probe.request("INVITE", "sip:bob@127.0.0.1", "late-invite"))
-	var msg string
-	for msg = probe.read(5 * time.Second); strings.HasPrefix(msg, "SIP/2.0 1"); msg = probe.read(5 * time.Second) {
-	}
+	probe.SendTo(srv.Addrs()[0], e2etest.Request("INVITE", "sip:bob@127.0.0.1", "UDP", probe.Port(), "late-invite", ""))
+	msg := probe.Final(5 * time.Second)
 	assert.True(t, strings.HasPrefix(msg, "SIP/2.0 503 "), msg)
-	assert.NotEmpty(t, headerValue(msg, "Retry-After"), msg)
-	assert.Equal(t, "late-invite", headerValue(msg, "Call-ID"))
+	assert.NotEmpty(t, e2etest.Header(msg, "Retry-After"), msg)
+	assert.Equal(t, "late-invite", e2etest.Header(msg, "Call-ID"))
 
 	require.NoError(t, <-shutdown, "the drain completed")
 	assert.EqualValues(t, calls, resumed.Load(), "every suspended call resumed before Shutdown returned")
@@ -170,20 +170,23 @@ func TestDrainCompletesSuspendedCalls(t *testing.T) {
 // their callers get 503 rather than silence.
 func TestDrainDeadlineAnswersSuspended(t *testing.T) {
 	g := &gate{} // never opened
-	srv := obsServer(t, asyncsip.Config{}, tm.Routes{Request: func(c *tm.Context) {
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{}, tm.Routes{Request: func(c *tm.Context) {
 		async.Await(c, g.op(), func(string, error) { _ = c.Reply(200, "") }, async.Timeout(time.Minute))
 	}})
 	require.NoError(t, srv.Start())
-	uac := newPeer(t)
-	uac.send(srv, uac.request("INVITE", "sip:bob@127.0.0.1", "stuck-1"))
-	assert.True(t, strings.HasPrefix(uac.read(5*time.Second), "SIP/2.0 100 "))
+	uac := e2etest.NewUDPPeer(t)
+	uac.SendTo(srv.Addrs()[0], e2etest.Request("INVITE", "sip:bob@127.0.0.1", "UDP", uac.Port(), "stuck-1", ""))
+	first, _ := uac.Next(5 * time.Second)
+	assert.True(t, strings.HasPrefix(first, "SIP/2.0 100 "), first)
 	waitStats(t, srv, "the call suspended", func(s tm.StatsSnapshot) bool { return s.Suspended == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	err := srv.Shutdown(ctx)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	status, callID := uac.final()
+	resp := uac.Final(5 * time.Second)
+	status, callID := e2etest.StatusLine(resp), e2etest.Header(resp, "Call-ID")
 	assert.True(t, strings.HasPrefix(status, "SIP/2.0 503 "), status)
 	assert.Equal(t, "stuck-1", callID)
 }
@@ -194,19 +197,20 @@ func TestDrainDeadlineAnswersSuspended(t *testing.T) {
 func TestHotSwapWhileAwaitsPending(t *testing.T) {
 	const n = 5
 	g := &gate{}
-	uas := newPeer(t)
-	uas.answer(486, "Busy Here")
-	target := fmt.Sprintf("sip:bob@127.0.0.1:%d", uas.port())
-	srv := obsServer(t, asyncsip.Config{}, tm.Routes{
+	uas := e2etest.NewUDPPeer(t)
+	uas.AnswerAll(486, "Busy Here")
+	target := fmt.Sprintf("sip:bob@127.0.0.1:%d", uas.Port())
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{}, tm.Routes{
 		Request: func(c *tm.Context) {
 			async.Await(c, g.op(), func(string, error) { _ = c.Relay(target) }, async.Name("test.gate"))
 		},
 		Failure: func(c *tm.Context) { _ = c.Reply(480, "Failure A") },
 	})
 	require.NoError(t, srv.Start())
-	uac := newPeer(t)
+	uac := e2etest.NewUDPPeer(t)
 	for i := range n {
-		uac.send(srv, uac.request("OPTIONS", "sip:bob@127.0.0.1", fmt.Sprintf("old-%d", i)))
+		uac.SendTo(srv.Addrs()[0], e2etest.Request("OPTIONS", "sip:bob@127.0.0.1", "UDP", uac.Port(), fmt.Sprintf("old-%d", i), ""))
 	}
 	waitStats(t, srv, "the old requests suspended", func(s tm.StatsSnapshot) bool { return s.Suspended == n })
 
@@ -215,17 +219,19 @@ func TestHotSwapWhileAwaitsPending(t *testing.T) {
 		Failure: func(c *tm.Context) { _ = c.Reply(404, "Failure B") },
 	})
 	for i := range n {
-		uac.send(srv, uac.request("OPTIONS", "sip:bob@127.0.0.1", fmt.Sprintf("new-%d", i)))
+		uac.SendTo(srv.Addrs()[0], e2etest.Request("OPTIONS", "sip:bob@127.0.0.1", "UDP", uac.Port(), fmt.Sprintf("new-%d", i), ""))
 	}
 	got := map[string]string{}
 	for range n {
-		status, callID := uac.final()
+		resp := uac.Final(5 * time.Second)
+		status, callID := e2etest.StatusLine(resp), e2etest.Header(resp, "Call-ID")
 		got[callID] = status
 	}
 	assert.EqualValues(t, n, srv.Stats().Suspended, "the old ones are still waiting")
 	g.release()
 	for range n {
-		status, callID := uac.final()
+		resp := uac.Final(5 * time.Second)
+		status, callID := e2etest.StatusLine(resp), e2etest.Header(resp, "Call-ID")
 		got[callID] = status
 	}
 	for i := range n {
@@ -238,7 +244,8 @@ func TestHotSwapWhileAwaitsPending(t *testing.T) {
 // finishes, then asyncsip.ServeSignals returns nil.
 func TestServeSignalsDrainsOnFirstSignal(t *testing.T) {
 	g := &gate{}
-	srv := obsServer(t, asyncsip.Config{DrainTimeout: 10 * time.Second}, tm.Routes{Request: func(c *tm.Context) {
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{DrainTimeout: 10 * time.Second}, tm.Routes{Request: func(c *tm.Context) {
 		if c.Req.Method == "OPTIONS" {
 			_ = c.Reply(200, "")
 			return
@@ -248,19 +255,20 @@ func TestServeSignalsDrainsOnFirstSignal(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- asyncsip.ServeSignals(context.Background(), srv) }()
 	waitStarted(t, srv)
-	uac := newPeer(t)
-	uac.send(srv, uac.request("INVITE", "sip:bob@127.0.0.1", "held-1"))
+	uac := e2etest.NewUDPPeer(t)
+	uac.SendTo(srv.Addrs()[0], e2etest.Request("INVITE", "sip:bob@127.0.0.1", "UDP", uac.Port(), "held-1", ""))
 	waitStats(t, srv, "the call suspended", func(s tm.StatsSnapshot) bool { return s.Suspended == 1 })
 
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
-	waitDraining(t, srv, newPeer(t))
+	waitDraining(t, srv, e2etest.NewUDPPeer(t))
 	select {
 	case err := <-served:
 		t.Fatalf("asyncsip.ServeSignals returned before the call finished: %v", err)
 	default:
 	}
 	g.release()
-	status, callID := uac.final()
+	resp := uac.Final(5 * time.Second)
+	status, callID := e2etest.StatusLine(resp), e2etest.Header(resp, "Call-ID")
 	assert.Equal(t, "SIP/2.0 200 Released", status)
 	assert.Equal(t, "held-1", callID)
 	select {
@@ -275,7 +283,8 @@ func TestServeSignalsDrainsOnFirstSignal(t *testing.T) {
 // asyncsip.ErrStopped well before DrainTimeout, and the suspended caller gets 503.
 func TestServeSignalsSecondSignalStops(t *testing.T) {
 	g := &gate{} // never opened
-	srv := obsServer(t, asyncsip.Config{DrainTimeout: time.Minute}, tm.Routes{Request: func(c *tm.Context) {
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{DrainTimeout: time.Minute}, tm.Routes{Request: func(c *tm.Context) {
 		if c.Req.Method == "OPTIONS" {
 			_ = c.Reply(200, "")
 			return
@@ -285,12 +294,12 @@ func TestServeSignalsSecondSignalStops(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- asyncsip.ServeSignals(context.Background(), srv) }()
 	waitStarted(t, srv)
-	uac := newPeer(t)
-	uac.send(srv, uac.request("INVITE", "sip:bob@127.0.0.1", "stuck-2"))
+	uac := e2etest.NewUDPPeer(t)
+	uac.SendTo(srv.Addrs()[0], e2etest.Request("INVITE", "sip:bob@127.0.0.1", "UDP", uac.Port(), "stuck-2", ""))
 	waitStats(t, srv, "the call suspended", func(s tm.StatsSnapshot) bool { return s.Suspended == 1 })
 
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
-	waitDraining(t, srv, newPeer(t))
+	waitDraining(t, srv, e2etest.NewUDPPeer(t))
 	require.NoError(t, syscall.Kill(os.Getpid(), syscall.SIGTERM))
 	select {
 	case err := <-served:
@@ -299,14 +308,16 @@ func TestServeSignalsSecondSignalStops(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a second signal did not stop the server")
 	}
-	status, callID := uac.final()
+	resp := uac.Final(5 * time.Second)
+	status, callID := e2etest.StatusLine(resp), e2etest.Header(resp, "Call-ID")
 	assert.True(t, strings.HasPrefix(status, "SIP/2.0 503 "), status)
 	assert.Equal(t, "stuck-2", callID)
 }
 
 // Without signals, the end of ctx drains as Serve does.
 func TestServeSignalsContext(t *testing.T) {
-	srv := obsServer(t, asyncsip.Config{}, tm.Routes{Request: func(c *tm.Context) { _ = c.Reply(200, "") }})
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{}, tm.Routes{Request: func(c *tm.Context) { _ = c.Reply(200, "") }})
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- asyncsip.ServeSignals(ctx, srv, syscall.SIGUSR2) }()
@@ -322,8 +333,9 @@ func TestServeSignalsContext(t *testing.T) {
 }
 
 func TestServeSignalsStartError(t *testing.T) {
-	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:notaport", Logger: obsQuiet})
-	srv := obsServer(t, asyncsip.Config{Extensions: []asyncsip.Extension{exp}}, tm.Routes{})
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:notaport", Logger: e2etest.Quiet})
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{Extensions: []asyncsip.Extension{exp}}, tm.Routes{})
 	err := asyncsip.ServeSignals(context.Background(), srv)
 	require.ErrorContains(t, err, "metrics: listen")
 	require.False(t, errors.Is(err, asyncsip.ErrStopped))

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/tm"
 )
@@ -57,14 +57,14 @@ func TestInteropMalformedInput(t *testing.T) {
 			}
 			relay(c)
 		}})
-	paddr := net.UDPAddrFromAddrPort(p.srv.Addrs()[0])
-	peer := newUDPPeer(t)
+	paddr := p.srv.Addrs()[0]
+	peer := e2etest.NewUDPPeer(t)
 
 	// request builds an OPTIONS from peer; drop removes the named headers,
 	// extra is added before Content-Length.
 	request := func(callID string, drop []string, extra, body string) string {
 		hdrs := []string{
-			"Via: SIP/2.0/UDP 127.0.0.1:" + itoa(peer.port) + ";branch=z9hG4bK-bad-" + callID + ";rport",
+			"Via: SIP/2.0/UDP 127.0.0.1:" + itoa(peer.Port()) + ";branch=z9hG4bK-bad-" + callID + ";rport",
 			"Max-Forwards: 70",
 			"From: <sip:alice@127.0.0.1>;tag=a1",
 			"To: <sip:bob@127.0.0.1>",
@@ -108,9 +108,9 @@ func TestInteropMalformedInput(t *testing.T) {
 		{"Max-Forwards 0", strings.Replace(request("mf0", nil, "", ""), "Max-Forwards: 70", "Max-Forwards: 0", 1),
 			"mf0", "SIP/2.0 483 "},
 	} {
-		peer.send(tc.msg, paddr)
+		peer.SendTo(paddr, e2etest.CRLF(tc.msg))
 		if tc.want != "" {
-			got, _ := peer.recv()
+			got, _ := peer.Next(3 * time.Second)
 			require.True(t, strings.HasPrefix(got, tc.want), "%s: got\n%s", tc.name, got)
 			require.True(t, hasCallID(got, tc.callID), "%s: the answer is for another request:\n%s", tc.name, got)
 		}
@@ -118,8 +118,8 @@ func TestInteropMalformedInput(t *testing.T) {
 	// Nothing else came back: the dropped messages got no answer. A
 	// well-formed OPTIONS sent now is answered 200; had any dropped message
 	// been answered, that answer would arrive first.
-	peer.send(request("good", nil, "", ""), paddr)
-	got, _ := peer.recv()
+	peer.SendTo(paddr, e2etest.CRLF(request("good", nil, "", "")))
+	got, _ := peer.Next(3 * time.Second)
 	require.True(t, strings.HasPrefix(got, "SIP/2.0 200 "), got)
 	require.True(t, hasCallID(got, "good"), "the first answer after the bad input is for the good request:\n%s", got)
 

@@ -4,7 +4,6 @@ package e2e
 // plain UDP sockets so that it fails deterministically.
 
 import (
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -12,39 +11,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
 	"github.com/asyncsip/asyncsip/tm"
 )
-
-// udpPeer is a bare UDP socket on 127.0.0.1 playing a UA in a test.
-type udpPeer struct {
-	t    testing.TB
-	conn *net.UDPConn
-	port int
-}
-
-func newUDPPeer(t testing.TB) *udpPeer {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = c.Close() })
-	return &udpPeer{t: t, conn: c, port: c.LocalAddr().(*net.UDPAddr).Port}
-}
-
-func (p *udpPeer) send(msg string, to *net.UDPAddr) {
-	p.t.Helper()
-	_, err := p.conn.WriteToUDP([]byte(strings.ReplaceAll(msg, "\n", "\r\n")), to)
-	require.NoError(p.t, err)
-}
-
-// recv returns the next datagram, failing the test after 3 s.
-func (p *udpPeer) recv() (string, *net.UDPAddr) {
-	p.t.Helper()
-	buf := make([]byte, 65536)
-	require.NoError(p.t, p.conn.SetReadDeadline(time.Now().Add(3*time.Second)))
-	n, from, err := p.conn.ReadFromUDP(buf)
-	require.NoError(p.t, err, "waiting for a message")
-	return string(buf[:n]), from
-}
 
 // A provisional response that reaches the proxy after the 2xx of its
 // INVITE (a UAS sending 180 and 200 back to back is enough: with several
@@ -53,37 +22,36 @@ func (p *udpPeer) recv() (string, *net.UDPAddr) {
 // aborted such calls ("unexpected message while pausing"). Only 2xx
 // retransmissions may follow the 2xx (RFC 3261 §16.7 step 5, RFC 6026 §8).
 func TestRegressLateProvisionalAfter2xx(t *testing.T) {
-	uac, uas := newUDPPeer(t), newUDPPeer(t)
+	uac, uas := e2etest.NewUDPPeer(t), e2etest.NewUDPPeer(t)
 	// One worker: the order in which the proxy handles the UAS's messages
 	// is the order they were sent.
 	p := startProxy(t, asyncsip.Config{Workers: 1}, tm.Routes{Request: func(c *tm.Context) { _ = c.Relay() }})
-	paddr := net.UDPAddrFromAddrPort(p.srv.Addrs()[0])
 
-	uac.send(`INVITE sip:bob@127.0.0.1:`+itoa(uas.port)+` SIP/2.0
-Via: SIP/2.0/UDP 127.0.0.1:`+itoa(uac.port)+`;branch=z9hG4bK-late-1;rport
+	uac.SendTo(p.srv.Addrs()[0], e2etest.CRLF(`INVITE sip:bob@127.0.0.1:`+itoa(uas.Port())+` SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:`+itoa(uac.Port())+`;branch=z9hG4bK-late-1;rport
 Max-Forwards: 70
 From: <sip:alice@127.0.0.1>;tag=a1
 To: <sip:bob@127.0.0.1>
 Call-ID: late-provisional
 CSeq: 1 INVITE
-Contact: <sip:alice@127.0.0.1:`+itoa(uac.port)+`>
+Contact: <sip:alice@127.0.0.1:`+itoa(uac.Port())+`>
 Content-Length: 0
 
-`, paddr)
-	got, _ := uac.recv()
+`))
+	got, _ := uac.Next(3 * time.Second)
 	require.True(t, strings.HasPrefix(got, "SIP/2.0 100 "), got)
 
-	inv, from := uas.recv()
+	inv, from := uas.Next(3 * time.Second)
 	require.True(t, strings.HasPrefix(inv, "INVITE "), inv)
 	lines := strings.Split(inv, "\r\n")
-	ok, ringing := response(lines, "200 OK", uas.port), response(lines, "180 Ringing", uas.port)
+	ok, ringing := response(lines, "200 OK", uas.Port()), response(lines, "180 Ringing", uas.Port())
 	for _, m := range [][]byte{ok, ringing, ok} { // 200, the late 180, a 200 retransmission
-		_, err := uas.conn.WriteToUDP(m, from)
+		_, err := uas.Conn().WriteToUDPAddrPort(m, from)
 		require.NoError(t, err)
 	}
 
-	got, _ = uac.recv()
+	got, _ = uac.Next(3 * time.Second)
 	require.True(t, strings.HasPrefix(got, "SIP/2.0 200 "), got)
-	got, _ = uac.recv()
+	got, _ = uac.Next(3 * time.Second)
 	require.True(t, strings.HasPrefix(got, "SIP/2.0 200 "), "after the 200, only its retransmission may follow:\n%s", got)
 }

@@ -5,9 +5,6 @@ package e2e
 // bounded by the SIPp timeouts it passes and by the server's short timers.
 
 import (
-	"context"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -17,8 +14,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/asyncsip/asyncsip"
+	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
 	"github.com/asyncsip/asyncsip/internal/sipp"
-	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -46,26 +43,7 @@ type proxy struct {
 // when the test ends.
 func startProxy(t testing.TB, cfg asyncsip.Config, routes tm.Routes) *proxy {
 	t.Helper()
-	fds := testenv.CountFDs()
-	t.Cleanup(func() { testenv.FDsBackTo(t, fds, 5*time.Second) })
-	if len(cfg.Listen) == 0 {
-		cfg.Listen = []string{"udp:127.0.0.1:0"}
-	}
-	if cfg.Workers == 0 {
-		cfg.Workers = 2
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := asyncsip.New(cfg)
-	require.NoError(t, err)
-	srv.SetRoutes(routes)
-	require.NoError(t, srv.Start())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-	})
+	srv := e2etest.StartServer(t, cfg, routes)
 	a := srv.Addrs()[0]
 	return &proxy{srv: srv, addr: a.String(), port: int(a.Port())}
 }

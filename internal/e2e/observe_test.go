@@ -15,6 +15,7 @@ import (
 
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
 	"github.com/asyncsip/asyncsip/internal/sipp"
 	"github.com/asyncsip/asyncsip/modules/hep"
 	"github.com/asyncsip/asyncsip/modules/metrics"
@@ -132,7 +133,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 	sipp.Path(t)
 	uasPort := sipp.Start(t, sipp.Config{Scenario: sipp.UAS, Timeout: 60 * time.Second}).Port()
 	coll := startCollector(t)
-	hx, err := hep.New(hep.Config{Collector: coll.conn.LocalAddr().String(), AgentID: 42, Logger: obsQuiet})
+	hx, err := hep.New(hep.Config{Collector: coll.conn.LocalAddr().String(), AgentID: 42, Logger: e2etest.Quiet})
 	require.NoError(t, err)
 	defer hx.Close()
 	capLog := &captureLog{}
@@ -141,8 +142,9 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 	// T1 = 100 ms: server transactions linger 6.4 s (Timers J, L) and client
 	// ones 5 s (Timer K = T4) after the last call, a quiet window in which
 	// the counters and the transaction tables must agree exactly.
-	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:0", Logger: obsQuiet})
-	srv := obsServer(t, asyncsip.Config{
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:0", Logger: e2etest.Quiet})
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{
 		Extensions: []asyncsip.Extension{exp},
 		Core: tm.Config{
 			Timers:  tm.Timers{T1: 100 * time.Millisecond},
@@ -287,7 +289,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 		assert.EqualValues(t, []byte{hep.ProtoUDP}, p[hep.ChunkIPProto])
 		assert.EqualValues(t, []byte{hep.FamilyIPv4}, p[hep.ChunkIPFamily])
 		assert.Equal(t, uint32(42), binary.BigEndian.Uint32(p[hep.ChunkAgentID]))
-		assert.Equal(t, headerValue(payload, "Call-ID"), string(p[hep.ChunkCorrelationID]))
+		assert.Equal(t, e2etest.Header(payload, "Call-ID"), string(p[hep.ChunkCorrelationID]))
 		assert.True(t, strings.HasSuffix(strings.SplitN(payload, "\r\n", 2)[0], " SIP/2.0") ||
 			strings.HasPrefix(payload, "SIP/2.0 "), payload)
 		if p.u16(hep.ChunkDstPort) == proxyPort {
@@ -335,20 +337,22 @@ func waitMetrics(t *testing.T, exp *metrics.Exporter, what string, d time.Durati
 
 // Without an exporter nothing is served and tm observes nothing.
 func TestMetricsOff(t *testing.T) {
-	srv := obsServer(t, asyncsip.Config{}, tm.Routes{Request: func(c *tm.Context) {
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{}, tm.Routes{Request: func(c *tm.Context) {
 		assert.Nil(t, c.Observer())
 		_ = c.Reply(200, "")
 	}})
 	require.NoError(t, srv.Start())
-	p := newPeer(t)
-	p.send(srv, p.request("OPTIONS", "sip:bob@127.0.0.1", "off-1"))
-	status, _ := p.final()
+	p := e2etest.NewUDPPeer(t)
+	p.SendTo(srv.Addrs()[0], e2etest.Request("OPTIONS", "sip:bob@127.0.0.1", "UDP", p.Port(), "off-1", ""))
+	status := e2etest.StatusLine(p.Final(5 * time.Second))
 	assert.Equal(t, "SIP/2.0 200 OK", status)
 }
 
 func TestMetricsListenError(t *testing.T) {
-	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:notaport", Logger: obsQuiet})
-	srv := obsServer(t, asyncsip.Config{Extensions: []asyncsip.Extension{exp}}, tm.Routes{})
+	exp := metrics.New(metrics.Config{Addr: "127.0.0.1:notaport", Logger: e2etest.Quiet})
+	e2etest.NoLeaks(t)
+	srv := e2etest.NewServer(t, asyncsip.Config{Extensions: []asyncsip.Extension{exp}}, tm.Routes{})
 	require.ErrorContains(t, srv.Start(), "metrics: listen")
 	assert.Empty(t, srv.Addrs(), "no socket stays open")
 }

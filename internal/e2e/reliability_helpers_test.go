@@ -23,16 +23,17 @@ import (
 	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
+	"github.com/asyncsip/asyncsip/transport"
 )
 
 // cappedProxy is the server of asyncsip.New built from the same parts —
-// reactor loops, a UDP socket read by every loop, the tm core — because
-// asyncsip.Config does not expose tm.Config's overload caps
-// (MaxTransactions, MaxSuspended) that these tests set.
+// reactor loops, a UDP listener of package transport, the tm core — with
+// no facade around them: these tests leave transactions suspended on
+// backends that never answer, and end them with tm's Close instead of
+// waiting for a drain.
 type cappedProxy struct {
 	g    *reactor.Group
 	core *tm.Server
-	sock *reactor.UDPSocket
 	addr *net.UDPAddr
 }
 
@@ -43,20 +44,23 @@ func startCappedProxy(t testing.TB, workers int, cfg tm.Config, routes tm.Routes
 	g, err := reactor.NewGroup(workers, reactor.Config{})
 	require.NoError(t, err)
 	core := tm.NewServer(g.Loops(), cfg, routes)
-	tp := &capTransport{}
-	sock, err := reactor.ListenUDP(g, reactor.UDPConfig{Addr: "127.0.0.1:0", ReadBuffer: 4 << 20, WriteBuffer: 4 << 20},
-		func(l *reactor.Loop, p *reactor.Packet) { core.Receive(l, p.Data, p.From, tp) })
+	udp, err := transport.ListenUDP(g, reactor.UDPConfig{Addr: "127.0.0.1:0", ReadBuffer: 4 << 20, WriteBuffer: 4 << 20}, "",
+		transport.Core{
+			Receive: func(l *reactor.Loop, b []byte, from netip.AddrPort, tp transport.Transport) {
+				core.Receive(l, b, from, tp)
+			},
+			ConnectionFailed: func(tp transport.Transport, dst netip.AddrPort) { core.ConnectionFailed(tp, dst) },
+		})
 	require.NoError(t, err)
-	tp.sock = sock
-	core.AddTransport(tp)
+	core.AddTransport(udp)
 	g.Start()
-	p := &cappedProxy{g: g, core: core, sock: sock, addr: net.UDPAddrFromAddrPort(sock.LocalAddr())}
+	p := &cappedProxy{g: g, core: core, addr: net.UDPAddrFromAddrPort(udp.LocalAddr())}
 	t.Cleanup(func() {
 		core.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		require.NoError(t, g.Stop(ctx))
-		require.NoError(t, sock.Close())
+		require.NoError(t, udp.Close())
 	})
 	return p
 }
@@ -82,17 +86,6 @@ func (p *cappedProxy) tables() (srv, cli int) {
 	wg.Wait()
 	return srv, cli
 }
-
-type capTransport struct{ sock *reactor.UDPSocket }
-
-func (c *capTransport) Send(l *reactor.Loop, b []byte, to netip.AddrPort) error {
-	return c.sock.Send(l, b, to)
-}
-func (c *capTransport) Protocol() string { return "UDP" }
-func (c *capTransport) Advertised() (string, int) {
-	return "127.0.0.1", int(c.sock.LocalAddr().Port())
-}
-func (c *capTransport) LocalAddr() netip.AddrPort { return c.sock.LocalAddr() }
 
 // final is one final response received by a relClient.
 type final struct {

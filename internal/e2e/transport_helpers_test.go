@@ -12,7 +12,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/netip"
@@ -25,41 +24,22 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
-	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
-// startStream starts a server with cfg's listeners; Shutdown at the end of
-// the test must bring goroutines and descriptors back to where they were.
+// startStream starts a server with cfg's listeners and short SIP timers
+// (T1 50 ms) unless cfg sets them; Shutdown at the end of the test must
+// bring goroutines and descriptors back to where they were.
 func startStream(t *testing.T, cfg asyncsip.Config, routes tm.Routes) *asyncsip.Server {
 	t.Helper()
-	leaks := goleak.IgnoreCurrent()
-	fds := testenv.CountFDs()
-	if cfg.Workers == 0 {
-		cfg.Workers = 2
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
+	e2etest.NoLeaks(t)
 	if cfg.Core.Timers.T1 == 0 {
 		cfg.Core.Timers = tm.Timers{T1: 50 * time.Millisecond, T2: 200 * time.Millisecond, T4: 250 * time.Millisecond}
 	}
-	srv, err := asyncsip.New(cfg)
-	require.NoError(t, err)
-	srv.SetRoutes(routes)
-	require.NoError(t, srv.Start())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, srv.Shutdown(ctx))
-		testenv.FDsBackTo(t, fds, 5*time.Second)
-		goleak.VerifyNone(t, leaks)
-	})
-	return srv
+	return e2etest.StartServer(t, cfg, routes)
 }
 
 // relayOrReply relays every request to its Request-URI (or Route set);

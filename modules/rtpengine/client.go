@@ -4,8 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"math/bits"
-	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"strconv"
@@ -27,6 +25,7 @@ const (
 	DefaultPingInterval = 5 * time.Second
 	DefaultAffinityTTL  = 12 * time.Hour
 	DefaultMaxCalls     = 200_000
+	DefaultMaxInFlight  = 16384
 	// MaxInstances bounds Config.Instances.
 	MaxInstances = 64
 )
@@ -94,8 +93,14 @@ type Config struct {
 	// at once.
 	AffinityTTL time.Duration
 	// MaxCalls bounds the calls whose instance is remembered (default
-	// DefaultMaxCalls); beyond it the oldest are forgotten first.
+	// DefaultMaxCalls); beyond it expired entries are dropped, else
+	// arbitrary ones (a forgotten call is found again by its Call-ID's
+	// hash while the instances' health is unchanged).
 	MaxCalls int
+	// MaxInFlight bounds the commands in flight over all loops (default
+	// DefaultMaxInFlight); beyond it a command fails at once with an
+	// error wrapping async.ErrOverloaded, counted in Stats.Overloaded.
+	MaxInFlight int
 	// Observer receives every command's outcome (nil: none).
 	Observer Observer
 }
@@ -115,6 +120,9 @@ func (c *Config) normalize() {
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = DefaultMaxCalls
 	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
 	if c.TryTimeout > c.Timeout {
 		c.TryTimeout = c.Timeout
 	}
@@ -132,10 +140,13 @@ type Client struct {
 	aff    *affinity
 	prefix string // cookie prefix, random per client
 
-	mu     sync.Mutex
-	conns  map[*reactor.Loop]*loopConn
-	closed atomic.Bool
-	stray  atomic.Uint64
+	conns   sync.Map // *reactor.Loop → *loopConn; each loop stores its own
+	closed  atomic.Bool
+	stray   atomic.Uint64
+	connSeq atomic.Uint64
+
+	inFlight   atomic.Int64
+	overloaded atomic.Uint64
 }
 
 // New returns a client of cfg.Instances. It opens no socket: each loop
@@ -148,7 +159,7 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Instances) > MaxInstances {
 		return nil, fmt.Errorf("rtpengine: %d instances, at most %d", len(cfg.Instances), MaxInstances)
 	}
-	c := &Client{cfg: cfg, aff: newAffinity(cfg.MaxCalls, cfg.AffinityTTL), conns: map[*reactor.Loop]*loopConn{}}
+	c := &Client{cfg: cfg, aff: newAffinity(cfg.MaxCalls, cfg.AffinityTTL)}
 	for i, in := range cfg.Instances {
 		ap, err := resolve(in.Addr)
 		if err != nil {
@@ -303,8 +314,7 @@ func (o *cmdOp[T]) Describe() string {
 	return "rtpengine." + o.cmd.name + ": " + o.cmd.call.CallID
 }
 
-// Command returns the ng command name, and Call the call the op is about
-// (for fakes and logs).
+// Command returns the ng command name (for fakes and logs).
 func (o *cmdOp[T]) Command() string { return o.cmd.name }
 
 // Call returns the call the op is about.
@@ -348,289 +358,16 @@ func (o *cmdOp[T]) Start(l *reactor.Loop, done func(T, error)) func() {
 		fin(nil, err)
 		return nil
 	}
+	if n := c.inFlight.Add(1); n > int64(c.cfg.MaxInFlight) {
+		c.inFlight.Add(-1)
+		c.overloaded.Add(1)
+		fin(nil, fmt.Errorf("rtpengine: %d commands in flight: %w", n-1, async.ErrOverloaded))
+		return nil
+	}
 	r := &request{lc: lc, cmd: o.cmd, body: body, done: fin, inst: -1}
 	r.start()
 	if r.over {
 		return nil
 	}
 	return r.cancel
-}
-
-// instance is one rtpengine and its health and counters.
-type instance struct {
-	idx    int
-	addr   netip.AddrPort
-	name   string
-	weight int
-
-	downUntil atomic.Int64 // unix nanoseconds; 0: up
-	stats     instanceStats
-}
-
-func (in *instance) usable(now time.Time) bool {
-	d := in.downUntil.Load()
-	return d == 0 || now.UnixNano() >= d
-}
-
-func (c *Client) markDown(in *instance, now time.Time) {
-	if in.downUntil.Swap(now.Add(c.cfg.DisableFor).UnixNano()) == 0 {
-		in.stats.downs.Add(1)
-		if o := c.cfg.Observer; o != nil {
-			o.InstanceState(in.name, false)
-		}
-	}
-}
-
-func (c *Client) markUp(in *instance) {
-	if in.downUntil.Swap(0) != 0 {
-		if o := c.cfg.Observer; o != nil {
-			o.InstanceState(in.name, true)
-		}
-	}
-}
-
-// choose picks the instance for the next try of r: its pinned one; the
-// call's instance; else a usable untried one by weight; else, when none
-// is usable, any untried one by weight (a dead cluster is retried rather
-// than refused). -1: nothing left to try.
-func (c *Client) choose(r *request, now time.Time) int {
-	cmd := r.cmd
-	if cmd.pin >= 0 {
-		if r.tried != 0 {
-			return -1
-		}
-		return cmd.pin
-	}
-	if r.tried == 0 && cmd.call.CallID != "" {
-		if i, ok := c.aff.get(cmd.call.CallID, now); ok && i < len(c.inst) {
-			if !cmd.failover() || c.inst[i].usable(now) {
-				return i
-			}
-			c.inst[i].stats.failovers.Add(1) // the call moves off a down instance
-
-		}
-	}
-	if i := c.weighted(r.tried, now, true); i >= 0 {
-		return i
-	}
-	return c.weighted(r.tried, now, false)
-}
-
-func (c *Client) weighted(tried uint64, now time.Time, healthy bool) int {
-	total := 0
-	for _, in := range c.inst {
-		if tried&(1<<in.idx) == 0 && (!healthy || in.usable(now)) {
-			total += in.weight
-		}
-	}
-	if total == 0 {
-		return -1
-	}
-	n := mrand.IntN(total)
-	for _, in := range c.inst {
-		if tried&(1<<in.idx) == 0 && (!healthy || in.usable(now)) {
-			if n < in.weight {
-				return in.idx
-			}
-			n -= in.weight
-		}
-	}
-	return -1
-}
-
-// request is a command in flight on one loop.
-type request struct {
-	lc   *loopConn
-	cmd  *command
-	body []byte
-	done func(*Response, error)
-
-	inst       int // instance of the current try
-	cookie     string
-	msg        []byte
-	tried      uint64 // instances tried, by index
-	first      int    // the first instance tried (failover accounting)
-	sentAt     time.Time
-	attemptEnd time.Time
-	end        time.Time
-	interval   time.Duration
-	timer      *reactor.Timer
-	over       bool
-}
-
-func (r *request) start() {
-	now := r.lc.l.Now()
-	r.end = now.Add(r.lc.c.cfg.Timeout)
-	r.first = -1
-	r.next(now)
-}
-
-// next starts a try on the next instance, or fails the request.
-func (r *request) next(now time.Time) {
-	c := r.lc.c
-	i := c.choose(r, now)
-	if i < 0 || !now.Before(r.end) {
-		r.finish(nil, timeoutError(r.cmd.name, c.cfg.Timeout, bits.OnesCount64(r.tried)))
-		return
-	}
-	if r.first < 0 {
-		r.first = i
-	} else {
-		c.inst[r.inst].stats.failovers.Add(1)
-	}
-	r.inst = i
-	r.tried |= 1 << i
-	r.cookie = r.lc.nextCookie()
-	r.msg = append(append(append(r.msg[:0], r.cookie...), ' '), r.body...)
-	r.lc.pending[r.cookie] = r
-	in := c.inst[i]
-	in.stats.requests.Add(1)
-	r.sentAt = time.Now()
-	r.lc.send(in, r.msg)
-	r.attemptEnd = minTime(now.Add(c.cfg.TryTimeout), r.end)
-	r.interval = c.cfg.Retransmit
-	r.arm(now)
-}
-
-func (r *request) arm(now time.Time) {
-	at := minTime(now.Add(r.interval), r.attemptEnd)
-	if r.timer == nil {
-		r.timer = r.lc.l.AfterFunc(at.Sub(now), r.tick)
-		return
-	}
-	r.timer.Reset(at.Sub(now))
-}
-
-// tick retransmits, or gives up on the current instance.
-func (r *request) tick() {
-	if r.over {
-		return
-	}
-	c := r.lc.c
-	now := r.lc.l.Now()
-	in := c.inst[r.inst]
-	if !now.Before(r.attemptEnd) {
-		delete(r.lc.pending, r.cookie)
-		in.stats.timeouts.Add(1)
-		c.markDown(in, now)
-		if o := c.cfg.Observer; o != nil {
-			o.CommandFinished(in.name, r.cmd.name, KindTimeout, time.Since(r.sentAt))
-		}
-		if r.cmd.failover() && now.Before(r.end) {
-			r.next(now)
-			return
-		}
-		r.finish(nil, timeoutError(r.cmd.name, c.cfg.Timeout, bits.OnesCount64(r.tried)))
-		return
-	}
-	in.stats.retransmits.Add(1)
-	if o := c.cfg.Observer; o != nil {
-		o.Retransmitted(in.name, r.cmd.name)
-	}
-	r.lc.send(in, r.msg)
-	r.interval *= 2
-	r.arm(now)
-}
-
-// reply completes the request with an instance's answer.
-func (r *request) reply(dict map[string]any) {
-	c := r.lc.c
-	in := c.inst[r.inst]
-	lat := time.Since(r.sentAt)
-	c.markUp(in)
-	resp, err := response(r.cmd.name, in.name, dict)
-	kind := KindOK
-	switch {
-	case err == nil:
-		resp.Latency = lat
-		in.stats.ok.Add(1)
-		in.stats.latency.observe(lat)
-	case isRefusal(err):
-		kind = KindRefused
-		in.stats.refused.Add(1)
-	default:
-		kind = KindBadReply
-		in.stats.badReplies.Add(1)
-	}
-	if o := c.cfg.Observer; o != nil {
-		o.CommandFinished(in.name, r.cmd.name, kind, lat)
-	}
-	r.bind(err)
-	r.finish(resp, err)
-}
-
-// bind keeps the affinity table in step with the command's outcome.
-func (r *request) bind(err error) {
-	c, call := r.lc.c, r.cmd.call
-	if call.CallID == "" || r.cmd.pin >= 0 {
-		return
-	}
-	now := r.lc.l.Now()
-	switch {
-	case r.cmd.name == "delete" && call.ToTag == "" && call.ViaBranch == "":
-		c.aff.remove(call.CallID) // the whole call is gone (or was unknown)
-	case err != nil:
-	case r.cmd.name == "offer":
-		c.aff.set(call.CallID, r.inst, now)
-	}
-}
-
-func (r *request) finish(resp *Response, err error) {
-	if r.over {
-		return
-	}
-	r.over = true
-	r.timer.Stop()
-	if r.cookie != "" {
-		delete(r.lc.pending, r.cookie)
-	}
-	r.done(resp, err)
-}
-
-// cancel abandons the request (the await timed out or its context ended).
-// A late reply finds no pending cookie and is dropped.
-func (r *request) cancel() {
-	if r.over {
-		return
-	}
-	r.over = true
-	r.timer.Stop()
-	delete(r.lc.pending, r.cookie)
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-// StartHealth pings every instance every Config.PingInterval from the
-// loops of g, marking each up or down by its answer; a down instance comes
-// back into the choice as soon as it answers. Stop the returned job to end
-// it.
-func (c *Client) StartHealth(g *reactor.Group) (*reactor.Job, error) {
-	return g.Every(c.cfg.PingInterval, func(l *reactor.Loop) {
-		for i := range c.inst {
-			async.Launch(l, c.Ping(i), func(time.Duration, error) {}, async.Timeout(c.cfg.TryTimeout+time.Second))
-		}
-	}, reactor.Skip)
-}
-
-// Close closes the client's sockets on every loop; commands in flight
-// fail with ErrClosed, later ones at once. It does not wait.
-func (c *Client) Close() error {
-	if c.closed.Swap(true) {
-		return nil
-	}
-	c.mu.Lock()
-	conns := make([]*loopConn, 0, len(c.conns))
-	for _, lc := range c.conns {
-		conns = append(conns, lc)
-	}
-	c.mu.Unlock()
-	for _, lc := range conns {
-		_ = lc.l.Post(lc.close)
-	}
-	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ const offerSDP = "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10
 // fast are client timings for tests against the fake server: short, but
 // long enough for a loaded machine to answer over loopback.
 func fast(addrs ...string) rtpengine.Config {
-	cfg := rtpengine.Config{Timeout: 2 * time.Second, TryTimeout: 600 * time.Millisecond, Retransmit: 50 * time.Millisecond}
+	cfg := rtpengine.Config{Timeout: 3 * time.Second, TryTimeout: time.Second, Retransmit: 50 * time.Millisecond}
 	for _, a := range addrs {
 		cfg.Instances = append(cfg.Instances, rtpengine.Instance{Addr: a})
 	}
@@ -40,7 +41,7 @@ func TestClientCommandsAgainstFakeServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Result != "ok" || !containsStr(string(r.SDP), "c=IN IP4 127.0.0.1") || r.Instance == "" {
+	if r.Result != "ok" || !strings.Contains(string(r.SDP), "c=IN IP4 127.0.0.1") || r.Instance == "" {
 		t.Fatalf("offer response %+v, SDP %q", r, r.SDP)
 	}
 	d := s.Commands()[0].Dict
@@ -78,19 +79,6 @@ func TestClientCommandsAgainstFakeServer(t *testing.T) {
 	if st.Requests != 6 || st.OK != 5 || st.Refused != 1 || !st.Up {
 		t.Fatalf("stats %+v", st)
 	}
-}
-
-func containsStr(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 func TestClientRetransmits(t *testing.T) {
@@ -337,4 +325,49 @@ func TestClientNoGoroutinePerCommand(t *testing.T) {
 	}
 	_ = c.Close()
 	testenv.Eventually(t, 10*time.Second, "commands failed by Close", func() bool { return finished.Load() == 302 })
+}
+
+// TestClientCookiesUniqueAcrossGroups: loops of two groups share IDs; the
+// cookies of one client must still differ (rtpengine answers a repeated
+// cookie from its cache: the second command would get the first's reply).
+func TestClientCookiesUniqueAcrossGroups(t *testing.T) {
+	t.Parallel()
+	s := rtpenginetest.NewServer(t)
+	g1, g2 := newGroup(t, 1), newGroup(t, 1)
+	c := newClient(t, fast(s.Addr))
+	if _, err := run(t, g1.Loop(0), c.Offer(rtpengine.Call{CallID: "u", FromTag: "f"}, []byte(offerSDP), nil)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := run(t, g2.Loop(0), c.Delete(rtpengine.Call{CallID: "u"}, nil))
+	if err != nil || r.SDP != nil || len(s.Commands()) != 2 {
+		t.Fatalf("delete from another group: %+v, %v; server handled %d commands", r, err, len(s.Commands()))
+	}
+}
+
+// TestClientSameInstanceAcrossProxies: a client that did not see a call's
+// offer (another proxy of a cluster, or this one after a restart) sends
+// the call's commands to the instance that took the offer.
+func TestClientSameInstanceAcrossProxies(t *testing.T) {
+	t.Parallel()
+	servers := []*rtpenginetest.Server{rtpenginetest.NewServer(t), rtpenginetest.NewServer(t), rtpenginetest.NewServer(t)}
+	g := newGroup(t, 1)
+	cfg := fast(servers[0].Addr, servers[1].Addr, servers[2].Addr)
+	cfg.Instances[2].Weight = 2
+	proxyA, proxyB := newClient(t, cfg), newClient(t, cfg)
+	for i := range 40 {
+		id := fmt.Sprintf("x-%d", i)
+		r, err := run(t, g.Loop(0), proxyA.Offer(rtpengine.Call{CallID: id, FromTag: "f"}, []byte(offerSDP), nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := run(t, g.Loop(0), proxyB.Answer(rtpengine.Call{CallID: id, FromTag: "f", ToTag: "t"}, []byte(offerSDP), nil))
+		if err != nil || a.Instance != r.Instance {
+			t.Fatalf("call %s: offer on %s through A, answer through B: %v, %v", id, r.Instance, a, err)
+		}
+	}
+	for _, s := range servers {
+		if s.Live() == 0 {
+			t.Fatalf("40 calls left %s unused", s.Addr)
+		}
+	}
 }

@@ -1,10 +1,23 @@
 package rtpengine
 
+// Sockets: ONE unconnected UDP socket per loop (and address family), for
+// every instance and every command of the client, watched by the loop with
+// reactor.Loop.Watch for as long as the loop lives. A command is a
+// datagram sent with sendto and an entry in the loop's cookie table; its
+// answer is read by the loop's watcher, looked up by cookie and checked to
+// come from the instance it was sent to. No goroutine, no socket and no
+// epoll_ctl per command. The alternative, async.FDOp with a socket per
+// command (as OpenSIPS 3.6's async rtpengine does), would cost a socket,
+// bind and two epoll_ctl calls per command and hold an fd per command in
+// flight; FDOp closes its fds when its op ends, which is right for a
+// command's own pipes and wrong for a socket shared by commands.
+
 import (
 	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -18,6 +31,7 @@ import (
 type loopConn struct {
 	c       *Client
 	l       *reactor.Loop
+	id      uint64 // unique per client: loop IDs repeat across groups
 	fd4     int
 	fd6     int
 	pending map[string]*request
@@ -37,19 +51,21 @@ const repliesPerWake = 64
 
 // conn returns the client's sockets on l, creating them on first use.
 func (c *Client) conn(l *reactor.Loop) (*loopConn, error) {
-	c.mu.Lock()
-	lc := c.conns[l]
-	if lc == nil {
-		lc = &loopConn{c: c, l: l, fd4: -1, fd6: -1, pending: map[string]*request{}}
-		c.conns[l] = lc
-		l.OnClose(lc.close)
-	}
-	c.mu.Unlock()
-	if lc.closed {
-		return nil, ErrClosed
-	}
 	if l.Manual() {
 		return nil, fmt.Errorf("rtpengine: %w (use rtpenginetest's fake in siptest)", reactor.ErrManual)
+	}
+	// Only l stores l's entry, and this runs on l: a lock-free load, and
+	// no race between two stores for one loop.
+	v, ok := c.conns.Load(l)
+	if !ok {
+		lc := &loopConn{c: c, l: l, id: c.connSeq.Add(1), fd4: -1, fd6: -1, pending: map[string]*request{}}
+		c.conns.Store(l, lc)
+		l.OnClose(lc.close)
+		v = lc
+	}
+	lc := v.(*loopConn)
+	if lc.closed {
+		return nil, ErrClosed
 	}
 	return lc, nil
 }
@@ -82,7 +98,7 @@ func (lc *loopConn) socket(to netip.AddrPort) (int, error) {
 func (lc *loopConn) nextCookie() string {
 	lc.seq++
 	lc.cookie = append(append(lc.cookie[:0], lc.c.prefix...), '.')
-	lc.cookie = strconv.AppendInt(lc.cookie, int64(lc.l.ID()), 36)
+	lc.cookie = strconv.AppendUint(lc.cookie, lc.id, 36)
 	lc.cookie = append(lc.cookie, '.')
 	lc.cookie = strconv.AppendUint(lc.cookie, lc.seq, 36)
 	return string(lc.cookie)
@@ -149,6 +165,9 @@ func (lc *loopConn) deliver(b []byte, from netip.AddrPort) {
 	if err != nil {
 		delete(lc.pending, cookie)
 		in.stats.badReplies.Add(1)
+		if o := lc.c.cfg.Observer; o != nil {
+			o.CommandFinished(in.name, r.cmd.name, KindBadReply, time.Since(r.sentAt))
+		}
 		r.finish(nil, fmt.Errorf("%s from %s: %w", r.cmd.name, in.name, err))
 		return
 	}
@@ -172,9 +191,19 @@ func (lc *loopConn) close() {
 	for _, r := range lc.pending {
 		r.finish(nil, ErrClosed)
 	}
-	lc.c.mu.Lock()
-	if lc.c.conns[lc.l] == lc {
-		delete(lc.c.conns, lc.l)
+	lc.c.conns.CompareAndDelete(lc.l, lc)
+}
+
+// Close closes the client's sockets on every loop; commands in flight
+// fail with ErrClosed, later ones at once. It does not wait.
+func (c *Client) Close() error {
+	if c.closed.Swap(true) {
+		return nil
 	}
-	lc.c.mu.Unlock()
+	c.conns.Range(func(_, v any) bool {
+		lc := v.(*loopConn)
+		_ = lc.l.Post(lc.close)
+		return true
+	})
+	return nil
 }

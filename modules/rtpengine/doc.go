@@ -25,7 +25,7 @@
 //					}
 //					_ = c.Relay()
 //				})
-//			case sip.BYE, sip.CANCEL:
+//			case sip.BYE:
 //				rtpengine.Delete(c, rtp, nil, func(error) { _ = c.Relay() })
 //			default:
 //				_ = c.Relay()
@@ -35,6 +35,9 @@
 //			if c.Resp.StatusCode == 183 || c.Resp.StatusCode == 200 {
 //				rtpengine.Answer(c, rtp, nil, func(error) {}) // the response goes on after
 //			}
+//		},
+//		Failure: func(c *tm.Context) { // rejected, or cancelled (tm answers the CANCEL itself)
+//			rtpengine.Delete(c, rtp, nil, func(error) {})
 //		},
 //	}
 //

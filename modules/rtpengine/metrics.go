@@ -137,12 +137,17 @@ type Stats struct {
 	// Stray counts datagrams that answered nothing pending: late answers
 	// to retransmitted or abandoned commands, or from elsewhere.
 	Stray uint64
+	// InFlight is the number of commands waiting for an answer now;
+	// Overloaded counts those refused over Config.MaxInFlight.
+	InFlight   int64
+	Overloaded uint64
 }
 
 // Stats returns a snapshot of the client's counters.
 func (c *Client) Stats() Stats {
 	now := time.Now()
-	s := Stats{Calls: c.aff.len(), Evicted: c.aff.evicted.Load(), Stray: c.stray.Load()}
+	s := Stats{Calls: c.aff.len(), Evicted: c.aff.evicted.Load(), Stray: c.stray.Load(),
+		InFlight: c.inFlight.Load(), Overloaded: c.overloaded.Load()}
 	for _, in := range c.inst {
 		st := &in.stats
 		is := InstanceStats{

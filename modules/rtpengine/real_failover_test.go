@@ -20,7 +20,7 @@ func TestRealFailover(t *testing.T) {
 	g := newGroup(t, 2)
 	cfg := rtpengine.Config{
 		Instances: []rtpengine.Instance{{Addr: pa.Addr}, {Addr: pb.Addr}},
-		Timeout:   3 * time.Second, TryTimeout: 500 * time.Millisecond, Retransmit: 100 * time.Millisecond, DisableFor: time.Minute,
+		Timeout:   4 * time.Second, TryTimeout: time.Second, Retransmit: 100 * time.Millisecond, DisableFor: time.Minute,
 	}
 	c := newClient(t, cfg)
 	only := map[string]*rtpengine.Client{ // clients that see one daemon each

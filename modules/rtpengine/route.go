@@ -18,7 +18,8 @@ import (
 //
 //	request route, INVITE with SDP   Offer  (then relay in next)
 //	reply route, 183/200 with SDP    Answer (the response goes on after next)
-//	BYE, CANCEL, failure route        Delete
+//	BYE (request route)               Delete
+//	failure route (rejected, CANCEL)  Delete
 //	dialog end (modules/dialog)       Client.DeleteOnEnd
 //
 // A reply route may suspend in tm: the response it runs for is held (later
@@ -84,8 +85,9 @@ func Answer(c *tm.Context, cl *Client, f *Flags, next func(err error)) {
 }
 
 // Delete deletes the whole call of c.Req (by Call-ID) on its instance —
-// for a BYE or CANCEL in the request route, or in the failure route once
-// no branch is left — and awaits it; next gets the outcome (a call
+// for a BYE in the request route, or in the INVITE's failure route once no
+// branch is left (a rejection, or a CANCEL: tm answers the CANCEL itself
+// and the INVITE ends 487) — and awaits it; next gets the outcome (a call
 // rtpengine does not know is an error wrapping ErrUnknownCall, which a
 // route may ignore).
 func Delete(c *tm.Context, cl *Client, f *Flags, next func(err error)) {

@@ -46,6 +46,9 @@ func mediaRoutes(rtp *rtpengine.Client, errs *[]error) tm.Routes {
 				rtpengine.Answer(c, rtp, nil, func(err error) { *errs = append(*errs, err) })
 			}
 		},
+		Failure: func(c *tm.Context) { // rejected or cancelled: the call's media goes too
+			rtpengine.Delete(c, rtp, nil, func(err error) { *errs = append(*errs, err) })
+		},
 	}
 }
 
@@ -161,3 +164,35 @@ func TestRouteAnswerFailureRelaysUnchanged(t *testing.T) {
 		t.Fatalf("next got %v", errs)
 	}
 }
+
+// TestRouteDeleteOnCancelAndRejection: tm answers a CANCEL itself; the
+// INVITE's failure route (487, or any rejection) deletes the call.
+func TestRouteDeleteOnCancelAndRejection(t *testing.T) {
+	t.Parallel()
+	for _, cancel := range []bool{true, false} {
+		fake := rtpenginetest.NewFake()
+		var errs []error
+		h := siptest.NewHarness(t, mediaRoutes(harnessClient(t), &errs), siptest.WithFakes(fake))
+		inv := siptest.NewRequest("INVITE", bob, siptest.WithBody("application/sdp", offerSDP))
+		res := h.Send(inv)
+		if !fake.Has(callID(inv)) {
+			t.Fatal("offer did not reach the fake")
+		}
+		br := res.Branch(0)
+		br.Respond(180)
+		if cancel {
+			h.Send(siptest.NewCancel(inv))
+			br.Respond(487)
+		} else {
+			br.Respond(486)
+		}
+		if fake.Live() != 0 {
+			t.Fatalf("cancel=%v: call still live:\n%s", cancel, res)
+		}
+		if last := fake.Commands()[len(fake.Commands())-1]; last.Name != "delete" || last.Call.CallID != callID(inv) {
+			t.Fatalf("cancel=%v: last command %+v", cancel, last)
+		}
+	}
+}
+
+func callID(req *sip.Request) string { return req.CallID().Value() }

@@ -65,3 +65,13 @@ func Headers(msg, name string) []string {
 	}
 	return out
 }
+
+// StatusLine returns the first line of a raw message.
+func StatusLine(msg string) string {
+	line, _, _ := strings.Cut(msg, "\r\n")
+	return line
+}
+
+// CRLF turns the LF line ends of a message written as a Go raw string
+// into the CRLF that SIP requires (a CR already there gets another).
+func CRLF(msg string) string { return strings.ReplaceAll(msg, "\n", "\r\n") }

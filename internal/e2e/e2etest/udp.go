@@ -59,3 +59,49 @@ func (p *UDPPeer) Read(d time.Duration) (string, netip.AddrPort) {
 // WrapUDP makes a peer of an open socket (a port chosen by the test, an
 // IPv6 one); the caller closes it.
 func WrapUDP(t testing.TB, c *net.UDPConn) *UDPPeer { return &UDPPeer{t: t, conn: c} }
+
+// Next returns the next datagram, 100 Trying included, and its source,
+// failing the test when none arrives within d.
+func (p *UDPPeer) Next(d time.Duration) (string, netip.AddrPort) {
+	p.t.Helper()
+	buf := make([]byte, 65535)
+	require.NoError(p.t, p.conn.SetReadDeadline(time.Now().Add(d)))
+	n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+	require.NoError(p.t, err, "no message within %v", d)
+	return string(buf[:n]), from
+}
+
+// Final reads until a final response (2xx–6xx) arrives and returns it,
+// failing the test when a read waits longer than d.
+func (p *UDPPeer) Final(d time.Duration) string {
+	p.t.Helper()
+	for {
+		msg, _ := p.Next(d)
+		if strings.HasPrefix(msg, "SIP/2.0 ") && !strings.HasPrefix(msg, "SIP/2.0 1") {
+			return msg
+		}
+	}
+}
+
+// AnswerAll makes the peer a UAS that answers every request but ACK with
+// code (see Answer), until the test ends. The peer must not be read
+// otherwise meanwhile.
+func (p *UDPPeer) AnswerAll(code int, reason string) {
+	done := make(chan struct{})
+	p.t.Cleanup(func() { _ = p.conn.Close(); <-done })
+	go func() {
+		defer close(done)
+		buf := make([]byte, 65535)
+		for {
+			n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			msg := string(buf[:n])
+			if strings.HasPrefix(msg, "ACK ") || strings.HasPrefix(msg, "SIP/2.0") {
+				continue
+			}
+			_, _ = p.conn.WriteToUDPAddrPort([]byte(Answer(msg, code, reason)), from)
+		}
+	}()
+}

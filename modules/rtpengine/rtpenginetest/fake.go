@@ -142,7 +142,8 @@ func (s *calls) Refuse(command, reason string) {
 // rewrites SDP to MediaAddr, and answers at once (as the loop runs).
 type Fake struct {
 	*calls
-	fail map[string][]error
+	fail  map[string][]error
+	delay time.Duration
 }
 
 // DefaultMediaAddr is the address the fakes put in rewritten SDP.
@@ -172,6 +173,14 @@ func (f *Fake) Fail(command string, err error) {
 	f.fail[command] = append(f.fail[command], err)
 }
 
+// SetDelay makes the fake answer d after each command, on the harness
+// clock (siptest's Clock.Advance), as a distant rtpengine would.
+func (f *Fake) SetDelay(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.delay = d
+}
+
 // Answer implements siptest.Fake for ops described "rtpengine.<command>: …".
 func (f *Fake) Answer(w *siptest.Await) (siptest.Answer, bool) {
 	if !strings.HasPrefix(w.Desc, "rtpengine.") {
@@ -191,11 +200,12 @@ func (f *Fake) Answer(w *siptest.Await) (siptest.Answer, bool) {
 		f.fail[cmd.Name] = errs[1:]
 		f.commands = append(f.commands, cmd)
 		f.mu.Unlock()
-		return siptest.Answer{Err: errs[0]}, true
+		return siptest.Answer{Err: errs[0], Delay: f.delay, By: "rtpenginetest.Fake " + cmd.Name}, true
 	}
+	delay := f.delay
 	f.mu.Unlock()
 	v, err := typed(cmd.Name, "fake", f.handle(cmd))
-	return siptest.Answer{Value: v, Err: err}, true
+	return siptest.Answer{Value: v, Err: err, Delay: delay, By: "rtpenginetest.Fake " + cmd.Name}, true
 }
 
 // typed turns a reply dictionary into the value the op's resume takes.
