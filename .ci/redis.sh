@@ -2,33 +2,53 @@
 # .ci/redis.sh start|stop|env — a private, throw-away Redis server for tests.
 #
 #   start  start redis-server in a new temp dir, listening on 127.0.0.1 only
-#          (port $ASYNCSIP_REDIS_PORT, default 56379; no unix socket), no
-#          persistence, and wait until it answers PING. Prints nothing unless
-#          something fails.
+#          (no unix socket), no persistence, and wait until it answers PING.
+#          The port is $ASYNCSIP_REDIS_PORT when set; otherwise the first free
+#          one from 56379 up (another checkout's server may hold 56379).
+#          Prints nothing unless something fails.
 #   env    print ASYNCSIP_TEST_REDIS_ADDR=127.0.0.1:<port> for the running server.
 #   stop   stop the server (SIGTERM to its recorded PID, SIGKILL after 10s) and
 #          remove its temp dir.
 #
-# The temp dir and the server's PID are recorded in a per-port state file under
-# this checkout (.ci/.state/redis-<port>.state, git-ignored; or under
-# $ASYNCSIP_REDIS_STATE_DIR) so that `stop` (from another process) finds them.
+# The temp dir, port and the server's PID are recorded in a state file under
+# this checkout (.ci/.state/redis.state, or redis-<port>.state for a given
+# port; git-ignored; or under $ASYNCSIP_REDIS_STATE_DIR) so that `stop` (from
+# another process) finds them.
 # `stop` signals only the recorded PID, and only if the recorded dir is one this
 # script created for this state file (a marker inside names it) and that PID is
 # a redis-server whose working directory is that dir. Another checkout's server,
 # or any other Redis, is never touched.
 set -euo pipefail
 
-PORT="${ASYNCSIP_REDIS_PORT:-56379}"
+PORT="${ASYNCSIP_REDIS_PORT:-}"
 HOST=127.0.0.1
 BASE="${TMPDIR:-/tmp}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="${ASYNCSIP_REDIS_STATE_DIR:-$ROOT/.ci/.state}"
-STATE="$STATE_DIR/redis-${PORT}.state"
+STATE="$STATE_DIR/redis.state"
 START_TIMEOUT=15 # seconds
 
 die() { printf 'redis.sh: %s\n' "$*" >&2; exit 1; }
 
-[[ "$PORT" =~ ^[0-9]+$ ]] || die "ASYNCSIP_REDIS_PORT must be a number, got '$PORT'"
+if [[ -n "$PORT" ]]; then
+	[[ "$PORT" =~ ^[0-9]+$ ]] || die "ASYNCSIP_REDIS_PORT must be a number, got '$PORT'"
+	STATE="$STATE_DIR/redis-${PORT}.state"
+fi
+
+# port_busy reports whether something accepts TCP connections on port.
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# pick_port sets PORT to the first free port from 56379 up.
+pick_port() {
+	local p
+	for ((p = 56379; p < 56479; p++)); do
+		if ! port_busy "$p"; then
+			PORT=$p
+			return 0
+		fi
+	done
+	die "no free port in 56379..56478"
+}
 
 find_server() {
 	local p
@@ -43,7 +63,8 @@ load_state() {
 	[[ -f "$STATE" ]] || return 1
 	DIR="$(sed -n 's/^dir=//p' "$STATE")"
 	PID="$(sed -n 's/^pid=//p' "$STATE")"
-	[[ -n "$DIR" ]]
+	PORT="$(sed -n 's/^port=//p' "$STATE")"
+	[[ -n "$DIR" && -n "$PORT" ]]
 }
 
 # ours reports whether the recorded dir is one this script created: named by
@@ -102,7 +123,10 @@ do_start() {
 	server="$(find_server)" ||
 		die "redis-server not found; install it (apt-get install redis-server, or run .ci/deps.sh as root)"
 
+	local want="$PORT"
 	do_stop # a leftover server from an interrupted run would hold the port
+	PORT="$want"
+	[[ -n "$PORT" ]] || pick_port
 
 	DIR="$(cd "$(mktemp -d "$BASE/asyncsip-redis-$$.XXXXXX")" && pwd -P)"
 	chmod 700 "$DIR"
@@ -124,15 +148,15 @@ do_start() {
 	done
 	PID="$(cat "$DIR/redis.pid" 2>/dev/null || true)"
 	[[ -n "$PID" ]] && printf 'pid=%s\n' "$PID" >>"$STATE"
-	if ! ping; then
+	if ! ping || ! pid_is_ours; then
 		tail -n 30 "$DIR/redis.log" >&2 || true
-		die "redis-server is not answering PING on $HOST:$PORT after ${START_TIMEOUT}s (log above)"
+		die "our redis-server is not answering PING on $HOST:$PORT after ${START_TIMEOUT}s (log above)"
 	fi
 	trap - EXIT
 }
 
 do_env() {
-	load_state || die "no test Redis running on port $PORT (run: .ci/redis.sh start)"
+	load_state || die "no test Redis recorded in $STATE (run: .ci/redis.sh start)"
 	printf 'ASYNCSIP_TEST_REDIS_ADDR=%s:%s\n' "$HOST" "$PORT"
 }
 

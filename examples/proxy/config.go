@@ -58,6 +58,12 @@ type Config struct {
 	// does not name the source address and port) rewritten to that source,
 	// so that calls reach the UA through its NAT binding (modules/nat).
 	NATFix bool `json:"nat_fix"`
+	// Scale-out (docs/SCALING.md): state several instances share.
+	Location   string `json:"location"`    // "" = bindings in the database; redis://host:port = in Redis
+	Shared     string `json:"shared"`      // "" = counters in this process; redis://host:port = trunk calls, rate and nonce counts shared by instances
+	TrunkCalls int    `json:"trunk_calls"` // calls at once to the gateways, over every instance with shared (0 = no limit)
+	Instance   string `json:"instance"`    // this instance's name in shared state (default host/pid)
+
 	// NATPing, when not 0, is the interval of the OPTIONS keep-alives sent
 	// to the bindings of UAs behind a NAT (to the address their REGISTER
 	// came from); a binding silent for 3 pings in a row is removed.
@@ -100,6 +106,7 @@ var intBounds = []struct {
 	{"rate", func(c *Config) int { return c.Rate }, 0, 100000},
 	{"rate_burst", func(c *Config) int { return c.RateBurst }, 1, 1000000},
 	{"auth_failures", func(c *Config) int { return c.AuthFailures }, 1, 10000},
+	{"trunk_calls", func(c *Config) int { return c.TrunkCalls }, 0, 1000000},
 }
 
 func defaultConfig() Config {
@@ -329,6 +336,10 @@ func bindFlags(cfg *Config, file *string) *flag.FlagSet {
 	fs.BoolVar(&cfg.BindNonce, "bind-nonce", cfg.BindNonce, "accept a nonce only from the address it was sent to")
 	fs.DurationVar(&cfg.NATPing, "nat-ping", cfg.NATPing, "interval of OPTIONS keep-alives to bindings of UAs behind a NAT; 3 unanswered in a row remove the binding (0 = off, else 1s..10m)")
 	fs.StringVar(&cfg.RTPEngine, "rtpengine", cfg.RTPEngine, "rtpengine instances udp:IP:port, comma-separated: media of calls with a side behind a NAT, and of browser-to-phone calls, goes through them (default: none)")
+	fs.StringVar(&cfg.Location, "location", cfg.Location, "where bindings live: redis://host:port (default: the database)")
+	fs.StringVar(&cfg.Shared, "shared", cfg.Shared, "Redis shared by instances for trunk calls, rate and nonce counts: redis://host:port (default: this process only)")
+	fs.IntVar(&cfg.TrunkCalls, "trunk-calls", cfg.TrunkCalls, "calls at once to the gateways, over every instance with -shared (0 = no limit)")
+	fs.StringVar(&cfg.Instance, "instance", cfg.Instance, "this instance's name in shared state (default host/pid)")
 	fs.BoolVar(&cfg.NATFix, "nat-fix", cfg.NATFix, "store the Contact of a UA behind a NAT (Contact is not the source address:port) rewritten to the source")
 	fs.Func("digest", `digest algorithms offered, in order (default "SHA-256,MD5"; "MD5" for clients such as SIPp that only do MD5)`,
 		func(v string) error {
@@ -387,6 +398,11 @@ func (c *Config) validate() error {
 	}
 	if err := checkHTTPURL(c.RESTHook); err != nil {
 		errs = append(errs, err)
+	}
+	for _, u := range []struct{ name, v string }{{"location", c.Location}, {"shared", c.Shared}} {
+		if err := checkRedisURL(u.name, u.v); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, b := range durationBounds {
 		if d := b.get(c); d < b.min || d > b.max {

@@ -31,6 +31,7 @@ import (
 	"github.com/asyncsip/asyncsip/modules/nat"
 	"github.com/asyncsip/asyncsip/modules/ratelimit"
 	"github.com/asyncsip/asyncsip/modules/rest"
+	"github.com/asyncsip/asyncsip/modules/shared"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
 	"github.com/asyncsip/asyncsip/transport"
@@ -87,7 +88,11 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	if cfg.NATPing > 0 {
 		p.nat = nat.New(nat.Config{Interval: cfg.NATPing, OnGone: p.natGone(srv.Group())})
 	}
-	srv.SetRoutes(p.Routes())
+	routes := p.Routes()
+	if p.dlg != nil {
+		routes = p.dlg.Routes(routes)
+	}
+	srv.SetRoutes(routes)
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -132,10 +137,21 @@ func serve(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 		}
 		defer rlJob.Stop()
 	}
+	stopShared, err := p.startShared(srv.Group())
+	if err != nil {
+		return err
+	}
+	defer stopShared()
 	where := "database " + redact(cfg.DB)
 	if cfg.DB == "" {
 		dsn, _ := cfg.dsn()
 		where = "SQLite " + dsn
+	}
+	if cfg.Location != "" {
+		where += ", bindings in " + redact(cfg.Location)
+	}
+	if cfg.Shared != "" {
+		where += ", shared counts in " + redact(cfg.Shared)
 	}
 	fmt.Fprintf(stdout, "asyncsip proxy listening on %s (domain %s, %d workers); data in %s\n",
 		listening(cfg.Listen, srv.Addrs()), cfg.Domain, srv.Group().Len(), where)
@@ -182,11 +198,23 @@ func newProxy(ctx context.Context, cfg Config, log *slog.Logger) (*Proxy, error)
 		store.Close()
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, store: store, ch: newChallenger(cfg, secret, trust, log), log: log, trust: trust}
+	sc, err := openScale(cfg)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, store: store, ch: newChallenger(cfg, secret, trust, log), log: log, trust: trust,
+		scale: sc, loc: sc.loc}
+	var rates shared.Rates // nil: each instance counts alone
+	if sc.store != nil {
+		p.ch.Nonces = sc.store.Nonces()
+		rates = sc.store.Rates()
+	}
 	if cfg.Rate > 0 {
 		p.rl = ratelimit.New(ratelimit.Config{Rate: float64(cfg.Rate), Burst: cfg.RateBurst, BanFor: cfg.RateBan,
-			Exempt: trust.prefixes, Observer: rateLog{p}})
+			Exempt: trust.prefixes, Observer: rateLog{p}, Shared: rates})
 	}
+	p.dlg = newTracker(cfg, sc, p)
 	if _, err := p.loadGateways(ctx); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("database: %w", err)
@@ -230,6 +258,7 @@ func (p *Proxy) close() {
 		cancel()
 	}
 	_ = p.store.Close()
+	p.scale.close()
 }
 
 // listening names each listener with its bound port ("udp:127.0.0.1:5060,

@@ -143,6 +143,10 @@ func (p *Proxy) parseBindings(c *tm.Context) (out []binding, wildcard bool, code
 // saveBindings applies the bindings in one database transaction (an op on
 // the async pool) and answers 200 with every current binding.
 func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildcard bool) {
+	if p.loc != nil {
+		p.saveShared(c, user, binds, wildcard)
+		return
+	}
 	callID := string(*c.Req.CallID())
 	cseq := int64(c.Req.CSeq().SeqNo)
 	s := p.store
@@ -268,6 +272,19 @@ func (p *Proxy) natGone(g *reactor.Group) func(nat.Binding) {
 	return func(b nat.Binding) {
 		user, contact, _ := strings.Cut(b.Key, " ")
 		l := g.Least()
+		if p.loc != nil {
+			_ = l.Post(func() {
+				async.Launch(l, p.loc.Remove(user, contact), func(removed bool, err error) {
+					if err != nil {
+						p.logger().Warn("nat keep-alive: removing a silent binding failed", "user", user, "contact", contact, "err", err)
+						return
+					}
+					p.logger().Info("registration", "event", "unreachable", "user", user, "contact", contact,
+						"source", b.Addr.String(), "removed", removed)
+				}, async.Timeout(p.cfg.DBTimeout))
+			})
+			return
+		}
 		_ = l.Post(func() {
 			op := p.store.h.Exec(p.store.q(`DELETE FROM location WHERE username = ? AND contact = ?`), user, contact)
 			async.Launch(l, op, func(r db.Result, err error) {

@@ -14,9 +14,11 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/modules/auth"
 	"github.com/asyncsip/asyncsip/modules/db"
+	"github.com/asyncsip/asyncsip/modules/dialog"
 	"github.com/asyncsip/asyncsip/modules/nat"
 	"github.com/asyncsip/asyncsip/modules/ratelimit"
 	"github.com/asyncsip/asyncsip/modules/rest"
+	"github.com/asyncsip/asyncsip/modules/shared"
 	"github.com/asyncsip/asyncsip/tm"
 )
 
@@ -32,6 +34,9 @@ type Proxy struct {
 	rl    *ratelimit.Limiter // initial requests per untrusted source; nil when rate is 0
 	nat   *nat.Pinger        // keep-alives to NATed bindings; nil when nat_ping is 0
 	media *media             // media through rtpengine (media.go); nil without -rtpengine
+	loc   shared.Location    // bindings in Redis (-location); nil: in the database
+	dlg   *dialog.Tracker    // calls to the gateways (-trunk-calls); nil without a limit
+	scale *scale             // Redis clients of -location and -shared
 }
 
 // Decision is what the REST hook answers for a new call:
@@ -216,6 +221,10 @@ func (p *Proxy) restHook(c *tm.Context) {
 // Request-URI user (parallel forking); a subscriber with no binding is
 // offline (480); anyone else is a number for a gateway.
 func (p *Proxy) routeToUser(c *tm.Context) {
+	if p.loc != nil {
+		p.routeShared(c)
+		return
+	}
 	user := c.Req.Recipient.User
 	s := p.store
 	// One row per live binding of a subscriber, one row with an empty
@@ -295,7 +304,7 @@ func (p *Proxy) routeLCR(c *tm.Context) {
 		for _, r := range rows.All() {
 			gws = append(gws, r.String(0))
 		}
-		p.tryGateway(c, gws)
+		p.toGateways(c, gws)
 	}, async.Timeout(p.cfg.DBTimeout), async.Name("lcr.lookup"))
 }
 

@@ -269,12 +269,16 @@ func (p *Proxy) verify(c *tm.Context, a auth.Attempt, proxy bool, ok func(user s
 		default:
 			ha1 = row.String(0)
 		}
-		if res, err := p.ch.Verify(a, ha1); err != nil {
-			p.authFailed(c, res, proxy)
-			return
-		}
-		c.Set("user", a.Username)
-		ok(a.Username)
+		// With -shared the nonce-count is checked for every instance
+		// (a replay is refused wherever it goes); else at once, here.
+		async.Await(c, p.ch.VerifyShared(a, ha1), func(res auth.Result, err error) {
+			if err != nil {
+				p.authFailed(c, res, proxy)
+				return
+			}
+			c.Set("user", a.Username)
+			ok(a.Username)
+		}, async.Timeout(time.Second), async.Name("auth.verify"))
 	}, async.Timeout(p.cfg.DBTimeout), async.Name("auth.lookup"))
 }
 

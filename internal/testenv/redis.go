@@ -60,16 +60,48 @@ type RedisProc struct {
 	bin  string
 	dir  string
 	port int
+	conf string   // config file given first (Sentinel), "" for none
+	args []string // extra redis-server arguments
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
 }
 
 // StartRedis starts a private redis-server and waits until it answers
-// PING. The server is stopped when the test ends.
-func StartRedis(t testing.TB) *RedisProc {
+// PING. args are passed on to redis-server after this package's own
+// ("--replicaof", "127.0.0.1 6379" for a replica). The server is stopped
+// when the test ends.
+func StartRedis(t testing.TB, args ...string) *RedisProc {
 	t.Helper()
+	p := &RedisProc{t: t, bin: RedisServer(t), dir: t.TempDir(), port: StaticPorts(t, 1)[0], args: args}
+	t.Cleanup(p.Stop)
+	if err := p.start(); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return p
+}
+
+// StartSentinel starts a private Redis Sentinel monitoring the master at
+// masterAddr (host:port) under the name master, with a quorum of 1 and a
+// down-after of 1 s; its config file (Sentinel rewrites it) is in the
+// test's temp dir. Clients reach it with
+// redis://<Addr()>/0?master_set=<master>. It is stopped when the test
+// ends, like StartRedis's servers.
+func StartSentinel(t testing.TB, master, masterAddr string) *RedisProc {
+	t.Helper()
+	host, port, err := net.SplitHostPort(masterAddr)
+	if err != nil {
+		t.Fatalf("testenv: sentinel master address %q: %v", masterAddr, err)
+	}
 	p := &RedisProc{t: t, bin: RedisServer(t), dir: t.TempDir(), port: StaticPorts(t, 1)[0]}
+	p.conf = filepath.Join(p.dir, "sentinel.conf")
+	conf := fmt.Sprintf("sentinel monitor %[1]s %[2]s %[3]s 1\n"+
+		"sentinel down-after-milliseconds %[1]s 1000\n"+
+		"sentinel failover-timeout %[1]s 10000\n", master, host, port)
+	if err := os.WriteFile(p.conf, []byte(conf), 0o600); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	p.args = []string{"--sentinel"}
 	t.Cleanup(p.Stop)
 	if err := p.start(); err != nil {
 		t.Fatalf("testenv: %v", err)
@@ -135,10 +167,16 @@ func (p *RedisProc) start() error {
 		return err
 	}
 	defer log.Close()
-	cmd := exec.Command(p.bin,
-		"--port", strconv.Itoa(p.port), "--bind", "127.0.0.1", "--dir", p.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-		"--unixsocket", "", "--loglevel", "warning")
+	var args []string
+	if p.conf != "" {
+		args = append(args, p.conf)
+	}
+	args = append(args, "--port", strconv.Itoa(p.port), "--bind", "127.0.0.1", "--dir", p.dir,
+		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning")
+	if p.conf == "" { // a data server; Sentinel refuses these
+		args = append(args, "--save", "", "--appendonly", "no", "--unixsocket", "")
+	}
+	cmd := exec.Command(p.bin, append(args, p.args...)...)
 	cmd.Dir = p.dir
 	cmd.Stdout, cmd.Stderr = log, log
 	// The server dies with the test binary even if cleanups never run.

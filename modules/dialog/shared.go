@@ -107,8 +107,11 @@ type sharedTrack struct {
 func (st *sharedTrack) next() {
 	t := st.t
 	if st.i == len(st.o.Profiles) {
-		t.sh.mu.Lock() // the heartbeat sees the call either in flight or tracked
+		// Tracked first, then no longer in flight: a heartbeat in
+		// between counts the call twice (high until the next beat), never
+		// zero times.
 		err := t.Track(st.c, st.o)
+		t.sh.mu.Lock()
 		st.settle()
 		t.sh.mu.Unlock()
 		if err != nil {

@@ -115,7 +115,12 @@ func TestManualLoopTimeout(t *testing.T) {
 			requireGroupGone(t, res.Pid)
 			require.Equal(t, uint64(1), e.r.Stats().Kills(exec.KillTimeout))
 
-			res, err = e.run(t, e.sh(`echo answer; (sleep 0.05; echo late; exec sleep 100) &`))
+			// A drain long enough that the orphan's line, written 50 ms
+			// after the command exited, lands in it on a loaded machine
+			// too (100 ms, the default, did not always).
+			drain := e.sh(`echo answer; (sleep 0.05; echo late; exec sleep 100) &`)
+			drain.Drain = 2 * time.Second
+			res, err = e.run(t, drain)
 			require.NoError(t, err)
 			require.Equal(t, []string{"answer", "late"}, res.Lines(), "output during the drain is kept")
 			requireGroupGone(t, res.Pid)

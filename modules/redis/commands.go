@@ -17,32 +17,32 @@ import (
 
 // Do sends a command and returns its raw reply: nil is a Reply of KindNil,
 // not an error.
-func (c *Client) Do(args ...string) async.Op[Reply] { return newOp(c, args, toReply) }
+func (c *Client) Do(args ...string) async.Op[Reply] { return newOp(c, args, replyCodec) }
 
 // String sends a command whose reply is a string (GET, HGET, SET ... GET);
 // an integer or double reply is formatted in decimal.
-func (c *Client) String(args ...string) async.Op[string] { return newOp(c, args, toString) }
+func (c *Client) String(args ...string) async.Op[string] { return newOp(c, args, stringCodec) }
 
 // Int sends a command whose reply is an integer (INCR, DEL, TTL), or a
 // string holding one (GET of a counter).
-func (c *Client) Int(args ...string) async.Op[int64] { return newOp(c, args, toInt) }
+func (c *Client) Int(args ...string) async.Op[int64] { return newOp(c, args, intCodec) }
 
 // Float sends a command whose reply is a number (INCRBYFLOAT, ZSCORE).
-func (c *Client) Float(args ...string) async.Op[float64] { return newOp(c, args, toFloat) }
+func (c *Client) Float(args ...string) async.Op[float64] { return newOp(c, args, floatCodec) }
 
 // Bool sends a command whose reply says yes or no: an integer (EXPIRE,
 // SISMEMBER, HSETNX: non-zero is true), a status ("OK" is true) or nil
 // (SET ... NX that did not set: false).
-func (c *Client) Bool(args ...string) async.Op[bool] { return newOp(c, args, toBool) }
+func (c *Client) Bool(args ...string) async.Op[bool] { return newOp(c, args, boolCodec) }
 
 // Strings sends a command whose reply is an array of strings (MGET,
 // SMEMBERS, LRANGE, KEYS); nil elements (MGET of a missing key) are "".
-func (c *Client) Strings(args ...string) async.Op[[]string] { return newOp(c, args, toStrings) }
+func (c *Client) Strings(args ...string) async.Op[[]string] { return newOp(c, args, stringsCodec) }
 
 // StringMap sends a command whose reply is a map or a flat array of field,
 // value pairs (HGETALL, CONFIG GET).
 func (c *Client) StringMap(args ...string) async.Op[map[string]string] {
-	return newOp(c, args, toStringMap)
+	return newOp(c, args, stringMapCodec)
 }
 
 // Get is String("GET", key): the value, or ErrNil when the key is missing.
@@ -96,6 +96,9 @@ func (c *Client) Publish(channel, message string) async.Op[int64] {
 	return c.Int("PUBLISH", channel, message)
 }
 
+// rueidisMessage is the reply type the codecs read from the wire.
+type rueidisMessage = rueidis.RedisMessage
+
 func ms(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
 
 // Kind is the type of a Reply.
@@ -130,7 +133,7 @@ type Reply struct {
 	Int   int64   // KindInt
 	Float float64 // KindFloat
 	Bool  bool    // KindBool
-	Elems []Reply // KindArray (arrays, sets, pushes) and KindMap (key, value, key, value...)
+	Elems []Reply // KindArray (arrays, sets, pushes) and KindMap (key, value, key, value... in no particular order)
 }
 
 // IsNil reports whether the reply is Redis's nil.

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -28,7 +29,6 @@ type job interface {
 	// build returns the command to send, nil if the op is no longer
 	// wanted (cancelled or timed out while queued).
 	build(b rueidis.Builder) (cmd rueidis.Completed, ok bool)
-	wanted() bool
 	// fallback returns the command to send when the reply was NOSCRIPT
 	// (EVAL for an EVALSHA), or ok=false.
 	fallback(b rueidis.Builder) (cmd rueidis.Completed, ok bool)
@@ -39,19 +39,19 @@ type job interface {
 	started() time.Time
 }
 
-// queue is the FIFO of commands waiting for a dispatcher.
+// queue is the FIFO of commands waiting for a dispatcher. An idle
+// dispatcher waits on a channel of its own; push wakes the one that went
+// idle last (LIFO, as async.Pool does): under light load the same, hot
+// dispatcher takes every command.
 type queue struct {
 	mu     sync.Mutex
-	cond   sync.Cond
 	jobs   []job
+	idle   []chan struct{} // wake channels of idle dispatchers, a stack
 	closed bool
 	batch  int
 }
 
-func (q *queue) init(batch int) {
-	q.cond.L = &q.mu
-	q.batch = batch
-}
+func (q *queue) init(batch int) { q.batch = batch }
 
 // push queues j; it reports false when the queue is closed.
 func (q *queue) push(j job) bool {
@@ -61,26 +61,49 @@ func (q *queue) push(j job) bool {
 		return false
 	}
 	q.jobs = append(q.jobs, j)
+	w := q.popIdle()
 	q.mu.Unlock()
-	q.cond.Signal()
+	if w != nil {
+		w <- struct{}{} // buffered: never blocks
+	}
 	return true
 }
 
-// take waits for jobs and moves up to q.batch of them into buf. It returns
-// an empty batch only when the queue is closed and drained.
-func (q *queue) take(buf []job) []job {
+// popIdle removes and returns the dispatcher that went idle last, or nil.
+func (q *queue) popIdle() chan struct{} {
+	n := len(q.idle)
+	if n == 0 {
+		return nil
+	}
+	w := q.idle[n-1]
+	q.idle[n-1] = nil
+	q.idle = q.idle[:n-1]
+	return w
+}
+
+// take waits for jobs (wake is the caller's own channel, capacity 1) and
+// moves up to q.batch of them into buf. It returns an empty batch only
+// when the queue is closed and drained.
+func (q *queue) take(buf []job, wake chan struct{}) []job {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	for len(q.jobs) == 0 && !q.closed {
-		q.cond.Wait()
+		q.idle = append(q.idle, wake)
+		q.mu.Unlock()
+		<-wake // whoever popped us from idle sends exactly once
+		q.mu.Lock()
 	}
 	n := min(len(q.jobs), q.batch)
 	buf = append(buf[:0], q.jobs[:n]...)
 	rest := copy(q.jobs, q.jobs[n:])
 	clear(q.jobs[rest:])
 	q.jobs = q.jobs[:rest]
+	var w chan struct{}
 	if rest > 0 {
-		q.cond.Signal() // more for another dispatcher
+		w = q.popIdle() // more for another dispatcher
+	}
+	q.mu.Unlock()
+	if w != nil {
+		w <- struct{}{}
 	}
 	return buf
 }
@@ -89,8 +112,12 @@ func (q *queue) take(buf []job) []job {
 func (q *queue) close() {
 	q.mu.Lock()
 	q.closed = true
+	idle := q.idle
+	q.idle = nil
 	q.mu.Unlock()
-	q.cond.Broadcast()
+	for _, w := range idle {
+		w <- struct{}{}
+	}
 }
 
 func (q *queue) isClosed() bool {
@@ -106,9 +133,10 @@ func (c *Client) dispatch() {
 		batch []job
 		sent  []job
 		cmds  []rueidis.Completed
+		wake  = make(chan struct{}, 1)
 	)
 	for {
-		batch = c.q.take(batch)
+		batch = c.q.take(batch, wake)
 		if len(batch) == 0 {
 			return
 		}
@@ -162,8 +190,7 @@ func (c *Client) retryNoScript(ctx context.Context, rc *rueidisClient, sent []jo
 	var idx []int
 	var cmds []rueidis.Completed
 	for i, r := range res {
-		var re *rueidis.RedisError
-		if err := r.Error(); err == nil || !errors.As(err, &re) || !re.IsNoScript() {
+		if re, ok := r.Error().(*rueidis.RedisError); !ok || !re.IsNoScript() {
 			continue
 		}
 		if cmd, ok := sent[i].fallback(rc.B()); ok {
@@ -201,14 +228,26 @@ func (c *Client) runBlocking(j job) {
 
 // isUnavailable reports whether err (not a Redis reply) means that Redis
 // cannot be reached: the client then fails fast until a PING succeeds.
+// A connection that was refused, reset or closed, or a dial that failed
+// (timed out included) is unavailable; a read or write that timed out on
+// an established connection is slow, not down: the op times out, and the
+// next one goes through (rueidis replaces a connection it gave up on).
 func isUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return false // slow is not down: the op timed out
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, os.ErrDeadlineExceeded) {
+		return false
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return true
 	}
 	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
 	switch {
 	case errors.Is(err, rueidis.ErrClosing), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
@@ -220,4 +259,14 @@ func isUnavailable(err error) bool {
 		return re.IsLoading()
 	}
 	return false
+}
+
+// isTimeout reports whether err (not a Redis reply) is a timeout.
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() && !isUnavailable(err)
 }

@@ -188,3 +188,44 @@ func TestClosed(t *testing.T) {
 		t.Fatal("Open of a non-redis URL succeeded")
 	}
 }
+
+// Close with ops queued and in flight (the server paused): every op still
+// completes exactly once — with its reply, a timeout or ErrClosed — and
+// nothing is left running (goleak checks the package at the end).
+func TestCloseWithOpsInFlight(t *testing.T) {
+	t.Parallel()
+	srv := testenv.StartRedis(t)
+	c, err := redis.Open(srv.URL(), redis.Timeout(300*time.Millisecond), redis.Dispatchers(1), redis.MaxBatch(4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := testenv.StartLoop(t)
+	must(t, l, c.Set("k", "v", 0))
+	if _, err := testenv.RedisCommand(srv.Addr(), "CLIENT", "PAUSE", "1000", "ALL"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 50
+	results := make(chan error, 2*n)
+	testenv.OnLoop(t, l, func() {
+		for range n {
+			async.Launch(l, c.Get("k"), func(_ string, err error) { results <- err })
+		}
+	})
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		err := testenv.Wait(t, 10*time.Second, results, "op result")
+		if err != nil && !errors.Is(err, redis.ErrClosed) && !errors.Is(err, async.ErrTimeout) {
+			t.Fatalf("op after Close: %v", err)
+		}
+	}
+	select {
+	case err := <-results:
+		t.Fatalf("an op completed twice: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if s := c.Stats(); s.InFlight != 0 {
+		t.Fatalf("in flight after Close: %d", s.InFlight)
+	}
+}

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -22,13 +21,13 @@ type cmdOp[T any] struct {
 	name   string // upper-case command name, a metric label
 	args   []string
 	script *Script
-	conv   func(*rueidis.RedisMessage) (T, error)
+	codec  codec[T]
 	block  bool
 }
 
 // newOp validates args and returns the op, or an op that fails at once with
 // ErrCommand.
-func newOp[T any](c *Client, args []string, conv func(*rueidis.RedisMessage) (T, error)) async.Op[T] {
+func newOp[T any](c *Client, args []string, cd codec[T]) async.Op[T] {
 	if len(args) == 0 || args[0] == "" {
 		var zero T
 		return async.Done(zero, fmt.Errorf("%w: empty command", ErrCommand))
@@ -38,7 +37,7 @@ func newOp[T any](c *Client, args []string, conv func(*rueidis.RedisMessage) (T,
 		var zero T
 		return async.Done(zero, fmt.Errorf("%w: %s", ErrCommand, name))
 	}
-	return &cmdOp[T]{c: c, name: name, args: args, conv: conv, block: blocking(name, args)}
+	return &cmdOp[T]{c: c, name: name, args: args, codec: cd, block: blocking(name, args)}
 }
 
 // Describe says what the op sends, for siptest's interception and logs:
@@ -112,8 +111,6 @@ type cmdJob[T any] struct {
 
 func (j *cmdJob[T]) started() time.Time { return j.start }
 
-func (j *cmdJob[T]) wanted() bool { return !j.gone.Load() }
-
 func (j *cmdJob[T]) build(b rueidis.Builder) (rueidis.Completed, bool) {
 	if j.gone.Load() {
 		return rueidis.Completed{}, false
@@ -164,7 +161,7 @@ func (j *cmdJob[T]) convert(r rueidis.RedisResult) (T, error) {
 		return zero, j.transportError(err)
 	}
 	m, _ := r.ToMessage() // nil and error replies: conv reads them from m
-	v, err := j.op.conv(&m)
+	v, err := j.op.codec.msg(&m)
 	if err != nil {
 		return zero, j.replyError(err)
 	}
@@ -179,8 +176,8 @@ func (j *cmdJob[T]) transportError(err error) error {
 		return err
 	case errors.Is(err, rueidis.ErrClosing) && j.op.c.q.isClosed():
 		return fmt.Errorf("redis: %s: %w", name, ErrClosed)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return fmt.Errorf("redis: %s after %v: %w", name, j.op.c.cfg.Timeout, async.ErrTimeout)
+	case isTimeout(err):
+		return fmt.Errorf("redis: %s after %v: %w: %w", name, j.op.c.cfg.Timeout, async.ErrTimeout, err)
 	case isUnavailable(err):
 		return fmt.Errorf("redis: %s: %w: %w", name, ErrUnavailable, err)
 	}

@@ -30,17 +30,18 @@ var (
 	// failure. It is distinct from every other error.
 	ErrNil = errors.New("redis: nil")
 	// ErrUnavailable is the error of an op that could not reach Redis:
-	// the connection was refused, reset or closed, or the server is
-	// loading. After such an error the client fails new ops at once with
-	// ErrUnavailable (no wait, nothing sent) until a background PING
-	// succeeds, every RetryInterval; then ops go through again, with the
-	// same Client.
+	// the connection was refused, reset or closed, a dial failed, or the
+	// server is loading. After such an error the client fails new ops at
+	// once with ErrUnavailable (no wait, nothing sent) until a background
+	// PING succeeds — one at once, then one every RetryInterval; then ops
+	// go through again, with the same Client. A timeout on a connection
+	// that was up is not unavailability: it is async.ErrTimeout.
 	ErrUnavailable = errors.New("redis: unavailable")
 	// ErrClosed is the error of an op started on a closed Client.
 	ErrClosed = errors.New("redis: client closed")
 	// ErrCommand is the error of an op whose command the client refuses
 	// to send: empty, or one that changes the connection's mode
-	// (SUBSCRIBE, MONITOR, MULTI...; use Subscribe, scripts or Tx).
+	// (SUBSCRIBE, MONITOR, MULTI...; use Subscribe, or a Script for atomic work).
 	ErrCommand = errors.New("redis: command not allowed")
 	// ErrType is the error of an op whose reply does not have the type
 	// the op returns (Int of a string reply, Strings of an integer).
@@ -96,7 +97,8 @@ type Config struct {
 	Observer Observer
 	// ClientOption, when set, adjusts the rueidis options parsed from the
 	// URL before the client is made (TLS, Sentinel, pool sizes). Fields
-	// this package relies on (DisableRetry, DisableCache) are set after it.
+	// this package relies on (DisableRetry, DisableCache,
+	// ForceSingleClient: Redis Cluster is not supported) are set after it.
 	ClientOption func(*rueidis.ClientOption)
 }
 
@@ -196,6 +198,10 @@ func Open(url string, opts ...Option) (*Client, error) {
 	// server until the deadline), and nothing is cached client-side.
 	ro.DisableRetry = true
 	ro.DisableCache = true
+	// Standalone or Sentinel, never Cluster: ops name no key slots. (Left
+	// to guess, rueidis first tries Cluster, and leaves a goroutine behind
+	// when the server is down.)
+	ro.ForceSingleClient = true
 	c := &Client{cfg: cfg, opt: ro, stop: make(chan struct{}), subs: map[*Subscription]struct{}{}}
 	c.q.init(cfg.MaxBatch)
 	if err := c.connect(); err != nil {
@@ -298,12 +304,12 @@ func (c *Client) markDown() {
 	go c.probe()
 }
 
-// probe PINGs Redis every RetryInterval until it answers, then clears the
-// down flag and ends. It is the only goroutine the client adds while Redis
+// probe PINGs Redis at once, then every RetryInterval, until it answers;
+// then it clears the down flag and ends. It is the only goroutine the client adds while Redis
 // is down.
 func (c *Client) probe() {
 	defer c.wg.Done()
-	t := time.NewTicker(c.cfg.RetryInterval)
+	t := time.NewTimer(0) // the first PING at once: a lone broken connection is back at once
 	defer t.Stop()
 	for {
 		select {
@@ -321,6 +327,7 @@ func (c *Client) probe() {
 			c.mu.Unlock()
 			return
 		}
+		t.Reset(c.cfg.RetryInterval)
 	}
 }
 

@@ -39,37 +39,37 @@ func (s *Script) SHA1() string { return s.sha }
 
 // Do runs the script with keys and args on c; its raw reply.
 func (s *Script) Do(c *Client, keys []string, args ...string) async.Op[Reply] {
-	return scriptOp(c, s, keys, args, toReply)
+	return scriptOp(c, s, keys, args, replyCodec)
 }
 
 // String runs the script; its reply as a string (nil is ErrNil).
 func (s *Script) String(c *Client, keys []string, args ...string) async.Op[string] {
-	return scriptOp(c, s, keys, args, toString)
+	return scriptOp(c, s, keys, args, stringCodec)
 }
 
 // Int runs the script; its reply as an integer (nil is ErrNil).
 func (s *Script) Int(c *Client, keys []string, args ...string) async.Op[int64] {
-	return scriptOp(c, s, keys, args, toInt)
+	return scriptOp(c, s, keys, args, intCodec)
 }
 
 // Bool runs the script; its reply as a bool (a Lua false or nil is false).
 func (s *Script) Bool(c *Client, keys []string, args ...string) async.Op[bool] {
-	return scriptOp(c, s, keys, args, toBool)
+	return scriptOp(c, s, keys, args, boolCodec)
 }
 
 // Strings runs the script; its reply as an array of strings.
 func (s *Script) Strings(c *Client, keys []string, args ...string) async.Op[[]string] {
-	return scriptOp(c, s, keys, args, toStrings)
+	return scriptOp(c, s, keys, args, stringsCodec)
 }
 
 // scriptOp stores the call as [numkeys, keys..., args...]; the command
 // word (EVALSHA or EVAL) is added when it is built.
-func scriptOp[T any](c *Client, s *Script, keys, args []string, conv func(*rueidis.RedisMessage) (T, error)) async.Op[T] {
+func scriptOp[T any](c *Client, s *Script, keys, args []string, cd codec[T]) async.Op[T] {
 	words := make([]string, 0, 1+len(keys)+len(args))
 	words = append(words, strconv.Itoa(len(keys)))
 	words = append(words, keys...)
 	words = append(words, args...)
-	return &cmdOp[T]{c: c, name: "EVALSHA", args: words, script: s, conv: conv}
+	return &cmdOp[T]{c: c, name: "EVALSHA", args: words, script: s, codec: cd}
 }
 
 func (s *Script) evalsha(b rueidis.Builder, words []string) rueidis.Completed {

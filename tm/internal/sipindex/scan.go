@@ -78,7 +78,6 @@ func viaValues(v []byte, base int) (int, Span, error) {
 	n := 0
 	var first Span
 	start := 0
-	inQuote, inBracket := false, false
 	flush := func(end int) error {
 		s, e := start, end
 		for s < e && isLWS(v[s]) {
@@ -99,33 +98,18 @@ func viaValues(v []byte, base int) (int, Span, error) {
 		n++
 		return nil
 	}
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
-		case inQuote:
-			if c == '\\' {
-				i++
-			} else if c == '"' {
-				inQuote = false
-			}
-		case c == '"':
-			inQuote = true
-		case c == '[':
-			inBracket = true
-		case c == ']':
-			inBracket = false
-		case c == ',' && !inBracket:
-			if err := flush(i); err != nil {
-				return 0, Span{}, err
-			}
-			start = i + 1
+	for {
+		i, ok := indexOutside(v, start, ',')
+		if !ok {
+			return 0, Span{}, fmt.Errorf("%w: unterminated quoted string in Via", ErrMalformed)
 		}
-	}
-	if inQuote {
-		return 0, Span{}, fmt.Errorf("%w: unterminated quoted string in Via", ErrMalformed)
-	}
-	if err := flush(len(v)); err != nil {
-		return 0, Span{}, err
+		if err := flush(i); err != nil {
+			return 0, Span{}, err
+		}
+		if i == len(v) {
+			break
+		}
+		start = i + 1
 	}
 	return n, first, nil
 }
@@ -140,8 +124,16 @@ func viaBranch(data []byte, via Span) (Span, error) {
 // paramStart returns the offset of the first ';' of v outside quotes and
 // brackets, or len(v).
 func paramStart(v []byte) int {
+	i, _ := indexOutside(v, 0, ';')
+	return i
+}
+
+// indexOutside returns the offset of the first sep in v from offset from
+// that is outside quoted strings and IPv6 brackets, or len(v); ok is false
+// when a quoted string is not terminated.
+func indexOutside(v []byte, from int, sep byte) (int, bool) {
 	inQuote, inBracket := false, false
-	for i := 0; i < len(v); i++ {
+	for i := from; i < len(v); i++ {
 		c := v[i]
 		switch {
 		case inQuote:
@@ -156,11 +148,11 @@ func paramStart(v []byte) int {
 			inBracket = true
 		case c == ']':
 			inBracket = false
-		case c == ';' && !inBracket:
-			return i
+		case c == sep && !inBracket:
+			return i, true
 		}
 	}
-	return len(v)
+	return len(v), !inQuote
 }
 
 // param reads the ";name[=value]" list of v from offset from (which is at
