@@ -18,7 +18,7 @@ type Timer struct {
 // Stop prevents the timer from firing. It reports whether the timer was
 // pending. Stopping a fired or stopped timer is harmless.
 func (t *Timer) Stop() bool {
-	if t == nil || t.idx < 0 {
+	if t == nil || t.loop == nil || t.idx < 0 {
 		return false
 	}
 	heap.Remove(&t.loop.timers, t.idx)
@@ -26,7 +26,8 @@ func (t *Timer) Stop() bool {
 }
 
 // Reset re-arms the timer to fire d from now, whether or not it was pending.
-// It reports whether the timer was pending.
+// It reports whether the timer was pending. The timer must have been armed
+// once (AfterFunc or Loop.Arm).
 func (t *Timer) Reset(d time.Duration) bool {
 	was := t.Stop()
 	if d < 0 {
@@ -41,7 +42,7 @@ func (t *Timer) Reset(d time.Duration) bool {
 }
 
 // Pending reports whether the timer is scheduled.
-func (t *Timer) Pending() bool { return t != nil && t.idx >= 0 }
+func (t *Timer) Pending() bool { return t != nil && t.loop != nil && t.idx >= 0 }
 
 // When returns the time the timer fires (or fired).
 func (t *Timer) When() time.Time { return t.when }
@@ -90,6 +91,23 @@ func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
 	heap.Push(&l.timers, t)
 	l.stats.timersStarted.Add(1)
 	return t
+}
+
+// Arm schedules t, a Timer the caller keeps (a field of its own struct, so
+// that arming allocates nothing, where AfterFunc allocates a Timer each
+// time), to run fn on the loop after d. A pending t moves to the new
+// deadline and function; the zero Timer is a stopped one. The rules of
+// AfterFunc apply: call it on the loop; equal deadlines fire in arming
+// order.
+func (l *Loop) Arm(t *Timer, d time.Duration, fn func()) {
+	t.Stop()
+	if d < 0 {
+		d = 0
+	}
+	l.timerSeq++
+	t.loop, t.when, t.seq, t.fn, t.idx = l, l.Now().Add(d), l.timerSeq, fn, -1
+	heap.Push(&l.timers, t)
+	l.stats.timersStarted.Add(1)
 }
 
 // runTimers fires every timer due at now, in deadline order. A timer armed

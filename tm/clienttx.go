@@ -22,8 +22,11 @@ type clientTx struct {
 	tp      Transport
 	invite  bool
 	state   txState
-	retr    *reactor.Timer // A or E
-	end     *reactor.Timer // B, F, D or K
+	retr    *reactor.Timer // A or E: &retrT
+	end     *reactor.Timer // B, F, D, K or M: &endT
+	retrT   reactor.Timer  // armed in place (Loop.Arm): no allocation per arming
+	endT    reactor.Timer
+	onEnd   func() // t.endFired, made once
 	rInt    time.Duration
 	user    txUser
 	ackWire []byte
@@ -63,6 +66,8 @@ func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, d
 		dst: dst, tp: tp, invite: req.Method == sip.INVITE, state: stTrying,
 		user: user,
 	}
+	t.retr, t.end = &t.retrT, &t.endT
+	t.onEnd = t.endFired
 	t.wire = append([]byte(nil), ls.w.bytes(req)...)
 	ls.ctx[t.key] = t
 	s.stats.ctxCreated.Add(1)
@@ -75,9 +80,9 @@ func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, d
 	tm := &s.timers
 	if !t.reliable() {
 		t.rInt = tm.T1
-		t.retr = ls.loop.AfterFunc(t.rInt, t.retransmit)
+		ls.loop.Arm(t.retr, t.rInt, t.retransmit)
 	}
-	t.end = ls.loop.AfterFunc(64*tm.T1, t.timeout) // Timer B or F
+	ls.loop.Arm(t.end, 64*tm.T1, t.onEnd) // Timer B or F
 	return t
 }
 
@@ -166,7 +171,7 @@ func (t *clientTx) receive(resp *sip.Response) {
 		if t.reliable() {
 			d = 0
 		}
-		t.end = t.ls.loop.AfterFunc(d, t.terminate)
+		t.ls.loop.Arm(t.end, d, t.onEnd)
 	default:
 		t.completed()
 	}
@@ -186,7 +191,7 @@ func (t *clientTx) success() {
 	// M, passing 2xx retransmissions on and absorbing late provisionals;
 	// after it, stray 2xx are forwarded statelessly.
 	t.state = stAccepted
-	t.end = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
+	t.ls.loop.Arm(t.end, 64*t.s.timers.T1, t.onEnd)
 }
 
 // completed moves a non-INVITE t to Completed (Timer K).
@@ -196,7 +201,17 @@ func (t *clientTx) completed() {
 	if t.reliable() {
 		d = 0
 	}
-	t.end = t.ls.loop.AfterFunc(d, t.terminate)
+	t.ls.loop.Arm(t.end, d, t.onEnd)
+}
+
+// endFired is the end timer: Timer B or F before a final response (a
+// timeout), then Timer D, K or M (the end of the transaction).
+func (t *clientTx) endFired() {
+	if t.state == stTrying || t.state == stProceeding {
+		t.timeout()
+		return
+	}
+	t.terminate()
 }
 
 // provisional moves t to Proceeding on a provisional response: Timer A

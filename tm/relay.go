@@ -29,8 +29,9 @@ type Branch struct {
 	dropped    bool
 	cancelWant bool
 	cancelSent bool
-	timerC     *reactor.Timer
+	timerC     *reactor.Timer // &timerCT once armed
 	guard      *reactor.Timer
+	timerCT    reactor.Timer // armed in place (Loop.Arm)
 }
 
 // Drop stops the branch from being sent (in a Branch route).
@@ -223,7 +224,8 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 	c.branches = append(c.branches, b)
 	b.tx = s.startClientTx(c.ls, b.Req, branch, dst, tp, b)
 	if b.Req.Method == sip.INVITE {
-		b.timerC = c.ls.loop.AfterFunc(c.firstTimerC(), func() { c.timerC(b) })
+		c.ls.loop.Arm(&b.timerCT, c.firstTimerC(), func() { c.timerC(b) })
+		b.timerC = &b.timerCT
 	}
 	return nil
 }

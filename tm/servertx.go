@@ -23,23 +23,24 @@ const (
 
 // serverTx is an RFC 3261 §17.2 server transaction, owned by one loop.
 type serverTx struct {
-	s      *Server
-	ls     *loopState
-	key    string
-	req    *sip.Request
-	src    netip.AddrPort // where the request came from
-	dst    netip.AddrPort // where responses go (§18.2.2, RFC 3581)
-	tp     Transport
-	invite bool
-	state  txState
-	last   []byte // last response sent, for retransmissions
-	code   int    // status of the last response sent
-	toTag  string
-	timer  *reactor.Timer // G (retransmit)
-	timer2 *reactor.Timer // H, I, J, L (end)
-	fin    bool           // a final response was sent (or the request dropped)
-	gInt   time.Duration
-	ctx    *Context
+	s               *Server
+	ls              *loopState
+	key             string
+	req             *sip.Request
+	src             netip.AddrPort // where the request came from
+	dst             netip.AddrPort // where responses go (§18.2.2, RFC 3581)
+	tp              Transport
+	invite          bool
+	state           txState
+	last            []byte // last response sent, for retransmissions
+	code            int    // status of the last response sent
+	toTag           string
+	timer           *reactor.Timer // G (retransmit): &timerT once armed
+	timer2          *reactor.Timer // H, I, J, L (end): &timer2T once armed
+	timerT, timer2T reactor.Timer  // armed in place (Loop.Arm)
+	fin             bool           // a final response was sent (or the request dropped)
+	gInt            time.Duration
+	ctx             *Context
 }
 
 // serverKey is the §17.2.3 matching key: branch, sent-by and method (ACK
@@ -164,27 +165,34 @@ func (t *serverTx) respondWire(code int, wire []byte) {
 		// RFC 6026: Accepted absorbs INVITE retransmissions for Timer L.
 		t.state = stAccepted
 		t.last = nil
-		t.timer2 = l.AfterFunc(64*tm.T1, t.terminate)
+		t.timer2 = t.arm2(l, 64*tm.T1, t.terminate)
 	case t.invite:
 		t.state = stCompleted
 		t.releaseInvite()
 		if t.reliable() {
-			t.timer2 = l.AfterFunc(64*tm.T1, t.timeoutH)
+			t.timer2 = t.arm2(l, 64*tm.T1, t.timeoutH)
 			return
 		}
 		t.gInt = tm.T1
-		t.timer = l.AfterFunc(t.gInt, t.timerG)
-		t.timer2 = l.AfterFunc(64*tm.T1, t.timeoutH)
+		l.Arm(&t.timerT, t.gInt, t.timerG)
+		t.timer = &t.timerT
+		t.timer2 = t.arm2(l, 64*tm.T1, t.timeoutH)
 	default:
 		t.state = stCompleted
 		if t.reliable() {
-			t.timer2 = l.AfterFunc(0, t.terminate) // Timer J is 0 over streams
+			t.timer2 = t.arm2(l, 0, t.terminate) // Timer J is 0 over streams
 			return
 		}
 		if !t.entomb() {
-			t.timer2 = l.AfterFunc(64*tm.T1, t.terminate) // Timer J
+			t.timer2 = t.arm2(l, 64*tm.T1, t.terminate) // Timer J
 		}
 	}
+}
+
+// arm2 arms the end timer in place and returns it.
+func (t *serverTx) arm2(l *reactor.Loop, d time.Duration, fn func()) *reactor.Timer {
+	l.Arm(&t.timer2T, d, fn)
+	return &t.timer2T
 }
 
 func (t *serverTx) reliable() bool { return t.tp.Protocol() != "UDP" }
@@ -218,7 +226,7 @@ func (t *serverTx) ack() {
 	if t.reliable() {
 		d = 0
 	}
-	t.timer2 = t.ls.loop.AfterFunc(d, t.terminate)
+	t.timer2 = t.arm2(t.ls.loop, d, t.terminate)
 }
 
 func (t *serverTx) terminate() {
@@ -251,7 +259,7 @@ func (t *serverTx) absorb() {
 		return
 	}
 	t.state = stCompleted
-	t.timer2 = t.ls.loop.AfterFunc(64*t.s.timers.T1, t.terminate)
+	t.timer2 = t.arm2(t.ls.loop, 64*t.s.timers.T1, t.terminate)
 }
 
 // finalized counts the transaction out of the in-progress gauge once.
