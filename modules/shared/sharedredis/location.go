@@ -133,4 +133,3 @@ local n = redis.call('HLEN', KEYS[1])
 redis.call('DEL', KEYS[1])
 return n
 `)
-
