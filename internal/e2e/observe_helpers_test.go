@@ -19,6 +19,7 @@ import (
 
 	"github.com/asyncsip/asyncsip"
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/metrics"
 	"github.com/asyncsip/asyncsip/reactor"
 	"github.com/asyncsip/asyncsip/tm"
@@ -63,12 +64,8 @@ func (g *gate) release() {
 // waitStats polls the server's stats until cond holds (5 s at most).
 func waitStats(t *testing.T, srv *asyncsip.Server, what string, cond func(tm.StatsSnapshot) bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond(srv.Stats()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %+v", what, srv.Stats())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testenv.Poll(5*time.Second, func() bool { return cond(srv.Stats()) }) {
+		t.Fatalf("timed out waiting for %s: %+v", what, srv.Stats())
 	}
 }
 

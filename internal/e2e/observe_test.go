@@ -17,6 +17,7 @@ import (
 	"github.com/asyncsip/asyncsip/async"
 	"github.com/asyncsip/asyncsip/internal/e2e/e2etest"
 	"github.com/asyncsip/asyncsip/internal/sipp"
+	"github.com/asyncsip/asyncsip/internal/testenv"
 	"github.com/asyncsip/asyncsip/modules/hep"
 	"github.com/asyncsip/asyncsip/modules/metrics"
 	"github.com/asyncsip/asyncsip/tm"
@@ -316,23 +317,17 @@ func dropsOf(m samples) map[string]float64 {
 // waitMetrics scrapes until cond holds, for up to d.
 func waitMetrics(t *testing.T, exp *metrics.Exporter, what string, d time.Duration, cond func(samples) bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		s := scrapeMetrics(t, exp)
-		if cond(s) {
-			return
-		}
-		if time.Now().After(deadline) {
-			var keys []string
-			for k, v := range s {
-				if strings.HasPrefix(k, "asyncsip_transactions") || strings.HasPrefix(k, "asyncsip_loop_transactions") {
-					keys = append(keys, fmt.Sprintf("%s=%v", k, v))
-				}
-			}
-			t.Fatalf("timed out waiting for %s: %v", what, keys)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var s samples
+	if testenv.Poll(d, func() bool { s = scrapeMetrics(t, exp); return cond(s) }) {
+		return
 	}
+	var keys []string
+	for k, v := range s {
+		if strings.HasPrefix(k, "asyncsip_transactions") || strings.HasPrefix(k, "asyncsip_loop_transactions") {
+			keys = append(keys, fmt.Sprintf("%s=%v", k, v))
+		}
+	}
+	t.Fatalf("timed out waiting for %s: %v", what, keys)
 }
 
 // Without an exporter nothing is served and tm observes nothing.

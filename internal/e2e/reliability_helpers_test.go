@@ -168,16 +168,13 @@ func (cl *relClient) send(t testing.TB, to *net.UDPAddr, method, user, id string
 
 // waitFinals waits (at most d) until n Call-IDs have a final response.
 func (cl *relClient) waitFinals(n int, d time.Duration) int {
-	deadline := time.Now().Add(d)
-	for {
+	got := func() int {
 		cl.mu.Lock()
-		got := len(cl.fin) + cl.n
-		cl.mu.Unlock()
-		if got >= n || time.Now().After(deadline) {
-			return got
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer cl.mu.Unlock()
+		return len(cl.fin) + cl.n
 	}
+	testenv.Poll(d, func() bool { return got() >= n })
+	return got()
 }
 
 func (cl *relClient) finals() map[string][]final {
