@@ -81,5 +81,17 @@ func TestAwaitTimeoutOnRealLoop(t *testing.T) {
 		}, OnPool(p)), func(_ int, err error) { got <- err }, Timeout(20*time.Millisecond))
 	})
 	require.ErrorIs(t, testenv.Wait(t, 5*time.Second, got, "timeout resume"), ErrTimeout)
-	require.ErrorIs(t, testenv.Wait(t, 5*time.Second, ctxErr, "fn's ctx cancelled"), context.Canceled)
+	// Either fn was running and its ctx is cancelled, or (on a loaded
+	// machine, the worker started after the 20 ms) the call was cancelled
+	// while queued and never runs — both are the op being cancelled.
+	testenv.Eventually(t, 5*time.Second, "fn's ctx cancelled or the queued call dropped", func() bool {
+		select {
+		case err := <-ctxErr:
+			require.ErrorIs(t, err, context.Canceled)
+			ctxErr <- err
+			return true
+		default:
+			return p.Stats().Dropped == 1
+		}
+	})
 }
