@@ -19,7 +19,8 @@
 # binaries; built from this checkout when unset), BASE_PORT (27060: proxy
 # BASE, callee BASE+20, caller BASE+40, HTTP BASE+60), EXTRA (more benchproxy
 # flags). Output: one line per run, and $OUT/results.tsv
-# (scenario round calls_ok failed cpu_s ms_per_call). Every process it starts
+# (scenario round calls_ok failed cpu_s ms_per_call ctxsw_per_call: context
+# switches of all the proxy's threads per call, from /proc/PID/task/*/status). Every process it starts
 # is stopped by its PID when the run ends.
 set -euo pipefail
 
@@ -65,6 +66,8 @@ wait_for() { # wait_for SECONDS CMD...: poll CMD every 0.1 s, bounded
 	return 1
 }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# ctx_switches PID: voluntary + involuntary context switches of all its threads
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/{n += $2} END{print n+0}'; }
 
 uac() { # uac DIR RATE CALLS: the SIPp caller; prints "ok failed"
 	local dir=$1 rate=$2 calls=$3
@@ -103,15 +106,19 @@ one() { # one SCENARIO ROUND
 	wait_for 30 udp_bound "$port" || { echo "benchproxy did not start: $(tail -3 "$dir/proxy.log")" >&2; return 1; }
 	uac "$dir/warmup" 200 400 >/dev/null # warm-up, not recorded
 	sleep 1
-	local before after res
+	local before after res cs0 cs1
 	before=$(cpu_ticks "$proxy")
+	cs0=$(ctx_switches "$proxy")
 	res=$(uac "$dir/run" "$RATE" "$CALLS")
 	after=$(cpu_ticks "$proxy")
+	cs1=$(ctx_switches "$proxy")
 	local ok=${res% *} failed=${res#* }
 	local cpu ms
 	cpu=$(awk -v t=$((after - before)) -v hz="$ticks" 'BEGIN{printf "%.2f", t/hz}')
 	ms=$(awk -v t=$((after - before)) -v hz="$ticks" -v n="$ok" 'BEGIN{if(n>0)printf "%.3f", t/hz/n*1000; else print "nan"}')
-	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$r" "$ok" "$failed" "$cpu" "$ms" | tee -a "$OUT/results.tsv"
+	local csw
+	csw=$(awk -v d=$((cs1 - cs0)) -v n="$ok" 'BEGIN{if(n>0)printf "%.1f", d/n; else print "nan"}')
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$sc" "$r" "$ok" "$failed" "$cpu" "$ms" "$csw" | tee -a "$OUT/results.tsv"
 	sleep 1
 	kill -INT "$proxy" 2>/dev/null || true
 	wait "$proxy" 2>/dev/null || true
@@ -119,7 +126,7 @@ one() { # one SCENARIO ROUND
 }
 
 echo "# out=$OUT rate=$RATE calls=$CALLS workers=$WORKERS scenarios=($SCENARIOS) rounds=$ROUNDS $(date -u +%H:%M:%S) load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf 'scenario\tround\tok\tfailed\tcpu_s\tms_per_call\n'
+printf 'scenario\tround\tok\tfailed\tcpu_s\tms_per_call\tctxsw_per_call\n'
 for ((r = 1; r <= ROUNDS; r++)); do
 	for sc in $SCENARIOS; do
 		one "$sc" "$r"
