@@ -35,7 +35,7 @@ const (
 type SyscallCount struct {
 	Tool     string     `json:"tool"`     // command line of the counter, without the PIDs
 	Rate     float64    `json:"rate"`     // calls/s of the traced run
-	Seconds  float64    `json:"seconds"`  // wall time the counter ran
+	Seconds  float64    `json:"seconds"`  // wall time of the traced SIPp run (the counter starts before it, stops right after)
 	Calls    int        `json:"calls"`    // calls completed in the traced run
 	Retrans  int        `json:"retrans"`  // retransmissions the caller sent to the proxy
 	Messages int        `json:"messages"` // SIP messages the proxy received: 6 per completed call + Retrans
@@ -266,9 +266,7 @@ func (b *block) syscallPass(ctx context.Context, rate float64, d time.Duration) 
 		return res
 	}
 	var st Step
-	start := time.Now()
 	top, total, err := countSyscalls(ctx, o.SyscallTool, pids, o.SIPpCPU, filepath.Join(b.dir, "syscalls"), func() {
-		start = time.Now()
 		st = RunUAC(ctx, UAC{
 			Scenario: filepath.Join(o.Repo, "bench", "sipp", "uac.xml"), Remote: fmt.Sprintf("127.0.0.1:%d", o.Port),
 			LocalPort: o.UACPort, Rate: rate, Calls: max(1, int(rate*d.Seconds())), CPU: o.SIPpCPU,
@@ -277,7 +275,7 @@ func (b *block) syscallPass(ctx context.Context, rate float64, d time.Duration) 
 		// SIPp ends once the caller has the 200 to its last BYE: the
 		// proxy has received every message of every call by then.
 	})
-	res.Seconds = time.Since(start).Seconds()
+	res.Seconds = st.Wall
 	st.Late = st.Wall > d.Seconds()*1.1+2
 	res.Calls, res.Retrans, res.OK = st.Successful, st.Retrans, st.OK()
 	res.Messages = msgsPerCall*st.Successful + st.Retrans
