@@ -33,19 +33,19 @@ func lcrProxy(ctx context.Context, listen, dsn string) error {
 			c.Relay() // follows the call's signed Route
 			return
 		}
-		if c.Req.Method != "INVITE" {
+		if c.Method() != "INVITE" {
 			c.Reply(405, "Method Not Allowed")
 			return
 		}
 		async.Await(c, routes.QueryRow(`SELECT gw FROM lcr WHERE ? LIKE prefix||'%' ORDER BY length(prefix) DESC`,
-			c.Req.Recipient.User), func(row db.Row, err error) {
+			c.Recipient().User), func(row db.Row, err error) {
 			switch {
 			case errors.Is(err, db.ErrNoRows):
 				c.Reply(404, "No Route")
 			case err != nil:
 				c.Reply(503, "Routing Unavailable")
 			default:
-				c.Relay("sip:" + c.Req.Recipient.User + "@" + row.String(0))
+				c.Relay("sip:" + c.Recipient().User + "@" + row.String(0))
 			}
 		}, async.Timeout(2*time.Second))
 	})

@@ -9,7 +9,7 @@
 //
 //	srv.Request(func(c *tm.Context) {
 //		async.Await(c, async.Blocking(func(ctx context.Context) (string, error) {
-//			return lookupGateway(ctx, c.Req.Recipient.User) // any blocking call
+//			return lookupGateway(ctx, c.Recipient().User) // any blocking call
 //		}, async.Name("lcr")), func(gw string, err error) {
 //			if err != nil { // ErrTimeout, ErrOverloaded, the lookup's own error
 //				c.Reply(503, "Routing unavailable")

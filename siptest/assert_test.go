@@ -34,7 +34,7 @@ func (e *errorsT) last() string {
 func TestAssertions(t *testing.T) {
 	t.Parallel()
 	h := siptest.NewHarness(t, func(c *tm.Context) {
-		switch c.Req.Recipient.User {
+		switch c.Recipient().User {
 		case "relay":
 			_ = c.Relay("sip:bob@10.0.0.2")
 		case "forward":

@@ -28,7 +28,7 @@ func lcrRoute(lookup func(ctx context.Context, user string) (string, error)) fun
 			_ = c.Relay()
 			return
 		}
-		user := c.Req.Recipient.User
+		user := c.Recipient().User
 		async.Await(c, async.Blocking(func(ctx context.Context) (string, error) { return lookup(ctx, user) }, async.Name("lcr")),
 			func(gw string, err error) {
 				switch {

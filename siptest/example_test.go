@@ -40,11 +40,11 @@ func routeCall(c *tm.Context) {
 		_ = c.Relay()
 		return
 	}
-	if c.Req.Method == sip.REGISTER {
+	if c.Method() == sip.REGISTER {
 		_ = c.Reply(403, "Registrations not accepted here")
 		return
 	}
-	number := c.Req.Recipient.User
+	number := c.Recipient().User
 	async.Await(c, async.Blocking(func(ctx context.Context) (string, error) {
 		return lookupGateway(ctx, number)
 	}, async.Name("lcr")), func(gw string, err error) {

@@ -288,10 +288,10 @@ func (h *Harness) wrap(r tm.Routes) tm.Routes {
 }
 
 func (h *Harness) bind(c *tm.Context) {
-	key := requestKey(c.Req)
+	key := requestKey(c.Req())
 	res := h.results[key]
 	if res == nil { // not sent by Send: should not happen, but keep it visible
-		res = &Result{Req: c.Req, h: h}
+		res = &Result{Req: c.Req(), h: h}
 		h.results[key] = res
 	}
 	res.ctx = c

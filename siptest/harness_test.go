@@ -26,7 +26,7 @@ func relayTo(target string) func(c *tm.Context) {
 func TestReplyFromRoute(t *testing.T) {
 	t.Parallel()
 	h := siptest.NewHarness(t, func(c *tm.Context) {
-		c.Set("seen", c.Req.Recipient.User)
+		c.Set("seen", c.Recipient().User)
 		_ = c.Reply(404, "", sip.NewHeader("X-Reason", "no route"))
 	})
 	res := h.Send(siptest.NewRequest("INVITE", "sip:+15551234@example.com"))

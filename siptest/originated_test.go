@@ -125,7 +125,7 @@ func TestOriginatedByeBothSides(t *testing.T) {
 		Reply: func(c *tm.Context) {
 			if c.Resp.StatusCode == 200 {
 				var err error
-				callee, caller, err = c.Server().CallDialogs(c.Req, c.Resp)
+				callee, caller, err = c.Server().CallDialogs(c.Req(), c.Resp)
 				require.NoError(t, err)
 			}
 		},

@@ -92,7 +92,7 @@ func crossRoutes(env crossEnv) tm.Routes {
 				}
 				_ = c.Relay(gw)
 			}
-			switch user := c.Req.Recipient.User; user {
+			switch user := c.Recipient().User; user {
 			case "normal", "busy":
 				_ = c.Relay(env.uas1)
 			case "db", "cancel":

@@ -237,15 +237,15 @@ func TestRealServerOriginatedByeToSIPp(t *testing.T) {
 				return
 			}
 			_ = c.Relay()
-			if c.Req.Method == sip.ACK {
+			if c.Method() == sip.ACK {
 				endCall(c) // once the callee has its ACK, the proxy ends the call
 			}
 		},
 		Reply: func(c *tm.Context) {
-			if c.Resp.StatusCode != 200 || c.Req.Method != sip.INVITE {
+			if c.Resp.StatusCode != 200 || c.Method() != sip.INVITE {
 				return
 			}
-			callee, caller, err := c.Server().CallDialogs(c.Req, c.Resp)
+			callee, caller, err := c.Server().CallDialogs(c.Req(), c.Resp)
 			if err != nil {
 				codes <- err.Error()
 				return

@@ -373,7 +373,7 @@ func (h *Harness) isBranch(res *Result, branch string) bool {
 		return false
 	}
 	for _, b := range res.ctx.Branches() {
-		if v := b.Req.Via(); v != nil {
+		if v := b.Req().Via(); v != nil {
 			if br, _ := v.Params.Get("branch"); br == branch {
 				return true
 			}

@@ -28,12 +28,12 @@ func TestBranchRouteEditsAndDrops(t *testing.T) {
 		},
 		Branch: func(c *Context) {
 			b := c.Branch()
-			got = append(got, seen{c.Kind(), b.Index, b.Req.Recipient.String(), c.Reply(500, "")})
-			if b.Req.Recipient.User == "carol" {
+			got = append(got, seen{c.Kind(), b.Index, b.Req().Recipient.String(), c.Reply(500, "")})
+			if b.Req().Recipient.User == "carol" {
 				b.Drop()
 				return
 			}
-			b.Req.AppendHeader(sip.NewHeader("X-Leg", b.Req.Recipient.User))
+			b.Req().AppendHeader(sip.NewHeader("X-Leg", b.Req().Recipient.User))
 		},
 	})
 	r.recv(uacAddr, invite("br-1", "z9hG4bK-br1"))

@@ -179,7 +179,7 @@ type Routes struct {
 	// (serial forking) or reply; by default the best response is sent.
 	Failure func(c *Context)
 	// Branch runs for each outgoing branch before it is sent, with
-	// c.Branch() the branch: it may edit c.Branch().Req or call
+	// c.Branch() the branch: it may edit c.Branch().Req() or call
 	// c.Branch().Drop(). It cannot suspend or reply.
 	Branch func(c *Context)
 	// End runs once per server transaction, when its final response has

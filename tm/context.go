@@ -64,9 +64,8 @@ func (k RouteKind) String() string {
 // values made before an await are there after it. A Context is used only on
 // its owner loop.
 type Context struct {
-	// Req is the request being processed. Routes may edit it; relayed
-	// branches are clones of it.
-	Req *sip.Request
+	// req is the request being processed, once materialised (Req).
+	req *sip.Request
 	// Resp is the response a reply route runs for, or the best response a
 	// failure route runs for; nil in the request route.
 	Resp *sip.Response
@@ -120,6 +119,27 @@ type queued struct {
 	resp *sip.Response
 }
 
+// Req returns the request being processed as a sipgo request. Routes may
+// edit it; relayed branches are copies of it. A route that only reads the
+// method, the Request-URI or the Call-ID should use Method, Recipient and
+// CallID: they do not build the sipgo request.
+func (c *Context) Req() *sip.Request { return c.req }
+
+// Method returns the request's method.
+func (c *Context) Method() sip.RequestMethod { return c.req.Method }
+
+// Recipient returns the Request-URI (as edited by the route, once Req was
+// called).
+func (c *Context) Recipient() sip.Uri { return c.req.Recipient }
+
+// CallID returns the request's Call-ID.
+func (c *Context) CallID() string {
+	if id := c.req.CallID(); id != nil {
+		return string(*id)
+	}
+	return ""
+}
+
 // Loop returns the owner loop of the transaction.
 func (c *Context) Loop() *reactor.Loop { return c.ls.loop }
 
@@ -148,7 +168,7 @@ func (c *Context) LooseRouted() bool { return c.looseRt }
 // refused 403 by tm before any route runs, unless
 // Security.AllowUnsignedInDialog is set: then InDialog is false for it and
 // the route treats it like any request from its source.
-func (c *Context) InDialog() bool { return c.signed && hasToTag(c.Req) }
+func (c *Context) InDialog() bool { return c.signed && hasToTag(c.Req()) }
 
 // ForeignRoute reports whether the request still carries a Route header
 // after tm removed those naming this proxy, and did not come along our
@@ -186,7 +206,7 @@ func (c *Context) Branches() []*Branch { return c.branches }
 // key ("tx", absent for a request without transaction).
 func (c *Context) Logger() *slog.Logger {
 	if c.log == nil {
-		args := []any{"call_id", string(*c.Req.CallID()), "cseq", c.Req.CSeq().Value(), "loop", c.ls.loop.ID()}
+		args := []any{"call_id", c.CallID(), "cseq", c.Req().CSeq().Value(), "loop", c.ls.loop.ID()}
 		if c.stx != nil {
 			args = append(args, "tx", c.stx.key)
 		}
@@ -291,7 +311,7 @@ func (c *Context) Reply(code int, reason string, hdrs ...sip.Header) error {
 	if reason == "" {
 		reason = StatusText(code)
 	}
-	resp := c.s.makeResponse(c.Req, code, reason, c.stx.toTag, hdrs...)
+	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.toTag, hdrs...)
 	if err := checkInjection(resp); err != nil {
 		return err
 	}

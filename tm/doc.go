@@ -42,7 +42,7 @@
 //			switch {
 //			case c.InDialog():
 //				_ = c.Relay() // along our signed Record-Route
-//			case c.Req.Method == sip.REGISTER:
+//			case c.Method() == sip.REGISTER:
 //				_ = c.Reply(403, "Forbidden")
 //			default:
 //				_ = c.Relay("sip:bob@192.0.2.10") // a target of the route's choice

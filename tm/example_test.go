@@ -114,7 +114,7 @@ func ExampleContext_Reply() {
 	tp := &wire{}
 	srv := tm.NewServer(group.Loops(), tm.Config{}, tm.Routes{
 		Request: func(c *tm.Context) {
-			switch c.Req.Method {
+			switch c.Method() {
 			case sip.OPTIONS:
 				_ = c.Reply(200, "OK", sip.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS"))
 			case sip.REGISTER:
@@ -203,7 +203,7 @@ func ExampleContext_Suspend() {
 	tp := &wire{}
 	srv := tm.NewServer(group.Loops(), tm.Config{}, tm.Routes{
 		Request: func(c *tm.Context) {
-			async.Await(c, lookup(c.Req.Recipient.User), func(target string, err error) {
+			async.Await(c, lookup(c.Req().Recipient.User), func(target string, err error) {
 				switch {
 				case errors.Is(err, errNotFound):
 					_ = c.Reply(404, "")

@@ -57,14 +57,14 @@ func TestHeaderInjectionRefused(t *testing.T) {
 		edit func(c *Context) error
 	}{
 		{"generic header", func(c *Context) error {
-			c.Req.AppendHeader(sip.NewHeader("X-Name", "evil\r\nContact: <sip:attacker@x>"))
+			c.Req().AppendHeader(sip.NewHeader("X-Name", "evil\r\nContact: <sip:attacker@x>"))
 			return c.Relay()
 		}},
 		{"from display name", func(c *Context) error {
-			c.Req.From().DisplayName = "a\r\nX: y"
+			c.Req().From().DisplayName = "a\r\nX: y"
 			return c.Relay()
 		}},
-		{"request-uri user", func(c *Context) error { c.Req.Recipient.User = "bob\r\nX: y"; return c.Relay() }},
+		{"request-uri user", func(c *Context) error { c.Req().Recipient.User = "bob\r\nX: y"; return c.Relay() }},
 		{"reply header", func(c *Context) error {
 			return c.Reply(403, "Forbidden", sip.NewHeader("Warning", "399 x \"a\nb\""))
 		}},

@@ -249,7 +249,7 @@ func TestAuthChallengesMerged(t *testing.T) {
 
 func TestAbandonedRouteAndPanic(t *testing.T) {
 	r := newRig(t, Config{}, Routes{Request: func(c *Context) {
-		if c.Req.Method == sip.MESSAGE {
+		if c.Method() == sip.MESSAGE {
 			panic("boom")
 		}
 	}})
@@ -386,7 +386,7 @@ func TestScanCallID(t *testing.T) {
 func TestHandOffKeepsOrder(t *testing.T) {
 	var seen []string
 	r := newRigN(t, 2, Config{}, Routes{Request: func(c *Context) {
-		seen = append(seen, string(c.Req.Method))
+		seen = append(seen, string(c.Method()))
 		_ = c.Reply(200, "")
 	}})
 	id := "order-1"

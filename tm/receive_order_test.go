@@ -12,7 +12,7 @@ import (
 func orderRig(t *testing.T) (*rig, string, *[]uint32) {
 	var seen []uint32
 	r := newRigN(t, 2, Config{}, Routes{Request: func(c *Context) {
-		seen = append(seen, c.Req.CSeq().SeqNo)
+		seen = append(seen, c.Req().CSeq().SeqNo)
 		_ = c.Reply(200, "")
 	}})
 	for i := 0; ; i++ {

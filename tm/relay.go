@@ -13,9 +13,8 @@ import (
 
 // Branch is one outgoing branch of a relayed request.
 type Branch struct {
-	// Req is the request sent on this branch: a clone of Context.Req with
-	// its own Request-URI. A Branch route may edit it.
-	Req *sip.Request
+	// req is the request sent on this branch (Req).
+	req *sip.Request
 	// Index is the position of the branch in Context.Branches.
 	Index int
 
@@ -33,6 +32,10 @@ type Branch struct {
 	guard      *reactor.Timer
 	timerCT    reactor.Timer // armed in place (Loop.Arm)
 }
+
+// Req returns the request sent on this branch: a copy of Context.Req() with
+// its own Request-URI. A Branch route may edit it.
+func (b *Branch) Req() *sip.Request { return b.req }
 
 // Drop stops the branch from being sent (in a Branch route).
 func (b *Branch) Drop() { b.dropped = true }
@@ -123,7 +126,7 @@ func (c *Context) Relay(targets ...string) error {
 			if err != nil {
 				return err
 			}
-			c.Req.Recipient = u
+			c.Req().Recipient = u
 		}
 		return c.Forward()
 	}
@@ -149,7 +152,7 @@ func (c *Context) Relay(targets ...string) error {
 		uris = append(uris, u)
 	}
 	if len(uris) == 0 {
-		uris = append(uris, c.Req.Recipient)
+		uris = append(uris, c.Req().Recipient)
 	}
 	return c.relayResolving(uris)
 }
@@ -179,7 +182,7 @@ func (c *Context) relayTo(uris []sip.Uri) error {
 // startBranch builds, routes and sends one branch.
 func (c *Context) startBranch(ruri sip.Uri) error {
 	s := c.s
-	req := c.Req.Clone()
+	req := c.Req().Clone()
 	req.Recipient = *ruri.Clone()
 	if mf := req.MaxForwards(); mf != nil {
 		v := *mf - 1
@@ -188,7 +191,7 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 		v := sip.MaxForwardsHeader(70)
 		req.AppendHeader(&v)
 	}
-	b := &Branch{Req: req, Index: len(c.branches), c: c}
+	b := &Branch{req: req, Index: len(c.branches), c: c}
 	if fn := c.routes.Branch; fn != nil {
 		k, cur := c.kind, c.cur
 		c.kind, c.cur = RouteBranch, b
@@ -198,32 +201,32 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 			return fmt.Errorf("%w: branch %d", errBranchDropped, b.Index)
 		}
 	}
-	if err := checkInjection(b.Req); err != nil {
+	if err := checkInjection(b.req); err != nil {
 		return err
 	}
-	dst, tp, forced, err := c.nextHop(b.Req)
+	dst, tp, forced, err := c.nextHop(b.req)
 	if err != nil {
 		return err
 	}
 	if c.dst == "" {
 		// The next hop was the first Route; if that is a strict router the
 		// message itself is rewritten for it (RFC 3261 §16.6 step 7).
-		strictRoute(b.Req)
+		strictRoute(b.req)
 	}
 	if !forced {
-		tp = c.largeSwitch(b.Req, dst, tp)
+		tp = c.largeSwitch(b.req, dst, tp)
 	}
 	host, port := tp.Advertised()
-	if !s.cfg.NoRecordRoute && recordRoutable(b.Req) {
-		c.recordRoute(b.Req, dst, tp)
+	if !s.cfg.NoRecordRoute && recordRoutable(b.req) {
+		c.recordRoute(b.req, dst, tp)
 	}
-	branch := s.newBranch(c.ls, b.Req.Via())
+	branch := s.newBranch(c.ls, b.req.Via())
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
-	b.Req.PrependHeader(via)
+	b.req.PrependHeader(via)
 	c.branches = append(c.branches, b)
-	b.tx = s.startClientTx(c.ls, b.Req, branch, dst, tp, b)
-	if b.Req.Method == sip.INVITE {
+	b.tx = s.startClientTx(c.ls, b.req, branch, dst, tp, b)
+	if b.req.Method == sip.INVITE {
 		c.ls.loop.Arm(&b.timerCT, c.firstTimerC(), func() { c.timerC(b) })
 		b.timerC = &b.timerCT
 	}
@@ -294,7 +297,7 @@ func (c *Context) Forward() error {
 		return err
 	}
 	s := c.s
-	req := c.Req.Clone()
+	req := c.Req().Clone()
 	if mf := req.MaxForwards(); mf != nil {
 		v := *mf - 1
 		req.ReplaceHeader(&v)
@@ -305,7 +308,7 @@ func (c *Context) Forward() error {
 		return err
 	}
 	host, port := tp.Advertised()
-	branch := s.statelessBranch(c.ls, c.Req.Via(), c.Req.Recipient.String())
+	branch := s.statelessBranch(c.ls, c.Req().Via(), c.Req().Recipient.String())
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: tp.Protocol(),
 		Host: host, Port: port, Params: sip.HeaderParams{{K: "branch", V: branch}}}
 	req.PrependHeader(via)

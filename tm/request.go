@@ -120,7 +120,7 @@ func (s *Server) screened(req *sip.Request, src netip.AddrPort) (drop bool) {
 // refuseUnsigned reports whether c is an in-dialog request that does not
 // follow our signed Record-Route and must be refused (recordroute.go).
 func (s *Server) refuseUnsigned(c *Context) bool {
-	if c.signed || !hasToTag(c.Req) || s.cfg.Security.AllowUnsignedInDialog {
+	if c.signed || !hasToTag(c.Req()) || s.cfg.Security.AllowUnsignedInDialog {
 		return false
 	}
 	s.stats.countDrop("unsigned")
@@ -212,7 +212,7 @@ func (s *Server) runStateless(ls *loopState, req *sip.Request, src netip.AddrPor
 }
 
 func (s *Server) newContext(ls *loopState, t *serverTx, req *sip.Request, src netip.AddrPort, tp Transport) *Context {
-	c := &Context{Req: req, s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
+	c := &Context{req: req, s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
 	if t != nil {
 		t.ctx = c
 	}

@@ -32,7 +32,7 @@ func newScreenRig(t *testing.T, cfg Config) *screenRig {
 		},
 		Request: func(c *Context) {
 			sr.ran++
-			if c.Req.Recipient.User == "wait" {
+			if c.Req().Recipient.User == "wait" {
 				sr.sp.route(nil)(c)
 				return
 			}

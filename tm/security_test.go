@@ -193,7 +193,7 @@ func TestCallerRouteOnInitialRequest(t *testing.T) {
 func TestTryingOnlyWhenRelayingOrSuspending(t *testing.T) {
 	sp := &suspender{}
 	r := newRig(t, Config{}, Routes{Request: func(c *Context) {
-		switch c.Req.Recipient.User {
+		switch c.Req().Recipient.User {
 		case "drop":
 			c.Drop()
 		case "challenge":

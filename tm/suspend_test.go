@@ -38,7 +38,7 @@ func TestSuspendResumeKeepsContext(t *testing.T) {
 		ctx = c
 		c.Set("gw", "sip:127.0.0.1:5063")
 		c.SetFlag(3)
-		c.Req.AppendHeader(sip.NewHeader("X-Routed", "yes"))
+		c.Req().AppendHeader(sip.NewHeader("X-Routed", "yes"))
 	})})
 	r.recv(uacAddr, invite("s-1", "z9hG4bK-s1"))
 	r.expect("127.0.0.1:5061 100")

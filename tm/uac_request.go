@@ -163,11 +163,11 @@ func (d *DialogState) Request(method sip.RequestMethod, hdrs ...sip.Header) (*si
 // us and the caller; first our own value facing that side when it names
 // the connection the side is reached on, which Send follows while it is
 // open). inv is the dialog-creating request as the proxy
-// received it (Context.Req) and resp a response with a To tag that
+// received it (Context.Req()) and resp a response with a To tag that
 // passed through the proxy (Context.Resp in a reply route), carrying the
 // whole Record-Route. A BYE built from each ends the call on both sides:
 //
-//	callee, caller, err := srv.CallDialogs(c.Req, c.Resp)
+//	callee, caller, err := srv.CallDialogs(c.Req(), c.Resp)
 //	byeCallee, _ := callee.Request(sip.BYE)
 //	byeCaller, _ := caller.Request(sip.BYE)
 //

@@ -30,7 +30,7 @@ func Routes(script string, timeout time.Duration) tm.Routes {
 			_ = c.Relay()
 			return
 		}
-		cmd := exec.Command(script, c.Req.Recipient.User, c.Req.From().Address.User)
+		cmd := exec.Command(script, c.Recipient().User, c.Req().From().Address.User)
 		cmd.Timeout = timeout
 		async.Await(c, cmd, func(r exec.Result, err error) {
 			switch {

@@ -47,7 +47,7 @@ func Routes(h *db.Handle, pg bool) tm.Routes {
 			gw := gws[0]
 			gws = gws[1:]
 			c.Set("next", gws)
-			if err := c.Relay("sip:" + c.Req.Recipient.User + "@" + gw); err == nil {
+			if err := c.Relay("sip:" + c.Recipient().User + "@" + gw); err == nil {
 				return
 			}
 		}
@@ -59,11 +59,11 @@ func Routes(h *db.Handle, pg bool) tm.Routes {
 				_ = c.Relay()
 				return
 			}
-			if c.Req.Method != "INVITE" {
+			if c.Method() != "INVITE" {
 				_ = c.Reply(405, "Method Not Allowed")
 				return
 			}
-			async.Await(c, h.Query(query, c.Req.Recipient.User), func(rows *db.Rows, err error) {
+			async.Await(c, h.Query(query, c.Recipient().User), func(rows *db.Rows, err error) {
 				switch {
 				case err != nil:
 					_ = c.Reply(503, "Routing Unavailable")

@@ -126,7 +126,7 @@ func (b *Balancer) request(c *tm.Context) {
 		_ = c.Relay()
 		return
 	}
-	req := c.Req
+	req := c.Req()
 	if req.Method == sip.ACK { // an ACK of no dialog of ours
 		c.Drop()
 		return
@@ -199,7 +199,7 @@ func (b *Balancer) relay(c *tm.Context) {
 // full, counting it there instead; without one it answers 503.
 func (b *Balancer) next(c *tm.Context) bool {
 	from, _ := tm.Value[string](c, ctxDst)
-	id := dialogID(c.Req)
+	id := dialogID(c.Req())
 	for {
 		t, err := b.d.Next(c)
 		if err != nil {

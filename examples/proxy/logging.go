@@ -17,10 +17,10 @@ func (p *Proxy) logEnd(c *tm.Context) {
 	if quiet, _ := tm.Value[bool](c, quietKey); quiet {
 		return
 	}
-	req := c.Req
+	req := c.Req()
 	targets := make([]string, 0, len(c.Branches()))
 	for _, b := range c.Branches() {
-		t := b.Req.Recipient.String()
+		t := b.Req().Recipient.String()
 		if code := b.Code(); code != 0 {
 			t += "=" + strconv.Itoa(code)
 		}

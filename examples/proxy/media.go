@@ -98,7 +98,7 @@ func sideFlags(s mediaSide) rtpengine.Flags {
 func (p *Proxy) relay(c *tm.Context, targets []string, fail func(error)) {
 	m := p.media
 	_, offered := tm.Value[mediaPlan](c, mediaKey)
-	if m == nil || c.Req.Method != sip.INVITE || offered || len(c.Req.Body()) == 0 {
+	if m == nil || c.Method() != sip.INVITE || offered || len(c.Req().Body()) == 0 {
 		if err := c.Relay(targets...); err != nil {
 			fail(err)
 		}
@@ -108,7 +108,7 @@ func (p *Proxy) relay(c *tm.Context, targets []string, fail func(error)) {
 	if len(dropped) > 0 {
 		c.Logger().Info("media: contacts of another kind not rung", "rung", targets, "left", dropped)
 	}
-	plan := planMedia(c.Req, c.Source(), targets, m.natted, time.Now())
+	plan := planMedia(c.Req(), c.Source(), targets, m.natted, time.Now())
 	if !plan.anchor {
 		c.Logger().Debug("media: direct", "why", plan.why)
 		if err := c.Relay(targets...); err != nil {
@@ -136,7 +136,7 @@ func (p *Proxy) relay(c *tm.Context, targets []string, fail func(error)) {
 			return
 		}
 		c.Set(mediaKey, plan)
-		m.calls.add(string(*c.Req.CallID()), plan, fromTag(c.Req), time.Now())
+		m.calls.add(c.CallID(), plan, fromTag(c.Req()), time.Now())
 		c.Logger().Debug("media: anchored", "why", plan.why)
 		if err := c.Relay(targets...); err != nil {
 			fail(err)
@@ -176,7 +176,7 @@ func (p *Proxy) reply(c *tm.Context) {
 // §14.1).
 func (p *Proxy) inDialog(c *tm.Context) {
 	m := p.media
-	req := c.Req
+	req := c.Req()
 	if m == nil || (req.Method != sip.INVITE && req.Method != sip.UPDATE) || len(req.Body()) == 0 {
 		_ = c.Relay()
 		return
@@ -219,21 +219,21 @@ func fromTag(req *sip.Request) string {
 // waits for rtpengine. Only calls this process offered (the client
 // remembers them) are deleted.
 func (p *Proxy) bye(c *tm.Context) {
-	if p.media == nil || c.Req.Method != sip.BYE {
+	if p.media == nil || c.Method() != sip.BYE {
 		return
 	}
-	p.media.deleteCall(c, string(*c.Req.CallID()), "bye")
+	p.media.deleteCall(c, c.CallID(), "bye")
 }
 
 // mediaEnd deletes the media session of a new call that ended without
 // being answered (rejected, cancelled, timed out): End route. A failed
 // re-INVITE leaves the call as it was.
 func (p *Proxy) mediaEnd(c *tm.Context) {
-	if _, ok := tm.Value[mediaPlan](c, mediaKey); !ok || p.media == nil || c.Req.Method != sip.INVITE || c.InDialog() {
+	if _, ok := tm.Value[mediaPlan](c, mediaKey); !ok || p.media == nil || c.Method() != sip.INVITE || c.InDialog() {
 		return
 	}
 	if code := c.FinalCode(); code < 200 || code >= 300 {
-		p.media.deleteCall(c, string(*c.Req.CallID()), "failed")
+		p.media.deleteCall(c, c.CallID(), "failed")
 	}
 }
 

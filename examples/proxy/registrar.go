@@ -39,7 +39,7 @@ func (p *Proxy) register(c *tm.Context) {
 	if !ok {
 		return
 	}
-	user := c.Req.To().Address.User
+	user := c.Req().To().Address.User
 	if a.Username != user {
 		_ = c.Reply(403, "Forbidden (username does not match the To user)")
 		return
@@ -93,7 +93,7 @@ func (p *Proxy) contactCap(c *tm.Context, user string, n int) {
 // the same binding removes the same contact. The 200 lists the stored
 // (fixed) contacts.
 func (p *Proxy) parseBindings(c *tm.Context) (out []binding, wildcard bool, code int, reason string) {
-	req := c.Req
+	req := c.Req()
 	var transport string
 	if v := req.Via(); v != nil {
 		transport = v.Transport
@@ -147,8 +147,8 @@ func (p *Proxy) saveBindings(c *tm.Context, user string, binds []binding, wildca
 		p.saveShared(c, user, binds, wildcard)
 		return
 	}
-	callID := string(*c.Req.CallID())
-	cseq := int64(c.Req.CSeq().SeqNo)
+	callID := c.CallID()
+	cseq := int64(c.Req().CSeq().SeqNo)
 	s := p.store
 	maxContacts := p.cfg.MaxContacts
 	var changes []bindingChange // written by the op, read after it (the await orders them)

@@ -118,7 +118,7 @@ func initial(req *sip.Request) bool {
 // anything else from an untrusted source must authenticate (407) as the
 // user in its From before it is routed.
 func (p *Proxy) request(c *tm.Context) {
-	req := c.Req
+	req := c.Req()
 	if c.InDialog() {
 		// In-dialog requests follow their Route set (tm already removed
 		// our own Route entry); an ACK is forwarded statelessly. Not
@@ -156,12 +156,12 @@ func (p *Proxy) request(c *tm.Context) {
 		return
 	}
 	p.verify(c, a, true, func(user string) {
-		if from := c.Req.From().Address.User; from != user {
+		if from := c.Req().From().Address.User; from != user {
 			p.security(c, evRefused, user, "From user "+strconv.Quote(logSafe(from))+" is not the authenticated user")
 			_ = c.Reply(403, "Forbidden (From user does not match the authenticated user)")
 			return
 		}
-		p.assertIdentity(c.Req, user)
+		p.assertIdentity(c.Req(), user)
 		p.routeCall(c)
 	})
 }
@@ -169,7 +169,7 @@ func (p *Proxy) request(c *tm.Context) {
 // routeCall routes a request that passed the trust boundary: the REST hook
 // for a new call when there is one, else the database.
 func (p *Proxy) routeCall(c *tm.Context) {
-	if p.rest != nil && c.Req.Method == sip.INVITE {
+	if p.rest != nil && c.Method() == sip.INVITE {
 		p.restHook(c)
 		return
 	}
@@ -183,9 +183,9 @@ func (p *Proxy) routeCall(c *tm.Context) {
 // FailOpen is set, else gets 503.
 func (p *Proxy) restHook(c *tm.Context) {
 	q := url.Values{}
-	q.Set("from", c.Req.From().Address.User)
-	q.Set("to", c.Req.Recipient.User)
-	q.Set("call_id", string(*c.Req.CallID()))
+	q.Set("from", c.Req().From().Address.User)
+	q.Set("to", c.Recipient().User)
+	q.Set("call_id", c.CallID())
 	q.Set("user", authenticatedUser(c)) // "" for a trusted peer
 	q.Set("source", c.Source().Addr().String())
 	op := rest.JSON[Decision](p.rest.Get(p.cfg.RESTHook + "?" + q.Encode()))
@@ -225,7 +225,7 @@ func (p *Proxy) routeToUser(c *tm.Context) {
 		p.routeShared(c)
 		return
 	}
-	user := c.Req.Recipient.User
+	user := c.Recipient().User
 	s := p.store
 	// One row per live binding of a subscriber, one row with an empty
 	// contact for a subscriber without any, no row for a non-subscriber.
@@ -287,7 +287,7 @@ func (p *Proxy) routeLCR(c *tm.Context) {
 		_ = c.Reply(403, "Forbidden")
 		return
 	}
-	user := c.Req.Recipient.User
+	user := c.Recipient().User
 	s := p.store
 	q := s.h.Query(s.q(`SELECT address FROM gateway WHERE ? LIKE prefix || '%'
 		ORDER BY length(prefix) DESC, priority, id LIMIT 8`), user)
@@ -318,7 +318,7 @@ func (p *Proxy) tryGateway(c *tm.Context, gws []string) {
 	gw := gws[0]
 	c.Set("gateways", gws[1:])
 	c.SetBranchTimeout(p.cfg.GWTimeout) // a silent gateway is left after gw_timeout
-	p.relay(c, []string{"sip:" + c.Req.Recipient.User + "@" + gw}, func(err error) {
+	p.relay(c, []string{"sip:" + c.Recipient().User + "@" + gw}, func(err error) {
 		if errors.Is(err, tm.ErrCancelled) {
 			return // cancelled: tm answers 487
 		}

@@ -123,7 +123,7 @@ func (p *Proxy) trunkOptions() dialog.Options {
 
 // toGateways relays a new call to gws once the trunk has room for it.
 func (p *Proxy) toGateways(c *tm.Context, gws []string) {
-	if p.dlg == nil || c.Req.Method != sip.INVITE {
+	if p.dlg == nil || c.Method() != sip.INVITE {
 		p.tryGateway(c, gws)
 		return
 	}
@@ -145,8 +145,8 @@ func (p *Proxy) toGateways(c *tm.Context, gws []string) {
 // Redis (the cap included); Redis down or slow gives 503 within
 // db_timeout.
 func (p *Proxy) saveShared(c *tm.Context, user string, binds []binding, wildcard bool) {
-	callID := string(*c.Req.CallID())
-	cseq := int64(c.Req.CSeq().SeqNo)
+	callID := c.CallID()
+	cseq := int64(c.Req().CSeq().SeqNo)
 	now := time.Now()
 	sb := make([]shared.Binding, 0, len(binds))
 	for _, b := range binds {
@@ -215,7 +215,7 @@ func sharedChanges(before []shared.Binding, binds []binding, wildcard bool) []bi
 // subscriber (offline: 480, or 503 when Redis failed) or a number for a
 // gateway (routed also while Redis is down).
 func (p *Proxy) routeShared(c *tm.Context) {
-	user := c.Req.Recipient.User
+	user := c.Recipient().User
 	async.Await(c, p.loc.Lookup(user, p.cfg.MaxFork, time.Now()), func(bs []shared.Binding, err error) {
 		if err != nil {
 			// Redis down or slow: a subscriber gets 503 below, a number

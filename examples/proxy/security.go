@@ -140,7 +140,7 @@ const (
 
 // security writes one warn line for a security event about c's request.
 func (p *Proxy) security(c *tm.Context, event, user, reason string) {
-	p.securityReq(c.Source(), c.Req, event, user, reason)
+	p.securityReq(c.Source(), c.Req(), event, user, reason)
 }
 
 // securityReq is security for a request from src that has no Context (the
@@ -227,7 +227,7 @@ func (p *Proxy) assertIdentity(req *sip.Request, user string) {
 // credentials returns the request's digest attempt, or challenges it (401
 // for REGISTER, 407 for the rest) and returns false.
 func (p *Proxy) credentials(c *tm.Context, proxy bool) (auth.Attempt, bool) {
-	a, ok, err := auth.NewAttempt(c.Req, c.Source().Addr(), proxy, p.ch.Realm)
+	a, ok, err := auth.NewAttempt(c.Req(), c.Source().Addr(), proxy, p.ch.Realm)
 	if !ok || err != nil {
 		p.challenge(c, proxy, false)
 		return a, false

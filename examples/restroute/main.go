@@ -37,7 +37,7 @@ func Routes(client *rest.Client, api string, timeout time.Duration) tm.Routes {
 			_ = c.Relay()
 			return
 		}
-		q := url.Values{"from": {c.Req.From().Address.User}, "to": {c.Req.Recipient.User}}
+		q := url.Values{"from": {c.Req().From().Address.User}, "to": {c.Recipient().User}}
 		op := rest.JSON[Answer](client.Get(api + "?" + q.Encode()))
 		async.Await(c, op, func(a Answer, err error) {
 			switch {

@@ -30,7 +30,7 @@ func Routes(backends []string) tm.Routes {
 			return
 		}
 		h := fnv.New32a()
-		h.Write([]byte(*c.Req.CallID()))
+		h.Write([]byte(*c.Req().CallID()))
 		err := c.SetDestination(backends[h.Sum32()%uint32(len(backends))])
 		if err == nil {
 			err = c.Forward()

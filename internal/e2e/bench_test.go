@@ -219,7 +219,7 @@ func (p *benchProxy) call(n int, await bool) error {
 func relayRoute(c *tm.Context) { _ = c.Relay() }
 
 func awaitRelayRoute(c *tm.Context) {
-	if c.Req.Method != "INVITE" {
+	if c.Method() != "INVITE" {
 		_ = c.Relay()
 		return
 	}

@@ -234,11 +234,11 @@ func TestDNSCacheOnly(t *testing.T) {
 	z := newDNSZone(t, "gw.test.invalid. 60 IN A 127.0.0.1")
 	var srvp atomic.Pointer[asyncsip.Server] // set before the first request
 	routes := tm.Routes{Request: func(c *tm.Context) {
-		if c.Req.Recipient.User != "resolve-first" {
+		if c.Recipient().User != "resolve-first" {
 			_ = c.Relay()
 			return
 		}
-		async.Await(c, srvp.Load().DNS().Resolve(c.Req.Recipient.String()), func(_ []dns.Target, err error) {
+		async.Await(c, srvp.Load().DNS().Resolve(c.Req().Recipient.String()), func(_ []dns.Target, err error) {
 			if err != nil {
 				_ = c.Reply(500, "Resolve: "+err.Error())
 				return

@@ -94,12 +94,12 @@ func writeScenario(t *testing.T, name, xml string) string {
 func relayOr(uasPort int, hold func(c *tm.Context, relay func())) func(c *tm.Context) {
 	dst := fmt.Sprintf("127.0.0.1:%d", uasPort)
 	return func(c *tm.Context) {
-		if c.Req.Method == "OPTIONS" {
+		if c.Method() == "OPTIONS" {
 			_ = c.Reply(200, "")
 			return
 		}
 		_ = c.SetDestination(dst)
-		if c.Req.Method == "INVITE" && hold != nil {
+		if c.Method() == "INVITE" && hold != nil {
 			hold(c, func() { _ = c.Relay() })
 			return
 		}
@@ -246,7 +246,7 @@ func TestServeSignalsDrainsOnFirstSignal(t *testing.T) {
 	g := &gate{}
 	e2etest.NoLeaks(t)
 	srv := e2etest.NewServer(t, asyncsip.Config{DrainTimeout: 10 * time.Second}, tm.Routes{Request: func(c *tm.Context) {
-		if c.Req.Method == "OPTIONS" {
+		if c.Method() == "OPTIONS" {
 			_ = c.Reply(200, "")
 			return
 		}
@@ -285,7 +285,7 @@ func TestServeSignalsSecondSignalStops(t *testing.T) {
 	g := &gate{} // never opened
 	e2etest.NoLeaks(t)
 	srv := e2etest.NewServer(t, asyncsip.Config{DrainTimeout: time.Minute}, tm.Routes{Request: func(c *tm.Context) {
-		if c.Req.Method == "OPTIONS" {
+		if c.Method() == "OPTIONS" {
 			_ = c.Reply(200, "")
 			return
 		}

@@ -23,7 +23,7 @@ import (
 func awaitRoute(target string, d time.Duration, resumed, peak *atomic.Int64) func(c *tm.Context) {
 	var inFlight atomic.Int64
 	return func(c *tm.Context) {
-		if c.LooseRouted() || c.Req.Method != "INVITE" {
+		if c.LooseRouted() || c.Method() != "INVITE" {
 			_ = c.Relay()
 			return
 		}

@@ -42,7 +42,7 @@ func TestMeasureMaxCallRate(t *testing.T) {
 	}
 	blocking := func(target string) func(c *tm.Context) {
 		return func(c *tm.Context) {
-			if c.LooseRouted() || c.Req.Method != "INVITE" {
+			if c.LooseRouted() || c.Method() != "INVITE" {
 				_ = c.Relay()
 				return
 			}

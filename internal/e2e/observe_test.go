@@ -152,7 +152,7 @@ func TestObservabilityDuringSIPpRun(t *testing.T) {
 			Capture: func(ev tm.CaptureEvent) { capLog.record(ev); hx.Capture(ev) },
 		},
 	}, tm.Routes{Request: func(c *tm.Context) {
-		if c.Req.Method == "INVITE" {
+		if c.Method() == "INVITE" {
 			async.Await(c, async.Sleep(50*time.Millisecond), func(struct{}, error) { _ = c.Relay(target) },
 				async.Name("test.delay"))
 			return

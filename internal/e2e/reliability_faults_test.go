@@ -45,7 +45,7 @@ const (
 // backendRoute answers "ping" at once and awaits op() for the others.
 func backendRoute[T any](op func() async.Op[T], ok func(T) bool) tm.Routes {
 	return tm.Routes{Request: func(c *tm.Context) {
-		if c.Req.Recipient.User == "ping" {
+		if c.Recipient().User == "ping" {
 			_ = c.Reply(200, "OK")
 			return
 		}

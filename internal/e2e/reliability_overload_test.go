@@ -29,7 +29,7 @@ var never = async.OpFunc[struct{}](func(*reactor.Loop, func(struct{}, error)) fu
 func overloadRoutes() tm.Routes {
 	return tm.Routes{Request: func(c *tm.Context) {
 		op, d := async.Op[struct{}](never), 1500*time.Millisecond
-		if strings.HasPrefix(c.Req.Recipient.User, "slow") {
+		if strings.HasPrefix(c.Recipient().User, "slow") {
 			op = async.Sleep(800 * time.Millisecond)
 		}
 		async.Await(c, op, func(_ struct{}, err error) {

@@ -61,7 +61,7 @@ func TestReliabilitySoak(t *testing.T) {
 				_ = c.Relay()
 				return
 			}
-			switch c.Req.Recipient.User {
+			switch c.Recipient().User {
 			case "bob":
 				async.Await(c, async.Sleep(10*time.Millisecond), func(struct{}, error) {
 					_ = c.Relay(uri("bob", rrPort))

@@ -288,7 +288,7 @@ func (s *callIDs) add(c *tm.Context) {
 	if s.m == nil {
 		s.m = map[string]int{}
 	}
-	if id := c.Req.CallID(); id != nil {
+	if id := c.Req().CallID(); id != nil {
 		s.m[string(*id)]++
 	}
 }
@@ -311,7 +311,7 @@ func TestHostileTaggedRequestRelay(t *testing.T) {
 	var ran callIDs
 	srv, addr := secProxy(t, asyncsip.Config{}, func(c *tm.Context) {
 		ran.add(c)
-		if c.Req.To().Params.Has("tag") {
+		if c.Req().To().Params.Has("tag") {
 			_ = c.Relay() // "in-dialog": wherever the Request-URI says
 			return
 		}
@@ -549,7 +549,7 @@ func TestHostileScannerDroppedSilently(t *testing.T) {
 	ended := make(chan string, 4)
 	p := startProxy(t, asyncsip.Config{}, tm.Routes{
 		Request: func(c *tm.Context) {
-			if ua := c.Req.GetHeader("User-Agent"); ua != nil && strings.Contains(ua.Value(), "friendly-scanner") {
+			if ua := c.Req().GetHeader("User-Agent"); ua != nil && strings.Contains(ua.Value(), "friendly-scanner") {
 				c.Drop()
 				return
 			}
@@ -561,7 +561,7 @@ func TestHostileScannerDroppedSilently(t *testing.T) {
 		},
 		End: func(c *tm.Context) {
 			if c.FinalCode() == 0 {
-				ended <- string(*c.Req.CallID())
+				ended <- c.CallID()
 			}
 		},
 	})

@@ -45,7 +45,7 @@ func startStream(t *testing.T, cfg asyncsip.Config, routes tm.Routes) *asyncsip.
 // relayOrReply relays every request to its Request-URI (or Route set);
 // OPTIONS addressed to the proxy itself is answered 200.
 func relayOrReply(c *tm.Context) {
-	if c.Req.Method == "OPTIONS" && c.Req.Recipient.User == "" {
+	if c.Method() == "OPTIONS" && c.Recipient().User == "" {
 		_ = c.Reply(200, "OK")
 		return
 	}

@@ -154,12 +154,12 @@ func TestWebSocketClient(t *testing.T) {
 	contacts := map[string]string{} // user -> "ip:port" of its connection
 	route := func(c *tm.Context) {
 		switch {
-		case c.Req.Method == "REGISTER":
+		case c.Method() == "REGISTER":
 			mu.Lock()
-			contacts[c.Req.From().Address.User] = c.Source().String()
+			contacts[c.Req().From().Address.User] = c.Source().String()
 			mu.Unlock()
 			_ = c.Reply(200, "OK")
-		case c.Req.Recipient.User == "ws-alice":
+		case c.Recipient().User == "ws-alice":
 			mu.Lock()
 			src := contacts["ws-alice"]
 			mu.Unlock()

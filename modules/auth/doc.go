@@ -12,7 +12,7 @@
 // passwords. Each security event is logged once at warn level.
 //
 //	ch := auth.NewChallenger("example.com", secret)
-//	a, ok, err := auth.NewAttempt(c.Req, c.Source().Addr(), false, ch.Realm)
+//	a, ok, err := auth.NewAttempt(c.Req(), c.Source().Addr(), false, ch.Realm)
 //	if !ok || err != nil {
 //		c.Reply(401, "Unauthorized", ch.Challenge(c.Source().Addr(), false, false)...)
 //		return

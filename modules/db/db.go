@@ -11,7 +11,7 @@
 //			c.Relay()
 //			return
 //		}
-//		async.Await(c, h.QueryRow(`SELECT target FROM routes WHERE user = ?`, c.Req.Recipient.User),
+//		async.Await(c, h.QueryRow(`SELECT target FROM routes WHERE user = ?`, c.Recipient().User),
 //			func(row db.Row, err error) {
 //				switch {
 //				case errors.Is(err, db.ErrNoRows):

@@ -34,7 +34,7 @@ import (
 // waits for it): the baseline the async version is measured against.
 func lookupRoute(h *db.Handle, query string, blocking bool) func(c *tm.Context) {
 	relay := func(c *tm.Context, row db.Row, err error) {
-		user := c.Req.Recipient.User
+		user := c.Recipient().User
 		switch {
 		case errors.Is(err, db.ErrNoRows):
 			_ = c.Reply(404, "Not Found")
@@ -50,11 +50,11 @@ func lookupRoute(h *db.Handle, query string, blocking bool) func(c *tm.Context) 
 			_ = c.Relay()
 			return
 		}
-		if c.Req.Method != sip.INVITE {
+		if c.Method() != sip.INVITE {
 			_ = c.Reply(405, "Method Not Allowed")
 			return
 		}
-		user := c.Req.Recipient.User
+		user := c.Recipient().User
 		if blocking {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			row, err := h.QueryRowContext(ctx, query, user)

@@ -384,7 +384,7 @@ const ctxKey = "asyncsip/modules/dialog.call"
 // route decides what to answer (486, 503). The tracker's routes
 // (Tracker.Routes) must be installed for the call to be followed.
 func (t *Tracker) Track(c *tm.Context, o Options) error {
-	req := c.Req
+	req := c.Req()
 	if c.Kind() != tm.RouteRequest || req == nil || req.Method != sip.INVITE {
 		return ErrNotInitialInvite
 	}
@@ -486,7 +486,7 @@ func tracked(c *tm.Context) *call {
 // inDialog follows a request within a tracked call: the highest CSeq of
 // each side (for the requests the tracker sends itself) and BYE.
 func (t *Tracker) inDialog(c *tm.Context) {
-	req := c.Req
+	req := c.Req()
 	cs := req.CSeq()
 	cl, fromCaller := t.match(req)
 	if cl == nil || cs == nil {
@@ -528,7 +528,7 @@ func (t *Tracker) inDialog(c *tm.Context) {
 // target of each side with the Contact it sent, so that the tracker's
 // BYE and OPTIONS reach where the side now is.
 func (t *Tracker) refresh(c *tm.Context) {
-	req, resp := c.Req, c.Resp
+	req, resp := c.Req(), c.Resp
 	if resp == nil || resp.StatusCode < 200 || resp.StatusCode >= 300 ||
 		(req.Method != sip.INVITE && req.Method != sip.UPDATE) {
 		return
@@ -639,7 +639,7 @@ func (cl *call) confirm(c *tm.Context, toTag string) {
 	cl.rec.State = Confirmed
 	cl.rec.CalleeTag = toTag
 	cl.rec.Confirmed = now
-	callee, caller, err := c.Server().CallDialogs(c.Req, c.Resp)
+	callee, caller, err := c.Server().CallDialogs(c.Req(), c.Resp)
 	if err != nil {
 		cl.t.log.Warn("dialog: confirmed call without dialog state: the tracker cannot end it with BYE",
 			"call_id", cl.rec.CallID, "err", err)

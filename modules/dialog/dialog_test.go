@@ -425,7 +425,7 @@ func TestTrackRefusesWhatIsNotAnInitialInvite(t *testing.T) {
 	var errs []error
 	h := siptest.NewHarness(t, tr.Routes(tm.Routes{Request: func(c *tm.Context) {
 		errs = append(errs, tr.Track(c, dialog.Options{}))
-		if c.Req.Method == sip.INVITE {
+		if c.Method() == sip.INVITE {
 			errs = append(errs, tr.Track(c, dialog.Options{})) // twice
 		}
 		_ = c.Reply(404, "")

@@ -39,7 +39,7 @@ func Example() {
 			PingInterval: 30 * time.Second,
 			Profiles: []dialog.ProfileValue{
 				{Profile: "trunk", Value: trunk, Limit: 30},
-				{Profile: "caller", Value: c.Req.From().Address.User},
+				{Profile: "caller", Value: c.Req().From().Address.User},
 			},
 		})
 		switch {
@@ -48,7 +48,7 @@ func Example() {
 		case err != nil:
 			_ = c.Reply(503, "Service Unavailable") // over MaxDialogs
 		default:
-			_ = c.Relay("sip:" + c.Req.Recipient.User + "@192.0.2.10")
+			_ = c.Relay("sip:" + c.Recipient().User + "@192.0.2.10")
 		}
 	}
 	// The tracker's hooks wrap the routes; wrap again on every swap

@@ -152,7 +152,7 @@ func (d *Dispatcher) choose(c *tm.Context, s *set, ch *choice) (Target, error) {
 
 // hashKey returns the hash of what the set's algorithm keeps calls on.
 func (d *Dispatcher) hashKey(c *tm.Context, alg Algorithm) uint64 {
-	req := c.Req
+	req := c.Req()
 	var k string
 	switch alg {
 	case HashFromUser:

@@ -38,7 +38,7 @@ func Example_failover() {
 			c.Relay()
 			return
 		}
-		async.Await(c, r.Resolve("sip:"+c.Req.Recipient.Host), func(ts []dns.Target, err error) {
+		async.Await(c, r.Resolve("sip:"+c.Recipient().Host), func(ts []dns.Target, err error) {
 			if err != nil { // dns.KindOf(err): nxdomain, timeout, servfail, overloaded…
 				c.Reply(503, "DNS failure")
 				return

@@ -90,7 +90,7 @@ func startProxy(t *testing.T, r *dns.Resolver, resolved *atomic.Int64) string {
 	})
 	require.NoError(t, err)
 	srv.Request(func(c *tm.Context) {
-		async.Await(c, r.Resolve(c.Req.Recipient.String()), func(ts []dns.Target, err error) {
+		async.Await(c, r.Resolve(c.Req().Recipient.String()), func(ts []dns.Target, err error) {
 			if err != nil {
 				_ = c.Reply(503, "DNS: "+string(dns.KindOf(err)))
 				return

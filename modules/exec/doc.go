@@ -9,7 +9,7 @@
 //			c.Relay() // follows the call's signed Route
 //			return
 //		}
-//		cmd := exec.Command("/etc/asyncsip/route.sh", c.Req.Recipient.User)
+//		cmd := exec.Command("/etc/asyncsip/route.sh", c.Recipient().User)
 //		cmd.Timeout = time.Second // SIGTERM to its process group, SIGKILL after Grace
 //		async.Await(c, cmd, func(r exec.Result, err error) {
 //			if err != nil || len(r.Lines()) == 0 { // non-zero exit, killed, overloaded...

@@ -27,7 +27,7 @@ func Example_route() {
 			_ = c.Relay()
 			return
 		}
-		cmd := scripts.Command("/etc/asyncsip/route.sh", c.Req.Recipient.User)
+		cmd := scripts.Command("/etc/asyncsip/route.sh", c.Recipient().User)
 		cmd.Timeout = time.Second
 		async.Await(c, cmd, func(r exec.Result, err error) {
 			switch {

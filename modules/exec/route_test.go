@@ -59,7 +59,7 @@ func TestRouteScriptWithSIPp(t *testing.T) {
 			_ = c.Relay()
 			return
 		}
-		cmd := r.Command(script, c.Req.Recipient.User)
+		cmd := r.Command(script, c.Recipient().User)
 		cmd.Env = []string{"ROUTE_PORT=" + strconv.Itoa(uasPort)}
 		cmd.Timeout = 2 * time.Second
 		async.Await(c, cmd, func(res exec.Result, err error) {

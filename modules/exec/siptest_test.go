@@ -45,7 +45,7 @@ func TestDescribe(t *testing.T) {
 // script failed: 503.
 func scriptRoute(r *exec.Runner, script string) func(*tm.Context) {
 	return func(c *tm.Context) {
-		cmd := r.Command(script, c.Req.Recipient.User)
+		cmd := r.Command(script, c.Recipient().User)
 		cmd.Env = append(os.Environ(), "ROUTE_PORT=5080")
 		cmd.Timeout = 300 * time.Millisecond
 		async.Await(c, cmd, func(res exec.Result, err error) {

@@ -179,7 +179,7 @@ func TestScrapeServerMetrics(t *testing.T) {
 	r := newRig(t, tm.Routes{Screen: func(req *sip.Request, _ netip.AddrPort) bool {
 		return string(*req.CallID()) == "screened"
 	}, Request: func(c *tm.Context) {
-		if string(*c.Req.CallID()) == "held" { // stays suspended until the end of the test
+		if c.CallID() == "held" { // stays suspended until the end of the test
 			async.Await(c, async.Sleep(time.Hour), func(struct{}, error) { _ = c.Reply(200, "") },
 				async.Name("util.hold"))
 			return

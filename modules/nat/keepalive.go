@@ -17,7 +17,7 @@
 //	job, _ := ka.Start(srv.Core(), srv.Group())
 //	defer job.Stop()
 //	// in the REGISTER route:
-//	if nat.Behind(c.Req, c.Source()) {
+//	if nat.Behind(c.Req(), c.Source()) {
 //		_ = ka.Add(nat.Binding{Key: aor + contact, Contact: contact, Addr: c.Source(), Expires: exp})
 //	}
 //

@@ -25,7 +25,7 @@ func Example_route() {
 		Exempt: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, // our trunks
 	})
 	srv.Request(func(c *tm.Context) {
-		if !rl.Check(c) || ratelimit.IsScanner(c.Req) {
+		if !rl.Check(c) || ratelimit.IsScanner(c.Req()) {
 			c.Drop()
 			return
 		}

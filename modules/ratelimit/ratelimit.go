@@ -13,7 +13,7 @@
 //	rl := ratelimit.New(ratelimit.Config{Rate: 20, Burst: 40, BanFor: time.Minute})
 //	job, _ := rl.Start(srv.Group()) // the cleanup job; job.Stop() when done
 //	srv.Request(func(c *tm.Context) {
-//		if !rl.Check(c) || ratelimit.IsScanner(c.Req) {
+//		if !rl.Check(c) || ratelimit.IsScanner(c.Req()) {
 //			c.Drop() // no answer: a flood or a scan gets nothing back
 //			return
 //		}

@@ -27,7 +27,7 @@ func TestFloodThroughServer(t *testing.T) {
 	srv, err := asyncsip.New(asyncsip.Config{Listen: []string{"udp:127.0.0.1:0", "udp:[::1]:0"}, Workers: 2})
 	require.NoError(t, err)
 	srv.Request(func(c *tm.Context) {
-		if !rl.Check(c) || ratelimit.IsScanner(c.Req) {
+		if !rl.Check(c) || ratelimit.IsScanner(c.Req()) {
 			c.Drop()
 			return
 		}

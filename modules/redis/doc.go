@@ -6,7 +6,7 @@
 //	rc, err := redis.Open("redis://127.0.0.1:6379/0")
 //	...
 //	srv.Request(func(c *tm.Context) {
-//		async.Await(c, rc.Get("route:"+c.Req.Recipient.User), func(target string, err error) {
+//		async.Await(c, rc.Get("route:"+c.Recipient().User), func(target string, err error) {
 //			switch {
 //			case errors.Is(err, redis.ErrNil):
 //				c.Reply(404, "Not Found")

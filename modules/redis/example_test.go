@@ -33,7 +33,7 @@ func Example() {
 			_ = c.Relay()
 			return
 		}
-		async.Await(c, rc.Get("route:"+c.Req.Recipient.User), func(target string, err error) {
+		async.Await(c, rc.Get("route:"+c.Recipient().User), func(target string, err error) {
 			switch {
 			case errors.Is(err, redis.ErrNil):
 				_ = c.Reply(404, "Not Found")

@@ -31,7 +31,7 @@ func Example_route() {
 			c.Relay()
 			return
 		}
-		user := c.Req.Recipient.User
+		user := c.Recipient().User
 		async.Await(c, client.Get("target?user="+url.QueryEscape(user)), func(r rest.Result, err error) {
 			switch {
 			case errors.Is(err, async.ErrOverloaded):

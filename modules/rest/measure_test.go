@@ -217,7 +217,7 @@ func TestMeasureLookupRate(t *testing.T) {
 					_ = c.Relay()
 					return
 				}
-				_ = c.Relay("sip:" + c.Req.Recipient.User + "@127.0.0.1:" + strconv.Itoa(uasPort))
+				_ = c.Relay("sip:" + c.Recipient().User + "@127.0.0.1:" + strconv.Itoa(uasPort))
 			}, false)
 			results["relay"] = search(t, srv, 400, seconds)
 		})

@@ -11,7 +11,7 @@
 //			c.Relay()
 //			return
 //		}
-//		async.Await(c, client.Get("route?to="+url.QueryEscape(c.Req.Recipient.User)), func(r rest.Result, err error) {
+//		async.Await(c, client.Get("route?to="+url.QueryEscape(c.Recipient().User)), func(r rest.Result, err error) {
 //			if err != nil || r.Status != 200 {
 //				c.Reply(503, "Routing unavailable")
 //				return

@@ -34,7 +34,7 @@ func lookupRoute(client *rest.Client) func(c *tm.Context) {
 			_ = c.Relay()
 			return
 		}
-		user := c.Req.Recipient.User
+		user := c.Recipient().User
 		async.Await(c, client.Get("/target?user="+url.QueryEscape(user)), func(r rest.Result, err error) {
 			if err != nil || r.Status != http.StatusOK {
 				_ = c.Reply(503, "Routing lookup failed")
@@ -54,7 +54,7 @@ func blockingLookupRoute(hc *http.Client, base string) func(c *tm.Context) {
 			_ = c.Relay()
 			return
 		}
-		user := c.Req.Recipient.User
+		user := c.Recipient().User
 		resp, err := hc.Get(base + "/target?user=" + url.QueryEscape(user))
 		if err != nil {
 			_ = c.Reply(503, "Routing lookup failed")

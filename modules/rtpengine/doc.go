@@ -16,7 +16,7 @@
 //	rtp, _ := rtpengine.New(rtpengine.Config{Instances: []rtpengine.Instance{{Addr: "udp:127.0.0.1:2223"}}})
 //	routes := tm.Routes{
 //		Request: func(c *tm.Context) {
-//			switch c.Req.Method {
+//			switch c.Method() {
 //			case sip.INVITE:
 //				rtpengine.Offer(c, rtp, &rtpengine.Flags{ReplaceOrigin: true}, func(err error) {
 //					if err != nil {

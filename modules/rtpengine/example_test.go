@@ -33,11 +33,11 @@ func Example() {
 	srv.SetRoutes(tm.Routes{
 		Request: func(c *tm.Context) {
 			switch {
-			case c.InDialog() && (c.Req.Method == sip.BYE || c.Req.Method == sip.CANCEL):
+			case c.InDialog() && (c.Method() == sip.BYE || c.Method() == sip.CANCEL):
 				rtpengine.Delete(c, rtp, nil, func(error) { _ = c.Relay() })
 			case c.InDialog():
 				_ = c.Relay()
-			case c.Req.Method == sip.INVITE:
+			case c.Method() == sip.INVITE:
 				rtpengine.Offer(c, rtp, media, func(err error) {
 					if err != nil { // refused (*rtpengine.Error) or no instance answered
 						_ = c.Reply(503, "Media relay unavailable")
@@ -50,7 +50,7 @@ func Example() {
 			}
 		},
 		Reply: func(c *tm.Context) {
-			if c.Req.Method == sip.INVITE && (c.Resp.StatusCode == 183 || c.Resp.StatusCode == 200) {
+			if c.Method() == sip.INVITE && (c.Resp.StatusCode == 183 || c.Resp.StatusCode == 200) {
 				rtpengine.Answer(c, rtp, media, func(err error) {
 					if err != nil {
 						c.Logger().Warn("rtpengine answer", "err", err) // the response goes on unchanged

@@ -35,7 +35,7 @@ import (
 // instances were tried) arrives first.
 func (c *Client) awaitTimeout() async.Option { return async.Timeout(c.cfg.Timeout + time.Second) }
 
-// Offer sends the SDP offer of the request c.Req (an INVITE or re-INVITE,
+// Offer sends the SDP offer of the request c.Req() (an INVITE or re-INVITE,
 // an UPDATE) to rtpengine and awaits the answer; on resume it replaces the
 // request's body with rtpengine's SDP (Content-Length follows) and calls
 // next(nil) — next then relays. On failure the body is left as it was and
@@ -44,7 +44,7 @@ func (c *Client) awaitTimeout() async.Option { return async.Timeout(c.cfg.Timeou
 // instance answered): the route decides whether to relay anyway or to
 // reply 503.
 func Offer(c *tm.Context, cl *Client, f *Flags, next func(err error)) {
-	req := c.Req
+	req := c.Req()
 	sdp, ok := sdpBody(req)
 	if !ok {
 		next(ErrNoSDP)
@@ -84,14 +84,14 @@ func Answer(c *tm.Context, cl *Client, f *Flags, next func(err error)) {
 	}, cl.awaitTimeout())
 }
 
-// Delete deletes the whole call of c.Req (by Call-ID) on its instance —
+// Delete deletes the whole call of c.Req() (by Call-ID) on its instance —
 // for a BYE in the request route, or in the INVITE's failure route once no
 // branch is left (a rejection, or a CANCEL: tm answers the CANCEL itself
 // and the INVITE ends 487) — and awaits it; next gets the outcome (a call
 // rtpengine does not know is an error wrapping ErrUnknownCall, which a
 // route may ignore).
 func Delete(c *tm.Context, cl *Client, f *Flags, next func(err error)) {
-	async.Await(c, cl.Delete(Call{CallID: callID(c.Req)}, f), func(_ *Response, err error) {
+	async.Await(c, cl.Delete(Call{CallID: callID(c.Req())}, f), func(_ *Response, err error) {
 		next(err)
 	}, cl.awaitTimeout())
 }

@@ -22,7 +22,7 @@ const bob = "sip:bob@192.0.2.20"
 func mediaRoutes(rtp *rtpengine.Client, errs *[]error) tm.Routes {
 	return tm.Routes{
 		Request: func(c *tm.Context) {
-			switch c.Req.Method {
+			switch c.Method() {
 			case sip.INVITE:
 				rtpengine.Offer(c, rtp, &rtpengine.Flags{ReplaceOrigin: true, ICE: rtpengine.ICERemove}, func(err error) {
 					*errs = append(*errs, err)

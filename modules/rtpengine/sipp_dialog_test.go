@@ -45,7 +45,7 @@ func TestSIPpDialogEndDeletesCalls(t *testing.T) {
 			switch {
 			case c.InDialog():
 				_ = c.Relay()
-			case c.Req.Method == sip.INVITE:
+			case c.Method() == sip.INVITE:
 				if err := tracker.Track(c, dialog.Options{}); err != nil {
 					_ = c.Reply(503, "")
 					return
@@ -60,7 +60,7 @@ func TestSIPpDialogEndDeletesCalls(t *testing.T) {
 			}
 		},
 		Reply: func(c *tm.Context) {
-			if c.Req.Method == sip.INVITE && c.Resp.StatusCode == 200 {
+			if c.Method() == sip.INVITE && c.Resp.StatusCode == 200 {
 				rtpengine.Answer(c, rtp, flags, func(error) {})
 			}
 		},

@@ -53,8 +53,8 @@ func TestSIPpRTPCountedByRTPEngine(t *testing.T) {
 	srv.SetRoutes(tm.Routes{
 		Request: func(c *tm.Context) {
 			switch {
-			case c.InDialog() && c.Req.Method == sip.BYE:
-				id := c.Req.CallID().Value()
+			case c.InDialog() && c.Method() == sip.BYE:
+				id := c.CallID()
 				async.Await(c, rtp.Query(rtpengine.Call{CallID: id}), func(q *rtpengine.QueryResult, err error) {
 					if err == nil {
 						queried.Add(1)
@@ -67,7 +67,7 @@ func TestSIPpRTPCountedByRTPEngine(t *testing.T) {
 				}, async.Timeout(5*time.Second))
 			case c.InDialog():
 				_ = c.Relay()
-			case c.Req.Method == sip.INVITE:
+			case c.Method() == sip.INVITE:
 				rtpengine.Offer(c, rtp, flags, func(err error) {
 					if err != nil {
 						_ = c.Reply(503, "")
@@ -78,7 +78,7 @@ func TestSIPpRTPCountedByRTPEngine(t *testing.T) {
 			}
 		},
 		Reply: func(c *tm.Context) {
-			if c.Req.Method == sip.INVITE && c.Resp.StatusCode == 200 {
+			if c.Method() == sip.INVITE && c.Resp.StatusCode == 200 {
 				rtpengine.Answer(c, rtp, flags, func(error) {})
 			}
 		},

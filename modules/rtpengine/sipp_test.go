@@ -39,14 +39,14 @@ func mediaProxy(t testing.TB, workers int, rtp *rtpengine.Client, target string,
 	srv.SetRoutes(tm.Routes{
 		Request: func(c *tm.Context) {
 			switch {
-			case c.InDialog() && c.Req.Method == sip.BYE:
+			case c.InDialog() && c.Method() == sip.BYE:
 				rtpengine.Delete(c, rtp, nil, func(err error) {
 					o.count(&o.deletes, err)
 					_ = c.Relay()
 				})
 			case c.InDialog():
 				_ = c.Relay()
-			case c.Req.Method == sip.INVITE:
+			case c.Method() == sip.INVITE:
 				rtpengine.Offer(c, rtp, &rtpengine.Flags{ReplaceOrigin: true, ICE: rtpengine.ICERemove}, func(err error) {
 					o.count(&o.offers, err)
 					if err != nil {
@@ -60,7 +60,7 @@ func mediaProxy(t testing.TB, workers int, rtp *rtpengine.Client, target string,
 			}
 		},
 		Reply: func(c *tm.Context) {
-			if c.Req.Method == sip.INVITE && (c.Resp.StatusCode == 183 || c.Resp.StatusCode == 200) {
+			if c.Method() == sip.INVITE && (c.Resp.StatusCode == 183 || c.Resp.StatusCode == 200) {
 				rtpengine.Answer(c, rtp, &rtpengine.Flags{ReplaceOrigin: true, ICE: rtpengine.ICERemove}, func(err error) {
 					o.count(&o.answers, err)
 				})

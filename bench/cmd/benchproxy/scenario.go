@@ -65,7 +65,7 @@ func request(o options) (func(c *tm.Context), error) {
 			sep = "&"
 		}
 		initial = func(c *tm.Context) {
-			u := o.restURL + sep + "user=" + url.QueryEscape(c.Req.Recipient.User)
+			u := o.restURL + sep + "user=" + url.QueryEscape(c.Recipient().User)
 			async.Await(c, o.rest.Get(u), func(r rest.Result, err error) {
 				if err != nil || r.Status != 200 {
 					_ = c.Reply(503, "Routing Unavailable")
@@ -79,7 +79,7 @@ func request(o options) (func(c *tm.Context), error) {
 			return nil, fmt.Errorf("benchproxy: scenario db needs -db")
 		}
 		initial = func(c *tm.Context) {
-			async.Await(c, o.db.QueryRow(o.dbQuery, c.Req.Recipient.User), func(row db.Row, err error) {
+			async.Await(c, o.db.QueryRow(o.dbQuery, c.Recipient().User), func(row db.Row, err error) {
 				switch {
 				case errors.Is(err, db.ErrNoRows):
 					_ = c.Reply(404, "Not Found")

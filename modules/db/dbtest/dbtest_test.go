@@ -38,14 +38,14 @@ func handle(t *testing.T) *db.Handle {
 func gwRoute(h *db.Handle) func(*tm.Context) {
 	return func(c *tm.Context) {
 		async.Await(c, h.QueryRow(`SELECT gw FROM lcr
-			WHERE user = ?`, c.Req.Recipient.User), func(row db.Row, err error) {
+			WHERE user = ?`, c.Recipient().User), func(row db.Row, err error) {
 			switch {
 			case errors.Is(err, db.ErrNoRows):
 				_ = c.Reply(404, "")
 			case err != nil:
 				_ = c.Reply(503, "")
 			default:
-				_ = c.Relay("sip:" + c.Req.Recipient.User + "@" + row.String(0))
+				_ = c.Relay("sip:" + c.Recipient().User + "@" + row.String(0))
 			}
 		}, async.Timeout(time.Second))
 	}

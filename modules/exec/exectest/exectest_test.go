@@ -28,7 +28,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // status 1): 404; the script failed: 503.
 func scriptRoute(r *exec.Runner, script string) func(*tm.Context) {
 	return func(c *tm.Context) {
-		cmd := r.Command(script, c.Req.Recipient.User)
+		cmd := r.Command(script, c.Recipient().User)
 		cmd.Timeout = 300 * time.Millisecond
 		async.Await(c, cmd, func(res exec.Result, err error) {
 			switch {
@@ -81,13 +81,13 @@ func TestFakeRulesInOrder(t *testing.T) {
 	fake.On("/usr/bin/blocklist", "+1666").Fail(exec.ErrTimeout)
 	fake.On("/usr/bin/blocklist").Output("", 0)
 	route := func(c *tm.Context) {
-		async.Await(c, r.Command("/usr/bin/blocklist", c.Req.Recipient.User), func(_ exec.Result, err error) {
+		async.Await(c, r.Command("/usr/bin/blocklist", c.Recipient().User), func(_ exec.Result, err error) {
 			if err != nil {
 				c.Set("err", err)
 				_ = c.Reply(403, "")
 				return
 			}
-			async.Await(c, r.Command("/usr/local/bin/lcr", "--number", c.Req.Recipient.User), func(res exec.Result, err error) {
+			async.Await(c, r.Command("/usr/local/bin/lcr", "--number", c.Recipient().User), func(res exec.Result, err error) {
 				if err != nil {
 					_ = c.Reply(503, "")
 					return

@@ -40,7 +40,7 @@ return n`)
 // user has no target.
 func callLimit(c *redis.Client) func(*tm.Context) {
 	return func(ctx *tm.Context) {
-		user := ctx.Req.Recipient.User
+		user := ctx.Recipient().User
 		async.Await(ctx, limit.Int(c, []string{"calls:" + user}, "2", "60000"), func(n int64, err error) {
 			switch {
 			case err != nil:

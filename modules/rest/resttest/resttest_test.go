@@ -103,7 +103,7 @@ func TestFakeAnswersJSON(t *testing.T) {
 	api.On("GET", "http://routing.invalid/v1/json/1666").JSON(404, map[string]string{"error": "unknown"})
 	api.On("GET", "http://routing.invalid/v1/json/1777").Status(200, "not json")
 	h := siptest.NewHarness(t, func(ctx *tm.Context) {
-		async.Await(ctx, rest.JSON[route](c.GetJSON("json/"+ctx.Req.Recipient.User)), func(r route, err error) {
+		async.Await(ctx, rest.JSON[route](c.GetJSON("json/"+ctx.Recipient().User)), func(r route, err error) {
 			if err != nil {
 				ctx.Set("err", err)
 				_ = ctx.Reply(503, "")
@@ -144,7 +144,7 @@ func TestFakeOnRequest(t *testing.T) {
 	}).Respond(rest.Result{Status: 201})
 	api.On("POST", "http://billing.invalid/cdr").Fail(errors.New("unexpected body"))
 	h := siptest.NewHarness(t, func(ctx *tm.Context) {
-		body := map[string]string{"from": ctx.Req.From().Address.User}
+		body := map[string]string{"from": ctx.Req().From().Address.User}
 		async.Await(ctx, c.PostJSON("http://billing.invalid/cdr", body), func(r rest.Result, err error) {
 			if err != nil {
 				_ = ctx.Reply(500, "")
