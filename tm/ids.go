@@ -45,6 +45,8 @@ type idSource struct {
 	sum []byte
 	in  []byte // MAC input being built
 	out []byte // identifier being built
+	via []byte // a spliced branch's received top Via (splice.go)
+	hop []byte // what its branch MAC binds of it (appendViaHopBytes)
 }
 
 func newIDSource(key []byte) *idSource {
@@ -138,6 +140,20 @@ func (s *Server) newBranch(ls *loopState, upstream *sip.ViaHeader) string {
 	b = append(b, 'b')
 	b = g.appendRandom64(b)
 	b = g.appendMAC(b, g.macInput(b[kid:], upstream))
+	g.out = b
+	return string(b)
+}
+
+// newBranchHop is newBranch for the Via below ours given as
+// appendViaHop's bytes (splice.go).
+func (s *Server) newBranchHop(ls *loopState, hop []byte) string {
+	g := ls.ids
+	b := s.appendBranchPrefix(g.out[:0])
+	kid := len(b)
+	b = append(b, 'b')
+	b = g.appendRandom64(b)
+	g.in = append(append(append(g.in[:0], b[kid:]...), 0), hop...)
+	b = g.appendMAC(b, g.in)
 	g.out = b
 	return string(b)
 }

@@ -35,7 +35,20 @@ type Branch struct {
 
 // Req returns the request sent on this branch: a copy of Context.Req() with
 // its own Request-URI. A Branch route may edit it.
-func (b *Branch) Req() *sip.Request { return b.req }
+func (b *Branch) Req() *sip.Request {
+	if b.req == nil && b.tx != nil {
+		b.req = b.tx.request() // a spliced branch (splice.go): parsed on first use
+	}
+	return b.req
+}
+
+// method is the branch request's method.
+func (b *Branch) method() sip.RequestMethod {
+	if b.req != nil {
+		return b.req.Method
+	}
+	return b.c.Method()
+}
 
 // Drop stops the branch from being sent (in a Branch route).
 func (b *Branch) Drop() { b.dropped = true }
@@ -151,8 +164,9 @@ func (c *Context) Relay(targets ...string) error {
 		}
 		uris = append(uris, u)
 	}
+	c.ruriOrig = len(uris) == 0
 	if len(uris) == 0 {
-		uris = append(uris, c.Req().Recipient)
+		uris = append(uris, c.Recipient())
 	}
 	return c.relayResolving(uris)
 }
@@ -179,8 +193,18 @@ func (c *Context) relayTo(uris []sip.Uri) error {
 	return nil
 }
 
-// startBranch builds, routes and sends one branch.
+// startBranch builds, routes and sends one branch: by splicing the
+// request's bytes when it is not materialised and no Branch route may edit
+// it (splice.go), else as a clone of the sipgo request.
 func (c *Context) startBranch(ruri sip.Uri) error {
+	if c.lazy() && c.routes.Branch == nil {
+		return c.startSplicedBranch(ruri)
+	}
+	return c.startParsedBranch(ruri)
+}
+
+// startParsedBranch is startBranch for a materialised request.
+func (c *Context) startParsedBranch(ruri sip.Uri) error {
 	s := c.s
 	req := c.Req().Clone()
 	req.Recipient = *ruri.Clone()
@@ -237,6 +261,12 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 // Route, or the Request-URI, and the transport that URI asks for (forced
 // reports that it named one: ;transport= or sips:).
 func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, forced bool, err error) {
+	return c.nextHopURI(firstRoute(req), &req.Recipient)
+}
+
+// nextHopURI is nextHop for a request whose first Route is route (nil
+// for none) and Request-URI ruri.
+func (c *Context) nextHopURI(route *sip.RouteHeader, ruri *sip.Uri) (dst netip.AddrPort, tp Transport, forced bool, err error) {
 	var u sip.Uri
 	fromRURI := false
 	switch {
@@ -244,8 +274,8 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 		if u, err = parseTarget(c.dst); err != nil {
 			return netip.AddrPort{}, nil, false, err
 		}
-	case firstRoute(req) != nil:
-		u = firstRoute(req).Address
+	case route != nil:
+		u = route.Address
 	case c.flow.IsValid() && c.flow != c.src:
 		// The dialog's Record-Route named the connection this request
 		// goes back on (a flow token): use it while it is open.
@@ -254,9 +284,9 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 				return c.flow, tp, true, nil
 			}
 		}
-		u, fromRURI = req.Recipient, true
+		u, fromRURI = *ruri, true
 	default:
-		u, fromRURI = req.Recipient, true
+		u, fromRURI = *ruri, true
 	}
 	proto := uriTransport(&u)
 	port := u.Port
