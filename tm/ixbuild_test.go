@@ -355,3 +355,25 @@ func BenchmarkIxReaders(b *testing.B) {
 		_ = ixMethod(&ix)
 	}
 }
+
+// plainIPv6 and parseIPv4 accept only what netip reads, as netip reads it.
+func TestIxPlainIPAgreesWithNetip(t *testing.T) {
+	for _, s := range []string{
+		"::", "::1", "1::", "2001:db8::1", "2001:DB8:0:0:0:0:0:1", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::",
+		"::ffff:127.0.0.1", "64:ff9b::192.0.2.33", "1:2:3:4:5:6:1.2.3.4", "0000:", "1:2:3:4:5:6:7:8:9",
+		"1::2::3", ":1::", "1:", ":", "12345::", "1:2:3:4:5:6:7", "::1.2.3", "::01.2.3.4", "fe80::1%eth0",
+		"::g", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7", "1.2.3.4", "", ":::",
+	} {
+		a, err := netip.ParseAddr(s)
+		want := err == nil && a.Is6() && a.Zone() == ""
+		require.Equal(t, want, plainIPv6([]byte(s)), "%q", s)
+	}
+	for _, s := range []string{"127.0.0.1", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.1.1.1", "1.1.1", "1.1.1.1.", "1..1.1", "a.b.c.d", "1.1.1.1 ", ""} {
+		a, err := netip.ParseAddr(s)
+		got, ok := parseIPv4([]byte(s))
+		require.Equal(t, err == nil && a.Is4(), ok, "%q", s)
+		if ok {
+			require.Equal(t, a, got, "%q", s)
+		}
+	}
+}
