@@ -39,14 +39,16 @@ const (
 // the branch MAC. Only its loop touches it. Identifiers are built in its
 // scratch buffers and become a string once: a branch costs one allocation.
 type idSource struct {
-	buf [randBatch]byte
-	n   int // bytes of buf already used
-	mac hash.Hash
-	sum []byte
-	in  []byte // MAC input being built
-	out []byte // identifier being built
-	via []byte // a spliced branch's received top Via (splice.go)
-	hop []byte // what its branch MAC binds of it (appendViaHopBytes)
+	buf    [randBatch]byte
+	n      int // bytes of buf already used
+	mac    hash.Hash
+	sum    []byte
+	in     []byte    // MAC input being built
+	out    []byte    // identifier being built
+	via    []byte    // a spliced branch's received top Via (splice.go)
+	hop    []byte    // what its branch MAC binds of it (appendViaHopBytes)
+	ourVia []byte    // our Via value for a spliced branch
+	rr     [2][]byte // its Record-Route values
 }
 
 func newIDSource(key []byte) *idSource {

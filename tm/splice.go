@@ -7,19 +7,15 @@ import (
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
-
-	"github.com/asyncsip/asyncsip/tm/internal/sipindex"
 )
 
 // Relaying a request by splicing its bytes (issue 19). A branch of a
 // request that is not materialised (lazy.go), with no Branch route, is the
-// request as received with, in order: the new Request-URI in the start
-// line, our Via on top, our Record-Route value(s) below it, the received
-// top Via as markReceived leaves it, Max-Forwards decremented (70 added at
-// the end of the headers when absent) and the body as Content-Length
-// bounds it. Everything else keeps the sender's bytes. startBranch's
-// clone-and-serialize gives the same message in sipgo's formatting
-// (TestSplicedBranchMatchesParsed).
+// request as received with the new Request-URI, our Via on top, our
+// Record-Route value(s) below it, the received top Via as markReceived
+// leaves it and Max-Forwards decremented (appendSplicedRequest, held to
+// startBranch's clone-and-serialize by TestIxSpliceMatchesBranch; the whole
+// relay by TestLazyRelayMatchesMaterialised in internal/e2e).
 
 // startSplicedBranch is startBranch for a request not materialised and no
 // Branch route.
@@ -50,54 +46,31 @@ func (c *Context) startSplicedBranch(ruri sip.Uri) error {
 		return c.startParsedBranch(ruri)
 	}
 	branch := s.newBranchHop(c.ls, hop)
-	data := c.raw
-	w := make([]byte, 0, len(data)+320+len(ruri.Host)+len(ruri.User))
-	w = append(w, ix.Bytes(ix.Method)...)
-	w = append(w, ' ')
-	if c.ruriOrig {
-		w = append(w, ix.Bytes(ix.RequestURI)...)
-	} else {
-		w = append(w, ruri.String()...)
-	}
-	w = append(w, " SIP/2.0\r\nVia: SIP/2.0/"...)
 	host, port := tp.Advertised()
-	w = append(w, tp.Protocol()...)
-	w = append(w, ' ')
-	w = appendURIHost(w, host)
+	v := append(g.ourVia[:0], "SIP/2.0/"...)
+	v = append(v, tp.Protocol()...)
+	v = append(v, ' ')
+	v = appendURIHost(v, host)
 	if port > 0 {
-		w = append(w, ':')
-		w = strconv.AppendInt(w, int64(port), 10)
+		v = append(v, ':')
+		v = strconv.AppendInt(v, int64(port), 10)
 	}
-	w = append(w, ";branch="...)
-	w = append(w, branch...)
-	w = append(w, "\r\n"...)
+	v = append(v, ";branch="...)
+	v = append(v, branch...)
+	g.ourVia = v
+	sp := ixSplice{Via: unsafeString(v), AddMaxForwards: true, Src: c.src}
+	if !c.ruriOrig {
+		sp.RURI = ruri.String()
+	}
 	if rr, _ := ixRecordRoutable(ix); rr && !s.cfg.NoRecordRoute {
 		from, _ := ixFromTag(ix)
-		w = c.appendRecordRoutes(w, c.callID, unsafeString(from), dst, tp)
+		g.rr[0], g.rr[1] = c.appendRecordRoutes(g.rr[0][:0], g.rr[1][:0], c.callID, unsafeString(from), dst, tp)
+		sp.RR[0], sp.RR[1] = unsafeString(g.rr[0]), unsafeString(g.rr[1])
 	}
-	// The header fields as received, but for the top Via and Max-Forwards.
-	last := int(ix.Fields[0].Name.Start)
-	mfSeen := false
-	for _, f := range ix.Fields {
-		switch {
-		case f.Kind == sipindex.KindVia && f.Value.Start <= ix.TopVia.Start && ix.TopVia.End <= f.Value.End:
-			w = append(w, data[last:ix.TopVia.Start]...)
-			w = append(w, via...)
-			last = int(ix.TopVia.End)
-		case f.Kind == sipindex.KindMaxForwards:
-			mfSeen = true
-			w = append(w, data[last:f.Value.Start]...)
-			w = strconv.AppendInt(w, int64(ix.MaxForwards-1), 10)
-			last = int(f.Value.End)
-		}
+	w, ok := appendSplicedRequest(make([]byte, 0, len(c.raw)+len(v)+len(g.rr[0])+len(g.rr[1])+len(sp.RURI)+64), ix, &sp)
+	if !ok {
+		return c.startParsedBranch(ruri)
 	}
-	hdrEnd := int(ix.Body.Start) - 2 // the empty line
-	w = append(w, data[last:hdrEnd]...)
-	if !mfSeen {
-		w = append(w, "Max-Forwards: 70\r\n"...)
-	}
-	w = append(w, "\r\n"...)
-	w = append(w, data[ix.Body.Start:ix.Body.End]...)
 
 	b := &Branch{Index: len(c.branches), c: c}
 	c.branches = append(c.branches, b)
@@ -154,10 +127,11 @@ func appendViaHopBytes(b, v []byte) ([]byte, bool) {
 	return strconv.AppendInt(b, int64(viaPort(v[:pi])), 10), true
 }
 
-// appendRecordRoutes appends the Record-Route field(s) recordRoute would
-// prepend for a branch leaving over out to dst, for the dialog of callID
-// and fromTag: the outbound interface's value on top.
-func (c *Context) appendRecordRoutes(w []byte, callID, fromTag string, dst netip.AddrPort, out Transport) []byte {
+// appendRecordRoutes appends to top and below the Record-Route values
+// recordRoute would prepend for a branch leaving over out to dst, for the
+// dialog of callID and fromTag: the outbound interface's value on top, the
+// inbound one below when there are two (below stays empty otherwise).
+func (c *Context) appendRecordRoutes(top, below []byte, callID, fromTag string, dst netip.AddrPort, out Transport) ([]byte, []byte) {
 	in := c.tp
 	var inTok, outTok string
 	if in != nil && !strings.EqualFold(in.Protocol(), "UDP") && c.src.IsValid() {
@@ -166,18 +140,18 @@ func (c *Context) appendRecordRoutes(w []byte, callID, fromTag string, dst netip
 	if !strings.EqualFold(out.Protocol(), "UDP") {
 		outTok = c.s.flowToken(dst)
 	}
-	w = c.appendRR(w, out, outTok, callID, fromTag)
+	top = c.appendRR(top, out, outTok, callID, fromTag)
 	if in != nil && (!sameInterface(in, out) || inTok != "" || outTok != "") {
-		w = c.appendRR(w, in, inTok, callID, fromTag)
+		below = c.appendRR(below, in, inTok, callID, fromTag)
 	}
-	return w
+	return top, below
 }
 
-// appendRR appends "Record-Route: <…>" naming tp as rrHeader and
-// signRecordRoute make it.
+// appendRR appends the Record-Route value naming tp as rrHeader and
+// signRecordRoute make it: "<sip:[token@]host:port[;transport=…];lr;sig=…>".
 func (c *Context) appendRR(w []byte, tp Transport, token, callID, fromTag string) []byte {
 	host, port := tp.Advertised()
-	w = append(w, "Record-Route: <sip:"...)
+	w = append(w, "<sip:"...)
 	if token != "" {
 		w = append(w, token...)
 		w = append(w, '@')
@@ -193,5 +167,5 @@ func (c *Context) appendRR(w []byte, tp Transport, token, callID, fromTag string
 	}
 	w = append(w, ";lr;"+sigParam+"="...)
 	w = c.s.appendRouteMAC(w, callID, fromTag, token)
-	return append(w, ">\r\n"...)
+	return append(w, '>')
 }
