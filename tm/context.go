@@ -113,6 +113,9 @@ type Context struct {
 	hops      map[string]NextHop // next hops looked up by Relay (lookup.go)
 
 	branches []*Branch
+	branch0  [1]*Branch // branches' first backing array
+	branchA  Branch     // the first spliced branch
+	ruris    [1]sip.Uri // Relay's target list when it has none
 	cur      *Branch
 	queue    []queued
 	failing  bool
@@ -156,7 +159,8 @@ func (c *Context) Recipient() sip.Uri {
 	}
 	if !c.ruriRead {
 		ix := c.index()
-		if err := sip.ParseUri(string(ix.Bytes(ix.RequestURI)), &c.ruri); err != nil {
+		// c.raw is owned and never written: the URI's strings may view it.
+		if err := sip.ParseUri(unsafeString(ix.Bytes(ix.RequestURI)), &c.ruri); err != nil {
 			// lazyEligible took only what sipgo parses; should it not,
 			// the parsed request says what the parser makes of it.
 			return c.Req().Recipient

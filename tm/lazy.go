@@ -131,7 +131,7 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	if !ok || ls.stx[string(key)] != nil {
 		return false
 	}
-	if s.absorbTomb(ls, string(key)) {
+	if s.absorbTomb(ls, unsafeString(key)) { // a lookup: the key is not kept
 		return true
 	}
 	raw := append([]byte(nil), data...)
@@ -153,6 +153,7 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	s.stats.inProgress.Add(1)
 	t.toTag = s.toTag(ls)
 	c := &Context{s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
+	c.branches = c.branch0[:0]
 	c.raw = raw
 	c.method = method
 	c.callID = unsafe.String(&raw[ix.CallID.Start], ix.CallID.Len())

@@ -156,7 +156,12 @@ func (c *Context) Relay(targets ...string) error {
 		// RFC 5393 §5: more parallel branches than allowed.
 		return c.relayFailed(fmt.Errorf("%w: %d parallel branches > %d", ErrMaxBreadth, len(targets), c.s.cfg.MaxBreadth))
 	}
-	uris := make([]sip.Uri, 0, max(1, len(targets)))
+	var uris []sip.Uri
+	if len(targets) == 0 {
+		uris = c.ruris[:0]
+	} else {
+		uris = make([]sip.Uri, 0, len(targets))
+	}
 	for _, t := range targets {
 		u, err := parseTarget(t)
 		if err != nil {

@@ -72,7 +72,13 @@ func (c *Context) startSplicedBranch(ruri sip.Uri) error {
 		return c.startParsedBranch(ruri)
 	}
 
-	b := &Branch{Index: len(c.branches), c: c}
+	var b *Branch
+	if len(c.branches) == 0 && c.branchA.c == nil {
+		b = &c.branchA
+	} else {
+		b = &Branch{}
+	}
+	b.Index, b.c = len(c.branches), c
 	c.branches = append(c.branches, b)
 	b.tx = s.startClientTxWire(c.ls, w, c.method, branch, dst, tp, b)
 	if c.method == sip.INVITE {
