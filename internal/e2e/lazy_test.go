@@ -186,8 +186,8 @@ func TestLazyReqAfterSuspension(t *testing.T) {
 	p.receive(p.invite(9), benchUAC) // the loop's index now holds a third INVITE
 	p.loop.Advance(time.Millisecond)
 	want := map[string]seen{
-		"lazy-3": {"lazy-3", "INVITE", "sip:+15551234@127.0.0.1:5062;user=phone", "sip:+15551234@127.0.0.1:5062;user=phone", "127.0.0.1", "5061"},
-		"lazy-1": {"lazy-1", "INVITE", "sip:bob@127.0.0.1:5062", "sip:bob@127.0.0.1:5062", "127.0.0.1", "5061"},
+		"lazy-3":  {"lazy-3", "INVITE", "sip:+15551234@127.0.0.1:5062;user=phone", "sip:+15551234@127.0.0.1:5062;user=phone", "127.0.0.1", "5061"},
+		"lazy-1":  {"lazy-1", "INVITE", "sip:bob@127.0.0.1:5062", "sip:bob@127.0.0.1:5062", "127.0.0.1", "5061"},
 		"bench-9": {"bench-9", "INVITE", "sip:bob@127.0.0.1:5062", "sip:bob@127.0.0.1:5062", "127.0.0.1", "5061"},
 	}
 	for id, w := range want {
