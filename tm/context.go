@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/asyncsip/asyncsip/reactor"
+	"github.com/asyncsip/asyncsip/tm/internal/sipindex"
 )
 
 // Errors returned by Context actions.
@@ -75,7 +76,8 @@ type Context struct {
 	hasToTag bool
 	ruri     sip.Uri
 	ruriRead bool
-	ruriOrig bool // Relay without targets: a branch keeps the Request-URI as received
+	ruriOrig bool             // Relay without targets: a branch keeps the Request-URI as received
+	cuts     [2]sipindex.Span // the Route values looseRoute removes, in raw
 	// Resp is the response a reply route runs for, or the best response a
 	// failure route runs for; nil in the request route.
 	Resp *sip.Response

@@ -160,6 +160,27 @@ func (s *Server) newBranchHop(ls *loopState, hop []byte) string {
 	return string(b)
 }
 
+// statelessBranchHop is statelessBranch for a request not materialised:
+// the incoming branch, the Request-URI as received and appendViaHop's
+// bytes of the top Via (splice.go). It returns a view of ls's buffer,
+// valid until the next identifier is made.
+func (s *Server) statelessBranchHop(ls *loopState, inBranch, ruri, hop []byte) []byte {
+	g := ls.ids
+	g.in = append(g.in[:0], "s-id"...)
+	g.in = append(g.in, 0)
+	g.in = append(g.in, inBranch...)
+	g.in = append(g.in, '|')
+	g.in = append(g.in, ruri...)
+	b := s.appendBranchPrefix(g.out[:0])
+	kid := len(b)
+	b = append(b, 's')
+	b = g.appendMAC(b, g.in)
+	g.in = append(append(append(g.in[:0], b[kid:]...), 0), hop...)
+	b = g.appendMAC(b, g.in)
+	g.out = b
+	return b
+}
+
 // statelessBranch returns the branch of a stateless forward: the same for
 // every retransmission of the request (derived from its branch and the
 // Request-URI), keyed so it cannot be predicted without the incoming branch.

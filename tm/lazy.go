@@ -20,27 +20,35 @@ import (
 // owns a copy of the bytes (c.raw): the datagram's buffer is the reactor's.
 //
 // Context.Req materialises the request: parseIndexed over c.raw, then the
-// edits tm already made (markReceived; looseRoute is not run on the lazy
-// path, which takes only requests without Route). From then on the sipgo
+// edits tm already made (markReceived, and looseRoute run again on the
+// parsed request: it decides as ixLooseRoute did). From then on the sipgo
 // request is authoritative and relaying clones and serializes it, as for a
 // request that never had a clean index. Anything unusual — a Screen route,
-// a Route header, a 483/420/503/403 to answer — materialises before the
-// route runs and takes the parsed path unchanged.
+// a Route left after ours, a strict router, a 483/420/503/403 to answer —
+// takes the parsed path unchanged before the route runs.
 
 // lazyEligible reports whether the request indexed in ls.ix may take the
 // lazy path: the checks of validate the index does not make hold (a
 // Request-URI sip: or sips: with a host and no headers, a Content-Length),
-// nothing needs the SWS repair, the top Via, From and To read as sipgo
-// reads them, and no Route to loose-route.
+// nothing but Route needs the SWS repair, the top Via, From and To read as
+// sipgo reads them.
 func lazyEligible(ix *sipindex.Index) bool {
-	if !ix.Request || ix.ContentLength < 0 || ix.Routes > 0 || ix.CallID.Len() == 0 {
+	if !ix.Request || ix.ContentLength < 0 || ix.CallID.Len() == 0 {
 		return false
 	}
 	if !plainRURI(ix.Bytes(ix.RequestURI)) {
 		return false
 	}
-	if needsSWSRepairIndexed(ix) {
-		return false
+	for _, f := range ix.Fields {
+		// needsSWSRepairIndexed but for Route: ixLooseRoute reads Route
+		// values itself (SIPp writes a route set as "<a>, <b>"), and what
+		// the splice keeps of them goes on as the sender wrote it.
+		switch f.Kind {
+		case sipindex.KindVia, sipindex.KindFrom, sipindex.KindTo, sipindex.KindContact, sipindex.KindRecordRoute:
+			if hasLooseSWS(ix.Bytes(f.Value)) {
+				return false
+			}
+		}
 	}
 	if _, _, ok := plainVia(ix.Bytes(ix.TopVia)); !ok {
 		return false
@@ -110,10 +118,37 @@ func plainRURI(u []byte) bool {
 func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, tp Transport) bool {
 	ix := &ls.ix
 	m := ix.Bytes(ix.Method)
-	if string(m) == "ACK" || string(m) == "CANCEL" || !lazyEligible(ix) {
+	ack := string(m) == "ACK"
+	if string(m) == "CANCEL" || !lazyEligible(ix) || s.routes.Load().Screen != nil {
 		return false
 	}
-	if s.routes.Load().Screen != nil || s.overCap(ls) || s.draining.Load() {
+	// looseRoute from the index; a Route left after ours (the rest of a
+	// dialog's route set, or a sender's) takes the parsed path.
+	var lr ixLoose
+	if !s.ixLooseRoute(ix, &lr) || lr.First != (sipindex.Span{}) {
+		return false
+	}
+	hasTo, _ := ixHasToTag(ix)
+	if hasTo && !lr.Signed && !s.cfg.Security.AllowUnsignedInDialog {
+		return false // refused (403, 481, or silently for an ACK) by the parsed path
+	}
+	if ack {
+		// An ACK for a non-2xx final was absorbed by absorbIndexed when
+		// the key reads; one for a final of ours without transaction ends
+		// here on the parsed path. What is left goes end to end, stateless.
+		key, ok := appendIndexedServerKey(ls.kbuf[:0], ix, []byte("INVITE"))
+		ls.kbuf = key
+		if !ok || ls.stx[string(key)] != nil {
+			return false
+		}
+		if tag, _ := ixToTag(ix); s.ownTagBytes(tag) {
+			return false
+		}
+		c := s.newLazyContext(ls, nil, data, src, tp, hasTo, &lr)
+		s.runRoute(c, RouteRequest, c.routes.Request, noContinuation)
+		return true
+	}
+	if s.overCap(ls) || s.draining.Load() {
 		return false
 	}
 	if mf, ok := ixMaxForwards(ix); ok && mf == 0 {
@@ -121,10 +156,6 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	}
 	if ixProxyRequire(ix) {
 		return false
-	}
-	hasTo, _ := ixHasToTag(ix)
-	if hasTo && !s.cfg.Security.AllowUnsignedInDialog {
-		return false // refused 403/481 by the parsed path (no Route: not signed)
 	}
 	key, ok := appendIndexedServerKey(ls.kbuf[:0], ix, m)
 	ls.kbuf = key
@@ -134,14 +165,11 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	if s.absorbTomb(ls, unsafeString(key)) { // a lookup: the key is not kept
 		return true
 	}
-	raw := append([]byte(nil), data...)
-	ix.Rebase(raw)
-	method := ixMethod(ix)
 	k := string(key)
 	t := &serverTx{
 		s: s, ls: ls, key: k, src: src, tp: tp,
 		dst:    indexedResponseAddr(ix, src),
-		invite: method == sip.INVITE,
+		invite: string(m) == "INVITE",
 		state:  stTrying,
 	}
 	if t.invite {
@@ -152,15 +180,38 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	s.stats.stxCreated.Add(1)
 	s.stats.inProgress.Add(1)
 	t.toTag = s.toTag(ls)
-	c := &Context{s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
-	c.branches = c.branch0[:0]
-	c.raw = raw
-	c.method = method
-	c.callID = unsafe.String(&raw[ix.CallID.Start], ix.CallID.Len())
-	c.hasToTag = hasTo
+	c := s.newLazyContext(ls, t, data, src, tp, hasTo, &lr)
 	t.ctx = c
 	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
 	return true
+}
+
+// noContinuation is the request route's continuation without transaction.
+func noContinuation() {}
+
+// newLazyContext makes the Context of the request indexed in ls.ix from
+// data: it copies data (the reactor's buffer) and rebases the index onto
+// the copy, and notes what looseRoute decided (lr).
+func (s *Server) newLazyContext(ls *loopState, t *serverTx, data []byte, src netip.AddrPort, tp Transport,
+	hasTo bool, lr *ixLoose) *Context {
+	ix := &ls.ix
+	raw := append([]byte(nil), data...)
+	ix.Rebase(raw)
+	c := &Context{s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
+	c.branches = c.branch0[:0]
+	c.raw = raw
+	c.method = ixMethod(ix)
+	c.callID = unsafe.String(&raw[ix.CallID.Start], ix.CallID.Len())
+	c.hasToTag = hasTo
+	c.looseRt, c.signed, c.foreignRoute = lr.Removed, lr.Signed, lr.ForeignRoute
+	c.flow, c.flowProto = lr.Flow, lr.FlowProto
+	c.cuts = lr.Cuts
+	return c
+}
+
+// ownTagBytes is ownTag for a To tag read from the index.
+func (s *Server) ownTagBytes(tag []byte) bool {
+	return len(tag) == len(s.tag)+idHex && string(tag[:len(s.tag)]) == s.tag
 }
 
 // indexedResponseAddr is responseAddr read from the index (the caller
@@ -215,6 +266,10 @@ func (c *Context) materialise() {
 	}
 	req := msg.(*sip.Request)
 	markReceived(req, c.src)
+	if ix.Routes > 0 {
+		// The same decisions as ixLooseRoute's, now made on the request.
+		c.looseRt = c.s.looseRoute(c, req)
+	}
 	c.req = req
 	if c.stx != nil && c.stx.req == nil && c.stx.ctx == c {
 		c.stx.req = req
@@ -246,7 +301,7 @@ func (c *Context) reply(code int, reason string, hdrs []sip.Header) error {
 }
 
 // firstRoute is firstRoute of the request; nil for a lazy one (the lazy
-// path takes only requests without Route).
+// path takes only requests without a Route left after ours).
 func (c *Context) firstRoute() *sip.RouteHeader {
 	if c.req == nil {
 		return nil

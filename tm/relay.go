@@ -331,6 +331,12 @@ func (c *Context) Forward() error {
 	if err := c.refuseForeignRoute(); err != nil {
 		return err
 	}
+	if c.lazy() {
+		if done, err := c.forwardSpliced(); done {
+			c.forwarded()
+			return err
+		}
+	}
 	s := c.s
 	req := c.Req().Clone()
 	if mf := req.MaxForwards(); mf != nil {
@@ -349,13 +355,19 @@ func (c *Context) Forward() error {
 	req.PrependHeader(via)
 	s.stats.stateless.Add(1)
 	err = s.sendMsg(c.ls, tp, req, dst)
+	c.forwarded()
+	return err
+}
+
+// forwarded ends the route's part after a stateless forward: the server
+// transaction (if any) is released so retransmissions are forwarded again.
+func (c *Context) forwarded() {
 	c.acted = true
 	if c.stx != nil {
 		c.stx.ctx = nil
 		c.stx.terminate()
 		c.stx = nil
 	}
-	return err
 }
 
 // forwardResponseStateless sends a response that matches no transaction to

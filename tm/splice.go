@@ -58,7 +58,7 @@ func (c *Context) startSplicedBranch(ruri sip.Uri) error {
 	v = append(v, ";branch="...)
 	v = append(v, branch...)
 	g.ourVia = v
-	sp := ixSplice{Via: unsafeString(v), AddMaxForwards: true, Src: c.src}
+	sp := ixSplice{Via: unsafeString(v), AddMaxForwards: true, Src: c.src, Cuts: c.cuts}
 	if !c.ruriOrig {
 		sp.RURI = ruri.String()
 	}
@@ -174,4 +174,52 @@ func (c *Context) appendRR(w []byte, tp Transport, token, callID, fromTag string
 	w = append(w, ";lr;"+sigParam+"="...)
 	w = c.s.appendRouteMAC(w, callID, fromTag, token)
 	return append(w, '>')
+}
+
+// forwardSpliced is Forward for a request not materialised: the request
+// as received, but for our Via on top (the stateless branch), the received
+// top Via, Max-Forwards decremented and the Route values of ours removed.
+// It reports false, having sent nothing, when the parsed path must do it.
+func (c *Context) forwardSpliced() (bool, error) {
+	s := c.s
+	ruri := c.Recipient()
+	ix := c.index()
+	dst, tp, _, err := c.nextHopURI(nil, &ruri)
+	if err != nil {
+		return false, nil // the parsed path fails the same way and says so
+	}
+	g := c.ls.ids
+	via, ok := appendReceivedVia(g.via[:0], ix.Bytes(ix.TopVia), c.src)
+	g.via = via
+	if !ok {
+		return false, nil
+	}
+	hop, ok := appendViaHopBytes(g.hop[:0], via)
+	g.hop = hop
+	if !ok {
+		return false, nil
+	}
+	_, pi, _ := plainVia(via)
+	_, bs, be, _, _ := plainParam(via[pi:], "branch")
+	branch := s.statelessBranchHop(c.ls, via[pi:][bs:be], ix.Bytes(ix.RequestURI), hop)
+	host, port := tp.Advertised()
+	v := append(g.ourVia[:0], "SIP/2.0/"...)
+	v = append(v, tp.Protocol()...)
+	v = append(v, ' ')
+	v = appendURIHost(v, host)
+	if port > 0 {
+		v = append(v, ':')
+		v = strconv.AppendInt(v, int64(port), 10)
+	}
+	v = append(v, ";branch="...)
+	v = append(v, branch...)
+	g.ourVia = v
+	sp := ixSplice{Via: unsafeString(v), Src: c.src, Cuts: c.cuts}
+	w, ok := appendSplicedRequest(c.ls.out[:0], ix, &sp)
+	if !ok {
+		return false, nil
+	}
+	c.ls.out = w
+	s.stats.stateless.Add(1)
+	return true, s.send(c.ls, tp, w, dst)
 }
