@@ -24,9 +24,6 @@ import (
 // a repeated parameter it reads, a top Via not written the usual way…):
 // the caller then materialises the request and takes the parsed path.
 
-// ixField returns the first field of kind k.
-func ixField(ix *sipindex.Index, k sipindex.Kind) (sipindex.Field, bool) { return ix.Find(k) }
-
 // addrParams returns the header parameters (";a=b;c") of a From, To,
 // Route or Record-Route value v: after the '>' of a name-addr, from the
 // first ';' of an addr-spec. ok is false for an unbalanced value.
