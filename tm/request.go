@@ -120,7 +120,7 @@ func (s *Server) screened(req *sip.Request, src netip.AddrPort) (drop bool) {
 // refuseUnsigned reports whether c is an in-dialog request that does not
 // follow our signed Record-Route and must be refused (recordroute.go).
 func (s *Server) refuseUnsigned(c *Context) bool {
-	if c.signed || !hasToTag(c.Req()) || s.cfg.Security.AllowUnsignedInDialog {
+	if c.signed || !c.toTagged() || s.cfg.Security.AllowUnsignedInDialog {
 		return false
 	}
 	s.stats.countDrop("unsigned")

@@ -77,6 +77,7 @@ type loopState struct {
 	kbuf   []byte         // transaction key being looked up (lookupKey, handleResponse)
 	ix     sipindex.Index // the message being received (indexed.go)
 	splice []byte         // a response relayed from the index, our Via removed (indexed.go)
+	out    []byte         // a response or branch request built from the index (lazy.go, splice.go)
 	tombs  tombTable      // completed transactions kept only to absorb retransmissions (tombstone.go)
 	// queued counts the received messages posted to this loop by other
 	// loops (or queued again by it) and not yet run: Receive keeps the
@@ -237,7 +238,8 @@ func (s *Server) receiveIndexed(ls *loopState, data []byte, from netip.AddrPort,
 	var msg sip.Message
 	var err error
 	if clean && s.owner(unsafeString(ls.ix.Bytes(ls.ix.CallID))) == ls &&
-		(s.absorbIndexed(ls, from, tp) || s.relayIndexed(ls, data, from, tp)) {
+		(s.absorbIndexed(ls, from, tp) || s.relayIndexed(ls, data, from, tp) ||
+			(ls.ix.Request && s.handleIndexed(ls, data, from, tp))) {
 		return
 	}
 	if clean {
