@@ -112,6 +112,9 @@ func ixCases(t *testing.T) []ixCase {
 	for k, v := range ixExtraRequests() {
 		all[k] = []byte(v)
 	}
+	for k, v := range looseCases(t, looseServer()) {
+		all["loose-"+k] = []byte(v)
+	}
 	var ls loopState
 	lim := indexLimits(Limits{}.withDefaults())
 	var out []ixCase
@@ -376,4 +379,40 @@ func TestIxPlainIPAgreesWithNetip(t *testing.T) {
 			require.Equal(t, a, got, "%q", s)
 		}
 	}
+}
+
+// FuzzIxResponse runs appendIndexedResponse and makeResponse on the same
+// bytes: where the index is clean, the parsed path accepts and the index
+// builds the response, sipgo reads the same response from both.
+func FuzzIxResponse(f *testing.F) {
+	seedCorpus(f)
+	for _, raw := range ixExtraRequests() {
+		f.Add([]byte(raw))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var ls loopState
+		if !ls.index(data, indexLimits(Limits{}.withDefaults())) || !ls.ix.Request {
+			return
+		}
+		msg, err := seamVerdict(data)
+		if err != nil || !roundTrips(t, data) {
+			return // the parsed path rewrites the request's headers
+		}
+		req := msg.(*sip.Request)
+		src := ixSources[len(data)%len(ixSources)]
+		code := []int{100, 180, 403, 503}[len(data)%4]
+		got, ok := appendIndexedResponse(nil, &ls.ix, src, code, "Some Reason", "tt-9")
+		if !ok {
+			return
+		}
+		markReceived(req, src)
+		want := (&writer{}).bytes((*Server)(nil).makeResponse(req, code, "Some Reason", "tt-9"))
+		w, werr := parse(newParser(Limits{}), want, Limits{})
+		if werr != nil {
+			return // the parsed path sends what sipgo cannot read back
+		}
+		g := reparse(t, "fuzz input", got).(*sip.Response)
+		require.Equal(t, w.(*sip.Response).StatusCode, g.StatusCode)
+		require.Equal(t, headerList(w), headerList(g), "parsed path:\n%s\nindex:\n%s", want, got)
+	})
 }
