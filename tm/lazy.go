@@ -195,8 +195,12 @@ func noContinuation() {}
 func (s *Server) newLazyContext(ls *loopState, t *serverTx, data []byte, src netip.AddrPort, tp Transport,
 	hasTo bool, lr *ixLoose) *Context {
 	ix := &ls.ix
-	raw := append([]byte(nil), data...)
-	ix.Rebase(raw)
+	raw := data
+	if !ls.owned {
+		raw = append([]byte(nil), data...)
+		ix.Rebase(raw)
+	}
+	ls.owned = false // kept: not to be kept twice
 	c := &Context{s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
 	c.branches = c.branch0[:0]
 	c.raw = raw

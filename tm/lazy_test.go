@@ -154,3 +154,33 @@ func TestLazyMatchesParsedOnCorpora(t *testing.T) {
 	t.Logf("%d requests ran lazily", lazyTaken)
 	require.Greater(t, lazyTaken, 20, "the corpora exercise the lazy path")
 }
+
+// A request handed over to its owner loop is kept as handed over (no
+// second copy) and behaves as one received there: relayed by splicing,
+// materialised later from its own bytes.
+func TestLazyHandedOver(t *testing.T) {
+	var gotCallID string
+	var lazyBefore bool
+	r := newRigN(t, 2, Config{}, Routes{
+		Request: func(c *Context) {
+			lazyBefore = c.lazy()
+			_ = c.Relay()
+		},
+		Reply: func(c *Context) { gotCallID = string(*c.Req().CallID()) },
+	})
+	callID := ""
+	for i := 0; i < 1000 && callID == ""; i++ {
+		if id := fmt.Sprintf("handed-%d", i); r.s.owner(id) == r.s.loops[1] {
+			callID = id
+		}
+	}
+	require.NotEmpty(t, callID)
+	r.recv(uacAddr, invite(callID, "z9hG4bK-h1")) // read by loop 0, owned by loop 1
+	out := r.expect("127.0.0.1:5061 100", "127.0.0.1:5062 INVITE")
+	require.True(t, lazyBefore)
+	require.Equal(t, callID, string(*out[1].msg.(*sip.Request).CallID()))
+	require.Equal(t, uint64(1), r.s.Stats().Handoffs)
+	r.recvMsg(uasAddr, respond(out[1].msg, 180, "b1"))
+	r.expect("127.0.0.1:5061 180")
+	require.Equal(t, callID, gotCallID)
+}
