@@ -93,13 +93,14 @@ func (t *clientTx) start() {
 }
 
 // startClientTxWire is startClientTx for a request already in wire form
-// (a spliced branch, splice.go); t.wire is wire, which the caller hands
-// over. The sipgo request is parsed from it only if asked for (request).
-func (s *Server) startClientTxWire(ls *loopState, wire []byte, method sip.RequestMethod, branch string, dst netip.AddrPort,
+// (a spliced branch, splice.go) with key clientKey(branch, method); t.wire
+// is wire, which the caller hands over. The sipgo request is parsed from
+// it only if asked for (request).
+func (s *Server) startClientTxWire(ls *loopState, wire []byte, key, branch string, dst netip.AddrPort,
 	tp Transport, user txUser) *clientTx {
 	t := &clientTx{
-		s: s, ls: ls, key: clientKey(branch, method), branch: branch, wire: wire,
-		dst: dst, tp: tp, invite: method == sip.INVITE, state: stTrying,
+		s: s, ls: ls, key: key, branch: branch, wire: wire,
+		dst: dst, tp: tp, invite: key[len(branch)+1:] == string(sip.INVITE), state: stTrying,
 		user: user,
 	}
 	t.start()

@@ -257,13 +257,25 @@ func (c *Context) Branches() []*Branch { return c.branches }
 // key ("tx", absent for a request without transaction).
 func (c *Context) Logger() *slog.Logger {
 	if c.log == nil {
-		args := []any{"call_id", c.CallID(), "cseq", c.Req().CSeq().Value(), "loop", c.ls.loop.ID()}
+		args := []any{"call_id", c.CallID(), "cseq", c.cseq(), "loop", c.ls.loop.ID()}
 		if c.stx != nil {
 			args = append(args, "tx", c.stx.key)
 		}
 		c.log = c.s.log.With(args...)
 	}
 	return c.log
+}
+
+// cseq is the request's CSeq value, from the index while the request is
+// not materialised.
+func (c *Context) cseq() string {
+	if c.req == nil {
+		ix := c.index()
+		if f, ok := ix.Find(sipindex.KindCSeq); ok {
+			return string(ix.Bytes(f.Value))
+		}
+	}
+	return c.Req().CSeq().Value()
 }
 
 // Set stores a per-transaction value; it survives suspension (OpenSIPS AVPs).

@@ -146,9 +146,10 @@ func (s *Server) newBranch(ls *loopState, upstream *sip.ViaHeader) string {
 	return string(b)
 }
 
-// newBranchHop is newBranch for the Via below ours given as
-// appendViaHop's bytes (splice.go).
-func (s *Server) newBranchHop(ls *loopState, hop []byte) string {
+// newBranchKey is newBranch for the Via below ours given as
+// appendViaHop's bytes (splice.go), returned with the client transaction
+// key of method in one string: key is clientKey(branch, method).
+func (s *Server) newBranchKey(ls *loopState, hop []byte, method sip.RequestMethod) (branch, key string) {
 	g := ls.ids
 	b := s.appendBranchPrefix(g.out[:0])
 	kid := len(b)
@@ -156,8 +157,11 @@ func (s *Server) newBranchHop(ls *loopState, hop []byte) string {
 	b = g.appendRandom64(b)
 	g.in = append(append(append(g.in[:0], b[kid:]...), 0), hop...)
 	b = g.appendMAC(b, g.in)
+	n := len(b)
+	b = append(append(b, '|'), method...)
 	g.out = b
-	return string(b)
+	key = string(b)
+	return key[:n], key
 }
 
 // statelessBranchHop is statelessBranch for a request not materialised:

@@ -179,7 +179,6 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	s.txBytes.Add(liveTxBytes)
 	s.stats.stxCreated.Add(1)
 	s.stats.inProgress.Add(1)
-	t.toTag = s.toTag(ls)
 	c := s.newLazyContext(ls, t, data, src, tp, hasTo, &lr)
 	t.ctx = c
 	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
@@ -195,8 +194,12 @@ func noContinuation() {}
 func (s *Server) newLazyContext(ls *loopState, t *serverTx, data []byte, src netip.AddrPort, tp Transport,
 	hasTo bool, lr *ixLoose) *Context {
 	ix := &ls.ix
-	raw := append([]byte(nil), data...)
-	ix.Rebase(raw)
+	raw := data
+	if !ls.owned {
+		raw = append([]byte(nil), data...)
+		ix.Rebase(raw)
+	}
+	ls.owned = false // kept: not to be kept twice
 	c := &Context{s: s, ls: ls, stx: t, src: src, tp: tp, routes: s.routes.Load(), start: ls.loop.Now()}
 	c.branches = c.branch0[:0]
 	c.raw = raw
@@ -286,13 +289,13 @@ func (c *Context) reply(code int, reason string, hdrs []sip.Header) error {
 		if hasCRLF(reason) {
 			return fmt.Errorf("%w: reason phrase", ErrInjection)
 		}
-		if wire, ok := appendIndexedResponse(c.ls.out[:0], c.index(), c.src, code, reason, c.stx.toTag); ok {
+		if wire, ok := appendIndexedResponse(c.ls.out[:0], c.index(), c.src, code, reason, c.stx.tag()); ok {
 			c.ls.out = wire
 			c.sendUpstreamWire(code, wire)
 			return nil
 		}
 	}
-	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.toTag, hdrs...)
+	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.tag(), hdrs...)
 	if err := checkInjection(resp); err != nil {
 		return err
 	}

@@ -132,7 +132,7 @@ func (c *Context) branchFailed(b *Branch, code int, reason string) {
 		return
 	}
 	b.tx.terminate()
-	resp := c.s.makeResponse(b.Req(), code, reason, c.stx.toTag)
+	resp := c.s.makeResponse(b.Req(), code, reason, c.stx.tag())
 	c.onBranchResponse(b, resp)
 }
 
@@ -263,7 +263,7 @@ func (c *Context) sendBest(best *sip.Response) {
 			return
 		}
 	}
-	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.toTag)
+	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.tag())
 	c.sendUpstream(resp)
 }
 

@@ -45,7 +45,7 @@ func (c *Context) startSplicedBranch(ruri sip.Uri) error {
 	if !ok {
 		return c.startParsedBranch(ruri)
 	}
-	branch := s.newBranchHop(c.ls, hop)
+	branch, key := s.newBranchKey(c.ls, hop, c.method)
 	host, port := tp.Advertised()
 	v := append(g.ourVia[:0], "SIP/2.0/"...)
 	v = append(v, tp.Protocol()...)
@@ -80,7 +80,7 @@ func (c *Context) startSplicedBranch(ruri sip.Uri) error {
 	}
 	b.Index, b.c = len(c.branches), c
 	c.branches = append(c.branches, b)
-	b.tx = s.startClientTxWire(c.ls, w, c.method, branch, dst, tp, b)
+	b.tx = s.startClientTxWire(c.ls, w, key, branch, dst, tp, b)
 	if c.method == sip.INVITE {
 		c.ls.loop.Arm(&b.timerCT, c.firstTimerC(), func() { c.timerC(b) })
 		b.timerC = &b.timerCT
