@@ -17,7 +17,7 @@ func TestSleepOnManualLoop(t *testing.T) {
 	start := clk.Now()
 	var woke time.Time
 	Launch(l, Sleep(1500*time.Millisecond), func(struct{}, error) { woke = l.Now() })
-	require.Equal(t, 2, l.Timers(), "the sleep's timer and the launch timeout")
+	require.Equal(t, 1, l.Timers(), "a Sleep within the timeout is the launch's own timer")
 	l.Advance(1499 * time.Millisecond)
 	require.True(t, woke.IsZero())
 	l.Advance(time.Millisecond)
@@ -35,6 +35,68 @@ func TestSleepCancelStopsTimer(t *testing.T) {
 	l.Advance(time.Second)
 	require.ErrorIs(t, r.err, ErrTimeout)
 	require.Zero(t, l.Timers(), "the cancelled sleep left no timer behind")
+}
+
+// An awaited Sleep runs on the await's own timer (one timer, armed for the
+// sleep): it resumes with success at the sleep's end, also when the sleep
+// equals the timeout, and reports the sleep as its latency.
+func TestAwaitSleepUsesTheAwaitTimer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name         string
+		sleep, bound time.Duration
+	}{{"shorter", 20 * time.Millisecond, time.Second}, {"equal", time.Second, time.Second}} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newManual()
+			start := clk.Now()
+			c := newFakeCtx(t, l)
+			obs := &fakeObserver{}
+			var r recorder[struct{}]
+			var woke time.Time
+			Await(c, Sleep(tc.sleep), func(v struct{}, err error) { woke = l.Now(); r.fn(v, err) },
+				Timeout(tc.bound), Observe(obs), Name("nap"))
+			require.Equal(t, 1, l.Timers(), "one timer: the sleep is the await's timer")
+			require.Equal(t, 1, c.suspended)
+			l.Advance(tc.sleep - time.Millisecond)
+			require.Zero(t, r.calls)
+			l.Advance(time.Millisecond)
+			require.Equal(t, 1, r.calls)
+			require.NoError(t, r.err)
+			require.Equal(t, tc.sleep, woke.Sub(start))
+			require.Equal(t, 1, c.resumed)
+			require.Zero(t, l.Timers())
+			require.Equal(t, []finishedOp{{"nap", tc.sleep, nil}}, obs.finished)
+		})
+	}
+}
+
+// A Sleep longer than the timeout is started as an op and times out.
+func TestAwaitSleepLongerThanTimeout(t *testing.T) {
+	t.Parallel()
+	l, _ := newManual()
+	c := newFakeCtx(t, l)
+	var r recorder[struct{}]
+	Await(c, Sleep(2*time.Second), r.fn, Timeout(time.Second))
+	require.Equal(t, 2, l.Timers(), "the sleep's own timer and the await timeout")
+	l.Advance(time.Second)
+	require.Equal(t, 1, r.calls)
+	require.ErrorIs(t, r.err, ErrTimeout)
+	require.Zero(t, l.Timers())
+}
+
+// A context that ends during an awaited Sleep stops its timer: no resume.
+func TestAwaitSleepAbortStopsTimer(t *testing.T) {
+	t.Parallel()
+	l, _ := newManual()
+	c := newFakeCtx(t, l)
+	var r recorder[struct{}]
+	Await(c, Sleep(time.Second), r.fn)
+	require.Equal(t, 1, l.Timers())
+	c.end()
+	require.Zero(t, l.Timers(), "the abort stopped the sleep")
+	l.Advance(2 * time.Second)
+	require.Zero(t, r.calls)
+	require.Equal(t, 0, c.stale)
 }
 
 func TestSleepZeroIsSynchronous(t *testing.T) {

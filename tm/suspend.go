@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/asyncsip/asyncsip/async"
+	"github.com/asyncsip/asyncsip/reactor"
 )
 
 // Suspension: a route waits for an op without blocking its loop.
@@ -43,22 +44,28 @@ func (c *Context) Suspend() (async.Resumer, error) {
 	c.suspended = true
 	c.gen++
 	c.s.stats.suspended.Add(1)
-	c.bound = c.ls.loop.AfterFunc(c.s.timers.SuspendBound, c.suspendExpired)
+	r := &resumer{c: c, gen: c.gen}
+	c.bound = &r.bound
+	c.ls.loop.Arm(&r.bound, c.s.timers.SuspendBound, c.suspendExpired)
 	if c.kind == RouteRequest {
 		c.stx.sendTrying()
 	}
-	return resumer{c: c, gen: c.gen}, nil
+	return r, nil
 }
 
+// resumer is one suspension: the handle Await resumes it with, and the
+// timer of its bound, in one allocation (a value resumer boxed into the
+// interface and a timer from AfterFunc were two).
 type resumer struct {
-	c   *Context
-	gen uint32
+	c     *Context
+	gen   uint32
+	bound reactor.Timer
 }
 
-func (r resumer) live() bool { return r.c.suspended && r.c.gen == r.gen }
+func (r *resumer) live() bool { return r.c.suspended && r.c.gen == r.gen }
 
 // Resume runs fn as the continuation of the suspended route.
-func (r resumer) Resume(fn func()) bool {
+func (r *resumer) Resume(fn func()) bool {
 	c := r.c
 	if !r.live() {
 		return false
@@ -73,7 +80,7 @@ func (r resumer) Resume(fn func()) bool {
 }
 
 // OnAbort registers fn to run if the suspension is aborted.
-func (r resumer) OnAbort(fn func()) {
+func (r *resumer) OnAbort(fn func()) {
 	if r.live() {
 		r.c.aborts = append(r.c.aborts, fn)
 	}

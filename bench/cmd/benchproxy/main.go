@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"syscall"
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 	dbUsers := fs.String("db-users", "bob,service", "db: comma-separated users routed to -target by -db-fill")
 	poolSize := fs.Int("pool", 256, "rest/db: requests or queries running at once (the module's pool)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile to this file until exit")
+	memProfile := fs.String("memprofile", "", "write a heap profile (allocations since start: -sample_index=alloc_objects) to this file at exit")
+	memRate := fs.Int("memprofilerate", 0, "runtime.MemProfileRate with -memprofile (0: Go's default, one sample per 512 KiB; 1: every allocation)")
 	logLevel := fs.String("log-level", "warn", "debug | info | warn | error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -130,6 +133,17 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 
+	if *memProfile != "" {
+		if *memRate > 0 {
+			runtime.MemProfileRate = *memRate
+		}
+		defer func() {
+			if err := writeHeapProfile(*memProfile); err != nil {
+				fmt.Fprintln(os.Stderr, "benchproxy: memprofile:", err)
+			}
+		}()
+	}
+
 	if err := srv.Start(); err != nil {
 		return err
 	}
@@ -152,6 +166,21 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// writeHeapProfile writes the heap profile after a GC, so that its
+// allocation counts are up to date.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func splitComma(s string) []string {
