@@ -19,7 +19,7 @@ import (
 // Relay sends the request by splicing its bytes (splice.go). The Context
 // owns a copy of the bytes (c.raw): the datagram's buffer is the reactor's.
 //
-// Context.Req materialises the request: parseIndexed over c.raw, then the
+// Context.Req() materialises the request: parseIndexed over c.raw, then the
 // edits tm already made (markReceived, and looseRoute run again on the
 // parsed request: it decides as ixLooseRoute did). From then on the sipgo
 // request is authoritative and relaying clones and serializes it, as for a
