@@ -61,7 +61,7 @@ func (k RouteKind) String() string {
 }
 
 // Context is the processing context of one transaction: what every route
-// receives. It survives suspension: edits to Req, the destination, flags and
+// receives. It survives suspension: edits to Req(), the destination, flags and
 // values made before an await are there after it. A Context is used only on
 // its owner loop.
 type Context struct {
