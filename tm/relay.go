@@ -508,8 +508,22 @@ func checkInjection(m sip.Message) error {
 
 func hasCRLF(s string) bool { return strings.ContainsAny(s, "\r\n") }
 
+// badURI reports a URI with CR or LF in any part sipgo writes: a
+// parameter's or URI header's value is written as it is (quoted when it
+// has special characters), so a line break there splits the start line or
+// the header it is in.
 func badURI(u *sip.Uri) bool {
-	return hasCRLF(u.User) || hasCRLF(u.Host)
+	if hasCRLF(u.User) || hasCRLF(u.Host) || hasCRLF(u.Password) || hasCRLF(u.Raw()) {
+		return true
+	}
+	for _, ps := range [...]sip.HeaderParams{u.UriParams, u.Headers} {
+		for _, kv := range ps {
+			if hasCRLF(kv.K) || hasCRLF(kv.V) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // strictRoute applies RFC 3261 §16.6 step 7: when the next hop is a strict
