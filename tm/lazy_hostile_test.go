@@ -2,6 +2,7 @@ package tm
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/stretchr/testify/require"
+
+	"github.com/asyncsip/asyncsip/reactor"
 )
 
 // Hostile and unusual requests through a Server twice: once with a route
@@ -597,4 +600,102 @@ func TestLazyHostileTransactions(t *testing.T) {
 		}},
 	}
 	runHostile(t, cases)
+}
+
+// rawTP records what the server sends, parsable or not.
+type rawTP struct{ out []rawOut }
+
+type rawOut struct {
+	to  netip.AddrPort
+	raw []byte
+}
+
+func (f *rawTP) Send(_ *reactor.Loop, b []byte, to netip.AddrPort) error {
+	f.out = append(f.out, rawOut{to, append([]byte(nil), b...)})
+	return nil
+}
+func (f *rawTP) Protocol() string          { return "UDP" }
+func (f *rawTP) Advertised() (string, int) { return "127.0.0.1", 5060 }
+func (f *rawTP) LocalAddr() netip.AddrPort { return proxyAddr }
+
+// lazyDiffRun receives data once on a fresh server whose request route
+// relays to 127.0.0.1:5062, after calling c.Req() when materialise is set,
+// runs its timers out, and returns what it sent.
+func lazyDiffRun(data []byte, materialise bool) (out []rawOut, tag string, lazy bool, panics uint64) {
+	clk := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
+	g := reactor.NewManualGroup(1, clk)
+	s := NewServer(g.Loops(), Config{Security: Security{RouteKey: hostileKey}}, Routes{Request: func(c *Context) {
+		if materialise {
+			_ = c.Req()
+		}
+		lazy = lazy || c.lazy()
+		_ = c.SetDestination("127.0.0.1:5062")
+		_ = c.Relay()
+	}})
+	tp := &rawTP{}
+	s.AddTransport(tp)
+	l := g.Loop(0)
+	s.Receive(l, data, uacAddr, tp)
+	s.Receive(l, data, uacAddr, tp) // a retransmission
+	l.Advance(time.Minute)
+	return tp.out, s.tag, lazy, s.Stats().Panics
+}
+
+// lazyDiff reports how what a peer reads of the lazy run's messages (a)
+// differs from the materialised run's (b); "" when it does not.
+func lazyDiff(a, b []rawOut, tagA, tagB string) string {
+	if len(a) != len(b) {
+		return fmt.Sprintf("%d messages sent lazily, %d materialised", len(a), len(b))
+	}
+	for j := range a {
+		if a[j].to != b[j].to {
+			return fmt.Sprintf("message %d to %v lazily, %v materialised", j, a[j].to, b[j].to)
+		}
+		ma, errA := sip.ParseMessage(append([]byte(nil), a[j].raw...))
+		mb, errB := sip.ParseMessage(append([]byte(nil), b[j].raw...))
+		if (errA == nil) != (errB == nil) {
+			return fmt.Sprintf("message %d: parse errors %v (lazy), %v (materialised)\nlazy:\n%s\nmaterialised:\n%s", j, errA, errB, a[j].raw, b[j].raw)
+		}
+		if errA != nil {
+			continue
+		}
+		s1, h1, b1 := readMsg(ma, tagA)
+		s2, h2, b2 := readMsg(mb, tagB)
+		if s1 != s2 || b1 != b2 || fmt.Sprint(h1) != fmt.Sprint(h2) {
+			return fmt.Sprintf("message %d differs\nlazy:\n%s\nmaterialised:\n%s", j, a[j].raw, b[j].raw)
+		}
+	}
+	return ""
+}
+
+// FuzzLazyDifferential: any bytes received by a route that never asks
+// for the sipgo request and by one that does produce the same messages
+// (what a peer reads of them), and no route panics.
+func FuzzLazyDifferential(f *testing.F) {
+	seedCorpus(f)
+	r := newRig(&testing.T{}, Config{Security: Security{RouteKey: hostileKey}}, Routes{})
+	signed := r.signedRoute("fz-d", "sip:127.0.0.1:5060;lr")
+	for _, s := range []string{
+		dialogRequest("BYE", "sip:bob@127.0.0.1:5062", "fz-d", "z9hG4bK-fzd", 2, false, signed),
+		dialogRequest("ACK", "sip:bob@127.0.0.1:5062", "fz-d", "z9hG4bK-fzd", 1, false, signed),
+		dialogRequest("INVITE", "sip:bob@127.0.0.1:5062", "fz-d", "z9hG4bK-fzd", 3, false, signed+signed),
+		request("INVITE", "sip:bob@127.0.0.1:5062", "fz-r", "z9hG4bK-fzr", 1, "Route: <sip:127.0.0.1:5060;lr>\nRecord-Route: <sip:10.0.0.1;lr>\n"),
+		strings.ReplaceAll("INVITE sip:bob@127.0.0.1:5062 SIP/2.0\nv: SIP/2.0/UDP [::1]:5061;BRANCH=z9hG4bK-c;rport;received=1.2.3.4\n"+
+			"f: <sip:alice@127.0.0.1>;tag=a1\nt: <sip:bob@127.0.0.1>\ni: fz-c\ncseq: 1 INVITE\nmax-forwards: 1\nl: 3\n\nabc", "\n", "\r\n"),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, tagA, lazyA, pA := lazyDiffRun(data, false)
+		b, tagB, lazyB, pB := lazyDiffRun(data, true)
+		if lazyB {
+			t.Fatal("the materialising route ran lazily")
+		}
+		if pA != 0 || pB != 0 {
+			t.Fatalf("panics: %d lazy, %d materialised (lazy path taken: %v)", pA, pB, lazyA)
+		}
+		if d := lazyDiff(a, b, tagA, tagB); d != "" {
+			t.Fatalf("lazy path taken: %v: %s", lazyA, d)
+		}
+	})
 }
