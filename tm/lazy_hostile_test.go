@@ -150,7 +150,7 @@ func (h *hostileRun) call(callID string) string {
 }
 
 func describeSent(out []sent) []string {
-	var d []string
+	d := []string{}
 	for _, s := range out {
 		d = append(d, s.to.String()+" "+short(s.msg))
 	}
@@ -555,6 +555,25 @@ func TestLazyHostileTransactions(t *testing.T) {
 			h.r.recv(uacAddr, replaceOnce(ack, "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag="+tag))
 			h.r.recv(uacAddr, replaceOnce(request("ACK", bob, "ht-11", "z9hG4bK-ht-11x", 1, ""), "To: <sip:bob@127.0.0.1>", "To: <sip:bob@127.0.0.1>;tag="+tag))
 		}},
+		// Found by this review: an ACK (no transaction, no 483 check) with
+		// Max-Forwards 0 went on with Max-Forwards 4294967295 (uint32 0-1):
+		// a loop of ACKs never ended. RFC 3261 §16.3 step 3: not forwarded.
+		{name: "ACK for 2xx, Max-Forwards 0", script: func(h *hostileRun) {
+			rs := h.call("ht-19")
+			ack := dialogRequest("ACK", bob, "ht-19", "z9hG4bK-ht-19a", 1, false, rs)
+			h.r.recv(uacAddr, replaceOnce(ack, "Max-Forwards: 70", "Max-Forwards: 0"))
+			h.r.recv(uacAddr, replaceOnce(ack, "Max-Forwards: 70", "Max-Forwards: 1"))
+		}, want: []string{"127.0.0.1:5061 100", "127.0.0.1:5062 INVITE", "127.0.0.1:5061 200", "127.0.0.1:5062 ACK"}},
+		{name: "ACK for 2xx, Max-Forwards 0, Forward", rt: hostileRoute{forward: true}, script: func(h *hostileRun) {
+			rs := h.call("ht-20")
+			ack := dialogRequest("ACK", bob, "ht-20", "z9hG4bK-ht-20a", 1, false, rs)
+			h.r.recv(uacAddr, replaceOnce(ack, "Max-Forwards: 70", "Max-Forwards: 0"))
+		}, want: []string{"127.0.0.1:5062 INVITE", "127.0.0.1:5061 200"}},
+		// Found by this review: Relay(target) for an ACK set the
+		// Request-URI without the injection check of a branch.
+		{name: "ACK for 2xx, Relay to a target with LF", rt: hostileRoute{target: "sip:bob@127.0.0.1:5062;x=a\nX-Evil: 1"}, script: func(h *hostileRun) {
+			h.r.recv(uacAddr, dialogRequest("ACK", bob, "ht-21", "z9hG4bK-ht-21a", 1, false, h.r.signedRoute("ht-21", "sip:127.0.0.1:5060;lr")))
+		}, want: []string{}, wantErr: ErrInjection},
 		{name: "ACK without To tag", script: func(h *hostileRun) {
 			h.r.recv(uacAddr, request("ACK", bob, "ht-12", "z9hG4bK-ht-12", 1, ""))
 		}},

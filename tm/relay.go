@@ -139,6 +139,9 @@ func (c *Context) Relay(targets ...string) error {
 			if err != nil {
 				return err
 			}
+			if badURI(&u) {
+				return fmt.Errorf("%w: Request-URI", ErrInjection)
+			}
 			c.Req().Recipient = u
 		}
 		return c.Forward()
@@ -340,6 +343,12 @@ func (c *Context) Forward() error {
 	s := c.s
 	req := c.Req().Clone()
 	if mf := req.MaxForwards(); mf != nil {
+		if *mf == 0 {
+			// RFC 3261 §16.3 step 3 for a request that is not answered
+			// 483 (an ACK): not forwarded, rather than wrapped to 2^32-1.
+			s.stats.countDrop("route")
+			return fmt.Errorf("%w: Max-Forwards is 0", ErrLoop)
+		}
 		v := *mf - 1
 		req.ReplaceHeader(&v)
 	}
