@@ -32,6 +32,14 @@ type hostileRoute struct {
 	reason  string
 	branch  bool // a Branch route (that adds a header)
 	screen  bool // a Screen route that lets everything pass
+	// failure, when set, is what the Failure route relays to (serial
+	// forking); "reply" makes it answer 480 instead.
+	failure string
+	// replyReq makes the Reply route call c.Req() and c.Branch().Req().
+	replyReq bool
+	// suspend makes the request route suspend; hostileRun.resume then
+	// does the rest of it.
+	suspend bool
 }
 
 // hostileCase sends script's messages through a rig whose request route
@@ -49,11 +57,12 @@ type hostileCase struct {
 
 // hostileRun is one run of a case: the rig and what the route saw.
 type hostileRun struct {
-	r      *rig
-	errs   []string
-	errv   []error
-	lazy   int // request routes that ran without a sipgo request
-	routes int
+	r       *rig
+	errs    []string
+	errv    []error
+	resumes []func() // resume the suspended routes, in the order they suspended
+	lazy    int      // request routes that ran without a sipgo request
+	routes  int
 }
 
 var hostileKey = []byte("lazy-hostile-route-key-0123456789")
@@ -63,14 +72,7 @@ func newHostileRun(t *testing.T, tc hostileCase, materialise bool) *hostileRun {
 	cfg := tc.cfg
 	cfg.Security.RouteKey = hostileKey
 	rt := tc.rt
-	routes := Routes{Request: func(c *Context) {
-		h.routes++
-		if materialise {
-			_ = c.Req()
-		}
-		if c.lazy() {
-			h.lazy++
-		}
+	act := func(c *Context) {
 		if rt.follow {
 			c.FollowRoute()
 		}
@@ -87,7 +89,41 @@ func newHostileRun(t *testing.T, tc hostileCase, materialise bool) *hostileRun {
 		default:
 			h.err("Relay", c.Relay())
 		}
+	}
+	routes := Routes{Request: func(c *Context) {
+		h.routes++
+		if materialise {
+			_ = c.Req()
+		}
+		if c.lazy() {
+			h.lazy++
+		}
+		if !rt.suspend {
+			act(c)
+			return
+		}
+		res, err := c.Suspend()
+		if err != nil {
+			h.err("Suspend", err)
+			return
+		}
+		h.resumes = append(h.resumes, func() { res.Resume(func() { act(c) }) })
 	}}
+	if rt.failure != "" {
+		routes.Failure = func(c *Context) {
+			if rt.failure == "reply" {
+				h.err("Failure Reply", c.Reply(480, ""))
+				return
+			}
+			h.err("Failure Relay", c.Relay(rt.failure))
+		}
+	}
+	if rt.replyReq {
+		routes.Reply = func(c *Context) {
+			_ = c.Req()
+			_ = c.Branch().Req()
+		}
+	}
 	if rt.branch {
 		routes.Branch = func(c *Context) { c.Branch().Req().AppendHeader(sip.NewHeader("X-Branch", "1")) }
 	}
@@ -120,6 +156,19 @@ func (h *hostileRun) answer(dst netip.AddrPort, method sip.RequestMethod, code i
 	if req := h.lastTo(dst, method); req != nil {
 		h.r.recvMsg(dst, respond(req, code, toTag))
 	}
+}
+
+// resume resumes the route that suspended first and is not resumed yet;
+// false when none is left.
+func (h *hostileRun) resume() bool {
+	if len(h.resumes) == 0 {
+		return false
+	}
+	f := h.resumes[0]
+	h.resumes = h.resumes[1:]
+	f()
+	h.r.run()
+	return true
 }
 
 // answerNew is answer for a request sent after the first n messages.
@@ -574,6 +623,60 @@ func TestLazyHostileTransactions(t *testing.T) {
 		{name: "ACK for 2xx, Relay to a target with LF", rt: hostileRoute{target: "sip:bob@127.0.0.1:5062;x=a\nX-Evil: 1"}, script: func(h *hostileRun) {
 			h.r.recv(uacAddr, dialogRequest("ACK", bob, "ht-21", "z9hG4bK-ht-21a", 1, false, h.r.signedRoute("ht-21", "sip:127.0.0.1:5060;lr")))
 		}, want: []string{}, wantErr: ErrInjection},
+		{name: "serial forking from the failure route", rt: hostileRoute{failure: "sip:bob@127.0.0.1:5063"}, script: func(h *hostileRun) {
+			h.r.recv(uacAddr, invite("ht-22", "z9hG4bK-ht-22"))
+			h.answer(uasAddr, sip.INVITE, 486, "b1")
+			h.answer(uas2Addr, sip.INVITE, 180, "c1")
+			h.answer(uas2Addr, sip.INVITE, 200, "c1")
+			h.r.recv(uacAddr, dialogRequest("ACK", bob, "ht-22", "z9hG4bK-ht-22a", 1, false, h.dialogRoutes(uas2Addr)))
+		}, want: []string{"127.0.0.1:5061 100", "127.0.0.1:5062 INVITE", "127.0.0.1:5062 ACK", "127.0.0.1:5063 INVITE",
+			"127.0.0.1:5061 180", "127.0.0.1:5061 200", "127.0.0.1:5062 ACK"}},
+		{name: "failure route replies", rt: hostileRoute{failure: "reply"}, script: func(h *hostileRun) {
+			h.r.recv(uacAddr, invite("ht-23", "z9hG4bK-ht-23"))
+			h.answer(uasAddr, sip.INVITE, 486, "b1")
+			h.r.recv(uacAddr, dialogRequest("ACK", bob, "ht-23", "z9hG4bK-ht-23", 1, false, ""))
+		}},
+		{name: "reply route reads the request", rt: hostileRoute{replyReq: true, failure: "sip:bob@127.0.0.1:5063"}, script: func(h *hostileRun) {
+			h.r.recv(uacAddr, invite("ht-24", "z9hG4bK-ht-24"))
+			h.answer(uasAddr, sip.INVITE, 183, "b1")
+			h.answer(uasAddr, sip.INVITE, 503, "b1")
+			h.answer(uas2Addr, sip.INVITE, 200, "c1")
+		}},
+		{name: "serial forking after CANCEL", rt: hostileRoute{failure: "sip:bob@127.0.0.1:5063"}, script: func(h *hostileRun) {
+			h.r.recv(uacAddr, invite("ht-25", "z9hG4bK-ht-25"))
+			h.answer(uasAddr, sip.INVITE, 180, "b1")
+			h.r.recv(uacAddr, request("CANCEL", bob, "ht-25", "z9hG4bK-ht-25", 1, ""))
+			h.answer(uasAddr, sip.CANCEL, 200, "")
+			h.answer(uasAddr, sip.INVITE, 487, "b1")
+		}},
+		{name: "suspended, other messages meanwhile", rt: hostileRoute{suspend: true}, script: func(h *hostileRun) {
+			raw := invite("ht-26", "z9hG4bK-ht-26")
+			h.r.recv(uacAddr, raw)
+			h.r.recv(uacAddr, raw)
+			h.r.recv(uacAddr, request("OPTIONS", bob, "ht-27", "z9hG4bK-ht-27", 1, "Route: <sip:127.0.0.1:5060;lr>\n"))
+			h.r.recv(uasAddr, "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-stray\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@c>;tag=2\r\nCall-ID: ht-28\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
+			for h.resume() {
+			}
+			h.answer(uasAddr, sip.INVITE, 200, "b1")
+			h.answer(uasAddr, sip.OPTIONS, 200, "b1")
+		}},
+		{name: "suspended, cancelled meanwhile", rt: hostileRoute{suspend: true}, script: func(h *hostileRun) {
+			h.r.recv(uacAddr, invite("ht-29", "z9hG4bK-ht-29"))
+			h.r.recv(uacAddr, request("CANCEL", bob, "ht-29", "z9hG4bK-ht-29", 1, ""))
+			h.resume()
+		}},
+		{name: "suspended in-dialog BYE", rt: hostileRoute{suspend: true}, script: func(h *hostileRun) {
+			h.r.recv(uacAddr, invite("ht-30", "z9hG4bK-ht-30"))
+			h.resume()
+			h.answer(uasAddr, sip.INVITE, 200, "b1")
+			rs := h.dialogRoutes(uasAddr)
+			h.r.recv(uacAddr, dialogRequest("BYE", bob, "ht-30", "z9hG4bK-ht-30b", 2, false, rs))
+			h.r.recv(uacAddr, invite("ht-31", "z9hG4bK-ht-31"))
+			h.resume() // the BYE
+			h.answer(uasAddr, sip.BYE, 200, "")
+			h.resume() // the INVITE
+		}, want: []string{"127.0.0.1:5061 100", "127.0.0.1:5062 INVITE", "127.0.0.1:5061 200", "127.0.0.1:5061 100",
+			"127.0.0.1:5062 BYE", "127.0.0.1:5061 200", "127.0.0.1:5062 INVITE"}},
 		{name: "ACK without To tag", script: func(h *hostileRun) {
 			h.r.recv(uacAddr, request("ACK", bob, "ht-12", "z9hG4bK-ht-12", 1, ""))
 		}},
