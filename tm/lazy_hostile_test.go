@@ -463,6 +463,25 @@ func TestLazyHostileInitial(t *testing.T) {
 		{name: "Branch route", rt: hostileRoute{branch: true}, script: inv("")},
 		{name: "Screen route", rt: hostileRoute{screen: true}, script: inv("")},
 		{name: "Forward", rt: hostileRoute{forward: true}, script: inv("")},
+		{name: "Forward, Max-Forwards absent", rt: hostileRoute{forward: true}, script: mf("")},
+		{name: "Forward, Max-Forwards 1", rt: hostileRoute{forward: true}, script: mf("Max-Forwards: 1\r\n")},
+		{name: "Forward, our Route preloaded", rt: hostileRoute{forward: true}, script: inv("Route: <sip:127.0.0.1:5060;lr>\n")},
+		{name: "Forward, foreign Route", rt: hostileRoute{forward: true}, script: inv(foreign)},
+		{name: "Forward, foreign Route, FollowRoute", rt: hostileRoute{forward: true, follow: true}, script: inv(foreign)},
+		{name: "Forward, Via IPv6 rport", rt: hostileRoute{forward: true}, script: via("Via: SIP/2.0/UDP [2001:db8::1];rport;branch=z9hG4bK-hi-1\r\n")},
+		{name: "Forward, Via received other", rt: hostileRoute{forward: true}, script: via("Via: SIP/2.0/UDP 127.0.0.1:5061;received=10.0.0.1;branch=z9hG4bK-hi-1\r\n")},
+		{name: "Forward, SetDestination", rt: hostileRoute{forward: true, dest: "127.0.0.1:5063"}, script: inv("")},
+		{name: "Forward, SetDestination is us", rt: hostileRoute{forward: true, dest: "127.0.0.1:5060"}, script: inv("")},
+		{name: "Forward, Request-URI is us", rt: hostileRoute{forward: true}, script: send(hostileReq("INVITE", "sip:bob@127.0.0.1:5060", "hi-2", "z9hG4bK-hi-2", 1, ""))},
+		{name: "Forward, retransmitted", rt: hostileRoute{forward: true}, script: func(h *hostileRun) {
+			raw := hostileReq("OPTIONS", bob, "hi-10", "z9hG4bK-hi-10", 1, "")
+			h.r.recv(uacAddr, raw)
+			h.r.recv(uacAddr, raw)
+			h.answer(uasAddr, sip.OPTIONS, 200, "b1")
+		}},
+		{name: "Forward, compact", rt: hostileRoute{forward: true}, script: send(strings.ReplaceAll(
+			"OPTIONS sip:bob@127.0.0.1:5062 SIP/2.0\nv: SIP/2.0/UDP 127.0.0.1:5061;BRANCH=z9hG4bK-hi-11;rport\n"+
+				"f: <sip:alice@127.0.0.1>;TAG=a1\nt: <sip:bob@127.0.0.1>\ni: hi-11\ncseq: 1 OPTIONS\nl: 0\n\n", "\n", "\r\n"))},
 		{name: "Proxy-Require", script: inv("Proxy-Require: foo\n"), want: []string{"127.0.0.1:5061 420"}},
 		{name: "Proxy-Require lowercase", script: inv("proxy-require: foo\n")},
 		{name: "Proxy-Require empty", script: inv("Proxy-Require: \n")},
