@@ -24,9 +24,6 @@ import (
 // a repeated parameter it reads, a top Via not written the usual way…):
 // the caller then materialises the request and takes the parsed path.
 
-// ixField returns the first field of kind k.
-func ixField(ix *sipindex.Index, k sipindex.Kind) (sipindex.Field, bool) { return ix.Find(k) }
-
 // addrParams returns the header parameters (";a=b;c") of a From, To,
 // Route or Record-Route value v: after the '>' of a name-addr, from the
 // first ';' of an addr-spec. ok is false for an unbalanced value.
@@ -298,7 +295,8 @@ func equalFoldStr(b []byte, s string) bool {
 
 // plainVia reads a Via value written the usual way, "SIP/2.0/TRANSPORT
 // host[:port][;params]", the host a name, an IPv4 address or a bracketed
-// IPv6 reference, the parameters plain (plainParam). host is what
+// IPv6 reference, the parameters plain (plainParam) without a repeated
+// rport or received. host is what
 // stripBrackets(via.Host) gives after sipgo's parse; params is where the
 // parameter list starts (len(v) when there is none).
 func plainVia(v []byte) (host []byte, params int, ok bool) {
@@ -352,7 +350,11 @@ func plainVia(v []byte) (host []byte, params int, ok bool) {
 	if i < len(v) && v[i] != ';' {
 		return nil, 0, false
 	}
-	if _, _, _, _, ok := plainParam(v[i:], ""); !ok {
+	// Plain, and neither rport nor received repeated (sipgo keeps one).
+	if _, _, _, _, ok := plainParam(v[i:], "rport"); !ok {
+		return nil, 0, false
+	}
+	if _, _, _, _, ok := plainParam(v[i:], "received"); !ok {
 		return nil, 0, false
 	}
 	return host, i, true

@@ -416,3 +416,21 @@ func FuzzIxResponse(f *testing.F) {
 		require.Equal(t, headerList(w), headerList(g), "parsed path:\n%s\nindex:\n%s", want, got)
 	})
 }
+
+// indexedResponseAddr (lazy.go), for a request whose top Via plainVia
+// reads, is responseAddr: where the server transaction answers.
+func TestIxResponseAddrMatches(t *testing.T) {
+	var ix sipindex.Index
+	read := 0
+	for _, c := range ixCases(t) {
+		for _, src := range ixSources[:6] {
+			req := ixParse(t, c.data, &ix)
+			if _, _, ok := plainVia(ix.Bytes(ix.TopVia)); !ok || !topViaReadable(&ix) {
+				continue
+			}
+			read++
+			require.Equal(t, responseAddr(req, src), indexedResponseAddr(&ix, src), "%s from %s", c.name, src)
+		}
+	}
+	require.NotZero(t, read)
+}

@@ -139,6 +139,9 @@ func (c *Context) Relay(targets ...string) error {
 			if err != nil {
 				return err
 			}
+			if badURI(&u) {
+				return fmt.Errorf("%w: Request-URI", ErrInjection)
+			}
 			c.Req().Recipient = u
 		}
 		return c.Forward()
@@ -340,6 +343,12 @@ func (c *Context) Forward() error {
 	s := c.s
 	req := c.Req().Clone()
 	if mf := req.MaxForwards(); mf != nil {
+		if *mf == 0 {
+			// RFC 3261 §16.3 step 3 for a request that is not answered
+			// 483 (an ACK): not forwarded, rather than wrapped to 2^32-1.
+			s.stats.countDrop("route")
+			return fmt.Errorf("%w: Max-Forwards is 0", ErrLoop)
+		}
 		v := *mf - 1
 		req.ReplaceHeader(&v)
 	}
@@ -508,8 +517,22 @@ func checkInjection(m sip.Message) error {
 
 func hasCRLF(s string) bool { return strings.ContainsAny(s, "\r\n") }
 
+// badURI reports a URI with CR or LF in any part sipgo writes: a
+// parameter's or URI header's value is written as it is (quoted when it
+// has special characters), so a line break there splits the start line or
+// the header it is in.
 func badURI(u *sip.Uri) bool {
-	return hasCRLF(u.User) || hasCRLF(u.Host)
+	if hasCRLF(u.User) || hasCRLF(u.Host) || hasCRLF(u.Password) || hasCRLF(u.Raw()) {
+		return true
+	}
+	for _, ps := range [...]sip.HeaderParams{u.UriParams, u.Headers} {
+		for _, kv := range ps {
+			if hasCRLF(kv.K) || hasCRLF(kv.V) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // strictRoute applies RFC 3261 §16.6 step 7: when the next hop is a strict
