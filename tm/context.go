@@ -110,7 +110,7 @@ type Context struct {
 	gen       uint32
 	bound     *reactor.Timer
 	aborts    []func()
-	cont      func()
+	cont      func(*Context)     // what runs after the route (runRoute)
 	relayErr  error              // the last Relay's failure, answered by afterRequest
 	hops      map[string]NextHop // next hops looked up by Relay (lookup.go)
 

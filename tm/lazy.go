@@ -209,12 +209,12 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	s.stats.inProgress.Add(1)
 	c := s.newLazyContext(ls, t, data, src, tp, hasTo, &lr)
 	t.ctx = c
-	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+	s.runRoute(c, RouteRequest, c.routes.Request, (*Context).afterRequest) // a method expression: no allocation
 	return true
 }
 
 // noContinuation is the request route's continuation without transaction.
-func noContinuation() {}
+func noContinuation(*Context) {}
 
 // newLazyContext makes the Context of the request indexed in ls.ix from
 // data: it copies data (the reactor's buffer) and rebases the index onto
