@@ -227,8 +227,8 @@ func runHostile(t *testing.T, cases []hostileCase) {
 			}
 			require.Equal(t, describeSent(ref), describeSent(got), "messages sent: materialised vs lazy")
 			for j := range got {
-				s1, h1, b1 := readMsg(got[j].msg, lz.r.s.tag, true)
-				s2, h2, b2 := readMsg(ref[j].msg, pa.r.s.tag, true)
+				s1, h1, b1 := readMsg(got[j].msg, lz.r.s.tag)
+				s2, h2, b2 := readMsg(ref[j].msg, pa.r.s.tag)
 				require.Equal(t, s2, s1, "message %d start line\nlazy:\n%s\nmaterialised:\n%s", j, got[j].msg, ref[j].msg)
 				require.Equal(t, b2, b1, "message %d body", j)
 				require.Equal(t, h2, h1, "message %d headers\nlazy:\n%s\nmaterialised:\n%s", j, got[j].msg, ref[j].msg)
@@ -800,8 +800,8 @@ func lazyDiff(a, b []rawOut, tagA, tagB string) string {
 		if errA != nil {
 			continue
 		}
-		s1, h1, b1 := readMsg(ma, tagA, true)
-		s2, h2, b2 := readMsg(mb, tagB, true)
+		s1, h1, b1 := readMsg(ma, tagA)
+		s2, h2, b2 := readMsg(mb, tagB)
 		if s1 != s2 || b1 != b2 || fmt.Sprint(h1) != fmt.Sprint(h2) {
 			return fmt.Sprintf("message %d differs\nlazy:\n%s\nmaterialised:\n%s", j, a[j].raw, b[j].raw)
 		}
