@@ -22,8 +22,9 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 # Side-by-side comparison with Kamailio and sipgo under SIPp (as root: it
-# installs sip-tester, kamailio, gnuplot when missing). Writes bench/RESULTS.md,
-# bench/results.json and the plots; about 45 min. See bench/README.md.
+# installs sip-tester, kamailio, gnuplot, and strace when perf cannot count
+# syscalls, when missing). Writes bench/RESULTS.md, bench/results.json and
+# the plots; about 45 min. See bench/README.md.
 # Quick smoke run: make bench-compare BENCHFLAGS=-quick
 BENCHFLAGS ?=
 bench-compare:

@@ -7,6 +7,7 @@
 #   redis-server     (redis-server)               modules/redis tests (private servers, .ci/redis.sh)
 #   kamailio         (kamailio)                   bench: Kamailio config syntax check
 #   gnuplot          (gnuplot-nox)                bench: report plots
+#   strace           (strace)                     bench: syscall counts (bench/cmd/benchcompare)
 #   rtpengine        (rtpengine-daemon)           modules/rtpengine real-daemon tests
 #
 # As root, missing packages are installed with apt-get (apt-get update runs at
@@ -94,6 +95,10 @@ fi
 if ! command -v gnuplot >/dev/null 2>&1; then
 	missing+=(gnuplot-nox)
 	skips+=("gnuplot not found: the benchmark report test will skip (fail under CI=true)")
+fi
+if ! command -v strace >/dev/null 2>&1; then
+	missing+=(strace)
+	skips+=("strace not found: the benchmark driver's syscall-count test will skip (fail under CI=true)")
 fi
 
 # Fast path: everything present.

@@ -38,10 +38,10 @@ fi
 # port_busy reports whether something accepts TCP connections on port.
 port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
-# pick_port sets PORT to the first free port from 56379 up.
+# pick_port sets PORT to the first free port from $1 (default 56379) up.
 pick_port() {
 	local p
-	for ((p = 56379; p < 56479; p++)); do
+	for ((p = ${1:-56379}; p < 56479; p++)); do
 		if ! port_busy "$p"; then
 			PORT=$p
 			return 0
@@ -118,36 +118,54 @@ do_stop() {
 	rm -f "$STATE"
 }
 
+# launch starts redis-server on PORT in DIR and waits until it answers PING.
+# It returns 2 when the server could not bind PORT (someone took it between
+# pick_port and the bind), 1 on any other failure.
+launch() {
+	local server="$1" i
+	(cd "$DIR" && "$server" --port "$PORT" --bind "$HOST" --dir "$DIR" \
+		--save '' --appendonly no --protected-mode yes --unixsocket '' \
+		--daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log") || return 1
+	for ((i = 0; i < START_TIMEOUT * 10; i++)); do
+		[[ -s "$DIR/redis.pid" ]] && ping && return 0
+		grep -q 'Address already in use' "$DIR/redis.log" 2>/dev/null && return 2
+		sleep 0.1
+	done
+	return 1
+}
+
 do_start() {
 	local server
 	server="$(find_server)" ||
 		die "redis-server not found; install it (apt-get install redis-server, or run .ci/deps.sh as root)"
 
-	local want="$PORT"
+	local want="$PORT" attempt rc
 	do_stop # a leftover server from an interrupted run would hold the port
 	PORT="$want"
-	[[ -n "$PORT" ]] || pick_port
 
-	DIR="$(cd "$(mktemp -d "$BASE/asyncsip-redis-$$.XXXXXX")" && pwd -P)"
-	chmod 700 "$DIR"
-	printf '%s\n' "$STATE" >"$DIR/.asyncsip-redis"
 	mkdir -p "$STATE_DIR"
-	PID=
-	printf 'dir=%s\nport=%s\n' "$DIR" "$PORT" >"$STATE"
 	trap 'rc=$?; if (( rc != 0 )); then do_stop; fi' EXIT
-
-	(cd "$DIR" && "$server" --port "$PORT" --bind "$HOST" --dir "$DIR" \
-		--save '' --appendonly no --protected-mode yes --unixsocket '' \
-		--daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log") ||
-		die "redis-server did not start (port $PORT)"
-
-	local i
-	for ((i = 0; i < START_TIMEOUT * 10; i++)); do
-		[[ -s "$DIR/redis.pid" ]] && ping && break
-		sleep 0.1
+	local from=56379
+	for ((attempt = 1; ; attempt++)); do
+		[[ -n "$want" ]] || pick_port "$from"
+		DIR="$(cd "$(mktemp -d "$BASE/asyncsip-redis-$$.XXXXXX")" && pwd -P)"
+		chmod 700 "$DIR"
+		printf '%s\n' "$STATE" >"$DIR/.asyncsip-redis"
+		PID=
+		printf 'dir=%s\nport=%s\n' "$DIR" "$PORT" >"$STATE"
+		rc=0
+		launch "$server" || rc=$?
+		PID="$(cat "$DIR/redis.pid" 2>/dev/null || true)"
+		[[ -n "$PID" ]] && printf 'pid=%s\n' "$PID" >>"$STATE"
+		# A picked port taken by another process before our bind: pick again
+		# (a given port is the caller's choice and is not replaced).
+		if ((rc == 2)) && [[ -z "$want" ]] && ((attempt < 5)); then
+			from=$((PORT + 1))
+			do_stop
+			continue
+		fi
+		break
 	done
-	PID="$(cat "$DIR/redis.pid" 2>/dev/null || true)"
-	[[ -n "$PID" ]] && printf 'pid=%s\n' "$PID" >>"$STATE"
 	if ! ping || ! pid_is_ours; then
 		tail -n 30 "$DIR/redis.log" >&2 || true
 		die "our redis-server is not answering PING on $HOST:$PORT after ${START_TIMEOUT}s (log above)"

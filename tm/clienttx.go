@@ -66,16 +66,23 @@ func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, d
 		dst: dst, tp: tp, invite: req.Method == sip.INVITE, state: stTrying,
 		user: user,
 	}
+	t.wire = append([]byte(nil), ls.w.bytes(req)...)
+	t.start()
+	return t
+}
+
+// start registers t, sends t.wire and arms its timers.
+func (t *clientTx) start() {
+	s, ls, tp, dst := t.s, t.ls, t.tp, t.dst
 	t.retr, t.end = &t.retrT, &t.endT
 	t.onEnd = t.endFired
-	t.wire = append([]byte(nil), ls.w.bytes(req)...)
 	ls.ctx[t.key] = t
 	s.stats.ctxCreated.Add(1)
 	if err := s.send(ls, tp, t.wire, dst); err != nil {
 		// RFC 3261 §8.1.3.1: a transport error is reported like a timeout,
 		// but after this call returns so the caller sees a started tx.
 		ls.loop.PostUrgent(func() { t.timeout() })
-		return t
+		return
 	}
 	tm := &s.timers
 	if !t.reliable() {
@@ -83,7 +90,32 @@ func (s *Server) startClientTx(ls *loopState, req *sip.Request, branch string, d
 		ls.loop.Arm(t.retr, t.rInt, t.retransmit)
 	}
 	ls.loop.Arm(t.end, 64*tm.T1, t.onEnd) // Timer B or F
+}
+
+// startClientTxWire is startClientTx for a request already in wire form
+// (a spliced branch, splice.go) with key clientKey(branch, method); t.wire
+// is wire, which the caller hands over. The sipgo request is parsed from
+// it only if asked for (request).
+func (s *Server) startClientTxWire(ls *loopState, wire []byte, key, branch string, dst netip.AddrPort,
+	tp Transport, user txUser) *clientTx {
+	t := &clientTx{
+		s: s, ls: ls, key: key, branch: branch, wire: wire,
+		dst: dst, tp: tp, invite: key[len(branch)+1:] == string(sip.INVITE), state: stTrying,
+		user: user,
+	}
+	t.start()
 	return t
+}
+
+// request returns the request as sent, parsed from the wire when it was
+// spliced (CANCEL and ACK construction, Branch.Req).
+func (t *clientTx) request() *sip.Request {
+	if t.req == nil {
+		if m, err := parse(t.ls.parser, t.wire, t.s.lim); err == nil {
+			t.req, _ = m.(*sip.Request)
+		}
+	}
+	return t.req
 }
 
 // sentTo reports whether a response received from src over tp comes from
@@ -249,20 +281,24 @@ func (t *clientTx) absorb(code int) {
 
 // sendACK builds the hop-by-hop ACK for a non-2xx final (§17.1.1.3).
 func (t *clientTx) sendACK(resp *sip.Response) {
-	ack := sip.NewRequest(sip.ACK, *t.req.Recipient.Clone())
+	req := t.request()
+	if req == nil {
+		return
+	}
+	ack := sip.NewRequest(sip.ACK, *req.Recipient.Clone())
 	ack.SipVersion = "SIP/2.0"
-	ack.AppendHeader(t.req.Via().Clone())
-	for _, h := range t.req.GetHeaders("Route") {
+	ack.AppendHeader(req.Via().Clone())
+	for _, h := range req.GetHeaders("Route") {
 		ack.AppendHeader(sip.HeaderClone(h))
 	}
-	if h := t.req.MaxForwards(); h != nil {
+	if h := req.MaxForwards(); h != nil {
 		mf := sip.MaxForwardsHeader(70)
 		ack.AppendHeader(&mf)
 	}
-	ack.AppendHeader(sip.HeaderClone(t.req.From()))
+	ack.AppendHeader(sip.HeaderClone(req.From()))
 	ack.AppendHeader(sip.HeaderClone(resp.To()))
-	ack.AppendHeader(sip.HeaderClone(t.req.CallID()))
-	ack.AppendHeader(&sip.CSeqHeader{SeqNo: t.req.CSeq().SeqNo, MethodName: sip.ACK})
+	ack.AppendHeader(sip.HeaderClone(req.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: req.CSeq().SeqNo, MethodName: sip.ACK})
 	cl := sip.ContentLengthHeader(0)
 	ack.AppendHeader(&cl)
 	t.ackWire = append([]byte(nil), t.ls.w.bytes(ack)...)

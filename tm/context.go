@@ -10,6 +10,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/asyncsip/asyncsip/reactor"
+	"github.com/asyncsip/asyncsip/tm/internal/sipindex"
 )
 
 // Errors returned by Context actions.
@@ -60,12 +61,23 @@ func (k RouteKind) String() string {
 }
 
 // Context is the processing context of one transaction: what every route
-// receives. It survives suspension: edits to Req, the destination, flags and
+// receives. It survives suspension: edits to Req(), the destination, flags and
 // values made before an await are there after it. A Context is used only on
 // its owner loop.
 type Context struct {
-	// req is the request being processed, once materialised (Req).
+	// req is the request being processed, once materialised (Req); nil
+	// on the lazy path (lazy.go) until something asks for it.
 	req *sip.Request
+	// The lazy path's request: its bytes (owned), and what was read of
+	// them without materialising.
+	raw      []byte
+	method   sip.RequestMethod
+	callID   string // a view of raw
+	hasToTag bool
+	ruri     sip.Uri
+	ruriRead bool
+	ruriOrig bool             // Relay without targets: a branch keeps the Request-URI as received
+	cuts     [2]sipindex.Span // the Route values looseRoute removes, in raw
 	// Resp is the response a reply route runs for, or the best response a
 	// failure route runs for; nil in the request route.
 	Resp *sip.Response
@@ -98,11 +110,14 @@ type Context struct {
 	gen       uint32
 	bound     *reactor.Timer
 	aborts    []func()
-	cont      func()
+	cont      func(*Context)     // what runs after the route (runRoute)
 	relayErr  error              // the last Relay's failure, answered by afterRequest
 	hops      map[string]NextHop // next hops looked up by Relay (lookup.go)
 
 	branches []*Branch
+	branch0  [1]*Branch // branches' first backing array
+	branchA  Branch     // the first spliced branch
+	ruris    [1]sip.Uri // Relay's target list when it has none
 	cur      *Branch
 	queue    []queued
 	failing  bool
@@ -123,21 +138,57 @@ type queued struct {
 // edit it; relayed branches are copies of it. A route that only reads the
 // method, the Request-URI or the Call-ID should use Method, Recipient and
 // CallID: they do not build the sipgo request.
-func (c *Context) Req() *sip.Request { return c.req }
+func (c *Context) Req() *sip.Request {
+	if c.req == nil {
+		c.materialise()
+	}
+	return c.req
+}
 
 // Method returns the request's method.
-func (c *Context) Method() sip.RequestMethod { return c.req.Method }
+func (c *Context) Method() sip.RequestMethod {
+	if c.req == nil {
+		return c.method
+	}
+	return c.req.Method
+}
 
 // Recipient returns the Request-URI (as edited by the route, once Req was
 // called).
-func (c *Context) Recipient() sip.Uri { return c.req.Recipient }
+func (c *Context) Recipient() sip.Uri {
+	if c.req != nil {
+		return c.req.Recipient
+	}
+	if !c.ruriRead {
+		ix := c.index()
+		// c.raw is owned and never written: the URI's strings may view it.
+		if err := sip.ParseUri(unsafeString(ix.Bytes(ix.RequestURI)), &c.ruri); err != nil {
+			// lazyEligible took only what sipgo parses; should it not,
+			// the parsed request says what the parser makes of it.
+			return c.Req().Recipient
+		}
+		c.ruriRead = true
+	}
+	return c.ruri
+}
 
 // CallID returns the request's Call-ID.
 func (c *Context) CallID() string {
+	if c.req == nil {
+		return c.callID
+	}
 	if id := c.req.CallID(); id != nil {
 		return string(*id)
 	}
 	return ""
+}
+
+// toTagged reports whether the request has a To tag (is in-dialog).
+func (c *Context) toTagged() bool {
+	if c.req == nil {
+		return c.hasToTag
+	}
+	return hasToTag(c.req)
 }
 
 // Loop returns the owner loop of the transaction.
@@ -168,7 +219,7 @@ func (c *Context) LooseRouted() bool { return c.looseRt }
 // refused 403 by tm before any route runs, unless
 // Security.AllowUnsignedInDialog is set: then InDialog is false for it and
 // the route treats it like any request from its source.
-func (c *Context) InDialog() bool { return c.signed && hasToTag(c.Req()) }
+func (c *Context) InDialog() bool { return c.signed && c.toTagged() }
 
 // ForeignRoute reports whether the request still carries a Route header
 // after tm removed those naming this proxy, and did not come along our
@@ -206,13 +257,25 @@ func (c *Context) Branches() []*Branch { return c.branches }
 // key ("tx", absent for a request without transaction).
 func (c *Context) Logger() *slog.Logger {
 	if c.log == nil {
-		args := []any{"call_id", c.CallID(), "cseq", c.Req().CSeq().Value(), "loop", c.ls.loop.ID()}
+		args := []any{"call_id", c.CallID(), "cseq", c.cseq(), "loop", c.ls.loop.ID()}
 		if c.stx != nil {
 			args = append(args, "tx", c.stx.key)
 		}
 		c.log = c.s.log.With(args...)
 	}
 	return c.log
+}
+
+// cseq is the request's CSeq value, from the index while the request is
+// not materialised.
+func (c *Context) cseq() string {
+	if c.req == nil {
+		ix := c.index()
+		if f, ok := ix.Find(sipindex.KindCSeq); ok {
+			return string(ix.Bytes(f.Value))
+		}
+	}
+	return c.Req().CSeq().Value()
 }
 
 // Set stores a per-transaction value; it survives suspension (OpenSIPS AVPs).
@@ -311,11 +374,9 @@ func (c *Context) Reply(code int, reason string, hdrs ...sip.Header) error {
 	if reason == "" {
 		reason = StatusText(code)
 	}
-	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.toTag, hdrs...)
-	if err := checkInjection(resp); err != nil {
+	if err := c.reply(code, reason, hdrs); err != nil {
 		return err
 	}
-	c.sendUpstream(resp)
 	if code >= 200 {
 		c.acted = true
 	}

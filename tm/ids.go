@@ -39,12 +39,16 @@ const (
 // the branch MAC. Only its loop touches it. Identifiers are built in its
 // scratch buffers and become a string once: a branch costs one allocation.
 type idSource struct {
-	buf [randBatch]byte
-	n   int // bytes of buf already used
-	mac hash.Hash
-	sum []byte
-	in  []byte // MAC input being built
-	out []byte // identifier being built
+	buf    [randBatch]byte
+	n      int // bytes of buf already used
+	mac    hash.Hash
+	sum    []byte
+	in     []byte    // MAC input being built
+	out    []byte    // identifier being built
+	via    []byte    // a spliced branch's received top Via (splice.go)
+	hop    []byte    // what its branch MAC binds of it (appendViaHopBytes)
+	ourVia []byte    // our Via value for a spliced branch
+	rr     [2][]byte // its Record-Route values
 }
 
 func newIDSource(key []byte) *idSource {
@@ -140,6 +144,45 @@ func (s *Server) newBranch(ls *loopState, upstream *sip.ViaHeader) string {
 	b = g.appendMAC(b, g.macInput(b[kid:], upstream))
 	g.out = b
 	return string(b)
+}
+
+// newBranchKey is newBranch for the Via below ours given as
+// appendViaHop's bytes (splice.go), returned with the client transaction
+// key of method in one string: key is clientKey(branch, method).
+func (s *Server) newBranchKey(ls *loopState, hop []byte, method sip.RequestMethod) (branch, key string) {
+	g := ls.ids
+	b := s.appendBranchPrefix(g.out[:0])
+	kid := len(b)
+	b = append(b, 'b')
+	b = g.appendRandom64(b)
+	g.in = append(append(append(g.in[:0], b[kid:]...), 0), hop...)
+	b = g.appendMAC(b, g.in)
+	n := len(b)
+	b = append(append(b, '|'), method...)
+	g.out = b
+	key = string(b)
+	return key[:n], key
+}
+
+// statelessBranchHop is statelessBranch for a request not materialised:
+// the incoming branch, the Request-URI as received and appendViaHop's
+// bytes of the top Via (splice.go). It returns a view of ls's buffer,
+// valid until the next identifier is made.
+func (s *Server) statelessBranchHop(ls *loopState, inBranch, ruri, hop []byte) []byte {
+	g := ls.ids
+	g.in = append(g.in[:0], "s-id"...)
+	g.in = append(g.in, 0)
+	g.in = append(g.in, inBranch...)
+	g.in = append(g.in, '|')
+	g.in = append(g.in, ruri...)
+	b := s.appendBranchPrefix(g.out[:0])
+	kid := len(b)
+	b = append(b, 's')
+	b = g.appendMAC(b, g.in)
+	g.in = append(append(append(g.in[:0], b[kid:]...), 0), hop...)
+	b = g.appendMAC(b, g.in)
+	g.out = b
+	return b
 }
 
 // statelessBranch returns the branch of a stateless forward: the same for

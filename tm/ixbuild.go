@@ -24,9 +24,6 @@ import (
 // a repeated parameter it reads, a top Via not written the usual way…):
 // the caller then materialises the request and takes the parsed path.
 
-// ixField returns the first field of kind k.
-func ixField(ix *sipindex.Index, k sipindex.Kind) (sipindex.Field, bool) { return ix.Find(k) }
-
 // addrParams returns the header parameters (";a=b;c") of a From, To,
 // Route or Record-Route value v: after the '>' of a name-addr, from the
 // first ';' of an addr-spec. ok is false for an unbalanced value.
@@ -171,24 +168,8 @@ func ixMaxForwards(ix *sipindex.Index) (n int, ok bool) {
 // ixProxyRequire reports whether proxyRequire (request.go) is not empty:
 // some Proxy-Require field (name in any case) holds an option tag.
 func ixProxyRequire(ix *sipindex.Index) bool {
-	for _, f := range ix.Fields {
-		if f.Kind != sipindex.KindOther || !equalFoldStr(ix.Bytes(f.Name), "Proxy-Require") {
-			continue
-		}
-		v := ix.Bytes(f.Value)
-		for len(v) > 0 {
-			t := v
-			if c := bytes.IndexByte(v, ','); c >= 0 {
-				t, v = v[:c], v[c+1:]
-			} else {
-				v = nil
-			}
-			if len(bytes.TrimSpace(t)) > 0 {
-				return true
-			}
-		}
-	}
-	return false
+	var b [64]byte
+	return len(appendProxyRequire(b[:0], ix)) > 0
 }
 
 // appendProxyRequire appends what proxyRequire returns: the option tags of
@@ -298,7 +279,8 @@ func equalFoldStr(b []byte, s string) bool {
 
 // plainVia reads a Via value written the usual way, "SIP/2.0/TRANSPORT
 // host[:port][;params]", the host a name, an IPv4 address or a bracketed
-// IPv6 reference, the parameters plain (plainParam). host is what
+// IPv6 reference, the parameters plain (plainParam) without a repeated
+// rport or received. host is what
 // stripBrackets(via.Host) gives after sipgo's parse; params is where the
 // parameter list starts (len(v) when there is none).
 func plainVia(v []byte) (host []byte, params int, ok bool) {
@@ -322,10 +304,8 @@ func plainVia(v []byte) (host []byte, params int, ok bool) {
 			return nil, 0, false
 		}
 		host = v[i+1 : i+rb]
-		for _, c := range host {
-			if !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-				return nil, 0, false
-			}
+		if !plainIPv6(host) {
+			return nil, 0, false
 		}
 		i += rb + 1
 	} else {
@@ -354,10 +334,30 @@ func plainVia(v []byte) (host []byte, params int, ok bool) {
 	if i < len(v) && v[i] != ';' {
 		return nil, 0, false
 	}
-	if _, _, _, _, ok := plainParam(v[i:], ""); !ok {
+	// Plain, and neither rport nor received repeated (sipgo keeps one).
+	if _, _, _, _, ok := plainParam(v[i:], "rport"); !ok {
+		return nil, 0, false
+	}
+	if _, _, _, _, ok := plainParam(v[i:], "received"); !ok {
 		return nil, 0, false
 	}
 	return host, i, true
+}
+
+// topViaReadable reports whether sipgo reads the top Via value as the
+// index does: a value followed by another in the same field ("a, b") must
+// carry a parameter, as sipgo looks for the comma only among the
+// parameters (it reads "SIP/2.0/UDP h, SIP/2.0/UDP g" as one Via whose
+// host is "h, SIP/2.0/UDP g").
+func topViaReadable(ix *sipindex.Index) bool {
+	f, ok := ix.Find(sipindex.KindVia)
+	if !ok || f.Value.Start != ix.TopVia.Start {
+		return false
+	}
+	if ix.TopVia.End == f.Value.End {
+		return true
+	}
+	return bytes.IndexByte(ix.Bytes(ix.TopVia), ';') >= 0
 }
 
 // appendReceivedVia appends the top Via value v as markReceived
@@ -442,7 +442,7 @@ func appendReceivedVia(dst, v []byte, src netip.AddrPort) ([]byte, bool) {
 // same). ok is false, and dst is returned unchanged, for what
 // appendReceivedVia or the To tag reader do not read, or an odd extra.
 func appendIndexedResponse(dst []byte, ix *sipindex.Index, src netip.AddrPort, code int, reason, toTag string, extra ...string) ([]byte, bool) {
-	if !ix.Request || len(extra)%2 != 0 || code < 100 || code > 699 {
+	if !ix.Request || len(extra)%2 != 0 || code < 100 || code > 699 || !topViaReadable(ix) {
 		return dst, false
 	}
 	addTag := false
@@ -515,4 +515,227 @@ func appendIndexedResponse(dst []byte, ix *sipindex.Index, src netip.AddrPort, c
 	}
 	dst = append(dst, "Content-Length: 0\r\n\r\n"...)
 	return dst, true
+}
+
+// ixSplice says how appendSplicedRequest changes the received request:
+// what startBranch (relay.go) does to its clone of Context.Req, or
+// Forward for a stateless relay.
+type ixSplice struct {
+	// RURI is the Request-URI to send; "" keeps the received one.
+	RURI string
+	// Via is our Via value, put on top.
+	Via string
+	// RR are the Record-Route values to prepend, RR[0] on top ("" for
+	// none): recordRoute's one or two values (rrHeader, signRecordRoute).
+	RR [2]string
+	// AddMaxForwards adds "Max-Forwards: 70" when the request has none,
+	// as startBranch does (Forward does not).
+	AddMaxForwards bool
+	// Src is where the request came from: the top Via gets received and
+	// rport as markReceived gives them.
+	Src netip.AddrPort
+	// Cuts are the byte ranges of the Route values removed (ixLooseRoute,
+	// ixRouteCuts), in order; zero spans are unused.
+	Cuts [2]sipindex.Span
+}
+
+// appendSplicedRequest appends to dst the request the parsed path sends
+// for the indexed request on a branch (startBranch) or statelessly
+// (Forward), as sp describes: the request line with sp.RURI, our Via on
+// top, the Record-Route values below it, every received header as
+// received but the top Via (markReceived's received and rport), the
+// Max-Forwards (decremented; added when absent and sp.AddMaxForwards, after
+// the last header as AppendHeader puts it) and the Route values of
+// sp.Cuts (removed), then the body as Content-Length bounds it (a request
+// without Content-Length gets one after the last header, as sipgo's
+// Clone adds it). It
+// reports false, dst unchanged, for a top Via appendReceivedVia does not
+// read and for Max-Forwards 0 (the parsed path sends 4294967295 then: a
+// stateful relay answers 483 before, a stateless one is rare enough).
+func appendSplicedRequest(dst []byte, ix *sipindex.Index, sp *ixSplice) ([]byte, bool) {
+	if !ix.Request || ix.MaxForwards == 0 || len(ix.Fields) == 0 || !topViaReadable(ix) {
+		return dst, false
+	}
+	data := ix.Data()
+	orig := len(dst)
+	dst = append(dst, data[ix.Method.Start:ix.Method.End]...)
+	dst = append(dst, ' ')
+	if sp.RURI != "" {
+		dst = append(dst, sp.RURI...)
+	} else {
+		dst = append(dst, ix.Bytes(ix.RequestURI)...)
+	}
+	dst = append(dst, " SIP/2.0\r\nVia: "...)
+	dst = append(dst, sp.Via...)
+	dst = append(dst, "\r\n"...)
+	for _, rr := range sp.RR {
+		if rr != "" {
+			dst = append(dst, "Record-Route: "...)
+			dst = append(dst, rr...)
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	// The edits, in order of position: the top Via, Max-Forwards, cuts.
+	const (
+		edVia = iota
+		edMF
+		edCut
+	)
+	type edit struct {
+		at, end int32
+		kind    uint8
+	}
+	var eds [4]edit
+	n := 0
+	eds[n] = edit{ix.TopVia.Start, ix.TopVia.End, edVia}
+	n++
+	if ix.MaxForwards > 0 {
+		f, _ := ix.Find(sipindex.KindMaxForwards)
+		eds[n] = edit{f.Value.Start, f.Value.End, edMF}
+		n++
+	}
+	for _, c := range sp.Cuts {
+		if c.End > c.Start {
+			eds[n] = edit{c.Start, c.End, edCut}
+			n++
+		}
+	}
+	for i := 1; i < n; i++ {
+		for j := i; j > 0 && eds[j].at < eds[j-1].at; j-- {
+			eds[j], eds[j-1] = eds[j-1], eds[j]
+		}
+	}
+	last := ix.Fields[0].Name.Start
+	hend := ix.Body.Start - 2 // the empty line
+	for _, e := range eds[:n] {
+		if e.at < last || e.end > hend {
+			return dst[:orig], false
+		}
+		dst = append(dst, data[last:e.at]...)
+		switch e.kind {
+		case edVia:
+			var ok bool
+			if dst, ok = appendReceivedVia(dst, data[e.at:e.end], sp.Src); !ok {
+				return dst[:orig], false
+			}
+		case edMF:
+			dst = strconv.AppendInt(dst, int64(ix.MaxForwards-1), 10)
+		}
+		last = e.end
+	}
+	dst = append(dst, data[last:hend]...)
+	if ix.ContentLength < 0 {
+		// sipgo adds it after the last header (SetBody, in its parser
+		// for a body, in Request.Clone for any): the parsed path sends it.
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, int64(ix.Body.Len()), 10)
+		dst = append(dst, "\r\n"...)
+	}
+	if ix.MaxForwards < 0 && sp.AddMaxForwards {
+		dst = append(dst, "Max-Forwards: 70\r\n"...)
+	}
+	dst = append(dst, "\r\n"...)
+	return append(dst, data[ix.Body.Start:ix.Body.End]...), true
+}
+
+// plainIPv6 reports whether b is an IPv6 address written the usual way
+// (RFC 4291 §2.2: eight groups of one to four hex digits, one "::" for a
+// run of zero groups, an IPv4 address in the last 32 bits, no zone),
+// which net.ParseIP and netip.ParseAddr both read. sipgo writes a Via host
+// back in brackets only when net.ParseIP reads it (and tm's
+// bracketMappedVias when netip reads an IPv4-mapped one): anything else
+// in brackets is left to the parsed path.
+func plainIPv6(b []byte) bool {
+	groups, gap := 0, false
+	i := 0
+	if len(b) >= 2 && b[0] == ':' && b[1] == ':' {
+		gap, i = true, 2
+		if i == len(b) {
+			return true
+		}
+	}
+	for i < len(b) {
+		s := i
+		for i < len(b) && i-s < 5 && isHex(b[i]) {
+			i++
+		}
+		if i < len(b) && b[i] == '.' {
+			// The IPv4 tail: the last 32 bits.
+			if !plainIPv4(b[s:]) {
+				return false
+			}
+			groups += 2
+			i = len(b)
+			break
+		}
+		if i == s || i-s > 4 {
+			return false
+		}
+		groups++
+		if i == len(b) {
+			break
+		}
+		if b[i] != ':' {
+			return false
+		}
+		i++
+		if i < len(b) && b[i] == ':' {
+			if gap {
+				return false
+			}
+			gap = true
+			i++
+			if i == len(b) {
+				break
+			}
+		} else if i == len(b) {
+			return false // a trailing single ':'
+		}
+	}
+	if gap {
+		return groups <= 7
+	}
+	return groups == 8
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// plainIPv4 reports whether b is a dotted-quad IPv4 address without
+// leading zeros (what netip.ParseAddr reads).
+func plainIPv4(b []byte) bool {
+	_, ok := parseIPv4(b)
+	return ok
+}
+
+// parseIPv4 reads a dotted-quad IPv4 address without leading zeros, as
+// netip.ParseAddr does, without allocating.
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var a [4]byte
+	part := 0
+	i := 0
+	for part < 4 {
+		s := i
+		n := 0
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' && i-s < 3 {
+			n = n*10 + int(b[i]-'0')
+			i++
+		}
+		if i == s || n > 255 || (i-s > 1 && b[s] == '0') {
+			return netip.Addr{}, false
+		}
+		a[part] = byte(n)
+		part++
+		if part < 4 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+	}
+	if i != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(a), true
 }

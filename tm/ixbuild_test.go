@@ -112,6 +112,9 @@ func ixCases(t *testing.T) []ixCase {
 	for k, v := range ixExtraRequests() {
 		all[k] = []byte(v)
 	}
+	for k, v := range looseCases(t, looseServer()) {
+		all["loose-"+k] = []byte(v)
+	}
 	var ls loopState
 	lim := indexLimits(Limits{}.withDefaults())
 	var out []ixCase
@@ -354,4 +357,80 @@ func BenchmarkIxReaders(b *testing.B) {
 		_, _ = ixTimestamp(&ix)
 		_ = ixMethod(&ix)
 	}
+}
+
+// plainIPv6 and parseIPv4 accept only what netip reads, as netip reads it.
+func TestIxPlainIPAgreesWithNetip(t *testing.T) {
+	for _, s := range []string{
+		"::", "::1", "1::", "2001:db8::1", "2001:DB8:0:0:0:0:0:1", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::",
+		"::ffff:127.0.0.1", "64:ff9b::192.0.2.33", "1:2:3:4:5:6:1.2.3.4", "0000:", "1:2:3:4:5:6:7:8:9",
+		"1::2::3", ":1::", "1:", ":", "12345::", "1:2:3:4:5:6:7", "::1.2.3", "::01.2.3.4", "fe80::1%eth0",
+		"::g", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7", "1.2.3.4", "", ":::",
+	} {
+		a, err := netip.ParseAddr(s)
+		want := err == nil && a.Is6() && a.Zone() == ""
+		require.Equal(t, want, plainIPv6([]byte(s)), "%q", s)
+	}
+	for _, s := range []string{"127.0.0.1", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.1.1.1", "1.1.1", "1.1.1.1.", "1..1.1", "a.b.c.d", "1.1.1.1 ", ""} {
+		a, err := netip.ParseAddr(s)
+		got, ok := parseIPv4([]byte(s))
+		require.Equal(t, err == nil && a.Is4(), ok, "%q", s)
+		if ok {
+			require.Equal(t, a, got, "%q", s)
+		}
+	}
+}
+
+// FuzzIxResponse runs appendIndexedResponse and makeResponse on the same
+// bytes: where the index is clean, the parsed path accepts and the index
+// builds the response, sipgo reads the same response from both.
+func FuzzIxResponse(f *testing.F) {
+	seedCorpus(f)
+	for _, raw := range ixExtraRequests() {
+		f.Add([]byte(raw))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var ls loopState
+		if !ls.index(data, indexLimits(Limits{}.withDefaults())) || !ls.ix.Request {
+			return
+		}
+		msg, err := seamVerdict(data)
+		if err != nil || !roundTrips(t, data) {
+			return // the parsed path rewrites the request's headers
+		}
+		req := msg.(*sip.Request)
+		src := ixSources[len(data)%len(ixSources)]
+		code := []int{100, 180, 403, 503}[len(data)%4]
+		got, ok := appendIndexedResponse(nil, &ls.ix, src, code, "Some Reason", "tt-9")
+		if !ok {
+			return
+		}
+		markReceived(req, src)
+		want := (&writer{}).bytes((*Server)(nil).makeResponse(req, code, "Some Reason", "tt-9"))
+		w, werr := parse(newParser(Limits{}), want, Limits{})
+		if werr != nil {
+			return // the parsed path sends what sipgo cannot read back
+		}
+		g := reparse(t, "fuzz input", got).(*sip.Response)
+		require.Equal(t, w.(*sip.Response).StatusCode, g.StatusCode)
+		require.Equal(t, headerList(w), headerList(g), "parsed path:\n%s\nindex:\n%s", want, got)
+	})
+}
+
+// indexedResponseAddr (lazy.go), for a request whose top Via plainVia
+// reads, is responseAddr: where the server transaction answers.
+func TestIxResponseAddrMatches(t *testing.T) {
+	var ix sipindex.Index
+	read := 0
+	for _, c := range ixCases(t) {
+		for _, src := range ixSources[:6] {
+			req := ixParse(t, c.data, &ix)
+			if _, _, ok := plainVia(ix.Bytes(ix.TopVia)); !ok || !topViaReadable(&ix) {
+				continue
+			}
+			read++
+			require.Equal(t, responseAddr(req, src), indexedResponseAddr(&ix, src), "%s from %s", c.name, src)
+		}
+	}
+	require.NotZero(t, read)
 }

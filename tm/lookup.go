@@ -82,8 +82,8 @@ func (c *Context) lookupNeeded(ruri *sip.Uri) (key, host string, ok bool) {
 			return "", "", false // nextHop reports it
 		}
 		u = &d
-	case firstRoute(c.Req()) != nil:
-		u = &firstRoute(c.Req()).Address
+	case c.firstRoute() != nil:
+		u = &c.firstRoute().Address
 	case c.flow.IsValid() && c.flow != c.src:
 		// nextHop sends on the connection a flow token named while it is
 		// open: the Request-URI (often an unresolvable ".invalid" host of a

@@ -35,7 +35,20 @@ type Branch struct {
 
 // Req returns the request sent on this branch: a copy of Context.Req() with
 // its own Request-URI. A Branch route may edit it.
-func (b *Branch) Req() *sip.Request { return b.req }
+func (b *Branch) Req() *sip.Request {
+	if b.req == nil && b.tx != nil {
+		b.req = b.tx.request() // a spliced branch (splice.go): parsed on first use
+	}
+	return b.req
+}
+
+// method is the branch request's method.
+func (b *Branch) method() sip.RequestMethod {
+	if b.req != nil {
+		return b.req.Method
+	}
+	return b.c.Method()
+}
 
 // Drop stops the branch from being sent (in a Branch route).
 func (b *Branch) Drop() { b.dropped = true }
@@ -126,6 +139,9 @@ func (c *Context) Relay(targets ...string) error {
 			if err != nil {
 				return err
 			}
+			if badURI(&u) {
+				return fmt.Errorf("%w: Request-URI", ErrInjection)
+			}
 			c.Req().Recipient = u
 		}
 		return c.Forward()
@@ -143,7 +159,12 @@ func (c *Context) Relay(targets ...string) error {
 		// RFC 5393 §5: more parallel branches than allowed.
 		return c.relayFailed(fmt.Errorf("%w: %d parallel branches > %d", ErrMaxBreadth, len(targets), c.s.cfg.MaxBreadth))
 	}
-	uris := make([]sip.Uri, 0, max(1, len(targets)))
+	var uris []sip.Uri
+	if len(targets) == 0 {
+		uris = c.ruris[:0]
+	} else {
+		uris = make([]sip.Uri, 0, len(targets))
+	}
 	for _, t := range targets {
 		u, err := parseTarget(t)
 		if err != nil {
@@ -151,8 +172,9 @@ func (c *Context) Relay(targets ...string) error {
 		}
 		uris = append(uris, u)
 	}
+	c.ruriOrig = len(uris) == 0
 	if len(uris) == 0 {
-		uris = append(uris, c.Req().Recipient)
+		uris = append(uris, c.Recipient())
 	}
 	return c.relayResolving(uris)
 }
@@ -179,8 +201,18 @@ func (c *Context) relayTo(uris []sip.Uri) error {
 	return nil
 }
 
-// startBranch builds, routes and sends one branch.
+// startBranch builds, routes and sends one branch: by splicing the
+// request's bytes when it is not materialised and no Branch route may edit
+// it (splice.go), else as a clone of the sipgo request.
 func (c *Context) startBranch(ruri sip.Uri) error {
+	if c.lazy() && c.routes.Branch == nil {
+		return c.startSplicedBranch(ruri)
+	}
+	return c.startParsedBranch(ruri)
+}
+
+// startParsedBranch is startBranch for a materialised request.
+func (c *Context) startParsedBranch(ruri sip.Uri) error {
 	s := c.s
 	req := c.Req().Clone()
 	req.Recipient = *ruri.Clone()
@@ -237,6 +269,12 @@ func (c *Context) startBranch(ruri sip.Uri) error {
 // Route, or the Request-URI, and the transport that URI asks for (forced
 // reports that it named one: ;transport= or sips:).
 func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, forced bool, err error) {
+	return c.nextHopURI(firstRoute(req), &req.Recipient)
+}
+
+// nextHopURI is nextHop for a request whose first Route is route (nil
+// for none) and Request-URI ruri.
+func (c *Context) nextHopURI(route *sip.RouteHeader, ruri *sip.Uri) (dst netip.AddrPort, tp Transport, forced bool, err error) {
 	var u sip.Uri
 	fromRURI := false
 	switch {
@@ -244,8 +282,8 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 		if u, err = parseTarget(c.dst); err != nil {
 			return netip.AddrPort{}, nil, false, err
 		}
-	case firstRoute(req) != nil:
-		u = firstRoute(req).Address
+	case route != nil:
+		u = route.Address
 	case c.flow.IsValid() && c.flow != c.src:
 		// The dialog's Record-Route named the connection this request
 		// goes back on (a flow token): use it while it is open.
@@ -254,9 +292,9 @@ func (c *Context) nextHop(req *sip.Request) (dst netip.AddrPort, tp Transport, f
 				return c.flow, tp, true, nil
 			}
 		}
-		u, fromRURI = req.Recipient, true
+		u, fromRURI = *ruri, true
 	default:
-		u, fromRURI = req.Recipient, true
+		u, fromRURI = *ruri, true
 	}
 	proto := uriTransport(&u)
 	port := u.Port
@@ -296,9 +334,21 @@ func (c *Context) Forward() error {
 	if err := c.refuseForeignRoute(); err != nil {
 		return err
 	}
+	if c.lazy() {
+		if done, err := c.forwardSpliced(); done {
+			c.forwarded()
+			return err
+		}
+	}
 	s := c.s
 	req := c.Req().Clone()
 	if mf := req.MaxForwards(); mf != nil {
+		if *mf == 0 {
+			// RFC 3261 §16.3 step 3 for a request that is not answered
+			// 483 (an ACK): not forwarded, rather than wrapped to 2^32-1.
+			s.stats.countDrop("route")
+			return fmt.Errorf("%w: Max-Forwards is 0", ErrLoop)
+		}
 		v := *mf - 1
 		req.ReplaceHeader(&v)
 	}
@@ -314,13 +364,19 @@ func (c *Context) Forward() error {
 	req.PrependHeader(via)
 	s.stats.stateless.Add(1)
 	err = s.sendMsg(c.ls, tp, req, dst)
+	c.forwarded()
+	return err
+}
+
+// forwarded ends the route's part after a stateless forward: the server
+// transaction (if any) is released so retransmissions are forwarded again.
+func (c *Context) forwarded() {
 	c.acted = true
 	if c.stx != nil {
 		c.stx.ctx = nil
 		c.stx.terminate()
 		c.stx = nil
 	}
-	return err
 }
 
 // forwardResponseStateless sends a response that matches no transaction to
@@ -461,8 +517,22 @@ func checkInjection(m sip.Message) error {
 
 func hasCRLF(s string) bool { return strings.ContainsAny(s, "\r\n") }
 
+// badURI reports a URI with CR or LF in any part sipgo writes: a
+// parameter's or URI header's value is written as it is (quoted when it
+// has special characters), so a line break there splits the start line or
+// the header it is in.
 func badURI(u *sip.Uri) bool {
-	return hasCRLF(u.User) || hasCRLF(u.Host)
+	if hasCRLF(u.User) || hasCRLF(u.Host) || hasCRLF(u.Password) || hasCRLF(u.Raw()) {
+		return true
+	}
+	for _, ps := range [...]sip.HeaderParams{u.UriParams, u.Headers} {
+		for _, kv := range ps {
+			if hasCRLF(kv.K) || hasCRLF(kv.V) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // strictRoute applies RFC 3261 §16.6 step 7: when the next hop is a strict

@@ -41,7 +41,7 @@ func (c *Context) relayAnswer(err error) (int, string) {
 	case errors.Is(err, ErrMaxBreadth):
 		return 440, "Max-Breadth Exceeded"
 	case errors.Is(err, errToSelf):
-		if hasToTag(c.Req()) {
+		if c.toTagged() {
 			return 481, "Call/Transaction Does Not Exist (request addressed to this proxy, no Route)"
 		}
 		return 404, "Not Found (request addressed to this proxy, no Route)"

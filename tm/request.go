@@ -56,22 +56,21 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		return
 	}
 	t := s.newServerTx(ls, key, req, src, tp)
-	t.toTag = s.toTag(ls)
 	if s.draining.Load() && !hasToTag(req) {
 		// Draining refuses new dialogs and out-of-dialog requests; in-dialog
 		// requests (BYE, re-INVITE) still pass so calls can end cleanly.
-		t.respond(s.makeResponse(req, 503, "Service Unavailable", t.toTag, retryAfter(5)))
+		t.respond(s.makeResponse(req, 503, "Service Unavailable", t.tag(), retryAfter(5)))
 		return
 	}
 	if mf := req.MaxForwards(); mf != nil && *mf == 0 {
 		// RFC 3261 §16.3 step 3.
-		t.respond(s.makeResponse(req, 483, "Too Many Hops", t.toTag))
+		t.respond(s.makeResponse(req, 483, "Too Many Hops", t.tag()))
 		return
 	}
 	if tags := proxyRequire(req); tags != "" {
 		// RFC 3261 §16.3 step 5: this proxy supports no extension that
 		// needs Proxy-Require (RFC 4475 §3.3.5 bext01).
-		t.respond(s.makeResponse(req, 420, "Bad Extension", t.toTag, sip.NewHeader("Unsupported", tags)))
+		t.respond(s.makeResponse(req, 420, "Bad Extension", t.tag(), sip.NewHeader("Unsupported", tags)))
 		return
 	}
 	// No 100 Trying yet: it goes out when the route relays or suspends
@@ -86,10 +85,10 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 			// (SIPp's built-in uac does that): no dialog of ours to follow.
 			code, reason = 481, "Call/Transaction Does Not Exist (request addressed to this proxy, no Route)"
 		}
-		t.respond(s.makeResponse(req, code, reason, t.toTag))
+		t.respond(s.makeResponse(req, code, reason, t.tag()))
 		return
 	}
-	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+	s.runRoute(c, RouteRequest, c.routes.Request, (*Context).afterRequest)
 }
 
 // screened reports whether Routes.Screen drops req, and counts the drop.
@@ -120,7 +119,7 @@ func (s *Server) screened(req *sip.Request, src netip.AddrPort) (drop bool) {
 // refuseUnsigned reports whether c is an in-dialog request that does not
 // follow our signed Record-Route and must be refused (recordroute.go).
 func (s *Server) refuseUnsigned(c *Context) bool {
-	if c.signed || !hasToTag(c.Req()) || s.cfg.Security.AllowUnsignedInDialog {
+	if c.signed || !c.toTagged() || s.cfg.Security.AllowUnsignedInDialog {
 		return false
 	}
 	s.stats.countDrop("unsigned")
@@ -183,7 +182,7 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 		// released): the CANCEL has no effect but is answered 200 (§9.2).
 		t := s.newServerTx(ls, ckey, req, src, tp)
 		t.toTag = s.toTag(ls)
-		t.respond(s.makeResponse(req, 200, "OK", inv.toTag))
+		t.respond(s.makeResponse(req, 200, "OK", inv.tag()))
 		return
 	}
 	if inv == nil || inv.ctx == nil {
@@ -195,7 +194,7 @@ func (s *Server) handleCancel(ls *loopState, req *sip.Request, src netip.AddrPor
 	}
 	t := s.newServerTx(ls, ckey, req, src, tp)
 	t.toTag = s.toTag(ls)
-	t.respond(s.makeResponse(req, 200, "OK", inv.toTag))
+	t.respond(s.makeResponse(req, 200, "OK", inv.tag()))
 	inv.ctx.cancel()
 }
 
@@ -208,7 +207,7 @@ func (s *Server) runStateless(ls *loopState, req *sip.Request, src netip.AddrPor
 	if s.refuseUnsigned(c) {
 		return // an ACK is never answered
 	}
-	s.runRoute(c, RouteRequest, c.routes.Request, func() {})
+	s.runRoute(c, RouteRequest, c.routes.Request, noContinuation)
 }
 
 func (s *Server) newContext(ls *loopState, t *serverTx, req *sip.Request, src netip.AddrPort, tp Transport) *Context {

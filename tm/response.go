@@ -71,7 +71,7 @@ func (c *Context) processReply(b *Branch, code int, resp *sip.Response, wire []b
 		c.afterReply(b, code, nil, wire)
 		return
 	}
-	c.s.runRoute(c, RouteReply, c.routes.Reply, func() { c.afterReply(b, code, resp, wire) })
+	c.s.runRoute(c, RouteReply, c.routes.Reply, func(*Context) { c.afterReply(b, code, resp, wire) })
 }
 
 // afterReply relays the response upstream as §16.7 says, unless a
@@ -132,7 +132,7 @@ func (c *Context) branchFailed(b *Branch, code int, reason string) {
 		return
 	}
 	b.tx.terminate()
-	resp := c.s.makeResponse(b.Req(), code, reason, c.stx.toTag)
+	resp := c.s.makeResponse(b.Req(), code, reason, c.stx.tag())
 	c.onBranchResponse(b, resp)
 }
 
@@ -172,7 +172,7 @@ func (c *Context) checkFailure() {
 	if c.routes.Failure != nil {
 		c.failing = true
 		nb := len(c.branches)
-		c.s.runRoute(c, RouteFailure, c.routes.Failure, func() {
+		c.s.runRoute(c, RouteFailure, c.routes.Failure, func(*Context) {
 			c.failing = false
 			if !c.final && len(c.branches) == nb {
 				c.sendBest(best)
@@ -263,7 +263,7 @@ func (c *Context) sendBest(best *sip.Response) {
 			return
 		}
 	}
-	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.toTag)
+	resp := c.s.makeResponse(c.Req(), code, reason, c.stx.tag())
 	c.sendUpstream(resp)
 }
 
@@ -292,7 +292,7 @@ func (c *Context) cancel() {
 // provisional response, else when one arrives (RFC 3261 §9.1).
 func (c *Context) cancelBranches() {
 	for _, b := range c.branches {
-		if b.done || b.Req().Method != sip.INVITE || b.cancelSent {
+		if b.done || b.method() != sip.INVITE || b.cancelSent {
 			continue
 		}
 		if b.provisonal {
@@ -307,7 +307,10 @@ func (c *Context) cancelBranches() {
 // INVITE's final response.
 func (c *Context) sendCancel(b *Branch) {
 	b.cancelSent = true
-	inv := b.tx.req
+	inv := b.tx.request()
+	if inv == nil {
+		return
+	}
 	can := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
 	can.AppendHeader(inv.Via().Clone())
 	for _, h := range inv.GetHeaders("Route") {

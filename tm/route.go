@@ -8,33 +8,43 @@ import (
 // runRoute runs fn as a route of kind k, then cont — unless fn suspended the
 // context, in which case cont runs after the last resume. A panic in fn is
 // recovered, counted, logged and answered 500.
-func (s *Server) runRoute(c *Context, k RouteKind, fn func(*Context), cont func()) {
+func (s *Server) runRoute(c *Context, k RouteKind, fn func(*Context), cont func(*Context)) {
 	c.kind = k
 	c.acted, c.dropped = false, false
 	c.cont = cont
 	if fn != nil {
-		c.call(func() { fn(c) })
+		c.callRoute(fn)
 	}
 	c.settle()
 }
 
+// callRoute is call(func() { fn(c) }) without the closure.
+func (c *Context) callRoute(fn func(*Context)) {
+	defer c.recoverRoute()
+	fn(c)
+}
+
 // call runs fn with panic recovery.
 func (c *Context) call(fn func()) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.s.stats.panics.Add(1)
-			buf := make([]byte, 4096)
-			buf = buf[:runtime.Stack(buf, false)]
-			c.Logger().Error("tm: panic in route", "route", c.kind.String(), "panic", fmt.Sprint(r), "stack", string(buf))
-			if c.stx != nil && !c.final && c.kind != RouteReply {
-				k := c.kind
-				c.kind = RouteRequest
-				_ = c.Reply(500, "Server Internal Error")
-				c.kind = k
-			}
-		}
-	}()
+	defer c.recoverRoute()
 	fn()
+}
+
+// recoverRoute, deferred, recovers a route's panic: counted, logged, and
+// answered 500 where an answer is due.
+func (c *Context) recoverRoute() {
+	if r := recover(); r != nil {
+		c.s.stats.panics.Add(1)
+		buf := make([]byte, 4096)
+		buf = buf[:runtime.Stack(buf, false)]
+		c.Logger().Error("tm: panic in route", "route", c.kind.String(), "panic", fmt.Sprint(r), "stack", string(buf))
+		if c.stx != nil && !c.final && c.kind != RouteReply {
+			k := c.kind
+			c.kind = RouteRequest
+			_ = c.Reply(500, "Server Internal Error")
+			c.kind = k
+		}
+	}
 }
 
 // settle runs the pending continuation once the route is no longer
@@ -45,7 +55,7 @@ func (c *Context) settle() {
 	}
 	if cont := c.cont; cont != nil {
 		c.cont = nil
-		cont()
+		cont(c)
 	}
 	for !c.suspended && len(c.queue) > 0 {
 		q := c.queue[0]

@@ -77,6 +77,8 @@ type loopState struct {
 	kbuf   []byte         // transaction key being looked up (lookupKey, handleResponse)
 	ix     sipindex.Index // the message being received (indexed.go)
 	splice []byte         // a response relayed from the index, our Via removed (indexed.go)
+	out    []byte         // a response or branch request built from the index (lazy.go, splice.go)
+	owned  bool           // the message being received is a copy it may keep (lazy.go)
 	tombs  tombTable      // completed transactions kept only to absorb retransmissions (tombstone.go)
 	// queued counts the received messages posted to this loop by other
 	// loops (or queued again by it) and not yet run: Receive keeps the
@@ -213,7 +215,7 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 			owner.queued.Add(1)
 			if err := owner.loop.Post(func() {
 				owner.queued.Add(-1)
-				s.receiveOwned(owner, buf, from, tp)
+				s.receiveOwnedBuf(owner, buf, from, tp, true)
 			}); err != nil {
 				owner.queued.Add(-1)
 				s.dropped("closed", from, err)
@@ -221,23 +223,28 @@ func (s *Server) Receive(l *reactor.Loop, data []byte, from netip.AddrPort, tp T
 			return
 		}
 	}
-	s.receiveOwned(ls, data, from, tp)
+	s.receiveOwnedBuf(ls, data, from, tp, false)
 }
 
-// receiveOwned parses, validates and dispatches a message on ls, which
+// receiveOwnedBuf parses, validates and dispatches a message on ls, which
 // should be its owner; if the parsed Call-ID says otherwise (the raw scan
-// could not find it or read it differently), the message moves on.
-func (s *Server) receiveOwned(ls *loopState, data []byte, from netip.AddrPort, tp Transport) {
+// could not find it or read it differently), the message moves on. owned
+// says data is a copy nobody else uses (a message handed over between
+// loops), which a lazy Context may keep instead of copying it again.
+func (s *Server) receiveOwnedBuf(ls *loopState, data []byte, from netip.AddrPort, tp Transport, owned bool) {
+	ls.owned = owned
 	s.receiveIndexed(ls, data, from, tp, ls.index(data, s.ixLim))
+	ls.owned = false
 }
 
-// receiveIndexed is receiveOwned once data is indexed in ls.ix (clean:
+// receiveIndexed is receiveOwnedBuf once data is indexed in ls.ix (clean:
 // the index is usable, indexed.go).
 func (s *Server) receiveIndexed(ls *loopState, data []byte, from netip.AddrPort, tp Transport, clean bool) {
 	var msg sip.Message
 	var err error
 	if clean && s.owner(unsafeString(ls.ix.Bytes(ls.ix.CallID))) == ls &&
-		(s.absorbIndexed(ls, from, tp) || s.relayIndexed(ls, data, from, tp)) {
+		(s.absorbIndexed(ls, from, tp) || s.relayIndexed(ls, data, from, tp) ||
+			(ls.ix.Request && s.handleIndexed(ls, data, from, tp))) {
 		return
 	}
 	if clean {

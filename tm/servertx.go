@@ -115,6 +115,15 @@ func (s *Server) newServerTx(ls *loopState, key string, req *sip.Request, src ne
 	return t
 }
 
+// tag returns the To tag of the responses this proxy makes for the
+// transaction, made on first use: a relayed call never needs one.
+func (t *serverTx) tag() string {
+	if t.toTag == "" {
+		t.toTag = t.s.toTag(t.ls)
+	}
+	return t.toTag
+}
+
 // retransmit handles a retransmitted request: re-send the last response.
 func (t *serverTx) retransmit() {
 	t.s.stats.retransAbsorbed.Add(1)

@@ -110,7 +110,16 @@ func (c *Context) largeSwitch(req *sip.Request, dst netip.AddrPort, tp Transport
 	if !strings.EqualFold(tp.Protocol(), "UDP") || !c.s.hasProtocol("TCP") {
 		return tp
 	}
-	if len(c.ls.w.bytes(req))+viaRRSlack <= UDPMaxRequest {
+	return c.largeSwitchLen(len(c.ls.w.bytes(req)), dst, tp)
+}
+
+// largeSwitchLen is largeSwitch for a request of n bytes before our Via
+// and Record-Route.
+func (c *Context) largeSwitchLen(n int, dst netip.AddrPort, tp Transport) Transport {
+	if !strings.EqualFold(tp.Protocol(), "UDP") || !c.s.hasProtocol("TCP") {
+		return tp
+	}
+	if n+viaRRSlack <= UDPMaxRequest {
 		return tp
 	}
 	if t, err := c.s.transportFor(dst, "TCP"); err == nil {

@@ -14,7 +14,19 @@ package tm
 
 // sendTrying sends 100 Trying for an INVITE that has sent nothing yet.
 func (t *serverTx) sendTrying() {
-	if !t.invite || t.state != stProceeding || t.last != nil || t.req == nil {
+	if !t.invite || t.state != stProceeding || t.last != nil {
+		return
+	}
+	if c := t.ctx; t.req == nil && c != nil && c.lazy() {
+		// Not materialised (lazy.go): the 100 from the index.
+		if wire, ok := appendIndexedResponse(t.ls.out[:0], c.index(), c.src, 100, "Trying", ""); ok {
+			t.ls.out = wire
+			t.respondWire(100, wire)
+			return
+		}
+		c.materialise()
+	}
+	if t.req == nil {
 		return
 	}
 	t.respond(t.s.makeResponse(t.req, 100, "Trying", ""))

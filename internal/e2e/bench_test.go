@@ -30,8 +30,8 @@ var (
 // benchTP is the proxy's transport in benchmarks: sends are counted, and
 // the last INVITE and BYE sent are kept so the UAS side can answer them.
 type benchTP struct {
-	inv, bye []byte
-	sent     int
+	inv, bye, ack []byte
+	sent          int
 }
 
 func (t *benchTP) Send(_ *reactor.Loop, b []byte, _ netip.AddrPort) error {
@@ -41,6 +41,8 @@ func (t *benchTP) Send(_ *reactor.Loop, b []byte, _ netip.AddrPort) error {
 		t.inv = append(t.inv[:0], b...)
 	case bytes.HasPrefix(b, []byte("BYE ")):
 		t.bye = append(t.bye[:0], b...)
+	case bytes.HasPrefix(b, []byte("ACK ")):
+		t.ack = append(t.ack[:0], b...)
 	}
 	return nil
 }

@@ -42,14 +42,22 @@ const (
 	faultSlack = 2500 * time.Millisecond // scheduling on a shared machine, not a performance bound
 )
 
-// backendRoute answers "ping" at once and awaits op() for the others.
+// backendRoute answers "ping" at once and awaits op() for the others,
+// bounded by faultBound.
 func backendRoute[T any](op func() async.Op[T], ok func(T) bool) tm.Routes {
+	return backendRouteWithin(func(*tm.Context) async.Op[T] { return op() }, ok,
+		func(*tm.Context) time.Duration { return faultBound })
+}
+
+// backendRouteWithin is backendRoute with the op and the await's bound
+// chosen per request.
+func backendRouteWithin[T any](op func(*tm.Context) async.Op[T], ok func(T) bool, bound func(*tm.Context) time.Duration) tm.Routes {
 	return tm.Routes{Request: func(c *tm.Context) {
 		if c.Recipient().User == "ping" {
 			_ = c.Reply(200, "OK")
 			return
 		}
-		async.Await(c, op(), func(v T, err error) {
+		async.Await(c, op(c), func(v T, err error) {
 			switch {
 			case errors.Is(err, async.ErrTimeout):
 				_ = c.Reply(504, "Backend Timeout")
@@ -58,7 +66,7 @@ func backendRoute[T any](op func() async.Op[T], ok func(T) bool) tm.Routes {
 			default:
 				_ = c.Reply(200, "OK")
 			}
-		}, async.Timeout(faultBound))
+		}, async.Timeout(bound(c)))
 	}}
 }
 
@@ -75,7 +83,8 @@ func newFaultLoad(t *testing.T, p *proxy) *faultLoad {
 	return &faultLoad{t: t, p: p, cl: newRelClient(t), sent: map[string]time.Time{}}
 }
 
-// run sends n backend requests (and one ping every 5) for phase name.
+// run sends n backend requests (and one ping every 5) for phase name and
+// waits for their final responses.
 func (f *faultLoad) run(name string, n int) {
 	f.phase = append(f.phase, name)
 	to, err := net.ResolveUDPAddr("udp4", f.p.addr)
@@ -91,6 +100,10 @@ func (f *faultLoad) run(name string, n int) {
 		}
 		time.Sleep(faultRate)
 	}
+	// The phase ends when every request sent so far has its final
+	// response: the test changes the backend next, and a request the proxy
+	// had not finished by then would meet the next phase's backend.
+	f.cl.waitFinals(len(f.sent), 2*faultBound+faultSlack+5*time.Second)
 }
 
 // check waits for every final response and returns the codes of each
@@ -315,19 +328,31 @@ func TestReliabilityFaultREST(t *testing.T) {
 // answers.
 func TestReliabilityFaultExec(t *testing.T) {
 	runner := sexec.NewRunner(sexec.Config{MaxCommands: 64})
-	var hang atomic.Bool
-	hang.Store(true)
-	p := startProxy(t, asyncsip.Config{}, backendRoute(func() async.Op[sexec.Result] {
-		cmd := runner.Command("/bin/sh", "-c", "echo sip:bob@127.0.0.1")
-		if hang.Load() {
-			cmd = runner.Command("/bin/sh", "-c", "sleep 30")
+	// A request of the hanging phase (its Call-ID says which: the proxy may
+	// run a route after the test moved on, fork and exec run on the loop)
+	// runs a script that hangs: it is killed after 300 ms and its await
+	// gives up at faultBound. Once the script is back, a fork and exec on a
+	// loaded machine may take longer than that, so the recovered phase is
+	// bounded with slack (it checks recovery, not speed).
+	hanging := func(c *tm.Context) bool { return strings.HasPrefix(c.CallID(), "hanging-") }
+	bound := func(c *tm.Context) time.Duration {
+		if hanging(c) {
+			return faultBound
 		}
-		cmd.Timeout = 300 * time.Millisecond
+		return faultSlack
+	}
+	p := startProxy(t, asyncsip.Config{}, backendRouteWithin(func(c *tm.Context) async.Op[sexec.Result] {
+		if hanging(c) {
+			cmd := runner.Command("/bin/sh", "-c", "sleep 30")
+			cmd.Timeout = 300 * time.Millisecond
+			return cmd
+		}
+		cmd := runner.Command("/bin/sh", "-c", "echo sip:bob@127.0.0.1")
+		cmd.Timeout = faultSlack
 		return cmd
-	}, func(r sexec.Result) bool { return len(r.Lines()) == 1 }))
+	}, func(r sexec.Result) bool { return len(r.Lines()) == 1 }, bound))
 	load := newFaultLoad(t, p)
 	load.run("hanging", 50)
-	hang.Store(false)
 	load.run("back", 50)
 	codes := load.check()
 	requireAll(t, "hanging", codes["hanging"], 503, 504)

@@ -1,12 +1,15 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -164,4 +167,43 @@ func TestRedisShPicksAFreePort(t *testing.T) {
 	}
 	require.Error(t, RedisPing(a))
 	require.Error(t, RedisPing(b))
+}
+
+// A port that looks free (nothing accepts connections on it) but that the
+// server cannot bind — another process bound it between the script's check
+// and redis-server's bind — makes .ci/redis.sh pick the next one instead of
+// failing: the port the script would pick first is held, bound and not
+// listening, while it starts.
+func TestRedisShRetriesAPortTakenBeforeBind(t *testing.T) {
+	RedisServer(t)
+	var held int
+	var fd int
+	for p := 56379; p < 56479; p++ {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p), time.Second); err == nil {
+			c.Close()
+			continue // busy: the script skips it too
+		}
+		s, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+		require.NoError(t, err)
+		if syscall.Bind(s, &syscall.SockaddrInet4{Port: p, Addr: [4]byte{127, 0, 0, 1}}) != nil {
+			syscall.Close(s)
+			continue
+		}
+		held, fd = p, s
+		break
+	}
+	require.NotZero(t, held, "no port to hold in 56379..56478")
+	t.Cleanup(func() { syscall.Close(fd) })
+	stateDir := t.TempDir()
+	out, err := redisSh(t, stateDir, "", "start")
+	require.NoError(t, err, out)
+	t.Cleanup(func() { _, _ = redisSh(t, stateDir, "", "stop") })
+	out, err = redisSh(t, stateDir, "", "env")
+	require.NoError(t, err, out)
+	addr := strings.TrimSpace(strings.TrimPrefix(out, RedisAddrEnv+"="))
+	require.NotEqual(t, "127.0.0.1:"+strconv.Itoa(held), addr)
+	require.NoError(t, RedisPing(addr))
+	out, err = redisSh(t, stateDir, "", "stop")
+	require.NoError(t, err, out)
+	require.Error(t, RedisPing(addr))
 }

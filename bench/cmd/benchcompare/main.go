@@ -9,8 +9,10 @@
 // it searches the highest call rate with no failed call (steps of -step,
 // doubling then bisecting, the result confirmed once), and measures at
 // -fixed-rate the proxy's CPU seconds per 1,000 calls (/proc/<pid>/stat)
-// and the INVITE->200 latency p50/p99. Results go to -out as results.json,
-// RESULTS.md and PNG plots.
+// and the INVITE->200 latency p50/p99. In the relay scenario a separate
+// short run at -fixed-rate then counts the proxy's syscalls per SIP message
+// it receives (perf stat on the syscall tracepoints, or strace -c -f).
+// Results go to -out as results.json, RESULTS.md and PNG plots.
 //
 //	go run ./bench/cmd/benchcompare                 # full run (15 s steps)
 //	go run ./bench/cmd/benchcompare -quick          # smoke run (3 s steps)
@@ -27,6 +29,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +60,10 @@ type Options struct {
 	Kamailio      KamailioOptions
 	Version       string // asyncsip version to report; default git describe
 	SIPpBuffer    int    // SIPp -buff_size (socket buffers); 0 keeps SIPp's default
+	// SyscallTool counts the proxies' syscalls in the relay scenario (auto,
+	// perf, strace, off); SyscallDuration is the length of that pass.
+	SyscallTool     string
+	SyscallDuration time.Duration
 }
 
 // KamailioOptions are the Kamailio command-line settings.
@@ -103,7 +110,7 @@ func parseFlags(args []string) (Options, bool, error) {
 	var o Options
 	quick := fs.Bool("quick", false, "smoke run: 3 s steps, 5 s fixed-rate runs, coarse search")
 	reportOnly := fs.Bool("report-only", false, "only rewrite RESULTS.md and the plots from -out/results.json")
-	proxies := fs.String("proxies", "asyncsip,kamailio,sipgo,asyncsip-w1", "proxies to run")
+	proxies := fs.String("proxies", "asyncsip,kamailio,sipgo", "proxies to run (also: asyncsip-4loops, sipp-direct)")
 	scenarios := fs.String("scenarios", "relay,sleep,sleep-blocking,rest,db", "scenarios to run")
 	fs.DurationVar(&o.Step, "step", 15*time.Second, "length of each max-rate search step")
 	fs.Float64Var(&o.FixedRate, "fixed-rate", 1000, "calls/s of the CPU and latency measurement")
@@ -124,6 +131,8 @@ func parseFlags(args []string) (Options, bool, error) {
 	fs.BoolVar(&o.Profile, "profile", false, "after the measurements, CPU-profile asyncsip at -fixed-rate in every scenario")
 	fs.StringVar(&o.Version, "asyncsip-version", "", "asyncsip version to report (default: git describe of the repository; set it when running from an exported tree)")
 	fs.IntVar(&o.SIPpBuffer, "sipp-buffer", 8<<20, "SIPp socket buffer size in bytes (-buff_size); 0 keeps SIPp's default (about 128 KiB), which the caller's socket overflows in bursts above ~3500 calls/s")
+	fs.StringVar(&o.SyscallTool, "syscall-tool", toolAuto, "how the relay scenario's syscall pass counts the proxy's syscalls: perf (perf stat on the syscalls:sys_enter_* tracepoints), strace (strace -c -f; slows the proxy), auto (perf when it can count tracepoints here, else strace), off")
+	fs.DurationVar(&o.SyscallDuration, "syscall-duration", 5*time.Second, "length of the syscall pass (SIPp at -fixed-rate, after the timed measurements)")
 	fs.StringVar(&o.Note, "note", "", "note printed in RESULTS.md (conditions of the run)")
 	fs.Float64Var(&o.WaitLoad, "wait-load", 0, "before starting, wait until the 1-min load average is below this (0: don't wait)")
 	fs.DurationVar(&o.WaitMax, "wait-max", 30*time.Minute, "longest wait for -wait-load")
@@ -151,8 +160,11 @@ func parseFlags(args []string) (Options, bool, error) {
 			return o, false, fmt.Errorf("-scenarios: unknown %q", s)
 		}
 	}
-	if o.Step <= 0 || o.FixedDuration <= 0 || o.FixedRate <= 0 || o.Search.MaxSteps < 2 {
-		return o, false, errors.New("-step, -fixed-duration, -fixed-rate must be > 0 and -max-steps >= 2")
+	if !slices.Contains([]string{toolAuto, toolPerf, toolStrace, toolOff}, o.SyscallTool) {
+		return o, false, fmt.Errorf("-syscall-tool: unknown %q", o.SyscallTool)
+	}
+	if o.Step <= 0 || o.SyscallDuration <= 0 || o.FixedDuration <= 0 || o.FixedRate <= 0 || o.Search.MaxSteps < 2 {
+		return o, false, errors.New("-step, -fixed-duration, -fixed-rate, -syscall-duration must be > 0 and -max-steps >= 2")
 	}
 	if err := freePorts(&o); err != nil {
 		return o, false, err

@@ -23,6 +23,8 @@ type Proc struct {
 	log  *os.File
 	done chan struct{}
 	err  error
+	// started is when the process was started.
+	started time.Time
 }
 
 // StartProc starts argv pinned to cpu (taskset -c), with stdout and stderr
@@ -41,7 +43,7 @@ func StartProc(name string, cpu int, logPath string, env []string, argv ...strin
 		f.Close()
 		return nil, fmt.Errorf("%s: start: %w", name, err)
 	}
-	p := &Proc{Name: name, cmd: cmd, log: f, done: make(chan struct{})}
+	p := &Proc{Name: name, cmd: cmd, log: f, done: make(chan struct{}), started: time.Now()}
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -93,15 +95,36 @@ func (p *Proc) Stop(grace time.Duration) {
 // CPUTicks returns user+system clock ticks used so far by pid and all its
 // live descendants (Kamailio runs as a tree of processes).
 func CPUTicks(pid int) (int64, error) {
-	ents, err := os.ReadDir("/proc")
+	all, err := procTable()
 	if err != nil {
 		return 0, err
 	}
-	type st struct {
-		ppid  int
-		ticks int64
+	root, ok := all[pid]
+	if !ok {
+		return 0, fmt.Errorf("pid %d: %w", pid, os.ErrNotExist)
 	}
-	all := map[int]st{}
+	total := root.ticks
+	for id, s := range all {
+		if id != pid && descends(all, id, pid) {
+			total += s.ticks
+		}
+	}
+	return total, nil
+}
+
+// procStat is what the driver reads of one /proc/<pid>/stat.
+type procStat struct {
+	ppid  int
+	ticks int64
+}
+
+// procTable reads /proc/<pid>/stat of every live process.
+func procTable() (map[int]procStat, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	all := map[int]procStat{}
 	for _, e := range ents {
 		id, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -115,23 +138,20 @@ func CPUTicks(pid int) (int64, error) {
 		if err != nil {
 			continue
 		}
-		all[id] = st{ppid, ticks}
+		all[id] = procStat{ppid, ticks}
 	}
-	root, ok := all[pid]
-	if !ok {
-		return 0, fmt.Errorf("pid %d: %w", pid, os.ErrNotExist)
-	}
-	total := root.ticks
-	for id, s := range all {
-		for up, hops := s.ppid, 0; up > 1 && hops < 64; hops++ {
-			if up == pid {
-				total += all[id].ticks
-				break
-			}
-			up = all[up].ppid
+	return all, nil
+}
+
+// descends reports whether id is a descendant of pid in all.
+func descends(all map[int]procStat, id, pid int) bool {
+	for up, hops := all[id].ppid, 0; up > 1 && hops < 64; hops++ {
+		if up == pid {
+			return true
 		}
+		up = all[up].ppid
 	}
-	return total, nil
+	return false
 }
 
 // ErrBadStat is returned for a /proc/<pid>/stat line that cannot be read.

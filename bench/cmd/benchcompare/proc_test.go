@@ -52,3 +52,27 @@ func TestStartProcError(t *testing.T) {
 	_, err := StartProc("x", 0, filepath.Join(t.TempDir(), "no", "such", "dir.log"), nil, "true")
 	require.Error(t, err)
 }
+
+// TestProxyArgv checks the command lines of the asyncsip rows: the default
+// row leaves the event loops to the library (-workers 0: one per
+// GOMAXPROCS, which follows taskset), asyncsip-4loops asks for 4.
+func TestProxyArgv(t *testing.T) {
+	e := &env{o: Options{Port: 5070, UASPort: 5080, HTTPPort: 8088}, bin: "/b", dbPath: "/r.db"}
+	workers := func(argv []string) string {
+		for i := range argv {
+			if argv[i] == "-workers" && i+1 < len(argv) {
+				return argv[i+1]
+			}
+		}
+		return ""
+	}
+	argv, _, err := proxyKinds["asyncsip"].argv(e, "relay")
+	require.NoError(t, err)
+	require.Equal(t, "/b/benchproxy", argv[0])
+	require.Equal(t, "0", workers(argv))
+	argv, _, err = proxyKinds["asyncsip-4loops"].argv(e, "relay")
+	require.NoError(t, err)
+	require.Equal(t, "4", workers(argv))
+	require.False(t, proxyKinds["asyncsip-4loops"].supports("sleep"))
+	require.NotContains(t, proxyKinds, "asyncsip-w1")
+}

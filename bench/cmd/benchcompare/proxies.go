@@ -31,11 +31,12 @@ func (k proxyKind) supports(s string) bool { return slices.Contains(k.scenarios,
 // proxyKinds are the proxies the driver knows, in report order.
 var proxyKinds = map[string]proxyKind{
 	"asyncsip": {scenarios: scenarioNames, argv: asyncsipArgv},
-	// asyncsip-w1: one worker loop instead of 4, which shows what the
-	// hand-offs between loops sharing one CPU cost.
-	"asyncsip-w1": {scenarios: []string{"relay"}, argv: func(e *env, sc string) ([]string, []string, error) {
+	// asyncsip-4loops (not in the default run): 4 event loops on the one
+	// CPU instead of the default one loop per usable CPU, which shows what
+	// the hand-offs between loops sharing a CPU cost.
+	"asyncsip-4loops": {scenarios: []string{"relay"}, argv: func(e *env, sc string) ([]string, []string, error) {
 		argv, env, err := asyncsipArgv(e, sc)
-		return withWorkers(argv, "1"), env, err
+		return withWorkers(argv, "4"), env, err
 	}},
 	"kamailio": {scenarios: scenarioNames, argv: kamailioArgv},
 	"sipgo":    {scenarios: []string{"relay", "sleep"}, argv: sipgoArgv},
@@ -47,13 +48,16 @@ var proxyKinds = map[string]proxyKind{
 }
 
 // proxyOrder is the column and legend order of the report.
-var proxyOrder = []string{"asyncsip", "asyncsip-w1", "kamailio", "sipgo", "sipp-direct"}
+var proxyOrder = []string{"asyncsip", "asyncsip-4loops", "kamailio", "sipgo", "sipp-direct"}
 
+// asyncsipArgv runs benchproxy with -workers 0: asyncsip.Config.Workers
+// left to the library's default, one event loop per GOMAXPROCS, which Go
+// takes from the CPU affinity (taskset -c: 1).
 func asyncsipArgv(e *env, sc string) ([]string, []string, error) {
 	o := e.o
 	return []string{filepath.Join(e.bin, "benchproxy"), "-scenario", sc,
 		"-listen", fmt.Sprintf("udp:127.0.0.1:%d", o.Port), "-target", fmt.Sprintf("127.0.0.1:%d", o.UASPort),
-		"-workers", "4", "-rest-url", fmt.Sprintf("http://127.0.0.1:%d/route", o.HTTPPort),
+		"-workers", "0", "-rest-url", fmt.Sprintf("http://127.0.0.1:%d/route", o.HTTPPort),
 		"-db", "sqlite:" + e.dbPath, "-db-fill=false"}, nil, nil
 }
 
@@ -121,6 +125,14 @@ func setup(ctx context.Context, e *env) error {
 	}
 	o = e.o
 	need := map[string][]string{"sipp": {"sip-tester"}, "taskset": {"util-linux"}, "gnuplot": {"gnuplot-nox"}}
+	if slices.Contains(o.Scenarios, "relay") && o.SyscallTool != toolOff {
+		e.o.SyscallTool = chooseSyscallTool(ctx, o.SyscallTool)
+		o.SyscallTool = e.o.SyscallTool
+		logf("syscall pass: %s", o.SyscallTool)
+		if o.SyscallTool == toolStrace {
+			need["strace"] = []string{"strace"}
+		}
+	}
 	if slices.Contains(o.Proxies, "kamailio") {
 		need["kamailio"] = []string{"kamailio"}
 		if slices.Contains(o.Scenarios, "db") {

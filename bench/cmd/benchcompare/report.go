@@ -76,11 +76,12 @@ func (r *Results) Markdown() string {
 	w("**Max CPS** is the highest call rate (INVITE, 180, 200, ACK, BYE, 200 through the proxy, Record-Route on) with no failed call, found by doubling then bisecting, confirmed by a second run. ")
 	w("**CPU** is the proxy's user+system CPU time (`/proc/<pid>/stat`, all its processes) per call at the fixed rate, in milliseconds (= CPU seconds per 1,000 calls). ")
 	w("**p50/p99** are INVITE→200 times seen by the caller at the fixed rate (microsecond timestamps logged by `bench/sipp/uac.xml`). ")
-	w("When a proxy cannot sustain the fixed rate, CPU and latency are taken at its max instead (the *@ rate* column says which).\n\n")
+	w("When a proxy cannot sustain the fixed rate, CPU and latency are taken at its max instead (the *@ rate* column says which). ")
+	w("**Syscalls/msg** (relay only) is the number of syscalls the proxy's processes and threads made per SIP message the proxy *received* (6 per call: INVITE, 180, 200, ACK, BYE, 200, plus the caller's retransmissions; the proxy sends 7, its 100 Trying included), counted in a separate short SIPp run at the same rate after the timed runs, because the counter slows the proxy (the tool, and the most frequent syscalls, are under *Search steps*).\n\n")
 
 	w("**Proxy / SIPp CPU at max** is how busy each CPU was (CPU time per wall second) in the run at the max: near 100 %% for SIPp means SIPp, not the proxy, was the limit; well below 100 %% for the proxy means something else than its CPU time (queues, socket buffers, scheduling of its processes or threads) stopped it.\n\n")
-	w("| scenario | proxy | max CPS | proxy CPU at max | SIPp CPU at max | CPU ms/call | @ rate | p50 ms | p99 ms | max CPS vs Kamailio | CPU vs Kamailio |\n")
-	w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("| scenario | proxy | max CPS | proxy CPU at max | SIPp CPU at max | CPU ms/call | @ rate | p50 ms | p99 ms | syscalls/msg | max CPS vs Kamailio | CPU vs Kamailio |\n")
+	w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, sc := range scenarioNames {
 		kam := r.find("kamailio", sc)
 		for _, p := range proxyOrder {
@@ -100,7 +101,7 @@ func (r *Results) Markdown() string {
 			if kam != nil && p != "kamailio" && p != "sipp-direct" {
 				vsMax, vsCPU = ratio(row.MaxCPS, kam.MaxCPS), ratio(row.cpu(), kam.cpu())
 			}
-			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, proxyAtMax(row), sippAtMax(row), num(row.cpu(), "%.3f"), rate, p50, p99, vsMax, vsCPU)
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", sc, p, maxCell, proxyAtMax(row), sippAtMax(row), num(row.cpu(), "%.3f"), rate, p50, p99, syscallCell(row.Syscalls), vsMax, vsCPU)
 		}
 	}
 	if len(r.Missing) > 0 {
@@ -131,7 +132,42 @@ func (r *Results) Markdown() string {
 					100*s.CPUSeconds/s.Wall, 1000*s.CPUSeconds/math.Max(1, float64(s.Successful)))
 			}
 		}
+		if s := row.Syscalls; s != nil {
+			w("%s", syscallDetails(s))
+		}
 		w("```\n</details>\n")
+	}
+	return b.String()
+}
+
+// syscallCell is the syscalls/msg cell: "–" when not measured, the
+// figure (marked) when the traced SIPp run did not pass.
+func syscallCell(s *SyscallCount) string {
+	v := s.PerMessage()
+	if v <= 0 {
+		return "–"
+	}
+	if !s.OK {
+		return fmt.Sprintf("%.2f (run failed)", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// syscallDetails describes the syscall pass of a row, top syscalls first.
+func syscallDetails(s *SyscallCount) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "syscalls (%s, %.0f calls/s, %.1f s): ", s.Tool, s.Rate, s.Seconds)
+	if s.Err != "" {
+		fmt.Fprintf(&b, "not measured: %s\n", oneLine(s.Err))
+		return b.String()
+	}
+	fmt.Fprintf(&b, "%d for %d SIP messages received (%d calls × %d + %d retransmissions) = %.2f per message received", s.Total, s.Messages, s.Calls, msgsPerCall, s.Retrans, s.PerMessage())
+	if !s.OK {
+		b.WriteString(" (the traced SIPp run failed)")
+	}
+	b.WriteString("\n")
+	for _, c := range s.Top {
+		fmt.Fprintf(&b, "  %-20s %9d  %6.3f/msg\n", c.Name, c.Count, float64(c.Count)/float64(max(1, s.Messages)))
 	}
 	return b.String()
 }
@@ -224,7 +260,7 @@ func proxyColor(p string) string {
 	switch p {
 	case "asyncsip":
 		return "#1f77b4"
-	case "asyncsip-w1":
+	case "asyncsip-4loops":
 		return "#9ecae1"
 	case "kamailio":
 		return "#d62728"

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -21,8 +22,11 @@ func sampleResults() *Results {
 		Note: "taken under load",
 		Rows: []Row{
 			{Proxy: "asyncsip", Scenario: "relay", MaxCPS: 8000, Confirmed: true, Fixed: ok(1000, 0.05, 0.2, 1.5), CPUPer1k: 0.05,
-				Search: []Step{*ok(1000, 0, 0, 0), {Rate: 16000, Calls: 10, Failed: 10}, {Rate: 8000, Calls: 10, Successful: 10, SIPpCPU: 0.85, CPUSeconds: 9, Wall: 15}}},
-			{Proxy: "kamailio", Scenario: "relay", MaxCPS: 4000, Confirmed: true, Fixed: ok(1000, 0.1, 0.3, 2), CPUPer1k: 0.1},
+				Search: []Step{*ok(1000, 0, 0, 0), {Rate: 16000, Calls: 10, Failed: 10}, {Rate: 8000, Calls: 10, Successful: 10, SIPpCPU: 0.85, CPUSeconds: 9, Wall: 15}},
+				Syscalls: &SyscallCount{Tool: "perf stat", Rate: 1000, Seconds: 5.4, Calls: 5000, Messages: 30000, Total: 36000, OK: true,
+					Top: []SysCount{{"recvmmsg", 20000}, {"sendmmsg", 16000}}}},
+			{Proxy: "kamailio", Scenario: "relay", MaxCPS: 4000, Confirmed: true, Fixed: ok(1000, 0.1, 0.3, 2), CPUPer1k: 0.1,
+				Syscalls: &SyscallCount{Tool: "perf stat", Rate: 1000, Err: "perf exited: no permission"}},
 			{Proxy: "asyncsip", Scenario: "sleep-blocking", MaxCPS: 190, Fixed: ok(190, 0.01, 21, 40), CPUPer1k: 0.07},
 		},
 		Missing: []Missing{{"kamailio", "rest", "http_async_client could not be built:\n no source"}},
@@ -32,9 +36,12 @@ func sampleResults() *Results {
 func TestMarkdown(t *testing.T) {
 	md := sampleResults().Markdown()
 	for _, want := range []string{
-		"| relay | asyncsip | 8000 | 60 % | 85 % | 0.050 | 1000 | 0.20 | 1.50 | 2.00× | 0.50× |",
-		"| relay | kamailio | 4000 | – | – | 0.100 | 1000 | 0.30 | 2.00 |  |  |",
-		"| sleep-blocking | asyncsip | 190 (unconfirmed) | – | – | 0.070 | 190 | 21.00 | 40.00 |  |  |",
+		"| relay | asyncsip | 8000 | 60 % | 85 % | 0.050 | 1000 | 0.20 | 1.50 | 1.20 | 2.00× | 0.50× |",
+		"| relay | kamailio | 4000 | – | – | 0.100 | 1000 | 0.30 | 2.00 | – |  |  |",
+		"| sleep-blocking | asyncsip | 190 (unconfirmed) | – | – | 0.070 | 190 | 21.00 | 40.00 | – |  |  |",
+		"syscalls (perf stat, 1000 calls/s, 5.4 s): 36000 for 30000 SIP messages received (5000 calls × 6 + 0 retransmissions) = 1.20 per message received\n  recvmmsg                 20000   0.667/msg\n",
+		"syscalls (perf stat, 1000 calls/s, 0.0 s): not measured: perf exited: no permission",
+		"per SIP message the proxy *received*",
 		"- kamailio / rest: http_async_client could not be built: no source",
 		"> **Note:** taken under load",
 		"Test CPU", "kamailio `5.6.3`", "16000 cps: FAIL",
@@ -104,8 +111,16 @@ func TestParseFlags(t *testing.T) {
 	require.False(t, reportOnly)
 	require.Equal(t, []string{"asyncsip", "kamailio"}, o.Proxies)
 	require.Equal(t, 1000.0, o.Search.Start)
+	require.Equal(t, toolAuto, o.SyscallTool)
+	o, _, err = parseFlags(nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"asyncsip", "kamailio", "sipgo"}, o.Proxies, "default: one asyncsip row, the library's default loops")
+	o, _, err = parseFlags([]string{"-proxies", "asyncsip-4loops", "-syscall-tool", "strace", "-syscall-duration", "2s"})
+	require.NoError(t, err)
+	require.Equal(t, toolStrace, o.SyscallTool)
+	require.Equal(t, 2*time.Second, o.SyscallDuration)
 	for _, bad := range [][]string{
-		{"-proxies", "opensips"}, {"-scenarios", "nap"}, {"-proxy-cpu", "1"}, {"-step", "0s"}, {"extra"},
+		{"-proxies", "opensips"}, {"-proxies", "asyncsip-w1"}, {"-scenarios", "nap"}, {"-syscall-tool", "dtrace"}, {"-syscall-duration", "0s"}, {"-proxy-cpu", "1"}, {"-step", "0s"}, {"extra"},
 	} {
 		_, _, err := parseFlags(bad)
 		require.Error(t, err, bad)

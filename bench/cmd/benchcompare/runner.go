@@ -22,6 +22,8 @@ type Row struct {
 	// CPUPer1k is the proxy's CPU seconds per 1,000 calls in the fixed run
 	// (NaN-free: 0 when not measured).
 	CPUPer1k float64 `json:"cpu_s_per_1k"`
+	// Syscalls is the syscall pass (relay only), after the timed runs.
+	Syscalls *SyscallCount `json:"syscalls,omitempty"`
 }
 
 // Missing records a proxy × scenario that could not be measured.
@@ -256,6 +258,10 @@ func runBlock(ctx context.Context, e *env, proxy, scenario string) (Row, error) 
 	row.Fixed = &fixed
 	if b.proxy != nil && fixed.Successful > 0 {
 		row.CPUPer1k = fixed.CPUSeconds / float64(fixed.Successful) * 1000
+	}
+	if scenario == "relay" && b.proxy != nil && e.o.SyscallTool != toolOff && upErr == nil && ctx.Err() == nil {
+		// Separate from the timed runs: the counter slows the proxy.
+		row.Syscalls = b.syscallPass(ctx, fixed.Rate, e.o.SyscallDuration)
 	}
 	logf("%s: max %.0f cps (confirmed %v), fixed %s, %.3f CPU s / 1k calls", b.name, best, confirmed, fixed, row.CPUPer1k)
 	if ctx.Err() != nil {
