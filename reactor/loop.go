@@ -36,15 +36,14 @@ type Config struct {
 	// MaxEvents bounds the fd events taken per epoll_wait (default 128).
 	MaxEvents int
 	// NoLockThread leaves the loop goroutine unlocked from its OS thread.
-	// Locking is the default because it keeps the loop's cache warm, except
-	// when GOMAXPROCS is 1 at New (the process has one CPU): a locked thread
-	// blocked in epoll_wait holds the only P, so every hop to a pool worker,
-	// net/http or database/sql goroutine, or another loop, moved the P
-	// between OS threads (~3 context switches per Blocking op,
-	// BenchmarkBlockingThread in ./async; 15-18 per SIPp call with 4 loops).
-	// An unlocked loop waits for its epoll fd on the Go netpoller (park.go)
-	// and shares its thread with the other goroutines. The per-thread loop
-	// CPU metric is not available for an unlocked loop.
+	// Locking is the default because it keeps the loop's cache warm. An
+	// unlocked loop waits for its epoll fd on the Go netpoller (park.go)
+	// and shares its thread with the other goroutines: with GOMAXPROCS=1 a
+	// hop to a pool worker and back then costs no context switch (locked:
+	// ~3, BenchmarkBlockingThread in ./async). Not the default: with one P
+	// and four unlocked loops the rest benchmark lost calls at 2,500
+	// calls/s where locked loops lost none (docs/perf-async.md). The
+	// per-thread loop CPU metric is not available for an unlocked loop.
 	NoLockThread bool
 }
 
@@ -159,7 +158,7 @@ func newLoop(cfg Config) *Loop {
 		log:       cfg.Logger.With("loop", cfg.ID),
 		maxTasks:  cfg.MaxTasks,
 		maxEvents: cfg.MaxEvents,
-		lock:      !cfg.NoLockThread && runtime.GOMAXPROCS(0) > 1,
+		lock:      !cfg.NoLockThread,
 		epfd:      -1,
 		efd:       -1,
 		watchers:  make(map[int]*watcher),
