@@ -47,8 +47,16 @@ fi
 ticks=$(getconf CLK_TCK)
 
 pids=()
-cleanup() {
+cleanup() { # TERM, then KILL what is still there after 5 s (SIPp may ignore TERM)
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	local n=50
+	while ((n-- > 0)); do
+		local alive=0
+		for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+		((alive)) || break
+		sleep 0.1
+	done
+	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	pids=()
 }
