@@ -53,7 +53,16 @@ type hostileCase struct {
 	want   []string
 	// wantErr, when set, is an error every run's route must have got.
 	wantErr error
+	// tcp adds a TCP transport (hostileRun.tcp) next to the rig's UDP one.
+	tcp bool
 }
+
+// fakeTCP is a TCP transport on the proxy's address that records what it
+// sends; it has a connection to every address but 127.0.0.9.
+type fakeTCP struct{ *fakeTP }
+
+func (f fakeTCP) Protocol() string                 { return "TCP" }
+func (f fakeTCP) HasConn(addr netip.AddrPort) bool { return addr.Addr() != attackerAddr.Addr() }
 
 // hostileRun is one run of a case: the rig and what the route saw.
 type hostileRun struct {
@@ -61,7 +70,8 @@ type hostileRun struct {
 	errs    []string
 	errv    []error
 	resumes []func() // resume the suspended routes, in the order they suspended
-	lazy    int      // request routes that ran without a sipgo request
+	tcp     fakeTCP
+	lazy    int // request routes that ran without a sipgo request
 	routes  int
 }
 
@@ -131,6 +141,10 @@ func newHostileRun(t *testing.T, tc hostileCase, materialise bool) *hostileRun {
 		routes.Screen = func(*sip.Request, netip.AddrPort) bool { return false }
 	}
 	h.r = newRig(t, cfg, routes)
+	if tc.tcp {
+		h.tcp = fakeTCP{&fakeTP{}}
+		h.r.s.AddTransport(h.tcp)
+	}
 	return h
 }
 
@@ -156,6 +170,12 @@ func (h *hostileRun) answer(dst netip.AddrPort, method sip.RequestMethod, code i
 	if req := h.lastTo(dst, method); req != nil {
 		h.r.recvMsg(dst, respond(req, code, toTag))
 	}
+}
+
+// recvTCP delivers raw over the TCP transport.
+func (h *hostileRun) recvTCP(from netip.AddrPort, raw string) {
+	h.r.s.Receive(h.r.g.Loop(0), []byte(raw), from, h.tcp)
+	h.r.run()
 }
 
 // resume resumes the route that suspended first and is not resumed yet;
@@ -201,6 +221,10 @@ func (h *hostileRun) call(callID string) string {
 func describeSent(out []sent) []string {
 	d := []string{}
 	for _, s := range out {
+		if s.msg == nil {
+			d = append(d, "-- over TCP:")
+			continue
+		}
 		d = append(d, s.to.String()+" "+short(s.msg))
 	}
 	return d
@@ -219,14 +243,24 @@ func runHostile(t *testing.T, cases []hostileCase) {
 			}
 			lz, pa := runs[0], runs[1]
 			lazyRuns += lz.lazy
-			t.Logf("routes %d, lazily %d", lz.routes, lz.lazy)
 			require.Zero(t, pa.lazy, "the materialising route ran lazily")
 			got, ref := lz.r.tp.out, pa.r.tp.out
+			if tc.tcp {
+				// What went over TCP, after what went over UDP.
+				got = append(append([]sent(nil), got...), sent{})
+				got = append(got, lz.tcp.out...)
+				ref = append(append([]sent(nil), ref...), sent{})
+				ref = append(ref, pa.tcp.out...)
+			}
+			t.Logf("routes %d, lazily %d: %v", lz.routes, lz.lazy, describeSent(got))
 			if tc.want != nil {
 				require.Equal(t, tc.want, describeSent(got), "messages sent (lazy)")
 			}
 			require.Equal(t, describeSent(ref), describeSent(got), "messages sent: materialised vs lazy")
 			for j := range got {
+				if got[j].msg == nil {
+					continue
+				}
 				s1, h1, b1 := readMsg(got[j].msg, lz.r.s.tag)
 				s2, h2, b2 := readMsg(ref[j].msg, pa.r.s.tag)
 				require.Equal(t, s2, s1, "message %d start line\nlazy:\n%s\nmaterialised:\n%s", j, got[j].msg, ref[j].msg)
@@ -696,6 +730,43 @@ func TestLazyHostileTransactions(t *testing.T) {
 			h.resume() // the INVITE
 		}, want: []string{"127.0.0.1:5061 100", "127.0.0.1:5062 INVITE", "127.0.0.1:5061 200", "127.0.0.1:5061 100",
 			"127.0.0.1:5062 BYE", "127.0.0.1:5061 200", "127.0.0.1:5062 INVITE"}},
+		{name: "TCP in, UDP out: double Record-Route with a flow token", tcp: true, want: []string{
+			"127.0.0.1:5062 INVITE", "127.0.0.1:5062 ACK", "127.0.0.1:5062 403", "-- over TCP:",
+			"127.0.0.1:5061 100", "127.0.0.1:5061 200", "127.0.0.1:5061 BYE", "127.0.0.1:5061 BYE", "127.0.0.1:5061 BYE"}, script: func(h *hostileRun) {
+			const bobUDP = "sip:bob@127.0.0.1:5062;transport=udp"
+			raw := replaceOnce(request("INVITE", bobUDP, "ht-40", "z9hG4bK-ht-40", 1, ""), "SIP/2.0/UDP", "SIP/2.0/TCP")
+			h.recvTCP(uacAddr, raw)
+			h.answer(uasAddr, sip.INVITE, 200, "b1")
+			inv := h.lastTo(uasAddr, sip.INVITE)
+			if inv == nil {
+				return
+			}
+			rr := inv.GetHeaders("Record-Route")
+			// The caller's ACK and BYE over TCP, the callee's BYE over UDP.
+			tcpReq := func(raw string) string { return replaceOnce(raw, "SIP/2.0/UDP", "SIP/2.0/TCP") }
+			h.recvTCP(uacAddr, tcpReq(dialogRequest("ACK", bobUDP, "ht-40", "z9hG4bK-ht-40a", 1, false, routeLines(rr, true))))
+			h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061;transport=tcp", "ht-40", "z9hG4bK-ht-40b", 2, true, routeLines(rr, false)))
+			h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061", "ht-40", "z9hG4bK-ht-40c", 3, true, routeLines(rr, false)))
+			if len(rr) == 2 {
+				// Only the flow token's value.
+				h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061", "ht-40", "z9hG4bK-ht-40d", 4, true, "Route: "+rr[1].Value()+"\n"))
+				// Forged: the token's address changed, the signature kept.
+				forged := strings.Replace(rr[1].Value(), flowPrefix+"7f000001", flowPrefix+"7f000009", 1)
+				if forged == rr[1].Value() {
+					panic("no flow token to forge in " + forged)
+				}
+				h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061", "ht-40", "z9hG4bK-ht-40e", 5, true, routeLines(rr[:1], false)+"Route: "+forged+"\n"))
+			}
+		}},
+		{name: "TCP in from a source without connection", tcp: true, script: func(h *hostileRun) {
+			raw := replaceOnce(request("INVITE", "sip:bob@127.0.0.1:5062;transport=udp", "ht-41", "z9hG4bK-ht-41", 1, ""), "SIP/2.0/UDP 127.0.0.1:5061", "SIP/2.0/TCP 127.0.0.9:5099")
+			h.recvTCP(attackerAddr, raw)
+			h.answer(uasAddr, sip.INVITE, 200, "b1")
+			if inv := h.lastTo(uasAddr, sip.INVITE); inv != nil {
+				rr := inv.GetHeaders("Record-Route")
+				h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.9:5099", "ht-41", "z9hG4bK-ht-41b", 2, true, routeLines(rr, false)))
+			}
+		}},
 		{name: "ACK without To tag", script: func(h *hostileRun) {
 			h.r.recv(uacAddr, request("ACK", bob, "ht-12", "z9hG4bK-ht-12", 1, ""))
 		}},
