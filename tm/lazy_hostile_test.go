@@ -911,3 +911,26 @@ func FuzzLazyDifferential(f *testing.F) {
 		}
 	})
 }
+
+// addrURIParses accepts an address only when sipgo's address parser
+// reads it (else the lazy path relayed a request the parsed path answers
+// 400, and its spliced branch had no request for a 408: found by
+// FuzzLazyDifferential, "From: A:"), and accepts the usual forms.
+func TestLazyAddrURIParses(t *testing.T) {
+	usual := []string{"<sip:alice@127.0.0.1>;tag=a1", "\"Alice\" <sip:alice@example.com>;tag=a2", "Bob <sips:bob@[::1]:5061;transport=tls>",
+		"sip:alice@example.com;tag=a3", "<tel:+15551234>", "\"A \\\"q\\\" B\" <sip:a@b>", "*", "SIP:A@B"}
+	odd := []string{"A:", "x", "<A:>", "\"x\" <A:>", "A:;tag=1", "<sip:a@b", "\"x <sip:a@b>", "\"x\";<sip:a@b>", "\"x\" sip:a@b",
+		"<sip:a@b:xx>", "<sip:[::1>", "<ü:a>", "abc;tag=1", "<>", "\"\" <sip:a@b>", "\"\\\r\" <sip:a@b>", "<sip:a@b:99999999999999999999>"}
+	for _, v := range append(usual, odd...) {
+		var u sip.Uri
+		var ps sip.HeaderParams
+		_, err := sip.ParseAddressValue(v, &u, &ps)
+		got := addrURIParses([]byte(v))
+		if got && err != nil {
+			t.Errorf("%q: accepted, sipgo: %v", v, err)
+		}
+	}
+	for _, v := range usual {
+		require.True(t, addrURIParses([]byte(v)), v)
+	}
+}
