@@ -832,8 +832,9 @@ func (f *rawTP) LocalAddr() netip.AddrPort { return proxyAddr }
 
 // lazyDiffRun receives data once on a fresh server whose request route
 // relays to 127.0.0.1:5062, after calling c.Req() when materialise is set,
-// runs its timers out, and returns what it sent.
-func lazyDiffRun(data []byte, materialise bool) (out []rawOut, tag string, lazy bool, panics uint64) {
+// runs its timers out, and returns what it sent, the panics recovered (in
+// routes and on the loop) and the transactions left.
+func lazyDiffRun(data []byte, materialise bool) (out []rawOut, tag string, lazy bool, panics uint64, left int) {
 	clk := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
 	g := reactor.NewManualGroup(1, clk)
 	s := NewServer(g.Loops(), Config{Security: Security{RouteKey: hostileKey}}, Routes{Request: func(c *Context) {
@@ -849,8 +850,9 @@ func lazyDiffRun(data []byte, materialise bool) (out []rawOut, tag string, lazy 
 	l := g.Loop(0)
 	s.Receive(l, data, uacAddr, tp)
 	s.Receive(l, data, uacAddr, tp) // a retransmission
-	l.Advance(time.Minute)
-	return tp.out, s.tag, lazy, s.Stats().Panics
+	l.Advance(10 * time.Minute)
+	left = len(s.loops[0].stx) + len(s.loops[0].ctx)
+	return tp.out, s.tag, lazy, s.Stats().Panics + l.Stats().Panics, left
 }
 
 // lazyDiff reports how what a peer reads of the lazy run's messages (a)
@@ -882,7 +884,8 @@ func lazyDiff(a, b []rawOut, tagA, tagB string) string {
 
 // FuzzLazyDifferential: any bytes received by a route that never asks
 // for the sipgo request and by one that does produce the same messages
-// (what a peer reads of them), and no route panics.
+// (what a peer reads of them); nothing panics (route or loop) and no
+// transaction is left once every timer ran.
 func FuzzLazyDifferential(f *testing.F) {
 	seedCorpus(f)
 	r := newRig(&testing.T{}, Config{Security: Security{RouteKey: hostileKey}}, Routes{})
@@ -898,13 +901,16 @@ func FuzzLazyDifferential(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, tagA, lazyA, pA := lazyDiffRun(data, false)
-		b, tagB, lazyB, pB := lazyDiffRun(data, true)
+		a, tagA, lazyA, pA, leftA := lazyDiffRun(data, false)
+		b, tagB, lazyB, pB, leftB := lazyDiffRun(data, true)
 		if lazyB {
 			t.Fatal("the materialising route ran lazily")
 		}
 		if pA != 0 || pB != 0 {
 			t.Fatalf("panics: %d lazy, %d materialised (lazy path taken: %v)", pA, pB, lazyA)
+		}
+		if leftA != 0 || leftB != 0 {
+			t.Fatalf("transactions left after all timers: %d lazy, %d materialised (lazy path taken: %v)", leftA, leftB, lazyA)
 		}
 		if d := lazyDiff(a, b, tagA, tagB); d != "" {
 			t.Fatalf("lazy path taken: %v: %s", lazyA, d)
