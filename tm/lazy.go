@@ -89,8 +89,8 @@ func plainAddr(v []byte, contact bool) bool {
 // under 3 bytes), a URI without scheme, an unclosed quote or bracket, and
 // the lazy path must not relay what the parsed path answers 400 (a spliced
 // branch that does not parse has no request for its 408, Context.Req
-// panics). Plain sip and sips URIs are read here (plainURI); others by
-// sip.ParseUri.
+// panics). Plain sip and sips URIs are read here (plainURI); others, in
+// brackets only, by sip.ParseUri.
 func addrURIParses(v []byte) bool {
 	u := v
 	for i := 0; i < len(v); i++ {
@@ -129,8 +129,13 @@ func addrURIParses(v []byte) bool {
 			break
 		}
 	}
-	if _, ok := plainURI(u); ok {
+	if _, ok := plainURI(u); ok || string(u) == "*" {
 		return true
+	}
+	if len(u) == len(v) || len(u) > 0 && &u[0] == &v[0] {
+		// No brackets: sipgo writes the URI back in brackets, what it
+		// reads of "A:>" (scheme a, ">") then no longer parses.
+		return false
 	}
 	var x sip.Uri
 	return sip.ParseUri(unsafeString(u), &x) == nil

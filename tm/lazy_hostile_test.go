@@ -926,7 +926,7 @@ func TestLazyAddrURIParses(t *testing.T) {
 	usual := []string{"<sip:alice@127.0.0.1>;tag=a1", "\"Alice\" <sip:alice@example.com>;tag=a2", "Bob <sips:bob@[::1]:5061;transport=tls>",
 		"sip:alice@example.com;tag=a3", "<tel:+15551234>", "\"A \\\"q\\\" B\" <sip:a@b>", "*", "SIP:A@B"}
 	odd := []string{"A:", "x", "<A:>", "\"x\" <A:>", "A:;tag=1", "<sip:a@b", "\"x <sip:a@b>", "\"x\";<sip:a@b>", "\"x\" sip:a@b",
-		"<sip:a@b:xx>", "<sip:[::1>", "<ü:a>", "abc;tag=1", "<>", "\"\" <sip:a@b>", "\"\\\r\" <sip:a@b>", "<sip:a@b:99999999999999999999>"}
+		"<sip:a@b:xx>", "<sip:[::1>", "<ü:a>", "abc;tag=1", "<>", "\"\" <sip:a@b>", "\"\\\r\" <sip:a@b>", "<sip:a@b:99999999999999999999>", "A:>", "A:0"}
 	for _, v := range append(usual, odd...) {
 		var u sip.Uri
 		var ps sip.HeaderParams
@@ -934,6 +934,15 @@ func TestLazyAddrURIParses(t *testing.T) {
 		got := addrURIParses([]byte(v))
 		if got && err != nil {
 			t.Errorf("%q: accepted, sipgo: %v", v, err)
+		}
+		if got && err == nil {
+			// What sipgo writes of it must read back the same.
+			h := sip.FromHeader{DisplayName: "", Address: u, Params: ps}
+			var u2 sip.Uri
+			var ps2 sip.HeaderParams
+			if _, err := sip.ParseAddressValue(h.Value(), &u2, &ps2); err != nil || u2.String() != u.String() {
+				t.Errorf("%q: accepted, sipgo writes %q (%v)", v, h.Value(), err)
+			}
 		}
 	}
 	for _, v := range usual {
