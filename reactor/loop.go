@@ -36,7 +36,14 @@ type Config struct {
 	// MaxEvents bounds the fd events taken per epoll_wait (default 128).
 	MaxEvents int
 	// NoLockThread leaves the loop goroutine unlocked from its OS thread.
-	// Locking is the default because it keeps the loop's cache warm.
+	// Locking is the default because it keeps the loop's cache warm. An
+	// unlocked loop waits for its epoll fd on the Go netpoller (park.go)
+	// instead of a blocking epoll_wait, so it shares its thread with the
+	// other goroutines: with GOMAXPROCS=1 a hop to a pool worker and back
+	// then costs no context switch (locked: ~3, BenchmarkBlockingThread in
+	// ./async). Not the default: see docs/perf-async.md (HTTP round trips
+	// were slower with everything on one thread). The per-thread loop CPU
+	// metric is not available for an unlocked loop.
 	NoLockThread bool
 }
 
@@ -56,6 +63,7 @@ type Loop struct {
 	efdMu     sync.Mutex
 	efdClosed bool
 	tid       atomic.Int32 // OS thread of a locked running loop, 0 otherwise
+	goid      atomic.Int64 // goroutine of an unlocked running loop, 0 otherwise
 
 	q          taskQueue
 	wakeArmed  atomic.Bool // an eventfd write is outstanding
@@ -77,6 +85,7 @@ type Loop struct {
 	done       chan struct{}
 	stopOnce   sync.Once
 	inCallback bool
+	park       *parker // unlocked loops: wait on the netpoller (park.go)
 
 	stats loopStats
 }
@@ -111,6 +120,9 @@ func New(cfg Config) (*Loop, error) {
 		return nil, fmt.Errorf("reactor: epoll_ctl eventfd: %w", err)
 	}
 	l.epfd, l.efd = epfd, efd
+	if !l.lock {
+		l.park = newParker(epfd) // nil: it blocks in epoll_wait instead
+	}
 	return l, nil
 }
 
@@ -251,6 +263,9 @@ func (l *Loop) run() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		l.tid.Store(int32(unix.Gettid()))
+	} else {
+		l.goid.Store(goid())
+		defer l.goid.Store(0)
 	}
 	defer l.stopOnce.Do(l.finish)
 	for {
@@ -317,7 +332,15 @@ func (l *Loop) iterate() bool {
 // poll waits for fd events (bounded by timeout ms) and dispatches them.
 func (l *Loop) poll(timeout int) error {
 	l.stats.polls.Add(1)
-	n, err := unix.EpollWait(l.epfd, l.events, timeout)
+	var (
+		n   int
+		err error
+	)
+	if timeout != 0 && l.park != nil {
+		n, err = l.park.poll(l.epfd, l.events, timeout)
+	} else {
+		n, err = unix.EpollWait(l.epfd, l.events, timeout)
+	}
 	if err != nil {
 		if err == unix.EINTR {
 			return nil

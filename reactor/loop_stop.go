@@ -1,7 +1,9 @@
 package reactor
 
 import (
+	"bytes"
 	"context"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -64,12 +66,31 @@ func (l *Loop) runHooks(hs []*hook, reverse bool) {
 	}
 }
 
-// onLoopThread reports whether the caller runs on this loop's goroutine. It
-// is exact for loops locked to their thread (the default) and always false
-// for NoLockThread loops.
+// onLoopThread reports whether the caller runs on this loop's goroutine: by
+// its OS thread for a locked loop, by its goroutine id for an unlocked one
+// (NoLockThread). The id is read from runtime.Stack, which is slow, but this
+// runs only when sockets are set up or closed.
 func (l *Loop) onLoopThread() bool {
-	t := l.tid.Load()
-	return t != 0 && int32(unix.Gettid()) == t
+	if t := l.tid.Load(); t != 0 {
+		return int32(unix.Gettid()) == t
+	}
+	g := l.goid.Load()
+	return g != 0 && goid() == g
+}
+
+// goid returns the id of the calling goroutine ("goroutine N [...").
+func goid() int64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = bytes.TrimPrefix(b, []byte("goroutine "))
+	var id int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			break
+		}
+		id = id*10 + int64(c-'0')
+	}
+	return id
 }
 
 // Stop stops the loop gracefully: stop hooks run (inputs stop reading), then
@@ -150,6 +171,10 @@ func (l *Loop) finish() {
 		t.idx = -1
 	}
 	l.timers = nil
+	if l.park != nil {
+		l.park.close()
+		l.park = nil
+	}
 	if l.epfd >= 0 {
 		unix.Close(l.epfd)
 		l.epfd = -1

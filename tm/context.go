@@ -61,7 +61,7 @@ func (k RouteKind) String() string {
 }
 
 // Context is the processing context of one transaction: what every route
-// receives. It survives suspension: edits to Req, the destination, flags and
+// receives. It survives suspension: edits to Req(), the destination, flags and
 // values made before an await are there after it. A Context is used only on
 // its owner loop.
 type Context struct {
@@ -110,7 +110,7 @@ type Context struct {
 	gen       uint32
 	bound     *reactor.Timer
 	aborts    []func()
-	cont      func()
+	cont      func(*Context)     // what runs after the route (runRoute)
 	relayErr  error              // the last Relay's failure, answered by afterRequest
 	hops      map[string]NextHop // next hops looked up by Relay (lookup.go)
 

@@ -168,24 +168,8 @@ func ixMaxForwards(ix *sipindex.Index) (n int, ok bool) {
 // ixProxyRequire reports whether proxyRequire (request.go) is not empty:
 // some Proxy-Require field (name in any case) holds an option tag.
 func ixProxyRequire(ix *sipindex.Index) bool {
-	for _, f := range ix.Fields {
-		if f.Kind != sipindex.KindOther || !equalFoldStr(ix.Bytes(f.Name), "Proxy-Require") {
-			continue
-		}
-		v := ix.Bytes(f.Value)
-		for len(v) > 0 {
-			t := v
-			if c := bytes.IndexByte(v, ','); c >= 0 {
-				t, v = v[:c], v[c+1:]
-			} else {
-				v = nil
-			}
-			if len(bytes.TrimSpace(t)) > 0 {
-				return true
-			}
-		}
-	}
-	return false
+	var b [64]byte
+	return len(appendProxyRequire(b[:0], ix)) > 0
 }
 
 // appendProxyRequire appends what proxyRequire returns: the option tags of

@@ -19,7 +19,7 @@ import (
 // Relay sends the request by splicing its bytes (splice.go). The Context
 // owns a copy of the bytes (c.raw): the datagram's buffer is the reactor's.
 //
-// Context.Req materialises the request: parseIndexed over c.raw, then the
+// Context.Req() materialises the request: parseIndexed over c.raw, then the
 // edits tm already made (markReceived, and looseRoute run again on the
 // parsed request: it decides as ixLooseRoute did). From then on the sipgo
 // request is authoritative and relaying clones and serializes it, as for a
@@ -71,17 +71,45 @@ func lazyEligible(ix *sipindex.Index) bool {
 }
 
 // plainAddr accepts an address value sipgo relays meaning the same when
-// written as received: a name-addr ("<…>"), or an addr-spec without
-// URI headers ('?') and, in a Contact, without parameters or a list
+// written as received: a name-addr with one "<…>" (outside a quoted
+// display name), or an addr-spec without brackets, quotes, whitespace,
+// URI headers ('?') or a list (','), and in a Contact without parameters
 // (sipgo writes those in brackets, RFC 4475 cparam01, regbadct).
 func plainAddr(v []byte, contact bool) bool {
-	if bytes.IndexByte(v, '<') >= 0 {
-		return true
+	lt, gt := -1, -1
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				quoted = false
+			}
+		case c == '"':
+			quoted = true
+		case c == '<':
+			if lt >= 0 {
+				return false
+			}
+			lt = i
+		case c == '>':
+			if gt >= 0 || lt < 0 {
+				return false
+			}
+			gt = i
+		}
 	}
-	if bytes.IndexByte(v, '?') >= 0 {
+	if quoted {
 		return false
 	}
-	return !contact || bytes.IndexAny(v, ";,") < 0
+	if lt >= 0 {
+		return gt > lt && bytes.IndexByte(v[gt+1:], ',') < 0
+	}
+	if gt >= 0 || bytes.IndexAny(v, "\"?, \t") >= 0 {
+		return false
+	}
+	return !contact || bytes.IndexByte(v, ';') < 0
 }
 
 // addrURIParses reports whether sipgo's address parser reads the URI of
@@ -238,12 +266,12 @@ func (s *Server) handleIndexed(ls *loopState, data []byte, src netip.AddrPort, t
 	s.stats.inProgress.Add(1)
 	c := s.newLazyContext(ls, t, data, src, tp, hasTo, &lr)
 	t.ctx = c
-	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+	s.runRoute(c, RouteRequest, c.routes.Request, (*Context).afterRequest) // a method expression: no allocation
 	return true
 }
 
 // noContinuation is the request route's continuation without transaction.
-func noContinuation() {}
+func noContinuation(*Context) {}
 
 // newLazyContext makes the Context of the request indexed in ls.ix from
 // data: it copies data (the reactor's buffer) and rebases the index onto

@@ -88,7 +88,7 @@ func (s *Server) handleRequest(ls *loopState, req *sip.Request, src netip.AddrPo
 		t.respond(s.makeResponse(req, code, reason, t.tag()))
 		return
 	}
-	s.runRoute(c, RouteRequest, c.routes.Request, c.afterRequest)
+	s.runRoute(c, RouteRequest, c.routes.Request, (*Context).afterRequest)
 }
 
 // screened reports whether Routes.Screen drops req, and counts the drop.
@@ -207,7 +207,7 @@ func (s *Server) runStateless(ls *loopState, req *sip.Request, src netip.AddrPor
 	if s.refuseUnsigned(c) {
 		return // an ACK is never answered
 	}
-	s.runRoute(c, RouteRequest, c.routes.Request, func() {})
+	s.runRoute(c, RouteRequest, c.routes.Request, noContinuation)
 }
 
 func (s *Server) newContext(ls *loopState, t *serverTx, req *sip.Request, src netip.AddrPort, tp Transport) *Context {

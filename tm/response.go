@@ -71,7 +71,7 @@ func (c *Context) processReply(b *Branch, code int, resp *sip.Response, wire []b
 		c.afterReply(b, code, nil, wire)
 		return
 	}
-	c.s.runRoute(c, RouteReply, c.routes.Reply, func() { c.afterReply(b, code, resp, wire) })
+	c.s.runRoute(c, RouteReply, c.routes.Reply, func(*Context) { c.afterReply(b, code, resp, wire) })
 }
 
 // afterReply relays the response upstream as §16.7 says, unless a
@@ -172,7 +172,7 @@ func (c *Context) checkFailure() {
 	if c.routes.Failure != nil {
 		c.failing = true
 		nb := len(c.branches)
-		c.s.runRoute(c, RouteFailure, c.routes.Failure, func() {
+		c.s.runRoute(c, RouteFailure, c.routes.Failure, func(*Context) {
 			c.failing = false
 			if !c.final && len(c.branches) == nb {
 				c.sendBest(best)

@@ -8,7 +8,7 @@ import (
 // runRoute runs fn as a route of kind k, then cont — unless fn suspended the
 // context, in which case cont runs after the last resume. A panic in fn is
 // recovered, counted, logged and answered 500.
-func (s *Server) runRoute(c *Context, k RouteKind, fn func(*Context), cont func()) {
+func (s *Server) runRoute(c *Context, k RouteKind, fn func(*Context), cont func(*Context)) {
 	c.kind = k
 	c.acted, c.dropped = false, false
 	c.cont = cont
@@ -55,7 +55,7 @@ func (c *Context) settle() {
 	}
 	if cont := c.cont; cont != nil {
 		c.cont = nil
-		cont()
+		cont(c)
 	}
 	for !c.suspended && len(c.queue) > 0 {
 		q := c.queue[0]

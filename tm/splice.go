@@ -46,17 +46,7 @@ func (c *Context) startSplicedBranch(ruri sip.Uri) error {
 		return c.startParsedBranch(ruri)
 	}
 	branch, key := s.newBranchKey(c.ls, hop, c.method)
-	host, port := tp.Advertised()
-	v := append(g.ourVia[:0], "SIP/2.0/"...)
-	v = append(v, tp.Protocol()...)
-	v = append(v, ' ')
-	v = appendURIHost(v, host)
-	if port > 0 {
-		v = append(v, ':')
-		v = strconv.AppendInt(v, int64(port), 10)
-	}
-	v = append(v, ";branch="...)
-	v = append(v, branch...)
+	v := appendOurVia(g.ourVia[:0], tp, branch)
 	g.ourVia = v
 	sp := ixSplice{Via: unsafeString(v), AddMaxForwards: true, Src: c.src, Cuts: c.cuts}
 	if !c.ruriOrig {
@@ -202,17 +192,7 @@ func (c *Context) forwardSpliced() (bool, error) {
 	_, pi, _ := plainVia(via)
 	_, bs, be, _, _ := plainParam(via[pi:], "branch")
 	branch := s.statelessBranchHop(c.ls, via[pi:][bs:be], ix.Bytes(ix.RequestURI), hop)
-	host, port := tp.Advertised()
-	v := append(g.ourVia[:0], "SIP/2.0/"...)
-	v = append(v, tp.Protocol()...)
-	v = append(v, ' ')
-	v = appendURIHost(v, host)
-	if port > 0 {
-		v = append(v, ':')
-		v = strconv.AppendInt(v, int64(port), 10)
-	}
-	v = append(v, ";branch="...)
-	v = append(v, branch...)
+	v := appendOurVia(g.ourVia[:0], tp, branch)
 	g.ourVia = v
 	sp := ixSplice{Via: unsafeString(v), Src: c.src, Cuts: c.cuts}
 	w, ok := appendSplicedRequest(c.ls.out[:0], ix, &sp)
@@ -222,4 +202,20 @@ func (c *Context) forwardSpliced() (bool, error) {
 	c.ls.out = w
 	s.stats.stateless.Add(1)
 	return true, s.send(c.ls, tp, w, dst)
+}
+
+// appendOurVia appends the Via value this proxy puts on a request it sends
+// over tp with branch: "SIP/2.0/<proto> <advertised host>[:port];branch=…".
+func appendOurVia[B string | []byte](v []byte, tp Transport, branch B) []byte {
+	host, port := tp.Advertised()
+	v = append(v, "SIP/2.0/"...)
+	v = append(v, tp.Protocol()...)
+	v = append(v, ' ')
+	v = appendURIHost(v, host)
+	if port > 0 {
+		v = append(v, ':')
+		v = strconv.AppendInt(v, int64(port), 10)
+	}
+	v = append(v, ";branch="...)
+	return append(v, branch...)
 }
