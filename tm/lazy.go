@@ -36,7 +36,7 @@ func lazyEligible(ix *sipindex.Index) bool {
 	if !ix.Request || ix.ContentLength < 0 || ix.CallID.Len() == 0 {
 		return false
 	}
-	if !plainRURI(ix.Bytes(ix.RequestURI)) {
+	if !plainRURI(ix.Bytes(ix.RequestURI)) || !crlfOnly(ix.Data()[:ix.Body.Start]) {
 		return false
 	}
 	for _, f := range ix.Fields {
@@ -110,6 +110,25 @@ func plainAddr(v []byte, contact bool) bool {
 		return false
 	}
 	return !contact || bytes.IndexByte(v, ';') < 0
+}
+
+// crlfOnly reports whether every line of the header section h ends with
+// CRLF and no CR or LF stands alone: sipgo refuses "CSeq: 1 OPTIONS\r\r\n"
+// ("line has no CRLF"), which the index reads (found by
+// FuzzLazyDifferential).
+func crlfOnly(h []byte) bool {
+	for i := bytes.IndexAny(h, "\r\n"); i >= 0; {
+		if h[i] != '\r' || i+1 >= len(h) || h[i+1] != '\n' {
+			return false
+		}
+		i += 2
+		j := bytes.IndexAny(h[i:], "\r\n")
+		if j < 0 {
+			break
+		}
+		i += j
+	}
+	return true
 }
 
 // addrURIParses reports whether sipgo's address parser reads the URI of
