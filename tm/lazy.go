@@ -36,7 +36,7 @@ func lazyEligible(ix *sipindex.Index) bool {
 	if !ix.Request || ix.ContentLength < 0 || ix.CallID.Len() == 0 {
 		return false
 	}
-	if !plainRURI(ix.Bytes(ix.RequestURI)) {
+	if !plainRURI(ix.Bytes(ix.RequestURI)) || !crlfOnly(ix.Data()[:ix.Body.Start]) {
 		return false
 	}
 	for _, f := range ix.Fields {
@@ -62,7 +62,7 @@ func lazyEligible(ix *sipindex.Index) bool {
 	for _, f := range ix.Fields {
 		switch f.Kind {
 		case sipindex.KindFrom, sipindex.KindTo, sipindex.KindContact:
-			if !plainAddr(ix.Bytes(f.Value), f.Kind == sipindex.KindContact) {
+			if !plainAddr(ix.Bytes(f.Value), f.Kind == sipindex.KindContact) || !addrURIParses(ix.Bytes(f.Value)) {
 				return false
 			}
 		}
@@ -110,6 +110,82 @@ func plainAddr(v []byte, contact bool) bool {
 		return false
 	}
 	return !contact || bytes.IndexByte(v, ';') < 0
+}
+
+// crlfOnly reports whether every line of the header section h ends with
+// CRLF and no CR or LF stands alone: sipgo refuses "CSeq: 1 OPTIONS\r\r\n"
+// ("line has no CRLF"), which the index reads (found by
+// FuzzLazyDifferential).
+func crlfOnly(h []byte) bool {
+	for i := bytes.IndexAny(h, "\r\n"); i >= 0; {
+		if h[i] != '\r' || i+1 >= len(h) || h[i+1] != '\n' {
+			return false
+		}
+		i += 2
+		j := bytes.IndexAny(h[i:], "\r\n")
+		if j < 0 {
+			break
+		}
+		i += j
+	}
+	return true
+}
+
+// addrURIParses reports whether sipgo's address parser reads the URI of
+// the address value v (ParseAddressValue): sipgo refuses "From: A:" (a URI
+// under 3 bytes), a URI without scheme, an unclosed quote or bracket, and
+// the lazy path must not relay what the parsed path answers 400 (a spliced
+// branch that does not parse has no request for its 408, Context.Req
+// panics). Plain sip and sips URIs are read here (plainURI); others, in
+// brackets only, by sip.ParseUri.
+func addrURIParses(v []byte) bool {
+	u := v
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c == '"' {
+			// A quoted display name, then "<": as sipgo reads it.
+			j := i + 1
+			for ; j < len(v) && v[j] != '"'; j++ {
+				if v[j] == '\\' {
+					if j+1 < len(v) && (v[j+1] == '\r' || v[j+1] == '\n') {
+						return false
+					}
+					j++
+				}
+			}
+			if j >= len(v) {
+				return false
+			}
+			lt := bytes.IndexByte(v[j+1:], '<')
+			if lt < 0 || bytes.IndexByte(v[j+1:j+1+lt], ';') >= 0 {
+				return false
+			}
+			i = j + lt // the loop's i++ lands on '<'
+			continue
+		}
+		if c == '<' {
+			gt := bytes.IndexByte(v[i+1:], '>')
+			if gt < 0 {
+				return false
+			}
+			u = v[i+1 : i+1+gt]
+			break
+		}
+		if c == ';' {
+			u = v[:i]
+			break
+		}
+	}
+	if _, ok := plainURI(u); ok || string(u) == "*" {
+		return true
+	}
+	if len(u) == len(v) || len(u) > 0 && &u[0] == &v[0] {
+		// No brackets: sipgo writes the URI back in brackets, what it
+		// reads of "A:>" (scheme a, ">") then no longer parses.
+		return false
+	}
+	var x sip.Uri
+	return sip.ParseUri(unsafeString(u), &x) == nil
 }
 
 // plainRURI accepts "sip:" or "sips:" URIs with a host and without

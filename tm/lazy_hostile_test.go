@@ -53,7 +53,16 @@ type hostileCase struct {
 	want   []string
 	// wantErr, when set, is an error every run's route must have got.
 	wantErr error
+	// tcp adds a TCP transport (hostileRun.tcp) next to the rig's UDP one.
+	tcp bool
 }
+
+// fakeTCP is a TCP transport on the proxy's address that records what it
+// sends; it has a connection to every address but 127.0.0.9.
+type fakeTCP struct{ *fakeTP }
+
+func (f fakeTCP) Protocol() string                 { return "TCP" }
+func (f fakeTCP) HasConn(addr netip.AddrPort) bool { return addr.Addr() != attackerAddr.Addr() }
 
 // hostileRun is one run of a case: the rig and what the route saw.
 type hostileRun struct {
@@ -61,7 +70,8 @@ type hostileRun struct {
 	errs    []string
 	errv    []error
 	resumes []func() // resume the suspended routes, in the order they suspended
-	lazy    int      // request routes that ran without a sipgo request
+	tcp     fakeTCP
+	lazy    int // request routes that ran without a sipgo request
 	routes  int
 }
 
@@ -131,6 +141,10 @@ func newHostileRun(t *testing.T, tc hostileCase, materialise bool) *hostileRun {
 		routes.Screen = func(*sip.Request, netip.AddrPort) bool { return false }
 	}
 	h.r = newRig(t, cfg, routes)
+	if tc.tcp {
+		h.tcp = fakeTCP{&fakeTP{}}
+		h.r.s.AddTransport(h.tcp)
+	}
 	return h
 }
 
@@ -156,6 +170,12 @@ func (h *hostileRun) answer(dst netip.AddrPort, method sip.RequestMethod, code i
 	if req := h.lastTo(dst, method); req != nil {
 		h.r.recvMsg(dst, respond(req, code, toTag))
 	}
+}
+
+// recvTCP delivers raw over the TCP transport.
+func (h *hostileRun) recvTCP(from netip.AddrPort, raw string) {
+	h.r.s.Receive(h.r.g.Loop(0), []byte(raw), from, h.tcp)
+	h.r.run()
 }
 
 // resume resumes the route that suspended first and is not resumed yet;
@@ -201,6 +221,10 @@ func (h *hostileRun) call(callID string) string {
 func describeSent(out []sent) []string {
 	d := []string{}
 	for _, s := range out {
+		if s.msg == nil {
+			d = append(d, "-- over TCP:")
+			continue
+		}
 		d = append(d, s.to.String()+" "+short(s.msg))
 	}
 	return d
@@ -219,14 +243,24 @@ func runHostile(t *testing.T, cases []hostileCase) {
 			}
 			lz, pa := runs[0], runs[1]
 			lazyRuns += lz.lazy
-			t.Logf("routes %d, lazily %d", lz.routes, lz.lazy)
 			require.Zero(t, pa.lazy, "the materialising route ran lazily")
 			got, ref := lz.r.tp.out, pa.r.tp.out
+			if tc.tcp {
+				// What went over TCP, after what went over UDP.
+				got = append(append([]sent(nil), got...), sent{})
+				got = append(got, lz.tcp.out...)
+				ref = append(append([]sent(nil), ref...), sent{})
+				ref = append(ref, pa.tcp.out...)
+			}
+			t.Logf("routes %d, lazily %d: %v", lz.routes, lz.lazy, describeSent(got))
 			if tc.want != nil {
 				require.Equal(t, tc.want, describeSent(got), "messages sent (lazy)")
 			}
 			require.Equal(t, describeSent(ref), describeSent(got), "messages sent: materialised vs lazy")
 			for j := range got {
+				if got[j].msg == nil {
+					continue
+				}
 				s1, h1, b1 := readMsg(got[j].msg, lz.r.s.tag)
 				s2, h2, b2 := readMsg(ref[j].msg, pa.r.s.tag)
 				require.Equal(t, s2, s1, "message %d start line\nlazy:\n%s\nmaterialised:\n%s", j, got[j].msg, ref[j].msg)
@@ -696,6 +730,43 @@ func TestLazyHostileTransactions(t *testing.T) {
 			h.resume() // the INVITE
 		}, want: []string{"127.0.0.1:5061 100", "127.0.0.1:5062 INVITE", "127.0.0.1:5061 200", "127.0.0.1:5061 100",
 			"127.0.0.1:5062 BYE", "127.0.0.1:5061 200", "127.0.0.1:5062 INVITE"}},
+		{name: "TCP in, UDP out: double Record-Route with a flow token", tcp: true, want: []string{
+			"127.0.0.1:5062 INVITE", "127.0.0.1:5062 ACK", "127.0.0.1:5062 403", "-- over TCP:",
+			"127.0.0.1:5061 100", "127.0.0.1:5061 200", "127.0.0.1:5061 BYE", "127.0.0.1:5061 BYE", "127.0.0.1:5061 BYE"}, script: func(h *hostileRun) {
+			const bobUDP = "sip:bob@127.0.0.1:5062;transport=udp"
+			raw := replaceOnce(request("INVITE", bobUDP, "ht-40", "z9hG4bK-ht-40", 1, ""), "SIP/2.0/UDP", "SIP/2.0/TCP")
+			h.recvTCP(uacAddr, raw)
+			h.answer(uasAddr, sip.INVITE, 200, "b1")
+			inv := h.lastTo(uasAddr, sip.INVITE)
+			if inv == nil {
+				return
+			}
+			rr := inv.GetHeaders("Record-Route")
+			// The caller's ACK and BYE over TCP, the callee's BYE over UDP.
+			tcpReq := func(raw string) string { return replaceOnce(raw, "SIP/2.0/UDP", "SIP/2.0/TCP") }
+			h.recvTCP(uacAddr, tcpReq(dialogRequest("ACK", bobUDP, "ht-40", "z9hG4bK-ht-40a", 1, false, routeLines(rr, true))))
+			h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061;transport=tcp", "ht-40", "z9hG4bK-ht-40b", 2, true, routeLines(rr, false)))
+			h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061", "ht-40", "z9hG4bK-ht-40c", 3, true, routeLines(rr, false)))
+			if len(rr) == 2 {
+				// Only the flow token's value.
+				h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061", "ht-40", "z9hG4bK-ht-40d", 4, true, "Route: "+rr[1].Value()+"\n"))
+				// Forged: the token's address changed, the signature kept.
+				forged := strings.Replace(rr[1].Value(), flowPrefix+"7f000001", flowPrefix+"7f000009", 1)
+				if forged == rr[1].Value() {
+					panic("no flow token to forge in " + forged)
+				}
+				h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.1:5061", "ht-40", "z9hG4bK-ht-40e", 5, true, routeLines(rr[:1], false)+"Route: "+forged+"\n"))
+			}
+		}},
+		{name: "TCP in from a source without connection", tcp: true, script: func(h *hostileRun) {
+			raw := replaceOnce(request("INVITE", "sip:bob@127.0.0.1:5062;transport=udp", "ht-41", "z9hG4bK-ht-41", 1, ""), "SIP/2.0/UDP 127.0.0.1:5061", "SIP/2.0/TCP 127.0.0.9:5099")
+			h.recvTCP(attackerAddr, raw)
+			h.answer(uasAddr, sip.INVITE, 200, "b1")
+			if inv := h.lastTo(uasAddr, sip.INVITE); inv != nil {
+				rr := inv.GetHeaders("Record-Route")
+				h.r.recv(uasAddr, dialogRequest("BYE", "sip:alice@127.0.0.9:5099", "ht-41", "z9hG4bK-ht-41b", 2, true, routeLines(rr, false)))
+			}
+		}},
 		{name: "ACK without To tag", script: func(h *hostileRun) {
 			h.r.recv(uacAddr, request("ACK", bob, "ht-12", "z9hG4bK-ht-12", 1, ""))
 		}},
@@ -761,8 +832,9 @@ func (f *rawTP) LocalAddr() netip.AddrPort { return proxyAddr }
 
 // lazyDiffRun receives data once on a fresh server whose request route
 // relays to 127.0.0.1:5062, after calling c.Req() when materialise is set,
-// runs its timers out, and returns what it sent.
-func lazyDiffRun(data []byte, materialise bool) (out []rawOut, tag string, lazy bool, panics uint64) {
+// runs its timers out, and returns what it sent, the panics recovered (in
+// routes and on the loop) and the transactions left.
+func lazyDiffRun(data []byte, materialise bool) (out []rawOut, tag string, lazy bool, panics uint64, left int) {
 	clk := reactor.NewFakeClock(time.Unix(1_700_000_000, 0))
 	g := reactor.NewManualGroup(1, clk)
 	s := NewServer(g.Loops(), Config{Security: Security{RouteKey: hostileKey}}, Routes{Request: func(c *Context) {
@@ -778,8 +850,9 @@ func lazyDiffRun(data []byte, materialise bool) (out []rawOut, tag string, lazy 
 	l := g.Loop(0)
 	s.Receive(l, data, uacAddr, tp)
 	s.Receive(l, data, uacAddr, tp) // a retransmission
-	l.Advance(time.Minute)
-	return tp.out, s.tag, lazy, s.Stats().Panics
+	l.Advance(10 * time.Minute)
+	left = len(s.loops[0].stx) + len(s.loops[0].ctx)
+	return tp.out, s.tag, lazy, s.Stats().Panics + l.Stats().Panics, left
 }
 
 // lazyDiff reports how what a peer reads of the lazy run's messages (a)
@@ -811,7 +884,8 @@ func lazyDiff(a, b []rawOut, tagA, tagB string) string {
 
 // FuzzLazyDifferential: any bytes received by a route that never asks
 // for the sipgo request and by one that does produce the same messages
-// (what a peer reads of them), and no route panics.
+// (what a peer reads of them); nothing panics (route or loop) and no
+// transaction is left once every timer ran.
 func FuzzLazyDifferential(f *testing.F) {
 	seedCorpus(f)
 	r := newRig(&testing.T{}, Config{Security: Security{RouteKey: hostileKey}}, Routes{})
@@ -827,16 +901,51 @@ func FuzzLazyDifferential(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		a, tagA, lazyA, pA := lazyDiffRun(data, false)
-		b, tagB, lazyB, pB := lazyDiffRun(data, true)
+		a, tagA, lazyA, pA, leftA := lazyDiffRun(data, false)
+		b, tagB, lazyB, pB, leftB := lazyDiffRun(data, true)
 		if lazyB {
 			t.Fatal("the materialising route ran lazily")
 		}
 		if pA != 0 || pB != 0 {
 			t.Fatalf("panics: %d lazy, %d materialised (lazy path taken: %v)", pA, pB, lazyA)
 		}
+		if leftA != 0 || leftB != 0 {
+			t.Fatalf("transactions left after all timers: %d lazy, %d materialised (lazy path taken: %v)", leftA, leftB, lazyA)
+		}
 		if d := lazyDiff(a, b, tagA, tagB); d != "" {
 			t.Fatalf("lazy path taken: %v: %s", lazyA, d)
 		}
 	})
+}
+
+// addrURIParses accepts an address only when sipgo's address parser
+// reads it (else the lazy path relayed a request the parsed path answers
+// 400, and its spliced branch had no request for a 408: found by
+// FuzzLazyDifferential, "From: A:"), and accepts the usual forms.
+func TestLazyAddrURIParses(t *testing.T) {
+	usual := []string{"<sip:alice@127.0.0.1>;tag=a1", "\"Alice\" <sip:alice@example.com>;tag=a2", "Bob <sips:bob@[::1]:5061;transport=tls>",
+		"sip:alice@example.com;tag=a3", "<tel:+15551234>", "\"A \\\"q\\\" B\" <sip:a@b>", "*", "SIP:A@B"}
+	odd := []string{"A:", "x", "<A:>", "\"x\" <A:>", "A:;tag=1", "<sip:a@b", "\"x <sip:a@b>", "\"x\";<sip:a@b>", "\"x\" sip:a@b",
+		"<sip:a@b:xx>", "<sip:[::1>", "<ü:a>", "abc;tag=1", "<>", "\"\" <sip:a@b>", "\"\\\r\" <sip:a@b>", "<sip:a@b:99999999999999999999>", "A:>", "A:0"}
+	for _, v := range append(usual, odd...) {
+		var u sip.Uri
+		var ps sip.HeaderParams
+		_, err := sip.ParseAddressValue(v, &u, &ps)
+		got := addrURIParses([]byte(v))
+		if got && err != nil {
+			t.Errorf("%q: accepted, sipgo: %v", v, err)
+		}
+		if got && err == nil {
+			// What sipgo writes of it must read back the same.
+			h := sip.FromHeader{DisplayName: "", Address: u, Params: ps}
+			var u2 sip.Uri
+			var ps2 sip.HeaderParams
+			if _, err := sip.ParseAddressValue(h.Value(), &u2, &ps2); err != nil || u2.String() != u.String() {
+				t.Errorf("%q: accepted, sipgo writes %q (%v)", v, h.Value(), err)
+			}
+		}
+	}
+	for _, v := range usual {
+		require.True(t, addrURIParses([]byte(v)), v)
+	}
 }

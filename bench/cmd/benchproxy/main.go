@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, ready func([]netip.AddrPort)) error
 	scenario := fs.String("scenario", "relay", "relay | sleep | sleep-blocking | rest | db")
 	listen := fs.String("listen", "udp:127.0.0.1:5060", "listening socket")
 	target := fs.String("target", "127.0.0.1:5080", "downstream UAS host:port")
-	workers := fs.Int("workers", 4, "event loops")
+	workers := fs.Int("workers", 0, "event loops (0: the library default, one per GOMAXPROCS, which follows the CPU affinity)")
 	restURL := fs.String("rest-url", "http://127.0.0.1:8088/route", "rest: delay server URL")
 	dsn := fs.String("db", "", "db: sqlite:PATH or postgres://... (routes table; filled with -db-users -> -target when -db-fill)")
 	dbFill := fs.Bool("db-fill", true, "db: create and fill the routes table at start")
