@@ -42,7 +42,7 @@ type Config struct {
 	// hop to a pool worker and back then costs no context switch (locked:
 	// ~3, BenchmarkBlockingThread in ./async). Not the default: with one P
 	// and four unlocked loops the rest benchmark lost calls at 2,500
-	// calls/s where locked loops lost none (docs/perf-async.md). The
+	// calls/s where locked loops lost none (docs/ARCHITECTURE.md, "Performance: the async path"). The
 	// per-thread loop CPU metric is not available for an unlocked loop.
 	NoLockThread bool
 }
