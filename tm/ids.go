@@ -170,11 +170,7 @@ func (s *Server) newBranchKey(ls *loopState, hop []byte, method sip.RequestMetho
 // valid until the next identifier is made.
 func (s *Server) statelessBranchHop(ls *loopState, inBranch, ruri, hop []byte) []byte {
 	g := ls.ids
-	g.in = append(g.in[:0], "s-id"...)
-	g.in = append(g.in, 0)
-	g.in = append(g.in, inBranch...)
-	g.in = append(g.in, '|')
-	g.in = append(g.in, ruri...)
+	g.in = appendStatelessInput(g.in[:0], inBranch, ruri)
 	b := s.appendBranchPrefix(g.out[:0])
 	kid := len(b)
 	b = append(b, 's')
@@ -191,11 +187,7 @@ func (s *Server) statelessBranchHop(ls *loopState, inBranch, ruri, hop []byte) [
 func (s *Server) statelessBranch(ls *loopState, upstream *sip.ViaHeader, ruri string) string {
 	g := ls.ids
 	inBranch, _ := upstream.Params.Get("branch")
-	g.in = append(g.in[:0], "s-id"...)
-	g.in = append(g.in, 0)
-	g.in = append(g.in, inBranch...)
-	g.in = append(g.in, '|')
-	g.in = append(g.in, ruri...)
+	g.in = appendStatelessInput(g.in[:0], inBranch, ruri)
 	b := s.appendBranchPrefix(g.out[:0])
 	kid := len(b)
 	b = append(b, 's')
@@ -245,4 +237,14 @@ func (s *Server) ownTag(req *sip.Request) bool {
 	}
 	tag, _ := to.Params.Get("tag")
 	return len(tag) == len(s.tag)+idHex && tag[:len(s.tag)] == s.tag
+}
+
+// appendStatelessInput appends what a stateless branch's first MAC covers:
+// "s-id", a zero byte, the incoming branch, '|' and the Request-URI.
+func appendStatelessInput[B, U string | []byte](b []byte, inBranch B, ruri U) []byte {
+	b = append(b, "s-id"...)
+	b = append(b, 0)
+	b = append(b, inBranch...)
+	b = append(b, '|')
+	return append(b, ruri...)
 }

@@ -3,7 +3,6 @@ package tm
 import (
 	"bytes"
 	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/hex"
 	"net/netip"
 
@@ -313,23 +312,7 @@ func (s *Server) isLocalBytes(host []byte, port int) bool {
 
 // appendRouteMACBytes is appendRouteMAC (recordroute.go) over bytes.
 func (s *Server) appendRouteMACBytes(b []byte, callID, fromTag, user []byte) []byte {
-	m, _ := s.rrMACs.Get().(*routeMACState)
-	if m == nil {
-		m = &routeMACState{h: hmac.New(sha256.New, s.rrKey)}
-	}
-	m.h.Reset()
-	m.in = m.in[:0]
-	for _, p := range [...][]byte{callID, fromTag, user} {
-		m.in = append(m.in, p...)
-		m.in = append(m.in, 0)
-	}
-	m.h.Write(m.in)
-	m.sum = m.h.Sum(m.sum[:0])
-	b = hex.AppendEncode(b, m.sum[:8])
-	if cap(m.in) <= 4096 {
-		s.rrMACs.Put(m)
-	}
-	return b
+	return appendRouteMACOf(s, b, callID, fromTag, user)
 }
 
 // routeSignedBytes is routeSigned (recordroute.go) over bytes: sig is the

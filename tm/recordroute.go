@@ -62,13 +62,19 @@ func (s *Server) routeMAC(callID, fromTag, user string) string {
 // comes from a pool (SignedRoute may run on any goroutine), reset, not
 // rebuilt.
 func (s *Server) appendRouteMAC(b []byte, callID, fromTag, user string) []byte {
+	return appendRouteMACOf(s, b, callID, fromTag, user)
+}
+
+// appendRouteMACOf is appendRouteMAC over strings or bytes (the index's
+// spans, ixroute.go).
+func appendRouteMACOf[S string | []byte](s *Server, b []byte, callID, fromTag, user S) []byte {
 	m, _ := s.rrMACs.Get().(*routeMACState)
 	if m == nil {
 		m = &routeMACState{h: hmac.New(sha256.New, s.rrKey)}
 	}
 	m.h.Reset()
 	m.in = m.in[:0]
-	for _, p := range [...]string{callID, fromTag, user} {
+	for _, p := range [...]S{callID, fromTag, user} {
 		m.in = append(m.in, p...)
 		m.in = append(m.in, 0)
 	}
